@@ -1,0 +1,124 @@
+//! Packet sources: replay files (mmap + pcap-parser) and live interfaces (libpcap).
+//!
+//! Only this module touches capture formats; only `live.rs` imports the `pcap` crate.
+//! A source yields borrowed [`RawFrame`]s one at a time; the pipeline decodes each
+//! before asking for the next, so no frame is ever copied.
+
+pub mod file;
+pub mod live;
+pub mod pace;
+
+use crate::packet::RawFrame;
+use serde::Serialize;
+use std::path::PathBuf;
+
+pub use file::FileSource;
+pub use live::{LiveConfig, LiveSource};
+pub use pace::Paced;
+
+/// What a source has for the pipeline.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// A frame, borrowed until the next call.
+    Frame(RawFrame<'a>),
+    /// Nothing arrived within the read timeout (live capture) or the pacer is
+    /// waiting: `now_ns` is the packet-time clock's current reading, if known, so
+    /// flows can still time out while the link is quiet.
+    Idle { now_ns: Option<u64> },
+    /// Every input is exhausted (or stopped at damage; see [`SourceReport`]).
+    End,
+}
+
+/// A stream of frames from one or more inputs.
+pub trait PacketSource {
+    /// The next frame in timestamp order (files) or arrival order (live).
+    fn next(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// Per-input counters and anomalies so far.
+    fn report(&self) -> SourceReport;
+    /// (bytes consumed, bytes total) for a progress bar; total 0 when unknown (live).
+    fn progress(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    /// True for live capture: the pipeline must never block on a full queue.
+    fn is_live(&self) -> bool;
+}
+
+impl<S: PacketSource + ?Sized> PacketSource for Box<S> {
+    fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+        (**self).next()
+    }
+    fn report(&self) -> SourceReport {
+        (**self).report()
+    }
+    fn progress(&self) -> (u64, u64) {
+        (**self).progress()
+    }
+    fn is_live(&self) -> bool {
+        (**self).is_live()
+    }
+}
+
+/// Counters for all inputs of a source.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SourceReport {
+    pub inputs: Vec<InputReport>,
+}
+
+/// Counters and anomalies of one input (file or interface).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InputReport {
+    /// File path or interface name.
+    pub name: String,
+    /// "pcap", "pcap-ns" (nanosecond pcap), "pcapng" or "live".
+    pub format: String,
+    /// Link types seen (LinkType::as_str names).
+    pub link_types: Vec<String>,
+    /// Frames yielded.
+    pub frames: u64,
+    /// Captured bytes yielded (sum of caplen).
+    pub bytes: u64,
+    /// Why this input ended before its end, with the byte offset
+    /// (e.g. "truncated record at offset 5035: caplen 4325376 exceeds ...").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    /// Records skipped but not fatal (e.g. pcapng blocks of unknown type, packets on an
+    /// interface with an unsupported link type), by reason.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// libpcap counters (live only): ps_recv, ps_drop, ps_ifdrop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveCounters>,
+}
+
+/// libpcap's own counters for a live capture.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct LiveCounters {
+    /// Packets received by the filter (ps_recv).
+    pub received: u64,
+    /// Packets dropped because the kernel buffer was full (ps_drop).
+    pub dropped: u64,
+    /// Packets dropped by the interface or driver (ps_ifdrop).
+    pub if_dropped: u64,
+}
+
+/// Errors that stop a source from starting (damage inside a file is not an
+/// error: the input stops there and its report says why).
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pcap or pcapng file (first bytes {magic})")]
+    NotACapture { path: PathBuf, magic: String },
+    #[error("{path}: unsupported capture format: {detail}")]
+    Unsupported { path: PathBuf, detail: String },
+    #[error("{path}: unsupported link type {linktype}; zonewatch reads Ethernet, Linux SLL/SLL2, raw IPv4/IPv6 and BSD loopback")]
+    UnsupportedLinkType { path: PathBuf, linktype: String },
+    #[error("interface {iface}: {detail}")]
+    Live { iface: String, detail: String },
+    #[error("no input files given")]
+    NoInput,
+}
