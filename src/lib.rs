@@ -2,9 +2,13 @@
 //!
 //! Data flow (see ARCHITECTURE.md):
 //! `capture` (frames) → `decode` (PacketMeta) → `pipeline` (hash, batch, dispatch)
-//! → worker threads (`flow` tables) → outputs (`output`, `summary`).
+//! → worker threads (`flow` tables) → outputs (flow lines, `summary`).
 
+pub mod app;
 pub mod capture;
+pub mod cli;
 pub mod decode;
 pub mod flow;
 pub mod packet;
+pub mod pipeline;
+pub mod summary;

@@ -12,9 +12,9 @@ use crate::packet::RawFrame;
 use serde::Serialize;
 use std::path::PathBuf;
 
-pub use file::FileSource;
+pub use file::{FileSource, MAX_CAPLEN};
 pub use live::{LiveConfig, LiveSource};
-pub use pace::Paced;
+pub use pace::{InvalidSpeed, Paced};
 
 /// What a source has for the pipeline.
 #[derive(Debug)]
@@ -39,6 +39,11 @@ pub trait PacketSource {
     fn progress(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Re-read counters that cost a system call (libpcap's `pcap_stats`) so the
+    /// next [`PacketSource::report`] is current. Live sources also refresh on their
+    /// own every few thousand frames and on every read timeout; call this once after
+    /// the last `next` and before the final `report`. Files: nothing to do.
+    fn refresh_counters(&mut self) {}
     /// True for live capture: the pipeline must never block on a full queue.
     fn is_live(&self) -> bool;
 }
@@ -52,6 +57,9 @@ impl<S: PacketSource + ?Sized> PacketSource for Box<S> {
     }
     fn progress(&self) -> (u64, u64) {
         (**self).progress()
+    }
+    fn refresh_counters(&mut self) {
+        (**self).refresh_counters()
     }
     fn is_live(&self) -> bool {
         (**self).is_live()

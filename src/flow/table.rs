@@ -1,51 +1,1675 @@
-//! The per-worker flow table.
-use super::FlowSink;
-use crate::packet::PacketMeta;
+//! The per-worker flow table: bidirectional flows keyed by [`FlowKey`], timed
+//! out on packet time, capped at `max_flows`, finished into a [`FlowSink`].
+//!
+//! Owns flow state only; it never sees frame bytes, never reads the clock and
+//! never allocates after [`FlowTable::new`].
+//!
+//! # Which packets make flows
+//!
+//! Only `l3` = IPv4/IPv6. ARP packets are counted (`FlowStats::arp`) and left to
+//! later detectors; anything else is counted in `FlowStats::non_ip`. Non-first
+//! fragments (ports 0, no L4 header) form their own `(address pair, proto)`
+//! flow, tracked without TCP state: we do not reassemble.
+//!
+//! # Orientation: who is the initiator
+//!
+//! Records are oriented initiator → responder (`orig_*` / `resp_*`, as Zeek).
+//! - TCP: the sender of the first SYN (without ACK). If the first packet seen is
+//!   a SYN-ACK, its *receiver* is the initiator. If the first packet is neither
+//!   (flow picked up mid-stream), the side with the higher port is the
+//!   initiator (ephemeral client port heuristic; on a tie the sender of the
+//!   first packet) and the record says `midstream: true`.
+//! - UDP, ICMP and every other protocol: the sender of the first packet.
+//! - ICMP/ICMPv6 type/code are replaced by the Community ID port equivalents,
+//!   so an echo request and its reply (8 ↔ 0, 128 ↔ 129, ...) are one flow;
+//!   one-way types (errors, ...) only match in their own direction.
+//!
+//! # TCP state
+//!
+//! `SynSent` (SYN) → `SynReceived` (SYN-ACK from the responder) → `Established`
+//! (initiator's ACK; or a mid-stream pick-up; or an initiator ACK while still
+//! `SynSent`, when the SYN-ACK was not captured) → `FinWait` (one side sent
+//! FIN) → `Closed` (both sides sent FIN). RST from any state but `Closed`
+//! gives `Reset`. The union of flags each side sent is kept. A SYN (without
+//! ACK) on a `Closed`/`Reset` flow ends it (reason `fin`/`rst`) and starts a
+//! new flow (port reuse).
+//!
+//! # Timeouts (packet time)
+//!
+//! | class | config field | default | Zeek (init-bare.zeek) | Suricata (suricata.yaml) |
+//! |---|---|---|---|---|
+//! | TCP half-open (`SynSent`, `SynReceived`) | `tcp_syn_timeout_ns` | 30 s | `tcp_SYN_timeout` 5 s (attempt) | tcp `new` 60 s |
+//! | TCP `Established`, `FinWait` | `tcp_established_timeout_ns` | 600 s | `tcp_inactivity_timeout` 5 min | tcp `established` 600 s |
+//! | TCP `Closed`, `Reset` (linger) | `tcp_closed_timeout_ns` | 5 s | `tcp_close_delay` / `tcp_reset_delay` 5 s | tcp `closed` 60 s |
+//! | UDP | `udp_timeout_ns` | 60 s | `udp_inactivity_timeout` 1 min | udp `established` 300 s |
+//! | ICMP, ICMPv6 | `icmp_timeout_ns` | 30 s | `icmp_inactivity_timeout` 1 min | icmp `new` 30 s |
+//! | other protocols, TCP fragments | `other_timeout_ns` | 60 s | `unknown_ip_inactivity_timeout` 1 min | default `established` 300 s |
+//!
+//! 600 s for established TCP follows Suricata: office sessions (SMB, RDP,
+//! database pools) idle for minutes, and splitting them would misreport them;
+//! the cost is memory, bounded by `max_flows`. Half-open flows get 30 s
+//! (SYN retransmissions back off 1+2+4+8+16 s) so SYN floods and scans drain
+//! quickly. The 5 s linger keeps the final ACK and retransmitted FIN/RST in
+//! the same flow.
+//!
+//! A flow has timed out at time `t` when `t - last_seen > timeout(class)`.
+//! A packet arriving for a timed-out flow first ends it (`idle_timeout`, or
+//! `fin`/`rst` for a closed one) and then starts a new flow; [`FlowTable::expire`]
+//! only emits such flows earlier. Records therefore do not depend on how often
+//! `expire` is called, which makes them identical whatever the worker count,
+//! given this contract:
+//! - `expire(now)` is called with a `now` no later than the timestamps of the
+//!   packets given to `update` afterwards (call it after a batch's packets,
+//!   with the batch's newest time);
+//! - before `flush`, every table has been told the capture's last packet time
+//!   (via `update` or `expire`): `flush` reports flows already timed out at
+//!   that time with their timeout reason, not `end_of_capture`;
+//! - no eviction happened (eviction depends on each table's population).
+//!
+//! `expire` pops list heads; a flow is emitted at most ~1.07 s (2^30 ns, one
+//! LRU "epoch") after its timeout passed, see below.
+//!
+//! # ICMP errors
+//!
+//! An ICMP error whose quoted header (`has_quote`) names a flow in this table
+//! (the dispatcher sends it to the worker owning that flow) is counted on that
+//! flow (`icmp_errors`) and creates nothing. Otherwise the error is its own
+//! ICMP flow, identified by its own key *and* the hash of the quoted flow: two
+//! errors about different unknown flows are different flows, so records do
+//! not depend on which worker saw which error.
+//!
+//! # Eviction
+//!
+//! At `max_flows`, flows already timed out are ended first; if none, one flow
+//! is evicted (`evicted`, counted): the oldest half-open TCP flow if any,
+//! else the least-recently-seen flow among the other classes.
+//!
+//! # Memory layout
+//!
+//! - Slab `Vec<Entry>` with capacity `max_flows` reserved up front (pages never
+//!   written cost nothing resident), a free list threaded through `next`.
+//!   `size_of::<Entry>() == 96` (const-asserted): key 44 B, policy tag 4 B,
+//!   LRU prev/next 8 B, packets 2 × 4 B, first/last seen 16 B, and two words
+//!   packing 48-bit byte counters with the flags of each side, the TCP state,
+//!   class bits and a saturating 8-bit ICMP error count. 96-byte entries
+//!   always span exactly two cache lines.
+//! - Index: open addressing with linear probing over `u64` slots
+//!   (`slab index + 1` in the low half, the low 32 bits of the flow hash in the
+//!   high half: 0 = empty), `2 × max_flows` rounded up to a power of two
+//!   (load ≤ 0.5), backward-shift deletion (no tombstones). 16 B per flow at
+//!   `max_flows` = 2^20.
+//! - So 96 + 16 = 112 B per flow when the table is full (benches/flow_table.rs
+//!   measures resident memory at 1M flows).
+//! - One intrusive doubly linked list per timeout class, ordered by the
+//!   "epoch" (`last_seen >> 30`, ~1.07 s) of each flow's last packet. A packet
+//!   moves its flow to the list tail only when it starts a new epoch or the
+//!   class changes, so most packets touch no neighbour entries; expiry pops
+//!   heads in O(1), eviction reads at most 6 heads.
+//! - `meta.hash` (computed once by the dispatcher) locates the flow;
+//!   [`FlowTable::update_batch`] prefetches index slots and entries ahead.
 use std::num::NonZeroUsize;
 
-/// Flow table limits and timeouts (packet time).
-#[derive(Clone, Debug)]
+use super::hash::{quoted_key, FlowHasher};
+use super::record::{icmp_family, icmp_port_equivalents, EndReason, FlowRecord, TcpState};
+use super::FlowSink;
+use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
+
+const SEC: u64 = 1_000_000_000;
+
+/// Largest accepted `max_flows` (slab indices are `u32`, and the index has
+/// twice as many slots).
+pub const MAX_FLOWS_LIMIT: usize = 1 << 30;
+
+/// Flow table limits and timeouts (packet time, nanoseconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowConfig {
+    /// Hard cap of concurrent flows in one table (clamped to [`MAX_FLOWS_LIMIT`]).
     pub max_flows: NonZeroUsize,
+    /// Half-open TCP (SYN or SYN-ACK seen, handshake not completed).
+    pub tcp_syn_timeout_ns: u64,
+    /// Established or half-closed TCP.
+    pub tcp_established_timeout_ns: u64,
+    /// Linger after the FIN exchange or a RST.
+    pub tcp_closed_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
+    /// ICMP and ICMPv6.
+    pub icmp_timeout_ns: u64,
+    /// Every other protocol, and TCP flows made of non-first fragments.
+    pub other_timeout_ns: u64,
 }
 
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            max_flows: NonZeroUsize::new(1 << 20).unwrap(),
+            max_flows: NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN),
+            tcp_syn_timeout_ns: 30 * SEC,
+            tcp_established_timeout_ns: 600 * SEC,
+            tcp_closed_timeout_ns: 5 * SEC,
+            udp_timeout_ns: 60 * SEC,
+            icmp_timeout_ns: 30 * SEC,
+            other_timeout_ns: 60 * SEC,
         }
     }
 }
 
 /// Counters of one table (plain integers; merged into the summary).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
+    /// IPv4/IPv6 packets given to `update` (including ICMP errors).
+    pub packets: u64,
+    /// ARP packets (no flow; left to detectors).
+    pub arp: u64,
+    /// Packets that are neither IP nor ARP (ignored).
+    pub non_ip: u64,
+    /// Flows created.
     pub created: u64,
+    /// Flows ended, by reason (`EndReason as usize`).
+    pub ended: [u64; EndReason::COUNT],
+    /// Flows evicted under `max_flows` (also in `ended[Evicted]`).
+    pub evicted: u64,
+    /// Flows currently tracked.
+    pub active: u64,
+    /// Highest `active` seen. After `merge`, the sum of the tables' peaks (an
+    /// upper bound of the combined peak).
+    pub peak_active: u64,
+    /// ICMP errors counted on the flow they quote.
+    pub icmp_errors_matched: u64,
 }
 
-pub struct FlowTable {}
+impl FlowStats {
+    pub fn ended_by(&self, reason: EndReason) -> u64 {
+        self.ended[reason as usize]
+    }
+
+    /// Add another table's counters to these.
+    pub fn merge(&mut self, o: &FlowStats) {
+        self.packets += o.packets;
+        self.arp += o.arp;
+        self.non_ip += o.non_ip;
+        self.created += o.created;
+        for (a, b) in self.ended.iter_mut().zip(o.ended.iter()) {
+            *a += b;
+        }
+        self.evicted += o.evicted;
+        self.active += o.active;
+        self.peak_active += o.peak_active;
+        self.icmp_errors_matched += o.icmp_errors_matched;
+    }
+}
+
+/// Timeout classes; each has its own LRU list.
+const TCP_SYN: u8 = 0;
+const TCP_EST: u8 = 1;
+const TCP_CLOSED: u8 = 2;
+const UDP: u8 = 3;
+const ICMP: u8 = 4;
+const OTHER: u8 = 5;
+const NCLASS: usize = 6;
+/// Class value of a free slab entry.
+const FREE: u8 = 7;
+
+const NIL: u32 = u32::MAX;
+
+/// Bits of the state byte (top byte of `Entry::orig`).
+const ST_TCP: u8 = 0x07;
+const ST_MIDSTREAM: u8 = 0x08;
+const ST_CLASS_SHIFT: u32 = 4;
+const ST_CLASS: u8 = 0x70;
+/// The flow is an ICMP error's own flow, identified by key + quote hash (kept
+/// in the unused responder counters).
+const ST_QUOTE_KEYED: u8 = 0x80;
+
+const BYTES: u64 = (1 << 48) - 1;
+
+/// LRU epoch of a timestamp: a flow moves to its list tail at most once per epoch.
+const EPOCH_SHIFT: u32 = 30;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// Initiator → responder; ICMP ports are port equivalents.
+    key: FlowKey,
+    /// Policy verdict (reserved for the policy issue).
+    tag: u32,
+    prev: u32,
+    /// LRU successor, or next free entry when free.
+    next: u32,
+    orig_pkts: u32,
+    resp_pkts: u32,
+    first_ns: u64,
+    last_ns: u64,
+    /// bytes (48) | initiator's TCP flags << 48 | state byte << 56
+    orig: u64,
+    /// bytes (48) | responder's TCP flags << 48 | ICMP errors << 56
+    resp: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 96);
+
+/// Bytes of one slab entry.
+pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+
+impl Entry {
+    #[inline]
+    fn state(&self) -> u8 {
+        (self.orig >> 56) as u8
+    }
+    #[inline]
+    fn set_state(&mut self, s: u8) {
+        self.orig = (self.orig & !(0xff << 56)) | (s as u64) << 56;
+    }
+    #[inline]
+    fn class(&self) -> u8 {
+        (self.state() & ST_CLASS) >> ST_CLASS_SHIFT
+    }
+    #[inline]
+    fn set_class(&mut self, c: u8) {
+        self.set_state((self.state() & !ST_CLASS) | (c << ST_CLASS_SHIFT));
+    }
+    #[inline]
+    fn tcp(&self) -> TcpState {
+        TcpState::from_u8(self.state() & ST_TCP)
+    }
+    #[inline]
+    fn set_tcp(&mut self, t: TcpState) {
+        self.set_state((self.state() & !ST_TCP) | t as u8);
+    }
+    #[inline]
+    fn quote_keyed(&self) -> bool {
+        self.state() & ST_QUOTE_KEYED != 0
+    }
+    #[inline]
+    fn quote_hash(&self) -> u64 {
+        self.resp_pkts as u64 | (self.resp & 0xffff_ffff) << 32
+    }
+    #[inline]
+    fn flags_orig(&self) -> u8 {
+        (self.orig >> 48) as u8
+    }
+    #[inline]
+    fn flags_resp(&self) -> u8 {
+        (self.resp >> 48) as u8
+    }
+    #[inline]
+    fn icmp_errors(&self) -> u8 {
+        (self.resp >> 56) as u8
+    }
+    #[inline]
+    fn add_icmp_error(&mut self) {
+        if self.icmp_errors() < u8::MAX {
+            self.resp += 1 << 56;
+        }
+    }
+    /// Count one packet of `len` bytes with `flags` in a direction.
+    #[inline]
+    fn count(&mut self, is_orig: bool, len: u32, flags: u8) {
+        let (pkts, word) = if is_orig {
+            (&mut self.orig_pkts, &mut self.orig)
+        } else {
+            (&mut self.resp_pkts, &mut self.resp)
+        };
+        *pkts = pkts.saturating_add(1);
+        let b = (*word & BYTES).saturating_add(len as u64).min(BYTES);
+        *word = (*word & !BYTES) | b | (flags as u64) << 48;
+    }
+}
+
+/// Replace ICMP type/code by the Community ID port equivalents (other keys
+/// unchanged); returns whether the key is a one-way ICMP type (matched only
+/// in its own direction).
+#[inline]
+fn canonical(key: &FlowKey) -> (FlowKey, bool) {
+    match icmp_family(key.proto) {
+        Some(v6) => {
+            let (a, b, one_way) = icmp_port_equivalents(v6, key.sport, key.dport);
+            let mut k = *key;
+            k.sport = a;
+            k.dport = b;
+            (k, one_way)
+        }
+        None => (*key, false),
+    }
+}
+
+#[inline]
+fn class_of(p: u8, t: TcpState) -> u8 {
+    match t {
+        TcpState::SynSent | TcpState::SynReceived => TCP_SYN,
+        TcpState::Established | TcpState::FinWait => TCP_EST,
+        TcpState::Closed | TcpState::Reset => TCP_CLOSED,
+        TcpState::None => match p {
+            proto::UDP => UDP,
+            proto::ICMP | proto::ICMPV6 => ICMP,
+            _ => OTHER,
+        },
+    }
+}
+
+/// The TCP state after a packet with `flags` from the initiator (`from_orig`)
+/// or responder; `fin_orig`/`fin_resp`: each side has sent a FIN (this packet
+/// included).
+#[inline]
+fn tcp_next(s: TcpState, flags: u8, from_orig: bool, fin_orig: bool, fin_resp: bool) -> TcpState {
+    use TcpState::*;
+    let syn = flags & tcp_flags::SYN != 0;
+    let ack = flags & tcp_flags::ACK != 0;
+    if flags & tcp_flags::RST != 0 {
+        return match s {
+            None | Closed => s,
+            _ => Reset,
+        };
+    }
+    match s {
+        None | Closed | Reset => s,
+        _ if fin_orig && fin_resp => Closed,
+        _ if flags & tcp_flags::FIN != 0 => FinWait,
+        FinWait | Established => s,
+        SynSent if syn && ack && !from_orig => SynReceived,
+        SynSent | SynReceived if !syn && ack && from_orig => Established,
+        SynSent | SynReceived => s,
+    }
+}
+
+/// End reason of a flow that timed out in state `t`.
+#[inline]
+fn timeout_reason(t: TcpState) -> EndReason {
+    match t {
+        TcpState::Closed => EndReason::Fin,
+        TcpState::Reset => EndReason::Rst,
+        _ => EndReason::IdleTimeout,
+    }
+}
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // `_mm_prefetch` is an unsafe fn on older compilers and safe on newer ones.
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch is only a hint to the cache; it never faults or reads
+    // into the program, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Per-worker flow table. See the module docs.
+pub struct FlowTable {
+    slab: Vec<Entry>,
+    free: u32,
+    /// 0 = empty, else `(idx + 1) | (hash as u32) << 32`.
+    slots: Vec<u64>,
+    mask: usize,
+    heads: [u32; NCLASS],
+    tails: [u32; NCLASS],
+    timeouts: [u64; NCLASS],
+    max_flows: usize,
+    hasher: FlowHasher,
+    /// Newest packet time seen (by `update` or `expire`).
+    now: u64,
+    stats: FlowStats,
+}
 
 impl FlowTable {
+    /// A table using the per-process flow hash secret (the one the dispatcher's
+    /// `FlowHasher::new()` uses: both must agree, since `meta.hash` locates flows).
     pub fn new(cfg: &FlowConfig) -> FlowTable {
-        let _ = cfg;
-        todo!()
+        Self::with_hasher(cfg, FlowHasher::new())
     }
-    /// Account one packet (meta.hash already set by the dispatcher).
-    pub fn update(&mut self, meta: &PacketMeta, sink: &mut impl FlowSink) {
-        let _ = (meta, sink);
-        todo!()
+
+    /// A table whose flows are hashed with `hasher` (must be the hasher that set
+    /// `meta.hash` on the packets given to it).
+    pub fn with_hasher(cfg: &FlowConfig, hasher: FlowHasher) -> FlowTable {
+        let max_flows = cfg.max_flows.get().min(MAX_FLOWS_LIMIT);
+        let nslots = (max_flows * 2).next_power_of_two().max(16);
+        let mut timeouts = [0u64; NCLASS];
+        timeouts[TCP_SYN as usize] = cfg.tcp_syn_timeout_ns;
+        timeouts[TCP_EST as usize] = cfg.tcp_established_timeout_ns;
+        timeouts[TCP_CLOSED as usize] = cfg.tcp_closed_timeout_ns;
+        timeouts[UDP as usize] = cfg.udp_timeout_ns;
+        timeouts[ICMP as usize] = cfg.icmp_timeout_ns;
+        timeouts[OTHER as usize] = cfg.other_timeout_ns;
+        FlowTable {
+            slab: Vec::with_capacity(max_flows),
+            free: NIL,
+            // Zeroed allocation: pages are mapped lazily, so resident memory
+            // grows with the flows actually tracked.
+            slots: vec![0u64; nslots],
+            mask: nslots - 1,
+            heads: [NIL; NCLASS],
+            tails: [NIL; NCLASS],
+            timeouts,
+            max_flows,
+            hasher,
+            now: 0,
+            stats: FlowStats::default(),
+        }
     }
-    /// Packet time moved to `now_ns`: finish flows whose timeout has passed.
-    pub fn expire(&mut self, now_ns: u64, sink: &mut impl FlowSink) {
-        let _ = (now_ns, sink);
-        todo!()
-    }
-    /// Finish every flow (end of capture or shutdown).
-    pub fn flush(&mut self, reason: super::EndReason, sink: &mut impl FlowSink) {
-        let _ = (reason, sink);
-        todo!()
-    }
+
     pub fn stats(&self) -> &FlowStats {
-        todo!()
+        &self.stats
+    }
+
+    /// Flows currently tracked.
+    pub fn len(&self) -> usize {
+        self.stats.active as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stats.active == 0
+    }
+
+    /// Virtual memory reserved by the table (slab capacity + index), bytes.
+    /// Resident memory is lower until the table fills.
+    pub fn reserved_bytes(&self) -> usize {
+        self.slab.capacity() * ENTRY_BYTES + self.slots.len() * std::mem::size_of::<u64>()
+    }
+
+    /// Account one packet (`meta.hash` already set by the dispatcher with
+    /// `FlowHasher::hash_packet`).
+    #[inline]
+    pub fn update(&mut self, meta: &PacketMeta, sink: &mut impl FlowSink) {
+        match meta.l3 {
+            L3::Ipv4 | L3::Ipv6 => {}
+            L3::Arp => {
+                self.stats.arp += 1;
+                return;
+            }
+            _ => {
+                self.stats.non_ip += 1;
+                return;
+            }
+        }
+        self.stats.packets += 1;
+        let ts = meta.ts_ns;
+        if ts > self.now {
+            self.now = ts;
+        }
+        if meta.has_quote {
+            let (q, q_one_way) = canonical(&quoted_key(meta));
+            if let Some((idx, _)) = self.find(meta.hash, &q, q_one_way, None) {
+                match self.timed_out(idx, ts) {
+                    Some(reason) => self.end(idx, reason, sink),
+                    None => {
+                        if let Some(e) = self.slab.get_mut(idx as usize) {
+                            e.add_icmp_error();
+                        }
+                        self.stats.icmp_errors_matched += 1;
+                        return;
+                    }
+                }
+            }
+            let (key, _) = canonical(&meta.key);
+            self.account(meta.hash, &key, true, Some(meta.hash), meta, sink);
+            return;
+        }
+        let (key, one_way) = canonical(&meta.key);
+        self.account(meta.hash, &key, one_way, None, meta, sink);
+    }
+
+    /// [`update`](Self::update) for a batch, prefetching index slots and flow
+    /// entries a few packets ahead so their cache misses overlap.
+    pub fn update_batch(&mut self, metas: &[PacketMeta], sink: &mut impl FlowSink) {
+        const AHEAD: usize = 8;
+        for m in metas.iter().take(2 * AHEAD) {
+            self.prefetch_slot(m.hash);
+        }
+        for (i, m) in metas.iter().enumerate() {
+            if let Some(n) = metas.get(i + 2 * AHEAD) {
+                self.prefetch_slot(n.hash);
+            }
+            if let Some(n) = metas.get(i + AHEAD) {
+                self.prefetch_entry(n.hash);
+            }
+            self.update(m, sink);
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_slot(&self, hash: u64) {
+        if let Some(s) = self.slots.get(hash as u32 as usize & self.mask) {
+            prefetch(s);
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_entry(&self, hash: u64) {
+        let Some(&s) = self.slots.get(hash as u32 as usize & self.mask) else {
+            return;
+        };
+        if s != 0 && (s >> 32) as u32 == hash as u32 {
+            let idx = (s as u32).wrapping_sub(1) as usize;
+            if let Some(e) = self.slab.get(idx) {
+                let p = e as *const Entry as *const u8;
+                prefetch(p);
+                prefetch(p.wrapping_add(ENTRY_BYTES - 1));
+            }
+        }
+    }
+
+    /// Packet time moved to `now_ns`: finish flows whose timeout has passed.
+    /// Call after the packets older than `now_ns` were given to `update`.
+    pub fn expire(&mut self, now_ns: u64, sink: &mut impl FlowSink) {
+        if now_ns > self.now {
+            self.now = now_ns;
+        }
+        self.expire_at(self.now, sink);
+    }
+
+    /// Finish every flow (end of capture or shutdown). Flows already timed out
+    /// at the newest time seen end with their timeout reason instead.
+    /// The table is empty and reusable afterwards.
+    pub fn flush(&mut self, reason: EndReason, sink: &mut impl FlowSink) {
+        for c in 0..NCLASS {
+            while let Some(&h) = self.heads.get(c) {
+                if h == NIL {
+                    break;
+                }
+                let r = self.timed_out(h, self.now).unwrap_or(reason);
+                self.end(h, r, sink);
+            }
+        }
+        // Everything is on the free list now; start the slab over.
+        self.slab.clear();
+        self.free = NIL;
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    fn expire_at(&mut self, now: u64, sink: &mut impl FlowSink) {
+        for c in 0..NCLASS {
+            while let Some(&h) = self.heads.get(c) {
+                if h == NIL {
+                    break;
+                }
+                match self.timed_out(h, now) {
+                    Some(r) => self.end(h, r, sink),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Find the flow of canonical `key` (either direction unless `one_way`).
+    /// `quote`: look for the own flow of an ICMP error with this quote hash
+    /// instead of a regular flow. Returns (index, packet is from the initiator).
+    #[inline]
+    fn find(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        one_way: bool,
+        quote: Option<u64>,
+    ) -> Option<(u32, bool)> {
+        let h32 = hash as u32;
+        let mut pos = h32 as usize & self.mask;
+        let mut rev: Option<FlowKey> = None;
+        loop {
+            // The index always has empty slots (load ≤ 0.5), so this ends.
+            let s = *self.slots.get(pos)?;
+            if s == 0 {
+                return None;
+            }
+            if (s >> 32) as u32 == h32 {
+                let idx = (s as u32).wrapping_sub(1);
+                if let Some(e) = self.slab.get(idx as usize) {
+                    match quote {
+                        None if !e.quote_keyed() => {
+                            if e.key == *key {
+                                return Some((idx, true));
+                            }
+                            if !one_way && e.key == *rev.get_or_insert_with(|| key.reversed()) {
+                                return Some((idx, false));
+                            }
+                        }
+                        Some(qh) if e.quote_keyed() && e.quote_hash() == qh && e.key == *key => {
+                            return Some((idx, true));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// The reason a flow has ended by time `t`, if its timeout passed.
+    #[inline]
+    fn timed_out(&self, idx: u32, t: u64) -> Option<EndReason> {
+        let e = self.slab.get(idx as usize)?;
+        let timeout = *self.timeouts.get(e.class() as usize)?;
+        if t.saturating_sub(e.last_ns) > timeout {
+            Some(timeout_reason(e.tcp()))
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn account(
+        &mut self,
+        hash: u64,
+        key: &FlowKey,
+        one_way: bool,
+        quote: Option<u64>,
+        meta: &PacketMeta,
+        sink: &mut impl FlowSink,
+    ) {
+        if let Some((idx, is_orig)) = self.find(hash, key, one_way, quote) {
+            if let Some(reason) = self.timed_out(idx, meta.ts_ns) {
+                self.end(idx, reason, sink);
+            } else if let Some(reason) = self.restarts(idx, meta) {
+                self.end(idx, reason, sink);
+            } else {
+                self.touch(idx, is_orig, meta);
+                return;
+            }
+        }
+        self.create(hash, key, quote, meta, sink);
+    }
+
+    /// A SYN (without ACK) on a closed or reset TCP flow starts a new connection.
+    #[inline]
+    fn restarts(&self, idx: u32, meta: &PacketMeta) -> Option<EndReason> {
+        let e = self.slab.get(idx as usize)?;
+        let t = e.tcp();
+        let syn_only = meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        if syn_only && matches!(t, TcpState::Closed | TcpState::Reset) {
+            Some(timeout_reason(t))
+        } else {
+            None
+        }
+    }
+
+    /// Count a packet on an existing flow.
+    #[inline]
+    fn touch(&mut self, idx: u32, is_orig: bool, meta: &PacketMeta) {
+        let Some(e) = self.slab.get_mut(idx as usize) else {
+            return;
+        };
+        let ts = meta.ts_ns;
+        let old_epoch = e.last_ns >> EPOCH_SHIFT;
+        if ts > e.last_ns {
+            e.last_ns = ts;
+        }
+        if ts < e.first_ns {
+            e.first_ns = ts;
+        }
+        let old_class = e.class();
+        let t = e.tcp();
+        if t == TcpState::None {
+            e.count(is_orig, meta.wire_len, 0);
+        } else {
+            e.count(is_orig, meta.wire_len, meta.tcp_flags);
+            let fin_o = e.flags_orig() & tcp_flags::FIN != 0;
+            let fin_r = e.flags_resp() & tcp_flags::FIN != 0;
+            let n = tcp_next(t, meta.tcp_flags, is_orig, fin_o, fin_r);
+            if n != t {
+                e.set_tcp(n);
+            }
+        }
+        let new_class = class_of(e.key.proto, e.tcp());
+        let moved = new_class != old_class || (e.last_ns >> EPOCH_SHIFT) != old_epoch;
+        let at_tail = e.next == NIL;
+        if moved && !(at_tail && new_class == old_class) {
+            self.unlink(idx, old_class);
+            if let Some(e) = self.slab.get_mut(idx as usize) {
+                e.set_class(new_class);
+            }
+            self.link_tail(idx, new_class);
+        }
+    }
+
+    /// Start a new flow with this packet.
+    fn create(
+        &mut self,
+        hash: u64,
+        key: &FlowKey,
+        quote: Option<u64>,
+        meta: &PacketMeta,
+        sink: &mut impl FlowSink,
+    ) {
+        if self.len() >= self.max_flows {
+            self.make_room(sink);
+        }
+        let is_tcp = key.proto == proto::TCP && meta.frag != Frag::NonFirst && quote.is_none();
+        let f = meta.tcp_flags;
+        let syn = f & tcp_flags::SYN != 0;
+        let ack = f & tcp_flags::ACK != 0;
+        let (stored, is_orig, tcp, midstream) = if !is_tcp {
+            (*key, true, TcpState::None, false)
+        } else if syn && !ack {
+            (*key, true, TcpState::SynSent, false)
+        } else if syn {
+            (key.reversed(), false, TcpState::SynReceived, false)
+        } else if key.sport >= key.dport {
+            (*key, true, TcpState::Established, true)
+        } else {
+            (key.reversed(), false, TcpState::Established, true)
+        };
+        let mut e = Entry {
+            key: stored,
+            tag: 0,
+            prev: NIL,
+            next: NIL,
+            orig_pkts: 0,
+            resp_pkts: 0,
+            first_ns: meta.ts_ns,
+            last_ns: meta.ts_ns,
+            orig: 0,
+            resp: 0,
+        };
+        let mut st = tcp as u8;
+        if midstream {
+            st |= ST_MIDSTREAM;
+        }
+        if let Some(qh) = quote {
+            st |= ST_QUOTE_KEYED;
+            e.resp_pkts = qh as u32;
+            e.resp = qh >> 32;
+        }
+        e.set_state(st);
+        if tcp == TcpState::None {
+            e.count(is_orig, meta.wire_len, 0);
+        } else {
+            e.count(is_orig, meta.wire_len, f);
+            let fin_o = e.flags_orig() & tcp_flags::FIN != 0;
+            let fin_r = e.flags_resp() & tcp_flags::FIN != 0;
+            e.set_tcp(tcp_next(tcp, f, is_orig, fin_o, fin_r));
+        }
+        let class = class_of(stored.proto, e.tcp());
+        e.set_class(class);
+
+        let idx = if self.free != NIL {
+            let idx = self.free;
+            match self.slab.get_mut(idx as usize) {
+                Some(slot) => {
+                    self.free = slot.next;
+                    *slot = e;
+                }
+                None => return, // unreachable: free list holds slab indices
+            }
+            idx
+        } else if self.slab.len() < self.slab.capacity() {
+            // Within the capacity reserved by `new`: never reallocates.
+            self.slab.push(e);
+            (self.slab.len() - 1) as u32
+        } else {
+            return; // unreachable: len() < max_flows after make_room
+        };
+        self.index_insert(hash, idx);
+        self.link_tail(idx, class);
+        self.stats.created += 1;
+        self.stats.active += 1;
+        if self.stats.active > self.stats.peak_active {
+            self.stats.peak_active = self.stats.active;
+        }
+    }
+
+    /// Free one entry: timed-out flows first, else evict.
+    fn make_room(&mut self, sink: &mut impl FlowSink) {
+        self.expire_at(self.now, sink);
+        if self.len() < self.max_flows {
+            return;
+        }
+        let mut victim = self.heads[TCP_SYN as usize];
+        if victim == NIL {
+            let mut oldest = u64::MAX;
+            for (c, &h) in self.heads.iter().enumerate() {
+                if c == TCP_SYN as usize || h == NIL {
+                    continue;
+                }
+                if let Some(e) = self.slab.get(h as usize) {
+                    if e.last_ns < oldest {
+                        oldest = e.last_ns;
+                        victim = h;
+                    }
+                }
+            }
+        }
+        if victim != NIL {
+            self.end(victim, EndReason::Evicted, sink);
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// Emit the record of flow `idx` and free it.
+    fn end(&mut self, idx: u32, reason: EndReason, sink: &mut impl FlowSink) {
+        let Some(e) = self.slab.get(idx as usize).copied() else {
+            return;
+        };
+        let quote_keyed = e.quote_keyed();
+        let rec = FlowRecord {
+            key: e.key,
+            first_ns: e.first_ns,
+            last_ns: e.last_ns,
+            orig_pkts: e.orig_pkts as u64,
+            orig_bytes: e.orig & BYTES,
+            resp_pkts: if quote_keyed { 0 } else { e.resp_pkts as u64 },
+            resp_bytes: if quote_keyed { 0 } else { e.resp & BYTES },
+            tcp_state: e.tcp(),
+            tcp_flags_orig: e.flags_orig(),
+            tcp_flags_resp: e.flags_resp(),
+            midstream: e.state() & ST_MIDSTREAM != 0,
+            icmp_errors: e.icmp_errors() as u32,
+            tag: e.tag,
+            end: reason,
+        };
+        sink.flow_ended(&rec);
+        if let Some(n) = self.stats.ended.get_mut(reason as usize) {
+            *n += 1;
+        }
+        let hash = if quote_keyed {
+            e.quote_hash()
+        } else {
+            self.hasher.hash_key(&e.key)
+        };
+        self.index_remove(hash, idx);
+        self.unlink(idx, e.class());
+        if let Some(slot) = self.slab.get_mut(idx as usize) {
+            slot.set_class(FREE);
+            slot.next = self.free;
+            slot.prev = NIL;
+        }
+        self.free = idx;
+        self.stats.active = self.stats.active.saturating_sub(1);
+    }
+
+    fn index_insert(&mut self, hash: u64, idx: u32) {
+        let h32 = hash as u32;
+        let mut pos = h32 as usize & self.mask;
+        while let Some(s) = self.slots.get_mut(pos) {
+            if *s == 0 {
+                *s = (idx as u64 + 1) | (h32 as u64) << 32;
+                return;
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Remove `idx` (hashed `hash`) from the index, shifting later entries of
+    /// its probe run back so no tombstone is left.
+    fn index_remove(&mut self, hash: u64, idx: u32) {
+        let mask = self.mask;
+        let want = idx as u64 + 1;
+        let mut pos = hash as u32 as usize & mask;
+        loop {
+            match self.slots.get(pos) {
+                Some(&0) | None => return, // not indexed (cannot happen)
+                Some(&s) if s & 0xffff_ffff == want => break,
+                Some(_) => pos = (pos + 1) & mask,
+            }
+        }
+        let mut hole = pos;
+        let mut j = (pos + 1) & mask;
+        loop {
+            let s = match self.slots.get(j) {
+                Some(&s) if s != 0 => s,
+                _ => break,
+            };
+            let home = (s >> 32) as usize & mask;
+            // Move s into the hole if the hole lies on its probe path home..j.
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = s;
+                }
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            *h = 0;
+        }
+    }
+
+    fn unlink(&mut self, idx: u32, class: u8) {
+        let Some(e) = self.slab.get(idx as usize) else {
+            return;
+        };
+        let (prev, next) = (e.prev, e.next);
+        let c = class as usize;
+        if prev == NIL {
+            if let Some(h) = self.heads.get_mut(c) {
+                if *h == idx {
+                    *h = next;
+                }
+            }
+        } else if let Some(p) = self.slab.get_mut(prev as usize) {
+            p.next = next;
+        }
+        if next == NIL {
+            if let Some(t) = self.tails.get_mut(c) {
+                if *t == idx {
+                    *t = prev;
+                }
+            }
+        } else if let Some(n) = self.slab.get_mut(next as usize) {
+            n.prev = prev;
+        }
+        if let Some(e) = self.slab.get_mut(idx as usize) {
+            e.prev = NIL;
+            e.next = NIL;
+        }
+    }
+
+    fn link_tail(&mut self, idx: u32, class: u8) {
+        let c = class as usize;
+        let Some(&tail) = self.tails.get(c) else {
+            return;
+        };
+        if let Some(e) = self.slab.get_mut(idx as usize) {
+            e.prev = tail;
+            e.next = NIL;
+        }
+        if tail == NIL {
+            if let Some(h) = self.heads.get_mut(c) {
+                *h = idx;
+            }
+        } else if let Some(t) = self.slab.get_mut(tail as usize) {
+            t.next = idx;
+        }
+        if let Some(t) = self.tails.get_mut(c) {
+            *t = idx;
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::packet::{addr_v4, tcp_flags::*, Quote};
+
+    const HASH_SEED: u64 = 42;
+
+    fn hasher() -> FlowHasher {
+        FlowHasher::with_seed(HASH_SEED)
+    }
+
+    fn cfg(max: usize) -> FlowConfig {
+        FlowConfig {
+            max_flows: NonZeroUsize::new(max).unwrap(),
+            ..FlowConfig::default()
+        }
+    }
+
+    fn table(max: usize) -> FlowTable {
+        FlowTable::with_hasher(&cfg(max), hasher())
+    }
+
+    const A: [u8; 4] = [192, 0, 2, 10];
+    const B: [u8; 4] = [198, 51, 100, 20];
+    const C: [u8; 4] = [203, 0, 113, 30];
+
+    fn pkt(
+        ts_s: f64,
+        src: [u8; 4],
+        sp: u16,
+        dst: [u8; 4],
+        dp: u16,
+        p: u8,
+        flags: u8,
+    ) -> PacketMeta {
+        let mut m = PacketMeta {
+            ts_ns: (ts_s * 1e9).round() as u64,
+            key: FlowKey {
+                src: addr_v4(src),
+                dst: addr_v4(dst),
+                sport: sp,
+                dport: dp,
+                proto: p,
+                ..Default::default()
+            },
+            wire_len: 100,
+            l3: L3::Ipv4,
+            tcp_flags: flags,
+            ..Default::default()
+        };
+        m.hash = hasher().hash_packet(&m);
+        m
+    }
+
+    fn tcp(ts: f64, src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: u8) -> PacketMeta {
+        pkt(ts, src, sp, dst, dp, proto::TCP, flags)
+    }
+
+    /// Feed packets one by one, then flush.
+    fn run(t: &mut FlowTable, pkts: &[PacketMeta]) -> Vec<FlowRecord> {
+        let mut out = Vec::new();
+        for p in pkts {
+            t.update(p, &mut out);
+        }
+        t.flush(EndReason::EndOfCapture, &mut out);
+        out
+    }
+
+    fn handshake_close(t0: f64) -> Vec<PacketMeta> {
+        vec![
+            tcp(t0, A, 40000, B, 80, SYN),
+            tcp(t0 + 0.01, B, 80, A, 40000, SYN | ACK),
+            tcp(t0 + 0.02, A, 40000, B, 80, ACK),
+            tcp(t0 + 0.03, A, 40000, B, 80, PSH | ACK),
+            tcp(t0 + 0.04, B, 80, A, 40000, PSH | ACK),
+            tcp(t0 + 0.05, A, 40000, B, 80, FIN | ACK),
+            tcp(t0 + 0.06, B, 80, A, 40000, FIN | ACK),
+            tcp(t0 + 0.07, A, 40000, B, 80, ACK), // final ACK: same flow
+        ]
+    }
+
+    #[test]
+    fn entry_layout() {
+        assert_eq!(std::mem::size_of::<Entry>(), 96);
+        let t = table(1 << 20);
+        // 96 B entry + 16 B of index per flow when full.
+        assert_eq!(t.reserved_bytes(), (1 << 20) * (96 + 16));
+    }
+
+    #[test]
+    fn syn_first_orientation_and_fin_close() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        for p in handshake_close(100.0) {
+            t.update(&p, &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(t.len(), 1);
+        // Still lingering 4 s later; ends by the linger after 5 s.
+        t.expire(100.07e9 as u64 + 4 * SEC, &mut out);
+        assert!(out.is_empty());
+        t.expire(100.07e9 as u64 + 6 * SEC, &mut out);
+        assert_eq!(out.len(), 1);
+        let r = out[0];
+        assert_eq!(r.key.src, addr_v4(A));
+        assert_eq!(r.key.sport, 40000);
+        assert_eq!(r.key.dst, addr_v4(B));
+        assert_eq!(r.key.dport, 80);
+        assert_eq!((r.orig_pkts, r.resp_pkts), (5, 3));
+        assert_eq!((r.orig_bytes, r.resp_bytes), (500, 300));
+        assert_eq!(r.tcp_state, TcpState::Closed);
+        assert_eq!(r.end, EndReason::Fin);
+        assert_eq!(r.tcp_flags_orig, SYN | ACK | PSH | FIN);
+        assert_eq!(r.tcp_flags_resp, SYN | ACK | PSH | FIN);
+        assert!(!r.midstream);
+        assert_eq!(r.first_ns, 100_000_000_000);
+        assert_eq!(r.last_ns, 100_070_000_000, "last packet, not expiry time");
+        assert_eq!(t.stats().ended_by(EndReason::Fin), 1);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn state_progression() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let p = handshake_close(1.0);
+        let states = [
+            TcpState::SynSent,
+            TcpState::SynReceived,
+            TcpState::Established,
+            TcpState::Established,
+            TcpState::Established,
+            TcpState::FinWait,
+            TcpState::Closed,
+            TcpState::Closed,
+        ];
+        for (m, want) in p.iter().zip(states) {
+            t.update(m, &mut out);
+            let e = t.slab[t.heads.iter().find(|&&h| h != NIL).copied().unwrap() as usize];
+            assert_eq!(e.tcp(), want);
+        }
+    }
+
+    #[test]
+    fn synack_first_receiver_is_initiator() {
+        let mut t = table(16);
+        let out = run(
+            &mut t,
+            &[
+                tcp(1.0, B, 80, A, 40000, SYN | ACK),
+                tcp(1.1, A, 40000, B, 80, ACK),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        let r = out[0];
+        assert_eq!((r.key.src, r.key.sport), (addr_v4(A), 40000));
+        assert_eq!((r.key.dst, r.key.dport), (addr_v4(B), 80));
+        assert_eq!((r.orig_pkts, r.resp_pkts), (1, 1));
+        assert_eq!(r.tcp_state, TcpState::Established);
+        assert!(!r.midstream);
+        assert_eq!(r.end, EndReason::EndOfCapture);
+    }
+
+    #[test]
+    fn midstream_higher_port_is_initiator() {
+        let mut t = table(16);
+        // First packet from the server (port 443): the client (higher port) initiates.
+        let out = run(
+            &mut t,
+            &[
+                tcp(1.0, B, 443, A, 51000, PSH | ACK),
+                tcp(1.1, A, 51000, B, 443, ACK),
+                tcp(1.2, B, 443, A, 51000, PSH | ACK),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        let r = out[0];
+        assert_eq!((r.key.src, r.key.sport), (addr_v4(A), 51000));
+        assert_eq!((r.orig_pkts, r.resp_pkts), (1, 2));
+        assert!(r.midstream);
+        assert_eq!(r.tcp_state, TcpState::Established);
+        // Tie: the sender of the first packet.
+        let mut t = table(16);
+        let out = run(&mut t, &[tcp(1.0, B, 179, A, 179, ACK)]);
+        assert_eq!(out[0].key.src, addr_v4(B));
+        assert!(out[0].midstream);
+    }
+
+    #[test]
+    fn rst_ends_with_rst_after_linger() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        for p in [
+            tcp(1.0, A, 40001, B, 25, SYN),
+            tcp(1.001, B, 25, A, 40001, RST | ACK),
+            tcp(1.5, A, 40001, B, 25, RST), // stray RST within linger: same flow
+        ] {
+            t.update(&p, &mut out);
+        }
+        t.expire(7 * SEC, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end, EndReason::Rst);
+        assert_eq!(out[0].tcp_state, TcpState::Reset);
+        assert_eq!((out[0].orig_pkts, out[0].resp_pkts), (2, 1));
+        assert_eq!(out[0].tcp_flags_resp, RST | ACK);
+    }
+
+    #[test]
+    fn syn_after_close_starts_new_flow() {
+        let mut t = table(16);
+        let mut p = handshake_close(1.0);
+        p.push(tcp(2.0, A, 40000, B, 80, SYN)); // reuse within linger
+        let out = run(&mut t, &p);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].end, EndReason::Fin);
+        assert_eq!(out[0].orig_pkts + out[0].resp_pkts, 8);
+        assert_eq!(out[1].tcp_state, TcpState::SynSent);
+        assert_eq!(out[1].first_ns, 2 * SEC);
+        assert_eq!(t.stats().created, 2);
+    }
+
+    #[test]
+    fn idle_timeout_by_packet_time_and_reuse() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let dns = |ts, from_a: bool| {
+            if from_a {
+                pkt(ts, A, 5353, C, 53, proto::UDP, 0)
+            } else {
+                pkt(ts, C, 53, A, 5353, proto::UDP, 0)
+            }
+        };
+        t.update(&dns(10.0, true), &mut out);
+        t.update(&dns(10.1, false), &mut out);
+        // 60 s exactly is not yet a timeout; expire is never called here.
+        t.update(&dns(70.1, true), &mut out);
+        assert!(out.is_empty());
+        // 61 s of silence: the packet ends the old flow and starts a new one.
+        t.update(&dns(131.2, false), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end, EndReason::IdleTimeout);
+        assert_eq!((out[0].orig_pkts, out[0].resp_pkts), (2, 1));
+        assert_eq!(out[0].last_ns, 70_100_000_000);
+        t.flush(EndReason::Shutdown, &mut out);
+        assert_eq!(out.len(), 2);
+        // The new flow is oriented by its own first packet (from C).
+        assert_eq!(out[1].key.src, addr_v4(C));
+        assert_eq!(out[1].end, EndReason::Shutdown);
+        assert_eq!(out[1].first_ns, 131_200_000_000);
+        assert_eq!(t.stats().created, 2);
+        assert_eq!(t.stats().ended_by(EndReason::IdleTimeout), 1);
+        assert_eq!(t.stats().ended_by(EndReason::Shutdown), 1);
+    }
+
+    #[test]
+    fn flush_reports_timed_out_flows_as_timeouts() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        t.update(&pkt(1.0, A, 1000, B, 2000, proto::UDP, 0), &mut out);
+        t.update(&pkt(100.0, A, 1001, B, 2000, proto::UDP, 0), &mut out);
+        t.flush(EndReason::EndOfCapture, &mut out);
+        let mut reasons: Vec<_> = out.iter().map(|r| (r.key.sport, r.end)).collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                (1000, EndReason::IdleTimeout),
+                (1001, EndReason::EndOfCapture)
+            ]
+        );
+        // Reusable after flush.
+        t.update(&pkt(200.0, A, 1000, B, 2000, proto::UDP, 0), &mut out);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn icmp_echo_is_one_flow() {
+        let mut t = table(16);
+        let out = run(
+            &mut t,
+            &[
+                pkt(1.0, A, 8, B, 0, proto::ICMP, 0),
+                pkt(1.01, B, 0, A, 0, proto::ICMP, 0),
+                pkt(2.0, A, 8, B, 0, proto::ICMP, 0),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].orig_pkts, out[0].resp_pkts), (2, 1));
+        assert_eq!((out[0].key.sport, out[0].key.dport), (8, 0));
+        assert_eq!(out[0].key.src, addr_v4(A));
+    }
+
+    fn icmp_error(ts: f64, from: [u8; 4], to: [u8; 4], quoted: &PacketMeta) -> PacketMeta {
+        let mut m = pkt(ts, from, 3, to, 3, proto::ICMP, 0);
+        m.has_quote = true;
+        m.quote = Quote {
+            src: quoted.key.src,
+            dst: quoted.key.dst,
+            sport: quoted.key.sport,
+            dport: quoted.key.dport,
+            proto: quoted.key.proto,
+            v6: quoted.key.v6,
+        };
+        m.hash = hasher().hash_packet(&m);
+        m
+    }
+
+    #[test]
+    fn icmp_error_attached_to_its_flow() {
+        let mut t = table(16);
+        let probe = pkt(1.0, A, 33000, C, 33434, proto::UDP, 0);
+        let err = icmp_error(1.01, C, A, &probe);
+        let out = run(&mut t, &[probe, err, err]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].key.proto, proto::UDP);
+        assert_eq!(out[0].icmp_errors, 2);
+        assert_eq!((out[0].orig_pkts, out[0].resp_pkts), (1, 0));
+        assert_eq!(t.stats().icmp_errors_matched, 2);
+    }
+
+    #[test]
+    fn icmp_error_without_flow_is_own_flow_per_quote() {
+        let mut t = table(16);
+        let q1 = pkt(1.0, A, 33000, C, 33434, proto::UDP, 0);
+        let q2 = pkt(1.0, A, 33001, C, 33434, proto::UDP, 0);
+        let out = run(
+            &mut t,
+            &[
+                icmp_error(1.0, C, A, &q1),
+                icmp_error(1.1, C, A, &q1),
+                icmp_error(1.2, C, A, &q2),
+            ],
+        );
+        assert_eq!(out.len(), 2, "one flow per quoted flow: {out:?}");
+        let mut pk: Vec<_> = out
+            .iter()
+            .map(|r| (r.orig_pkts, r.resp_pkts, r.resp_bytes))
+            .collect();
+        pk.sort();
+        assert_eq!(pk, [(1, 0, 0), (2, 0, 0)]);
+        for r in &out {
+            assert_eq!(r.key.proto, proto::ICMP);
+            assert_eq!(r.key.src, addr_v4(C));
+            assert_eq!((r.key.sport, r.key.dport), (3, 3));
+        }
+        assert_eq!(t.stats().icmp_errors_matched, 0);
+    }
+
+    #[test]
+    fn icmp_error_for_timed_out_flow_does_not_attach() {
+        let mut t = table(16);
+        let probe = pkt(1.0, A, 33000, C, 33434, proto::UDP, 0);
+        let err = icmp_error(100.0, C, A, &probe);
+        let out = run(&mut t, &[probe, err]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].end, EndReason::IdleTimeout);
+        assert_eq!(out[0].icmp_errors, 0);
+        assert_eq!(out[1].key.proto, proto::ICMP);
+    }
+
+    #[test]
+    fn arp_and_non_ip_make_no_flows() {
+        let mut t = table(16);
+        let mut a = pkt(1.0, A, 1, B, 0, 0, 0);
+        a.l3 = L3::Arp;
+        let mut o = a;
+        o.l3 = L3::Other;
+        let mut n = a;
+        n.l3 = L3::None;
+        let out = run(&mut t, &[a, o, n]);
+        assert!(out.is_empty());
+        assert_eq!(t.stats().arp, 1);
+        assert_eq!(t.stats().non_ip, 2);
+        assert_eq!(t.stats().created, 0);
+    }
+
+    #[test]
+    fn non_first_fragments_form_their_own_flow() {
+        let mut t = table(16);
+        let first = tcp(1.0, A, 40000, B, 80, SYN);
+        let mut frag = tcp(1.0, A, 0, B, 0, 0);
+        frag.frag = Frag::NonFirst;
+        let out = run(&mut t, &[first, frag, frag]);
+        assert_eq!(out.len(), 2);
+        let f = out.iter().find(|r| r.key.sport == 0).unwrap();
+        assert_eq!(f.orig_pkts, 2);
+        assert_eq!(f.tcp_state, TcpState::None);
+        assert!(!f.midstream);
+    }
+
+    #[test]
+    fn eviction_prefers_half_open_then_lru() {
+        let mut t = table(4);
+        let mut out = Vec::new();
+        // Two established flows, then two half-open ones (all recent).
+        for (i, p) in [40000u16, 40001].iter().enumerate() {
+            let t0 = 1.0 + i as f64;
+            for m in [
+                tcp(t0, A, *p, B, 80, SYN),
+                tcp(t0 + 0.01, B, 80, A, *p, SYN | ACK),
+                tcp(t0 + 0.02, A, *p, B, 80, ACK),
+            ] {
+                t.update(&m, &mut out);
+            }
+        }
+        t.update(&tcp(5.0, C, 50000, B, 22, SYN), &mut out);
+        t.update(&tcp(6.0, C, 50001, B, 22, SYN), &mut out);
+        assert_eq!(t.len(), 4);
+        // A fifth flow evicts the oldest half-open flow, even though the
+        // established ones were seen earlier.
+        t.update(&pkt(7.0, A, 5000, C, 53, proto::UDP, 0), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end, EndReason::Evicted);
+        assert_eq!(out[0].key.sport, 50000);
+        t.update(&pkt(8.0, A, 5001, C, 53, proto::UDP, 0), &mut out);
+        assert_eq!(out[1].key.sport, 50001);
+        // No half-open left: least recently seen (flow 40000 at t=1.02).
+        t.update(&pkt(9.0, A, 5002, C, 53, proto::UDP, 0), &mut out);
+        assert_eq!(out[2].key.sport, 40000);
+        assert_eq!(out[2].tcp_state, TcpState::Established);
+        assert_eq!(t.stats().evicted, 3);
+        assert_eq!(t.stats().ended_by(EndReason::Evicted), 3);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.stats().peak_active, 4);
+    }
+
+    #[test]
+    fn full_table_expires_before_evicting() {
+        let mut t = table(2);
+        let mut out = Vec::new();
+        t.update(&pkt(1.0, A, 1, B, 2, proto::UDP, 0), &mut out);
+        t.update(&pkt(50.0, A, 3, B, 4, proto::UDP, 0), &mut out);
+        t.update(&pkt(62.0, A, 5, B, 6, proto::UDP, 0), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end, EndReason::IdleTimeout);
+        assert_eq!(t.stats().evicted, 0);
+    }
+
+    #[test]
+    fn many_flows_insert_find_remove() {
+        // Exercise the index (probe runs, backward-shift deletion) at full load.
+        let n = 5000;
+        let mut t = table(n);
+        let mut out = Vec::new();
+        let mk = |i: usize, ts: f64| {
+            let [a, b] = (i as u16).to_be_bytes();
+            pkt(
+                ts,
+                [192, 0, 2, a],
+                1024 + b as u16,
+                [198, 51, 100, 1],
+                53,
+                proto::UDP,
+                0,
+            )
+        };
+        for round in 0..3 {
+            for i in 0..n {
+                t.update(&mk(i, 1.0 + round as f64), &mut out);
+            }
+            assert_eq!(t.len(), n);
+            assert_eq!(t.stats().created, n as u64);
+        }
+        // Remove every other flow by timing out half of them (via packets later).
+        let mut t2 = table(n);
+        for i in 0..n {
+            t2.update(&mk(i, 1.0), &mut out);
+        }
+        for i in (0..n).step_by(2) {
+            t2.update(&mk(i, 30.0), &mut out);
+        }
+        t2.expire(62 * SEC, &mut out);
+        assert_eq!(t2.len(), n / 2);
+        for i in 0..n {
+            t2.update(&mk(i, 62.0), &mut out);
+        }
+        assert_eq!(t2.len(), n);
+        assert_eq!(t2.stats().created, (n + n / 2) as u64);
+        assert!(out.iter().all(|r| r.orig_pkts == 1 || r.orig_pkts == 2));
+    }
+
+    #[test]
+    fn batch_equals_single() {
+        let pkts = mixed_traffic(3000);
+        let mut a = table(1 << 12);
+        let mut b = table(1 << 12);
+        let mut ra = Vec::new();
+        let mut rb = Vec::new();
+        for p in &pkts {
+            a.update(p, &mut ra);
+        }
+        for chunk in pkts.chunks(64) {
+            b.update_batch(chunk, &mut rb);
+        }
+        a.flush(EndReason::EndOfCapture, &mut ra);
+        b.flush(EndReason::EndOfCapture, &mut rb);
+        assert_eq!(ra, rb);
+        assert!(ra.len() > 100);
+    }
+
+    /// A deterministic mix: TCP handshakes/closes/resets, UDP, ICMP echo and
+    /// errors, over time spans that exercise every timeout class.
+    fn mixed_traffic(n: usize) -> Vec<PacketMeta> {
+        let mut out = Vec::new();
+        let mut x: u64 = 0x1234_5678;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut ts = 1000.0;
+        for _ in 0..n {
+            let r = next();
+            ts += (r % 2000) as f64 / 1000.0; // 0..2 s apart
+            let host = [192, 0, 2, (r >> 8) as u8 % 16];
+            let server = [198, 51, 100, (r >> 16) as u8 % 4];
+            let port = 40000 + (r >> 24) as u16 % 8;
+            match (r >> 40) % 9 {
+                0 => out.push(tcp(ts, host, port, server, 80, SYN)),
+                1 => out.push(tcp(ts, server, 80, host, port, SYN | ACK)),
+                2 => out.push(tcp(ts, host, port, server, 80, ACK)),
+                3 => out.push(tcp(ts, host, port, server, 80, FIN | ACK)),
+                4 => out.push(tcp(ts, server, 80, host, port, FIN | ACK)),
+                5 => out.push(tcp(ts, server, 80, host, port, RST)),
+                6 => out.push(pkt(ts, host, port, server, 53, proto::UDP, 0)),
+                7 => {
+                    let (s, d, ty) = if r & 1 == 0 {
+                        (host, server, 8)
+                    } else {
+                        (server, host, 0)
+                    };
+                    out.push(pkt(ts, s, ty, d, 0, proto::ICMP, 0))
+                }
+                _ => {
+                    let q = pkt(ts, host, port, server, 53, proto::UDP, 0);
+                    out.push(icmp_error(ts, server, host, &q))
+                }
+            }
+        }
+        out
+    }
+
+    type SortKey = (
+        u64,
+        [u8; 16],
+        u16,
+        [u8; 16],
+        u16,
+        u8,
+        u64,
+        u64,
+        u64,
+        u32,
+        EndReason,
+    );
+
+    fn sort_key(r: &FlowRecord) -> SortKey {
+        let k = &r.key;
+        (
+            r.first_ns,
+            k.src,
+            k.sport,
+            k.dst,
+            k.dport,
+            k.proto,
+            r.last_ns,
+            r.orig_pkts,
+            r.resp_pkts,
+            r.icmp_errors,
+            r.end,
+        )
+    }
+
+    #[test]
+    fn records_independent_of_worker_count_and_expire_cadence() {
+        let pkts = mixed_traffic(20_000);
+        let last_ts = pkts.last().unwrap().ts_ns;
+
+        // One table, expire after every packet.
+        let mut one = table(1 << 16);
+        let mut r1 = Vec::new();
+        for p in &pkts {
+            one.update(p, &mut r1);
+            one.expire(p.ts_ns, &mut r1);
+        }
+        one.flush(EndReason::EndOfCapture, &mut r1);
+
+        // Four tables by hash % 4, batches of 97, expire once per batch
+        // (after the batch, with its newest time) sent to every table.
+        let mut four: Vec<FlowTable> = (0..4).map(|_| table(1 << 16)).collect();
+        let mut r4 = Vec::new();
+        for batch in pkts.chunks(97) {
+            for p in batch {
+                four[(p.hash % 4) as usize].update(p, &mut r4);
+            }
+            let newest = batch.iter().map(|p| p.ts_ns).max().unwrap();
+            for t in four.iter_mut() {
+                t.expire(newest, &mut r4);
+            }
+        }
+        for t in four.iter_mut() {
+            t.expire(last_ts, &mut r4);
+            t.flush(EndReason::EndOfCapture, &mut r4);
+        }
+
+        // Four tables, expire never called until the end.
+        let mut lazy: Vec<FlowTable> = (0..4).map(|_| table(1 << 16)).collect();
+        let mut rl = Vec::new();
+        for p in &pkts {
+            lazy[(p.hash % 4) as usize].update(p, &mut rl);
+        }
+        for t in lazy.iter_mut() {
+            t.expire(last_ts, &mut rl);
+            t.flush(EndReason::EndOfCapture, &mut rl);
+        }
+
+        for v in [&mut r1, &mut r4, &mut rl] {
+            v.sort_by_key(sort_key);
+        }
+        assert!(r1.len() > 1000, "{}", r1.len());
+        assert_eq!(r1, r4);
+        assert_eq!(r1, rl);
+        // The mix covered every end reason it can produce.
+        for reason in [
+            EndReason::Fin,
+            EndReason::Rst,
+            EndReason::IdleTimeout,
+            EndReason::EndOfCapture,
+        ] {
+            assert!(r1.iter().any(|r| r.end == reason), "{reason:?}");
+        }
+        assert!(r1.iter().any(|r| r.icmp_errors > 0));
+        assert!(r1.iter().any(|r| r.midstream));
+        let mut merged = FlowStats::default();
+        for t in &four {
+            merged.merge(t.stats());
+        }
+        assert_eq!(merged.created, one.stats().created);
+        assert_eq!(merged.ended, one.stats().ended);
+        assert_eq!(merged.icmp_errors_matched, one.stats().icmp_errors_matched);
+        assert_eq!(merged.active, 0);
+    }
+}
+#[cfg(test)]
+mod tmp_probe {
+    use super::*;
+    use crate::packet::addr_v4;
+    #[test]
+    fn tmp_probe_len() {
+        let h = FlowHasher::with_seed(7);
+        let n = 100_000usize;
+        let mut t = FlowTable::with_hasher(&FlowConfig::default(), h.clone());
+        let mut sink: Vec<FlowRecord> = Vec::new();
+        let mut homes = std::collections::HashMap::new();
+        for i in 0..n {
+            let c = (i % 256) as u8;
+            let s = ((i / 256) % 256) as u8;
+            let tcp = i % 2 == 0;
+            let mut m = PacketMeta {
+                ts_ns: 1,
+                key: FlowKey {
+                    src: addr_v4([192, 0, 2, c]),
+                    dst: addr_v4([198, 51, 100, s]),
+                    sport: 1024 + (i / 65536) as u16,
+                    dport: if tcp { 443 } else { 53 },
+                    proto: if tcp { 6 } else { 17 },
+                    ..Default::default()
+                },
+                l3: L3::Ipv4,
+                wire_len: 1,
+                tcp_flags: if tcp { 0x10 } else { 0 },
+                ..Default::default()
+            };
+            m.hash = h.hash_packet(&m);
+            *homes.entry(m.hash as u32 as usize & t.mask).or_insert(0) += 1;
+            t.update(&m, &mut sink);
+        }
+        // probe distance
+        let mut total = 0usize;
+        let mut maxd = 0;
+        for (pos, &s) in t.slots.iter().enumerate() {
+            if s == 0 {
+                continue;
+            }
+            let home = (s >> 32) as usize & t.mask;
+            let d = pos.wrapping_sub(home) & t.mask;
+            total += d;
+            maxd = maxd.max(d);
+        }
+        eprintln!(
+            "distinct homes {} of {n}; avg dist {} max {}",
+            homes.len(),
+            total as f64 / n as f64,
+            maxd
+        );
     }
 }

@@ -1,0 +1,63 @@
+# zonewatch — two commands on a fresh Debian machine with Rust:
+#   make run    installs what is missing, builds release, replays the bundled sample
+#   make test   installs what is missing, runs every test
+SHELL := /bin/bash
+CARGO ?= cargo
+SAMPLE ?= captures/sample.pcap
+
+# System packages, one reason each:
+#   libpcap-dev      live capture (pcap crate links libpcap)
+#   pkg-config       lets the pcap crate find libpcap
+#   tshark           tests compare counts and Community IDs with Wireshark's dissectors
+#   tcpdump          throughput baseline in benches; records the sample capture
+#   iproute2         tests create network namespaces and veth pairs
+#   iputils-ping curl netcat-openbsd python3   real traffic in recorded captures and live tests
+#   tcpreplay        tcprewrite adds VLAN tags to captures; overload tests
+#   hyperfine time   whole-process benchmarks (median of runs, peak RSS)
+DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl netcat-openbsd \
+            python3 tcpreplay hyperfine time
+
+.PHONY: all deps build run test lint bench criterion captures fuzz clean
+
+all: build
+
+# Install only what is missing; apt-get update once, only if something is.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --release --bins
+
+run: build
+	./target/release/zonewatch replay $(SAMPLE)
+
+test: deps
+	$(CARGO) test --lib --bins --tests -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Whole-process throughput against tcpdump on generated 10M-packet captures.
+bench: deps
+	bash benches/run.sh
+
+# Per-stage criterion benches (decode, flow table, pipeline).
+criterion: deps
+	$(CARGO) bench --bench decode --bench flow_table --bench pipeline
+
+# Re-record the bundled captures from real tools in network namespaces (root).
+captures: deps
+	bash captures/record-sample.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf bench-data

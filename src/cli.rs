@@ -1,0 +1,95 @@
+//! Command-line flags (clap) and their validation into the types the library uses.
+//! Raw flags are checked once here; the rest of the crate sees validated values.
+
+use clap::{Args, Parser, Subcommand};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "zonewatch", version, about = "Network sensor for three-tier (三層の対策) municipal networks", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay pcap/pcapng files (merged by timestamp) through the pipeline.
+    Replay(ReplayArgs),
+    /// Capture live from an interface through libpcap.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng, detected by magic number).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Pace the replay by packet timestamps: 1.0 = original speed, 10 = ten times faster.
+    /// Default: as fast as possible.
+    #[arg(long, value_name = "X", value_parser = parse_speed)]
+    pub speed: Option<f64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to capture on.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub iface: String,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    pub no_promisc: bool,
+    /// Bytes captured per packet.
+    #[arg(long, default_value_t = 262_144, value_name = "BYTES", value_parser = clap::value_parser!(i32).range(64..=262_144))]
+    pub snaplen: i32,
+    /// Kernel capture buffer size.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES", value_parser = clap::value_parser!(i32).range(65_536..))]
+    pub buffer_bytes: i32,
+    /// BPF capture filter (tcpdump syntax).
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration_secs: Option<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Worker threads (flow tables).
+    #[arg(short = 'w', long, default_value = "2", value_name = "N")]
+    pub workers: NonZeroUsize,
+    /// Write one JSON line per finished flow to FILE ('-' = stdout).
+    #[arg(long, value_name = "FILE")]
+    pub flows: Option<PathBuf>,
+    /// Write the JSON summary to FILE ('-' = stdout).
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Flow-table cap per worker; beyond it the oldest half-open, then idle flows are evicted.
+    #[arg(long, default_value = "1048576", value_name = "N")]
+    pub max_flows: NonZeroUsize,
+    /// Packets per batch handed to a worker.
+    #[arg(long, default_value = "256", value_name = "N")]
+    pub batch_size: NonZeroUsize,
+    /// Batches queued per worker.
+    #[arg(long, default_value = "64", value_name = "N")]
+    pub queue_depth: NonZeroUsize,
+    /// No human summary and no progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("speed must be a positive number, got {s}"))
+    }
+}

@@ -1,0 +1,489 @@
+//! The sensor pipeline: one capture thread, N worker threads, one writer thread
+//! per output file.
+//!
+//! ```text
+//!  source ──► capture thread: decode → hash → per-worker batch ──(bounded queue)──► worker i: FlowTable
+//!              ▲                                                   ◄──(recycle)───   │ finished flows as
+//!              └ empty batches come back on a return queue                            ▼ JSON line chunks
+//!                                                                               writer thread → --flows
+//! ```
+//!
+//! - Batches (`Vec<PacketMeta>` of `batch_size`) are allocated once at start-up and
+//!   recycled: the steady state allocates nothing per packet.
+//! - Replay applies back-pressure (`send` blocks when a worker's queue is full) and
+//!   loses nothing. Live capture never blocks: a full queue drops the batch and
+//!   counts it per worker with reason `queue_full` ([`WhenFull::DropNewest`]).
+//! - Packet time, not wall time, drives flow expiry. Every batch carries the
+//!   capture clock; when packet time advances by [`TICK_NS`] all workers get their
+//!   partial batch (or an empty one) so idle workers expire flows too.
+
+use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
+use crate::decode::{self, DecodeStats, LinkIds};
+use crate::flow::{EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStats, FlowTable};
+use crate::packet::{PacketMeta, L3};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Packet-time interval after which every worker hears the clock.
+pub const TICK_NS: u64 = 1_000_000_000;
+/// Same for live capture, where latency matters more than batching.
+pub const LIVE_TICK_NS: u64 = 100_000_000;
+/// Flow-line bytes a worker collects before handing a chunk to the writer.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// What the capture thread does when a worker's queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for the worker (replay: lossless).
+    Block,
+    /// Drop the batch and count it (live: never stall the capture).
+    DropNewest,
+}
+
+/// Pipeline shape and flow-table limits.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub workers: NonZeroUsize,
+    pub batch_size: NonZeroUsize,
+    /// Batches in flight per worker queue.
+    pub queue_depth: NonZeroUsize,
+    pub flow: FlowConfig,
+    /// Stop after this many frames (live `--count`), if set.
+    pub max_frames: Option<u64>,
+    /// Stop after this much wall time (live `--duration-secs`), if set.
+    pub max_duration: Option<Duration>,
+    /// Secret for the flow hash; `None` = random per process.
+    pub hash_seed: Option<u64>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: NonZeroUsize::new(2).unwrap(),
+            batch_size: NonZeroUsize::new(256).unwrap(),
+            queue_depth: NonZeroUsize::new(64).unwrap(),
+            flow: FlowConfig::default(),
+            max_frames: None,
+            max_duration: None,
+            hash_seed: None,
+        }
+    }
+}
+
+/// Where finished flows go: any writer, fed by a dedicated thread.
+pub struct Outputs {
+    pub flows: Option<Box<dyn Write + Send>>,
+}
+
+/// Something that watches progress (a progress bar in the binary).
+pub trait Progress {
+    fn update(&self, done_bytes: u64, total_bytes: u64, frames: u64);
+}
+
+/// Why the capture loop stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// Every input ended.
+    EndOfInput,
+    /// Ctrl-C / SIGTERM.
+    Signal,
+    /// `--count` or `--duration-secs` reached.
+    Limit,
+}
+
+/// Everything the run counted, for the summary.
+#[derive(Debug)]
+pub struct RunReport {
+    pub live: bool,
+    pub stop: StopCause,
+    pub frames: u64,
+    pub bytes: u64,
+    pub wire_bytes: u64,
+    pub first_ts_ns: Option<u64>,
+    pub last_ts_ns: Option<u64>,
+    pub decode: DecodeStats,
+    pub flows: FlowStats,
+    pub source: SourceReport,
+    /// Packets dropped because a worker's queue was full, per worker.
+    pub queue_drops: Vec<u64>,
+    /// Tunnel link ids and what they stand for.
+    pub links: Vec<(u16, String)>,
+    pub workers: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("writing flows: {0}")]
+    Output(std::io::Error),
+    #[error("a worker thread panicked")]
+    WorkerPanic,
+    #[error("cannot start thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// A batch of packets for one worker plus the capture clock when it was sent.
+struct Batch {
+    pkts: Vec<PacketMeta>,
+    now_ns: u64,
+}
+
+enum Msg {
+    Batch(Batch),
+    Finish(EndReason),
+}
+
+/// Runs the pipeline until the source ends, `stop` is set, or a limit is hit.
+pub fn run(
+    source: &mut dyn PacketSource,
+    cfg: &PipelineConfig,
+    outputs: Outputs,
+    stop: &AtomicBool,
+    progress: Option<&dyn Progress>,
+) -> Result<RunReport, PipelineError> {
+    let started = Instant::now();
+    let n = cfg.workers.get();
+    let live = source.is_live();
+    let when_full = if live {
+        WhenFull::DropNewest
+    } else {
+        WhenFull::Block
+    };
+    let hasher = match cfg.hash_seed {
+        Some(s) => FlowHasher::with_seed(s),
+        None => FlowHasher::new(),
+    };
+
+    // Writer thread for flow lines: chunks of whole lines in, buffers back out.
+    let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(4 * n);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(8 * n);
+    let writer = match outputs.flows {
+        Some(mut out) => {
+            let spare_tx = spare_tx.clone();
+            Some(
+                thread::Builder::new()
+                    .name("zw-writer".into())
+                    .spawn(move || -> std::io::Result<()> {
+                        let mut result = Ok(());
+                        for mut chunk in chunk_rx {
+                            if result.is_ok() {
+                                result = out.write_all(&chunk);
+                            }
+                            chunk.clear();
+                            let _ = spare_tx.try_send(chunk);
+                        }
+                        result.and_then(|_| out.flush())
+                    })
+                    .map_err(PipelineError::Spawn)?,
+            )
+        }
+        None => {
+            drop(chunk_rx);
+            None
+        }
+    };
+    let flows_wanted = writer.is_some();
+
+    // Workers.
+    let mut to_worker = Vec::with_capacity(n);
+    let mut recycled = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = bounded::<Msg>(cfg.queue_depth.get());
+        let (ret_tx, ret_rx) = bounded::<Vec<PacketMeta>>(cfg.queue_depth.get() + 2);
+        // Pre-allocate every batch this worker will ever need.
+        for _ in 0..cfg.queue_depth.get() + 1 {
+            let _ = ret_tx.try_send(Vec::with_capacity(cfg.batch_size.get()));
+        }
+        let flow_cfg = cfg.flow.clone();
+        let sink = ChunkSink {
+            buf: Vec::new(),
+            out: if flows_wanted {
+                Some(chunk_tx.clone())
+            } else {
+                None
+            },
+            spare: spare_rx.clone(),
+        };
+        let h = thread::Builder::new()
+            .name(format!("zw-worker-{i}"))
+            .spawn(move || worker(rx, ret_tx, flow_cfg, sink))
+            .map_err(PipelineError::Spawn)?;
+        to_worker.push(tx);
+        recycled.push(ret_rx);
+        handles.push(h);
+    }
+    drop(chunk_tx);
+
+    let mut pending: Vec<Vec<PacketMeta>> = recycled
+        .iter()
+        .map(|r| r.try_recv().unwrap_or_default())
+        .collect();
+    let mut queue_drops = vec![0u64; n];
+    let mut links = LinkIds::default();
+    let mut dstats = DecodeStats::default();
+    let mut meta = PacketMeta::default();
+    let mut frames = 0u64;
+    let mut bytes = 0u64;
+    let mut wire_bytes = 0u64;
+    let mut first_ts: Option<u64> = None;
+    let mut clock = 0u64; // newest packet time seen
+    let tick = if live { LIVE_TICK_NS } else { TICK_NS };
+    let mut next_tick = 0u64;
+    let batch_size = cfg.batch_size.get();
+
+    let mut dispatch = Dispatch {
+        to_worker: &to_worker,
+        recycled: &recycled,
+        queue_drops: &mut queue_drops,
+        when_full,
+        batch_size,
+    };
+
+    let stop_cause = loop {
+        if stop.load(Ordering::Relaxed) {
+            break StopCause::Signal;
+        }
+        let next = source.next()?;
+        match next {
+            Next::Frame(frame) => {
+                frames += 1;
+                bytes += frame.data.len() as u64;
+                wire_bytes += u64::from(frame.orig_len);
+                if first_ts.is_none() {
+                    first_ts = Some(frame.ts_ns);
+                }
+                let result = decode::decode(&frame, &mut links, &mut meta);
+                dstats.record(&frame, &meta, result);
+                if matches!(meta.l3, L3::Ipv4 | L3::Ipv6 | L3::Arp) {
+                    meta.hash = hasher.hash_packet(&meta);
+                    let w = worker_of(meta.hash, n);
+                    let batch = &mut pending[w];
+                    batch.push(meta);
+                    if batch.len() >= batch_size {
+                        dispatch.send(w, &mut pending[w], clock.max(frame.ts_ns));
+                    }
+                }
+                if frame.ts_ns > clock {
+                    clock = frame.ts_ns;
+                    if clock >= next_tick {
+                        if next_tick != 0 {
+                            dispatch.send_all(&mut pending, clock);
+                        }
+                        next_tick = clock.saturating_add(tick);
+                    }
+                }
+                if frames & 0xffff == 0 {
+                    if let Some(p) = progress {
+                        let (done, total) = source.progress();
+                        p.update(done, total, frames);
+                    }
+                    if limit_reached(cfg, frames, started) {
+                        break StopCause::Limit;
+                    }
+                } else if cfg.max_frames.is_some_and(|m| frames >= m) {
+                    break StopCause::Limit;
+                }
+            }
+            Next::Idle { now_ns } => {
+                if let Some(now) = now_ns {
+                    clock = clock.max(now);
+                }
+                dispatch.send_all(&mut pending, clock);
+                if limit_reached(cfg, frames, started) {
+                    break StopCause::Limit;
+                }
+            }
+            Next::End => break StopCause::EndOfInput,
+        }
+    };
+
+    // Drain: the last partial batches always go through (blocking even when live:
+    // the capture has stopped, nothing more can be lost by waiting).
+    dispatch.when_full = WhenFull::Block;
+    dispatch.send_all(&mut pending, clock);
+    let end = match stop_cause {
+        StopCause::EndOfInput => EndReason::EndOfCapture,
+        StopCause::Signal | StopCause::Limit => EndReason::Shutdown,
+    };
+    for tx in &to_worker {
+        let _ = tx.send(Msg::Finish(end));
+    }
+    drop(to_worker);
+    if let Some(p) = progress {
+        let (done, total) = source.progress();
+        p.update(done, total, frames);
+    }
+
+    let mut flows = FlowStats::default();
+    let mut panicked = false;
+    for h in handles {
+        match h.join() {
+            Ok(s) => flows.merge(&s),
+            Err(_) => panicked = true,
+        }
+    }
+    drop(spare_tx);
+    let write_result = match writer {
+        Some(w) => w.join().map_err(|_| PipelineError::WorkerPanic)?,
+        None => Ok(()),
+    };
+    if panicked {
+        return Err(PipelineError::WorkerPanic);
+    }
+    write_result.map_err(PipelineError::Output)?;
+
+    Ok(RunReport {
+        live,
+        stop: stop_cause,
+        frames,
+        bytes,
+        wire_bytes,
+        first_ts_ns: first_ts,
+        last_ts_ns: if frames > 0 { Some(clock) } else { None },
+        decode: dstats,
+        flows,
+        source: source.report(),
+        queue_drops,
+        links: links.list().collect(),
+        workers: n,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn limit_reached(cfg: &PipelineConfig, frames: u64, started: Instant) -> bool {
+    cfg.max_frames.is_some_and(|m| frames >= m)
+        || cfg.max_duration.is_some_and(|d| started.elapsed() >= d)
+}
+
+/// Worker index from bits 24..56 of the flow hash (Lemire's multiply-shift), so
+/// the bits the flow table uses for buckets and tags stay independent of it.
+#[inline]
+pub fn worker_of(hash: u64, n: usize) -> usize {
+    (((hash >> 24) as u32 as u64 * n as u64) >> 32) as usize
+}
+
+/// The capture thread's side of the worker queues.
+struct Dispatch<'a> {
+    to_worker: &'a [Sender<Msg>],
+    recycled: &'a [Receiver<Vec<PacketMeta>>],
+    queue_drops: &'a mut [u64],
+    when_full: WhenFull,
+    batch_size: usize,
+}
+
+impl Dispatch<'_> {
+    /// Hand `batch` to worker `w` and put an empty recycled one in its place.
+    fn send(&mut self, w: usize, batch: &mut Vec<PacketMeta>, now_ns: u64) {
+        if self.when_full == WhenFull::DropNewest && self.to_worker[w].is_full() {
+            // The worker is behind: drop this batch's packets, keep the vector.
+            // (This thread is the only sender, so the queue cannot fill between
+            // this check and the `try_send` below.)
+            self.queue_drops[w] += batch.len() as u64;
+            batch.clear();
+            return;
+        }
+        let fresh = match self.recycled[w].try_recv() {
+            Ok(v) => v,
+            Err(_) => match self.when_full {
+                // Every recycled batch is in flight: wait for one (replay).
+                WhenFull::Block => self.recycled[w]
+                    .recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(self.batch_size)),
+                WhenFull::DropNewest => {
+                    self.queue_drops[w] += batch.len() as u64;
+                    batch.clear();
+                    return;
+                }
+            },
+        };
+        let full = std::mem::replace(batch, fresh);
+        let msg = Msg::Batch(Batch { pkts: full, now_ns });
+        let sent = match self.when_full {
+            WhenFull::Block => self.to_worker[w].send(msg).map_err(|e| e.into_inner()),
+            WhenFull::DropNewest => self.to_worker[w].try_send(msg).map_err(|e| e.into_inner()),
+        };
+        if let Err(Msg::Batch(b)) = sent {
+            // Only when the worker is gone (it panicked): count what it missed.
+            self.queue_drops[w] += b.pkts.len() as u64;
+        }
+    }
+
+    /// Send every worker its partial batch (possibly empty: a clock tick).
+    fn send_all(&mut self, pending: &mut [Vec<PacketMeta>], now_ns: u64) {
+        for (w, batch) in pending.iter_mut().enumerate() {
+            self.send(w, batch, now_ns);
+        }
+    }
+}
+
+fn worker(
+    rx: Receiver<Msg>,
+    ret: Sender<Vec<PacketMeta>>,
+    cfg: FlowConfig,
+    mut sink: ChunkSink,
+) -> FlowStats {
+    let mut table = FlowTable::new(&cfg);
+    for msg in rx {
+        match msg {
+            Msg::Batch(mut b) => {
+                table.update_batch(&b.pkts, &mut sink);
+                table.expire(b.now_ns, &mut sink);
+                sink.maybe_ship();
+                b.pkts.clear();
+                let _ = ret.try_send(b.pkts);
+            }
+            Msg::Finish(reason) => {
+                table.flush(reason, &mut sink);
+                break;
+            }
+        }
+    }
+    sink.ship();
+    table.stats().clone()
+}
+
+/// Formats finished flows into a reused buffer and ships whole-line chunks.
+struct ChunkSink {
+    buf: Vec<u8>,
+    out: Option<Sender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+}
+
+impl ChunkSink {
+    fn maybe_ship(&mut self) {
+        if self.buf.len() >= CHUNK_BYTES {
+            self.ship();
+        }
+    }
+    fn ship(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Some(out) = &self.out {
+            let fresh = self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES * 2));
+            let chunk = std::mem::replace(&mut self.buf, fresh);
+            // The writer only goes away after every worker has finished.
+            let _ = out.send(chunk);
+        } else {
+            self.buf.clear();
+        }
+    }
+}
+
+impl FlowSink for ChunkSink {
+    fn flow_ended(&mut self, rec: &FlowRecord) {
+        if self.out.is_some() {
+            rec.write_json(&mut self.buf);
+        }
+    }
+}

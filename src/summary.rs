@@ -1,0 +1,239 @@
+//! The end-of-run summary: one struct, written as JSON (`--summary`) and as a
+//! human table. Built from the pipeline's [`RunReport`].
+
+use crate::capture::InputReport;
+use crate::flow::EndReason;
+use crate::pipeline::{RunReport, StopCause};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Flow counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct FlowSummary {
+    pub created: u64,
+    /// Finished flows by end reason.
+    pub ended: BTreeMap<&'static str, u64>,
+    pub evicted: u64,
+    pub peak_active: u64,
+    pub icmp_errors_matched: u64,
+}
+
+/// Fragment counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct FragSummary {
+    pub first: u64,
+    pub non_first: u64,
+}
+
+/// Everything a run counted. Keys are stable: scripts and tests read them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub zonewatch_version: &'static str,
+    /// "replay" or "live".
+    pub mode: &'static str,
+    /// "end_of_input", "signal" or "limit".
+    pub stopped_by: &'static str,
+    pub packets: u64,
+    /// Captured bytes.
+    pub bytes: u64,
+    /// Bytes on the wire (original lengths).
+    pub wire_bytes: u64,
+    pub first_packet: Option<String>,
+    pub last_packet: Option<String>,
+    /// Capture time span, seconds.
+    pub duration_secs: f64,
+    /// Wall time the run took, seconds.
+    pub elapsed_secs: f64,
+    pub sources: Vec<InputReport>,
+    pub link: BTreeMap<&'static str, u64>,
+    pub network: BTreeMap<&'static str, u64>,
+    pub transport: BTreeMap<&'static str, u64>,
+    pub fragments: FragSummary,
+    pub vlan_tagged: u64,
+    pub vlan_stacked: u64,
+    pub tunnels: BTreeMap<&'static str, u64>,
+    /// Tunnel link ids (`link` in flow lines) and the outer endpoints they stand for.
+    pub tunnel_links: BTreeMap<u16, String>,
+    pub icmp_errors: u64,
+    pub decode_failures: BTreeMap<&'static str, u64>,
+    pub flows: FlowSummary,
+    /// Packets not analysed, by reason: `queue_full` (worker behind, live only),
+    /// `kernel` (libpcap ps_drop), `interface` (libpcap ps_ifdrop).
+    pub drops: BTreeMap<&'static str, u64>,
+    pub drops_per_worker: Vec<u64>,
+    pub workers: usize,
+}
+
+/// RFC 3339 with microseconds, UTC.
+pub fn rfc3339(ts_ns: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_nanos(ts_ns);
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+impl Summary {
+    pub fn from_report(r: &RunReport) -> Summary {
+        let d = r.decode.summary();
+        let mut drops = BTreeMap::new();
+        let queue: u64 = r.queue_drops.iter().sum();
+        if queue > 0 || r.live {
+            drops.insert("queue_full", queue);
+        }
+        for input in &r.source.inputs {
+            if let Some(l) = input.live {
+                *drops.entry("kernel").or_insert(0) += l.dropped;
+                *drops.entry("interface").or_insert(0) += l.if_dropped;
+            }
+        }
+        let span = match (r.first_ts_ns, r.last_ts_ns) {
+            (Some(a), Some(b)) if b >= a => (b - a) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let f = &r.flows;
+        Summary {
+            zonewatch_version: env!("CARGO_PKG_VERSION"),
+            mode: if r.live { "live" } else { "replay" },
+            stopped_by: match r.stop {
+                StopCause::EndOfInput => "end_of_input",
+                StopCause::Signal => "signal",
+                StopCause::Limit => "limit",
+            },
+            packets: r.frames,
+            bytes: r.bytes,
+            wire_bytes: r.wire_bytes,
+            first_packet: r.first_ts_ns.map(rfc3339),
+            last_packet: r.last_ts_ns.map(rfc3339),
+            duration_secs: span,
+            elapsed_secs: r.elapsed.as_secs_f64(),
+            sources: r.source.inputs.clone(),
+            link: d.link.iter().map(|(k, c)| (*k, c.frames)).collect(),
+            network: d.network,
+            transport: d.transport,
+            fragments: FragSummary {
+                first: d.fragments.first,
+                non_first: d.fragments.non_first,
+            },
+            vlan_tagged: d.vlan_tagged,
+            vlan_stacked: d.vlan_stacked,
+            tunnels: d.tunnels,
+            tunnel_links: r.links.iter().cloned().collect(),
+            icmp_errors: d.icmp_errors,
+            decode_failures: d.decode_failures,
+            flows: FlowSummary {
+                created: f.created,
+                ended: EndReason::ALL
+                    .iter()
+                    .map(|e| (e.as_str(), f.ended_by(*e)))
+                    .collect(),
+                evicted: f.evicted,
+                peak_active: f.peak_active,
+                icmp_errors_matched: f.icmp_errors_matched,
+            },
+            drops,
+            drops_per_worker: r.queue_drops.clone(),
+            workers: r.workers,
+        }
+    }
+
+    /// The human-readable summary printed at the end of a run.
+    pub fn to_human(&self) -> String {
+        let mut s = String::new();
+        let rate = if self.elapsed_secs > 0.0 {
+            self.packets as f64 / self.elapsed_secs
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "zonewatch {}: {} packets, {} bytes captured ({} on the wire) in {:.3} s ({:.0} packets/s, {} workers)",
+            self.mode,
+            self.packets,
+            self.bytes,
+            self.wire_bytes,
+            self.elapsed_secs,
+            rate,
+            self.workers
+        );
+        if let (Some(a), Some(b)) = (&self.first_packet, &self.last_packet) {
+            let _ = writeln!(
+                s,
+                "  capture time   {a} .. {b} ({:.3} s)",
+                self.duration_secs
+            );
+        }
+        if self.stopped_by != "end_of_input" {
+            let _ = writeln!(s, "  stopped by     {}", self.stopped_by);
+        }
+        line(&mut s, "link", &self.link);
+        line(&mut s, "network", &self.network);
+        line(&mut s, "transport", &self.transport);
+        let _ = writeln!(
+            s,
+            "  fragments      first {}, non-first {}",
+            self.fragments.first, self.fragments.non_first
+        );
+        let _ = writeln!(
+            s,
+            "  vlan           tagged {}, stacked {}",
+            self.vlan_tagged, self.vlan_stacked
+        );
+        line(&mut s, "tunnels", &self.tunnels);
+        if self.icmp_errors > 0 {
+            let _ = writeln!(
+                s,
+                "  icmp errors    {} ({} matched to their flow)",
+                self.icmp_errors, self.flows.icmp_errors_matched
+            );
+        }
+        line(&mut s, "decode errors", &self.decode_failures);
+        let _ = writeln!(
+            s,
+            "  flows          created {}, evicted {}, peak active {}",
+            self.flows.created, self.flows.evicted, self.flows.peak_active
+        );
+        line(&mut s, "flows ended", &self.flows.ended);
+        line(&mut s, "drops", &self.drops);
+        for src in &self.sources {
+            let _ = write!(
+                s,
+                "  source         {} ({}, {}): {} frames, {} bytes",
+                src.name,
+                src.format,
+                src.link_types.join("/"),
+                src.frames,
+                src.bytes
+            );
+            if let Some(l) = &src.live {
+                let _ = write!(
+                    s,
+                    "; libpcap received {}, dropped {}, interface dropped {}",
+                    l.received, l.dropped, l.if_dropped
+                );
+            }
+            let _ = writeln!(s);
+            if let Some(why) = &src.stopped_early {
+                let _ = writeln!(s, "                 STOPPED EARLY: {why}");
+            }
+            for (why, n) in &src.skipped {
+                let _ = writeln!(s, "                 skipped {n}: {why}");
+            }
+        }
+        s
+    }
+}
+
+/// One "name n, name n" line, leaving out zeros; "none" when all are zero.
+fn line<K: std::fmt::Display>(s: &mut String, title: &str, map: &BTreeMap<K, u64>) {
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let body = if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    };
+    let _ = writeln!(s, "  {title:<14} {body}");
+}

@@ -1,0 +1,209 @@
+//! `--flows` output on captures/sample.pcap: every line is a JSON object with the
+//! contract's keys, the Community ID of every flow equals TShark's, and the flows
+//! the recording script made on purpose end the way they really ended.
+
+use crate::util;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Keys every flow line carries (cli.md contract).
+const REQUIRED: [&str; 20] = [
+    "ts",
+    "first_seen",
+    "last_seen",
+    "duration",
+    "proto",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "vlan",
+    "link",
+    "orig_pkts",
+    "orig_bytes",
+    "resp_pkts",
+    "resp_bytes",
+    "tcp_state",
+    "midstream",
+    "icmp_errors",
+    "end_reason",
+    "community_id",
+];
+
+const END_REASONS: [&str; 6] = [
+    "fin",
+    "rst",
+    "idle_timeout",
+    "evicted",
+    "end_of_capture",
+    "shutdown",
+];
+
+/// ICMP / ICMPv6 error types (they quote another packet): TShark gives such a
+/// packet a Community ID of its own, zonewatch counts it on the flow it quotes
+/// (`icmp_errors`) instead of making a flow of it.
+fn is_icmp_error(icmp_type: &str, icmpv6_type: &str) -> bool {
+    let first = |s: &str| s.split(',').next().and_then(|v| v.parse::<u8>().ok());
+    matches!(first(icmp_type), Some(3 | 4 | 5 | 11 | 12))
+        || matches!(first(icmpv6_type), Some(1..=4))
+}
+
+fn u(flow: &Map<String, Value>, key: &str) -> u64 {
+    flow.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("flow {key} is not a count: {flow:?}"))
+}
+
+fn port(flow: &Map<String, Value>, key: &str) -> u64 {
+    flow.get(key).and_then(Value::as_u64).unwrap_or(u64::MAX)
+}
+
+#[test]
+fn sample_flows_match_tshark_community_ids() {
+    let sample = util::bundled("sample.pcap");
+    let out = util::replay(&[&sample], &[]);
+    assert!(
+        out.flows_end_with_newline,
+        "flows file does not end with a newline"
+    );
+    let flows = util::parse_flows(&out.flows);
+    assert!(
+        flows.len() >= 20,
+        "only {} flows from sample.pcap",
+        flows.len()
+    );
+
+    for (i, f) in flows.iter().enumerate() {
+        let missing: Vec<&str> = REQUIRED
+            .iter()
+            .copied()
+            .filter(|k| !f.contains_key(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "flow line {} lacks {missing:?}: {f:?}",
+            i + 1
+        );
+        let why = f["end_reason"].as_str().unwrap_or("");
+        assert!(
+            END_REASONS.contains(&why),
+            "flow line {}: end_reason {why:?}",
+            i + 1
+        );
+        assert!(
+            u(f, "orig_pkts") >= 1,
+            "flow line {}: no initiator packet: {f:?}",
+            i + 1
+        );
+    }
+
+    // TShark: Community ID of every frame (seed 0, base64, as the spec's default).
+    let rows = util::tshark_fields(
+        &sample,
+        &["communityid", "icmp.type", "icmpv6.type"],
+        &["--enable-protocol", "communityid"],
+    );
+    assert!(
+        !rows.is_empty(),
+        "tshark read nothing from {}",
+        sample.display()
+    );
+    let mut tshark_frames: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        if r[0].is_empty() || is_icmp_error(&r[1], &r[2]) {
+            continue; // ARP (no Community ID) or an ICMP error (see is_icmp_error)
+        }
+        *tshark_frames.entry(r[0].clone()).or_insert(0) += 1;
+    }
+
+    // zonewatch: frames per Community ID, summed over flows (one ID may in principle
+    // span several flows, e.g. a reused port; it does not in this capture).
+    let mut zw_frames: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &flows {
+        match f.get("community_id") {
+            Some(Value::String(id)) => {
+                *zw_frames.entry(id.clone()).or_insert(0) += u(f, "orig_pkts") + u(f, "resp_pkts");
+            }
+            // ARP flows have no Community ID (the spec covers IP only).
+            Some(Value::Null) | None => {
+                assert!(
+                    f["src_ip"].is_string() && u(f, "orig_pkts") >= 1,
+                    "flow without community_id: {f:?}"
+                );
+            }
+            Some(other) => panic!("community_id is not a string: {other}"),
+        }
+    }
+    let only_zw: BTreeSet<&String> = zw_frames
+        .keys()
+        .filter(|k| !tshark_frames.contains_key(*k))
+        .collect();
+    let only_ts: BTreeSet<&String> = tshark_frames
+        .keys()
+        .filter(|k| !zw_frames.contains_key(*k))
+        .collect();
+    assert!(
+        only_zw.is_empty() && only_ts.is_empty(),
+        "Community IDs differ.\nonly in zonewatch flows: {only_zw:?}\nonly in tshark: {only_ts:?}"
+    );
+    let differing: Vec<String> = tshark_frames
+        .iter()
+        .filter(|(id, n)| zw_frames.get(*id) != Some(n))
+        .map(|(id, n)| format!("{id}: tshark {n} frames, zonewatch {:?}", zw_frames.get(id)))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "frames per flow differ:\n{}",
+        differing.join("\n")
+    );
+}
+
+#[test]
+fn sample_flows_end_as_recorded() {
+    // What record-sample.sh did (captures/README.md): 9 HTTP connections to 8080
+    // closed with FIN, 2 SYNs to closed port 9 answered by RST, UDP to closed port
+    // 9999 (port unreachable) and TTL-1 UDP probes to 33434/33435 (time exceeded).
+    let out = util::replay(&[&util::bundled("sample.pcap")], &[]);
+    let flows = util::parse_flows(&out.flows);
+    let by_dport = |p: u64| -> Vec<&Map<String, Value>> {
+        flows.iter().filter(|f| port(f, "dst_port") == p).collect()
+    };
+
+    let http = by_dport(8080);
+    assert_eq!(http.len(), 9, "HTTP flows: {http:?}");
+    for f in &http {
+        assert_eq!(f["end_reason"], "fin", "{f:?}");
+        assert!(
+            u(f, "resp_bytes") > 0 && u(f, "orig_pkts") >= 5 && u(f, "resp_pkts") >= 4,
+            "{f:?}"
+        );
+        assert_eq!(f["midstream"], false, "{f:?}");
+    }
+    let refused = by_dport(9);
+    assert_eq!(refused.len(), 2, "flows to closed TCP port 9: {refused:?}");
+    for f in &refused {
+        assert_eq!(f["end_reason"], "rst", "{f:?}");
+        assert_eq!((u(f, "orig_pkts"), u(f, "resp_pkts")), (1, 1), "{f:?}");
+    }
+    for p in [9999, 33434, 33435] {
+        let fs = by_dport(p);
+        assert_eq!(
+            fs.len(),
+            if p == 9999 { 2 } else { 1 },
+            "UDP flows to {p}: {fs:?}"
+        );
+        for f in fs {
+            assert_eq!(
+                u(f, "icmp_errors"),
+                1,
+                "the ICMP error for port {p} was not matched to its flow: {f:?}"
+            );
+            assert_eq!((u(f, "orig_pkts"), u(f, "resp_pkts")), (1, 0), "{f:?}");
+        }
+    }
+    assert_eq!(
+        util::count(&out.summary, "flows", "icmp_errors_matched"),
+        5,
+        "3 ICMP + 2 ICMPv6 errors quote a flow of the capture"
+    );
+}

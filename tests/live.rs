@@ -1,0 +1,178 @@
+//! `zonewatch run` on a real interface: a veth pair between two network namespaces
+//! created for the test (root only; CI runs as root). zonewatch captures on one
+//! end while the other end sends a known, bounded set of packets.
+
+use crate::util::{self, ChildGuard, OutPaths};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A network namespace that exists for the guard's lifetime (`ip netns del` on drop,
+/// which also removes the veth ends inside it).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace with a unique name: zw-t-PID-N.
+    pub fn new() -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "zw-t-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Run a command inside the namespace; it must succeed.
+    pub fn run(&self, argv: &[&str]) {
+        let (program, args) = argv.split_first().expect("empty argv");
+        let mut c = self.cmd(program);
+        c.args(args);
+        let r = util::run_cmd(c);
+        assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let mut c = Command::new("ip");
+    c.args(args);
+    let r = util::run_cmd(c);
+    assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
+}
+
+/// Fail (not skip) when not root: creating namespaces and capturing needs it.
+pub fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        uid, "0",
+        "the live-capture tests must run as root (they create network namespaces and capture on a veth); \
+         run `sudo -E cargo test` or run the test binary as root"
+    );
+}
+
+#[test]
+fn live_capture_on_a_veth_counts_what_was_sent() {
+    require_root();
+    let cap = Netns::new();
+    let snd = Netns::new();
+    ip(&[
+        "link", "add", "name", "zwcap", "netns", &cap.name, "type", "veth", "peer", "name",
+        "zwsnd", "netns", &snd.name,
+    ]);
+    cap.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "zwcap"]);
+    snd.run(&["ip", "addr", "add", "192.0.2.2/24", "dev", "zwsnd"]);
+    cap.run(&["ip", "link", "set", "zwcap", "up"]);
+    snd.run(&["ip", "link", "set", "zwsnd", "up"]);
+
+    let out = OutPaths::new();
+    let mut zw = cap.cmd(util::BIN);
+    zw.args([
+        "run",
+        "-i",
+        "zwcap",
+        "-q",
+        "-w",
+        "2",
+        "--duration-secs",
+        "4",
+        "--summary",
+    ])
+    .arg(&out.summary)
+    .arg("--flows")
+    .arg(&out.flows);
+    let child = ChildGuard::spawn(zw);
+    // Give libpcap time to open the interface before the first packet.
+    std::thread::sleep(Duration::from_millis(1000));
+
+    // Known traffic: 5 echo requests (5 replies), 5 UDP datagrams to a closed port
+    // (the kernel answers with ICMP port unreachable, up to its rate limit).
+    snd.run(&[
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "5",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "192.0.2.1",
+    ]);
+    snd.run(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range(5):\n    s.sendto(b'zonewatch-live-%d' % i, ('192.0.2.1', 9999))\n",
+    ]);
+
+    let run = child.wait(Duration::from_secs(30));
+    run.assert_ok();
+    let o = out.collect(run);
+    let s = &o.summary;
+    assert_eq!(s["mode"], "live", "{s:#}");
+    let packets = util::count(s, "", "packets");
+    assert!(
+        packets >= 15,
+        "sent 10 ICMP + 5 UDP, zonewatch saw {packets} packets: {s:#}"
+    );
+    assert!(
+        util::count(s, "transport", "icmp") >= 10,
+        "echo request+reply x5: {s:#}"
+    );
+    assert!(
+        util::count(s, "transport", "udp") >= 5,
+        "5 UDP datagrams: {s:#}"
+    );
+    let live = &s["sources"][0]["live"];
+    for key in ["received", "dropped", "if_dropped"] {
+        assert!(live[key].is_u64(), "sources[0].live.{key} missing: {s:#}");
+    }
+    assert!(
+        live["received"].as_u64() >= Some(15),
+        "libpcap received: {s:#}"
+    );
+    assert!(s["drops"].is_object(), "{s:#}");
+
+    assert!(
+        o.flows_end_with_newline,
+        "flows file does not end with a complete line"
+    );
+    let flows = util::parse_flows(&o.flows);
+    let udp = flows
+        .iter()
+        .find(|f| f.get("dst_port").and_then(|p| p.as_u64()) == Some(9999))
+        .unwrap_or_else(|| panic!("no flow to 192.0.2.1:9999 among {flows:?}"));
+    assert_eq!(udp["src_ip"], "192.0.2.2", "{udp:?}");
+    assert_eq!(udp["orig_pkts"], 5, "{udp:?}");
+    let echo = flows
+        .iter()
+        .filter(|f| f["src_ip"] == "192.0.2.2" && f["dst_ip"] == "192.0.2.1")
+        .map(|f| f["orig_pkts"].as_u64().unwrap_or(0) + f["resp_pkts"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert!(
+        echo >= 15,
+        "flows from 192.0.2.2 hold {echo} packets: {flows:?}"
+    );
+}

@@ -1,0 +1,261 @@
+//! `zonewatch replay` against TShark: the bundled captures and every file of the
+//! public capture set must give the same packet, network, transport, VLAN,
+//! fragment and tunnel counts as TShark run at test time (see `util::classify`
+//! for how a TShark protocol chain maps to zonewatch's summary keys). Malformed
+//! and refused inputs have their own tests below.
+
+use crate::util::{self, Exception};
+use std::path::Path;
+
+/// Files zonewatch must refuse (exit 2); they have no counts to compare.
+const REFUSED: [&str; 1] = ["h_malformed/libpcap_pcap-invalid-version-1.pcap"];
+
+/// Differences from TShark that are correct behaviour, per file and key, with
+/// the reason (`delta` = zonewatch minus TShark). `util::compare` also fails when
+/// a listed difference no longer occurs, so this list cannot go stale.
+const EXCEPTIONS: &[Exception] = &[];
+
+/// Check one capture: zonewatch's summary equals TShark's view (after the file's
+/// exceptions). Returns the differences.
+fn parity(name: &str, path: &Path, provenance_packets: Option<u64>) -> Vec<String> {
+    let out = util::replay(&[path], &[]);
+    let zw = util::summary_counts(&out.summary);
+    let ts = util::tshark_counts(path);
+    let mut problems = util::compare(name, &ts, &zw, EXCEPTIONS);
+    if let Some(n) = provenance_packets {
+        if zw.get("packets") != n as i64 {
+            problems.push(format!(
+                "{name}: packets: zonewatch {}, PROVENANCE.md {n}",
+                zw.get("packets")
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn tshark_parity_bundled() {
+    let mut problems = Vec::new();
+    for name in ["sample.pcap", "sample-vlan.pcap"] {
+        problems.extend(parity(name, &util::bundled(name), None));
+    }
+    assert!(
+        problems.is_empty(),
+        "zonewatch and tshark differ:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn sample_vlan_every_frame_tagged() {
+    // The derived capture exists to test VLAN handling: every frame carries tag 100,
+    // and otherwise it counts exactly like the untagged original.
+    let plain = util::replay(&[&util::bundled("sample.pcap")], &[]).summary;
+    let tagged = util::replay(&[&util::bundled("sample-vlan.pcap")], &[]).summary;
+    let packets = util::count(&plain, "", "packets");
+    assert!(packets > 100, "sample.pcap has only {packets} packets");
+    assert_eq!(util::count(&tagged, "", "vlan_tagged"), packets);
+    assert_eq!(util::count(&plain, "", "vlan_tagged"), 0);
+    for (section, key) in [
+        ("network", "ipv4"),
+        ("network", "ipv6"),
+        ("transport", "tcp"),
+        ("transport", "icmpv6"),
+    ] {
+        assert_eq!(
+            util::count(&plain, section, key),
+            util::count(&tagged, section, key),
+            "{section}.{key} differs between sample.pcap and sample-vlan.pcap"
+        );
+    }
+}
+
+#[test]
+fn tshark_parity_public() {
+    let index = util::public_index();
+    let jobs: Vec<&util::Provenance> = index
+        .iter()
+        .filter(|p| !REFUSED.contains(&p.rel.as_str()))
+        .collect();
+    // Files are independent: check them on a few threads (each check runs two processes).
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(4)
+        .clamp(2, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let problems = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = jobs.get(i) else { break };
+                let found = parity(&p.rel, &util::public(&p.rel), Some(p.packets));
+                problems
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(found);
+            });
+        }
+    });
+    let mut problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
+    problems.sort();
+    assert!(
+        problems.is_empty(),
+        "zonewatch and tshark differ on {} count(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Files with damaged packets (but a sound container): exit 0, no panic, and the
+/// damage shows up as decode failures in the summary.
+#[test]
+fn malformed_packets_are_counted_not_fatal() {
+    for rel in [
+        // cut inside the Ethernet header (caplen 8)
+        "h_malformed/zeek_trunc-hdr.pcap",
+        // IPv6 Hop-by-Hop header cut by the end of the packet
+        "h_malformed/zeek_ip6-ext-trunc.pcap",
+        // snaplen 68: every packet cut, some inside the TCP header
+        "h_malformed/zeek_tcp_truncated-header_snaplen68.pcap",
+    ] {
+        let out = util::replay(&[&util::public(rel)], &[]);
+        let failures = util::sum_of(&out.summary, "decode_failures");
+        assert!(
+            failures > 0,
+            "{rel}: no decode failure counted: {:#}",
+            out.summary["decode_failures"]
+        );
+        assert!(
+            failures <= util::count(&out.summary, "", "packets"),
+            "{rel}: more decode failures ({failures}) than packets"
+        );
+    }
+    // Length fields that lie (IP total length / UDP length beyond the captured
+    // bytes): the frames are still delivered and counted, and nothing panics.
+    for rel in [
+        "h_malformed/suricata_ipv4-truncated.pcap",
+        "h_malformed/suricata_udp-len-invalid.pcap",
+    ] {
+        let out = util::replay(&[&util::public(rel)], &[]);
+        assert_eq!(util::count(&out.summary, "", "packets"), 1, "{rel}");
+        assert_eq!(util::count(&out.summary, "network", "ipv4"), 1, "{rel}");
+    }
+}
+
+/// The two corrupt containers: zonewatch delivers exactly the frames before the
+/// damage, says where it stopped, and still exits 0.
+#[test]
+fn damaged_files_stop_early_with_the_good_frames() {
+    for (rel, frames, offset) in [
+        // record 7 at offset 5035 claims a 4,325,376-byte caplen (PROVENANCE.md: 6 frames)
+        (
+            "h_malformed/suricata_bug-1450-04_bad-record-length.pcap",
+            6u64,
+            "5035",
+        ),
+        // 25 complete records, then 2 bytes of a record header at offset 8877
+        ("h_malformed/ppa_http-fault-post_cut-short.pcap", 25, "8877"),
+    ] {
+        let index = util::public_index();
+        let listed = index.iter().find(|p| p.rel == rel).map(|p| p.packets);
+        assert_eq!(listed, Some(frames), "PROVENANCE.md disagrees about {rel}");
+
+        let out = util::replay(&[&util::public(rel)], &[]);
+        assert_eq!(util::count(&out.summary, "", "packets"), frames, "{rel}");
+        let src = &out.summary["sources"][0];
+        assert_eq!(
+            src["frames"].as_u64(),
+            Some(frames),
+            "{rel}: sources[0] = {src:#}"
+        );
+        let why = src["stopped_early"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{rel}: sources[0] has no stopped_early: {src:#}"));
+        assert!(
+            why.contains(offset),
+            "{rel}: stopped_early {why:?} does not give offset {offset}"
+        );
+    }
+}
+
+#[test]
+fn empty_pcapng_is_a_clean_empty_run() {
+    let out = util::replay(&[&util::public("h_malformed/tcpdump_empty.pcapng")], &[]);
+    assert_eq!(util::count(&out.summary, "", "packets"), 0);
+    assert!(out.summary["first_packet"].is_null(), "{:#}", out.summary);
+    assert!(out.flows.is_empty());
+    assert!(
+        out.summary["sources"][0].get("stopped_early").is_none(),
+        "{:#}",
+        out.summary
+    );
+}
+
+#[test]
+fn invalid_pcap_version_is_refused() {
+    let path = util::public(REFUSED[0]);
+    let run = util::zonewatch([
+        std::ffi::OsStr::new("replay"),
+        std::ffi::OsStr::new("-q"),
+        path.as_os_str(),
+    ]);
+    run.assert_no_panic();
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr);
+    let err = run.stderr.to_lowercase();
+    assert!(
+        err.contains("libpcap_pcap-invalid-version-1.pcap") && err.contains("version"),
+        "error should name the file and the version problem:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn text_file_is_refused_as_not_a_capture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "this is not a capture file\nbut some notes\n").expect("write");
+    let run = util::zonewatch([
+        std::ffi::OsStr::new("replay"),
+        std::ffi::OsStr::new("-q"),
+        path.as_os_str(),
+    ]);
+    run.assert_no_panic();
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("notes.txt") && run.stderr.to_lowercase().contains("not a pcap"),
+        "error should name the file and say it is not a capture:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn unsupported_link_type_is_refused_by_name() {
+    // A copy of a one-packet pcap whose header link-type field (bytes 20..24,
+    // little-endian here) is rewritten to 105 = LINKTYPE_IEEE802_11.
+    let src = util::public("g_formats_linktypes/tcpdump_LINKTYPE_IPV4.pcap");
+    let mut bytes = std::fs::read(&src).expect("read");
+    assert_eq!(
+        &bytes[0..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "expected a little-endian microsecond pcap"
+    );
+    bytes[20..24].copy_from_slice(&105u32.to_le_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wifi.pcap");
+    std::fs::write(&path, &bytes).expect("write");
+
+    let run = util::zonewatch([
+        std::ffi::OsStr::new("replay"),
+        std::ffi::OsStr::new("-q"),
+        path.as_os_str(),
+    ]);
+    run.assert_no_panic();
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr);
+    let err = run.stderr.to_lowercase();
+    assert!(
+        err.contains("wifi.pcap") && err.contains("link type") && err.contains("105"),
+        "error should name the file and the link type:\n{}",
+        run.stderr
+    );
+}

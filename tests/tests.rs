@@ -1,0 +1,13 @@
+//! The one integration-test binary (as ripgrep's tests/tests.rs): it runs the
+//! built `zonewatch` binary on the bundled and public captures and on a live veth,
+//! and compares what it reports with TShark.
+//!
+//! Needs: tshark on PATH; root for `live` (network namespaces); the public
+//! capture set at ../shared/captures/public next to the crate.
+
+mod determinism;
+mod flows;
+mod live;
+mod replay;
+mod shutdown;
+mod util;

@@ -1,0 +1,804 @@
+//! Helpers shared by the integration tests: run the `zonewatch` binary and read
+//! its JSON outputs, run TShark and turn its protocol chains into counts that
+//! can be compared with zonewatch's summary, list the public capture set.
+//!
+//! Everything here fails loudly: a missing tool, a missing file or a process that
+//! hangs is a test failure with the reason, never a skip.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_zonewatch");
+
+/// The public capture set (outside this repository, next to it).
+pub const PUBLIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures/public");
+
+/// Captures recorded for this repository (captures/README.md).
+pub const BUNDLED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/captures");
+
+/// How long any single child process may run before the test fails.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Path of a bundled capture, which must exist.
+pub fn bundled(name: &str) -> PathBuf {
+    let p = Path::new(BUNDLED_DIR).join(name);
+    assert!(
+        p.is_file(),
+        "bundled capture {} is missing (run `make captures`)",
+        p.display()
+    );
+    p
+}
+
+/// Path of a public capture, relative to PUBLIC_DIR, which must exist.
+pub fn public(rel: &str) -> PathBuf {
+    let p = Path::new(PUBLIC_DIR).join(rel);
+    assert!(p.is_file(), "public capture {} is missing", p.display());
+    p
+}
+
+/// One row of the index table in PROVENANCE.md.
+#[derive(Clone, Debug)]
+pub struct Provenance {
+    /// Path relative to PUBLIC_DIR, e.g. "a_scans/chrissanders_synscan.pcapng".
+    pub rel: String,
+    /// Packet count from the "packets" column (for damaged files: frames read
+    /// before the error).
+    pub packets: u64,
+}
+
+/// Every capture listed in the index table of PROVENANCE.md. Also checks that the
+/// list matches the files on disk (so a capture added without provenance, or a
+/// listed one that disappeared, fails here).
+pub fn public_index() -> Vec<Provenance> {
+    let prov = Path::new(PUBLIC_DIR).join("PROVENANCE.md");
+    let text = std::fs::read_to_string(&prov)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", prov.display()));
+    let mut rows = Vec::new();
+    let mut in_index = false;
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            in_index = line.trim() == "## Index";
+            continue;
+        }
+        if !in_index || !line.starts_with('|') {
+            continue;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | file | bytes | packets | source |  -> ["", file, bytes, packets, source, ""]
+        let (Some(file), Some(packets)) = (cells.get(1), cells.get(3)) else {
+            continue;
+        };
+        if !file.contains('/') {
+            continue; // header or separator row
+        }
+        let digits: String = packets
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .collect();
+        let n: u64 = digits
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("PROVENANCE.md: bad packet count {packets:?} for {file}"));
+        rows.push(Provenance {
+            rel: file.to_string(),
+            packets: n,
+        });
+    }
+    assert!(
+        rows.len() >= 40,
+        "PROVENANCE.md index lists only {} files",
+        rows.len()
+    );
+
+    let listed: BTreeSet<String> = rows.iter().map(|r| r.rel.clone()).collect();
+    let mut on_disk = BTreeSet::new();
+    let dirs =
+        std::fs::read_dir(PUBLIC_DIR).unwrap_or_else(|e| panic!("cannot list {PUBLIC_DIR}: {e}"));
+    for dir in dirs.flatten() {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let rel = format!(
+                "{}/{}",
+                dir.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            on_disk.insert(rel);
+        }
+    }
+    assert_eq!(
+        listed, on_disk,
+        "PROVENANCE.md index and the files under {PUBLIC_DIR} differ"
+    );
+    rows
+}
+
+/// Output of a finished child process.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The command line, for messages.
+    pub cmdline: String,
+}
+
+impl Run {
+    /// Exit code; panics if the process died from a signal.
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("{} was killed by a signal: {self:#?}", self.cmdline))
+    }
+
+    /// The process must not have panicked (whatever its exit code).
+    pub fn assert_no_panic(&self) {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{} panicked:\n{}",
+            self.cmdline,
+            self.stderr
+        );
+    }
+
+    /// Exit code 0 and no panic.
+    pub fn assert_ok(&self) {
+        self.assert_no_panic();
+        assert_eq!(
+            self.code(),
+            0,
+            "{} failed:\nstderr:\n{}",
+            self.cmdline,
+            self.stderr
+        );
+    }
+}
+
+fn cmdline(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// A spawned child that is killed (and reaped) if dropped while still running, so
+/// a failing test never leaves a capture process behind.
+pub struct ChildGuard {
+    pub child: Option<Child>,
+    pub cmdline: String,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut cmd: Command) -> ChildGuard {
+        let line = cmdline(&cmd);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {line}: {e}"));
+        ChildGuard {
+            child: Some(child),
+            cmdline: line,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Wait for exit (at most `timeout`, then kill and panic) and collect output.
+    pub fn wait(mut self, timeout: Duration) -> Run {
+        let mut child = self.child.take().expect("child already waited for");
+        // Drain both pipes on threads so a chatty child can never block on a full pipe.
+        let mut out = child.stdout.take().expect("stdout piped");
+        let mut err = child.stderr.take().expect("stderr piped");
+        let t_out = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = out.read_to_end(&mut b);
+            b
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = err.read_to_end(&mut b);
+            b
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let e = t_err.join().unwrap_or_default();
+                    panic!(
+                        "{} did not finish within {timeout:?}; killed. stderr:\n{}",
+                        self.cmdline,
+                        String::from_utf8_lossy(&e)
+                    );
+                }
+                Err(e) => panic!("waiting for {}: {e}", self.cmdline),
+            }
+        };
+        let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+        Run {
+            status,
+            stdout,
+            stderr,
+            cmdline: self.cmdline.clone(),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run a command to completion (bounded by CHILD_TIMEOUT).
+pub fn run_cmd(cmd: Command) -> Run {
+    ChildGuard::spawn(cmd).wait(CHILD_TIMEOUT)
+}
+
+/// Run zonewatch with these arguments.
+pub fn zonewatch<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    run_cmd(cmd)
+}
+
+/// Send a signal with kill(1) (the tests need no libc binding for it).
+pub fn send_signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+    assert!(st.success(), "kill -{sig} {pid} failed: {st}");
+}
+
+/// What a run wrote: the process result, the parsed summary, the flow lines.
+pub struct Outputs {
+    pub run: Run,
+    pub summary: Value,
+    /// Raw flow lines (without '\n'), in file order.
+    pub flows: Vec<String>,
+    /// The flows file ended with '\n' (or was empty).
+    pub flows_end_with_newline: bool,
+}
+
+/// Files a run writes its outputs to.
+pub struct OutPaths {
+    /// Holds the directory (deleted on drop).
+    pub _dir: tempfile::TempDir,
+    pub summary: PathBuf,
+    pub flows: PathBuf,
+}
+
+impl OutPaths {
+    pub fn new() -> OutPaths {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let summary = dir.path().join("summary.json");
+        let flows = dir.path().join("flows.jsonl");
+        OutPaths {
+            _dir: dir,
+            summary,
+            flows,
+        }
+    }
+
+    /// Read back what the finished run wrote.
+    pub fn collect(&self, run: Run) -> Outputs {
+        let text = std::fs::read_to_string(&self.summary).unwrap_or_else(|e| {
+            panic!(
+                "{}: no summary at {} ({e}); exit {:?}, stderr:\n{}",
+                run.cmdline,
+                self.summary.display(),
+                run.status.code(),
+                run.stderr
+            )
+        });
+        let summary: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: summary is not JSON ({e}):\n{text}", run.cmdline));
+        let raw = std::fs::read_to_string(&self.flows).unwrap_or_default();
+        let flows_end_with_newline = raw.is_empty() || raw.ends_with('\n');
+        let flows = raw.lines().map(str::to_string).collect();
+        Outputs {
+            run,
+            summary,
+            flows,
+            flows_end_with_newline,
+        }
+    }
+}
+
+/// `zonewatch replay -q --summary S --flows F [extra..] FILES..`; must exit 0
+/// without panicking.
+pub fn replay(files: &[&Path], extra: &[&str]) -> Outputs {
+    let out = OutPaths::new();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("replay")
+        .arg("-q")
+        .arg("--summary")
+        .arg(&out.summary)
+        .arg("--flows")
+        .arg(&out.flows);
+    cmd.args(extra).args(files);
+    let run = run_cmd(cmd);
+    run.assert_ok();
+    out.collect(run)
+}
+
+/// A counter from the summary: `summary[section][key]`, or `summary[key]` when
+/// `section` is empty. A missing or non-integer field fails the test.
+pub fn count(summary: &Value, section: &str, key: &str) -> u64 {
+    let v = if section.is_empty() {
+        summary.get(key)
+    } else {
+        summary.get(section).and_then(|s| s.get(key))
+    };
+    match v {
+        Some(v) => v
+            .as_u64()
+            .unwrap_or_else(|| panic!("summary {section}.{key} is not a count: {v}")),
+        None => panic!("summary lacks {section}.{key}: {summary:#}"),
+    }
+}
+
+/// Sum of every value of an object in the summary (e.g. decode_failures).
+pub fn sum_of(summary: &Value, section: &str) -> u64 {
+    match summary.get(section) {
+        Some(Value::Object(m)) => m.values().filter_map(Value::as_u64).sum(),
+        other => panic!("summary {section} is not an object: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TShark
+// ---------------------------------------------------------------------------
+
+/// Run TShark. A missing TShark is a failure, not a skip: the parity tests are
+/// the point of this binary. Returns the output even when TShark exits non-zero
+/// (it does after reading the good part of a damaged file).
+pub fn tshark(args: &[&OsStr]) -> Run {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let ok = CHECKED.get_or_init(|| {
+        match Command::new("tshark").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+            Ok(st) if st.success() => Ok(()),
+            Ok(st) => Err(format!("`tshark --version` failed ({st}); the integration tests need a working tshark")),
+            Err(e) => Err(format!(
+                "tshark is required by the integration tests and could not be run ({e}); install the tshark package"
+            )),
+        }
+    });
+    if let Err(why) = ok {
+        panic!("{why}");
+    }
+    let mut cmd = Command::new("tshark");
+    cmd.args(args);
+    run_cmd(cmd)
+}
+
+/// The options every comparison uses: no IP reassembly and no TCP desegmentation,
+/// so every frame is dissected on its own, as zonewatch decodes it.
+const NO_REASSEMBLY: [&str; 6] = [
+    "-o",
+    "ip.defragment:FALSE",
+    "-o",
+    "ipv6.defragment:FALSE",
+    "-o",
+    "tcp.desegment_tcp_streams:FALSE",
+];
+
+/// `tshark -n -r FILE <no reassembly> -T fields -e F1 -e F2 ..`: one Vec of
+/// field values per frame.
+pub fn tshark_fields(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<String>> {
+    let mut args: Vec<&OsStr> = vec![OsStr::new("-n"), OsStr::new("-r"), file.as_os_str()];
+    args.extend(NO_REASSEMBLY.iter().map(OsStr::new));
+    args.extend(extra.iter().map(OsStr::new));
+    args.extend(
+        [
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+        ]
+        .map(OsStr::new),
+    );
+    for f in fields {
+        args.push(OsStr::new("-e"));
+        args.push(OsStr::new(f));
+    }
+    let run = tshark(&args);
+    if run.stdout.is_empty() && !run.status.success() {
+        // Nothing read at all (e.g. a file TShark refuses): let the caller see zero frames,
+        // but say why in case that was not expected.
+        eprintln!(
+            "note: {} exited {} with no output: {}",
+            run.cmdline,
+            run.status,
+            run.stderr.trim()
+        );
+    }
+    run.stdout
+        .lines()
+        .map(|l| {
+            let mut v: Vec<String> = l.split('\t').map(str::to_string).collect();
+            v.resize(fields.len(), String::new());
+            v
+        })
+        .collect()
+}
+
+/// Network layer of the analysed packet, as derived from a TShark chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net {
+    Ipv4,
+    Ipv6,
+    Arp,
+}
+
+/// Transport of the analysed packet, as derived from a TShark chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+/// What one frame's `frame.protocols` chain says about the analysed packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    pub net: Option<Net>,
+    pub transport: Option<Transport>,
+    /// At least one 802.1Q / 802.1ad tag anywhere in the frame.
+    pub vlan: bool,
+    /// Found inside a tunnel (GRE, ERSPAN, VXLAN, Geneve, IP-in-IP).
+    pub tunneled: bool,
+    /// 1-based position of the analysed IPv4 header among all `ip` layers of the
+    /// frame (to pick its value out of multi-valued `ip.*` fields).
+    pub ipv4_index: usize,
+    /// 1-based position of the analysed IPv6 header's fragment header among all
+    /// `ipv6.fraghdr` layers, 0 if it has none.
+    pub fraghdr_index: usize,
+}
+
+/// Tunnel layers in TShark's naming. Everything after the last of them belongs
+/// to the inner packet, which is the one zonewatch analyses.
+pub const TUNNEL_TOKENS: [&str; 4] = ["gre", "erspan", "vxlan", "geneve"];
+
+/// Derive the analysed (innermost) packet's layers from a `frame.protocols`
+/// chain such as `eth:ethertype:vlan:ethertype:ip:gre:ip:icmp:ip:udp:data`.
+///
+/// Mapping rules (TShark protocol name -> zonewatch summary key):
+/// - `ip` -> network `ipv4`; `ipv6` -> `ipv6`; `arp` -> `arp`. Each new IP layer
+///   replaces the previous one and forgets any transport seen before it: a
+///   second IP layer right after an IP layer is IP-in-IP (a tunnel), one after
+///   `gre`/`erspan`/`vxlan`/`geneve` (+ `eth`) is the tunnelled packet.
+/// - `ipv6.hopopts`, `ipv6.routing`, `ipv6.dstopts`, `ipv6.fraghdr`... are IPv6
+///   extension headers of the current IPv6 layer, not new layers.
+/// - `tcp` -> `tcp`, `udp` -> `udp`; a later tunnel token clears them again
+///   (the UDP of VXLAN/Geneve is the outer packet's, not the analysed one's).
+/// - `icmp` -> `icmp`, `icmpv6` -> `icmpv6`, and the chain stops there: the
+///   `ip`/`ipv6`/`tcp`/`udp` that follow are the packet *quoted* inside an ICMP
+///   error, which zonewatch reads as a quote, not as the analysed packet.
+/// - Non-first fragments: with reassembly off TShark shows them as `ip:data`
+///   (`ipv6:ipv6.fraghdr:data`), with no transport, so they drop out of the
+///   transport counts exactly as zonewatch's contract says.
+/// - `vlan` (802.1Q) and `ieee8021ad` (802.1ad S-tag) anywhere -> vlan-tagged frame.
+/// - Anything else (`eth`, `ethertype`, `sll`, `raw`, application protocols,
+///   `igmp`, `llc`, `stp`...) changes nothing.
+pub fn classify(chain: &str) -> Chain {
+    let mut c = Chain::default();
+    let mut ip_count = 0usize;
+    let mut frag_count = 0usize;
+    // Previous significant token was an IP layer (for IP-in-IP detection).
+    let mut after_ip = false;
+    for tok in chain.split(':') {
+        match tok {
+            "ip" | "ipv6" => {
+                if after_ip {
+                    c.tunneled = true;
+                }
+                if tok == "ip" {
+                    ip_count += 1;
+                    c.net = Some(Net::Ipv4);
+                    c.ipv4_index = ip_count;
+                } else {
+                    c.net = Some(Net::Ipv6);
+                }
+                c.fraghdr_index = 0;
+                c.transport = None;
+                after_ip = true;
+                continue;
+            }
+            "ipv6.fraghdr" => {
+                frag_count += 1;
+                c.fraghdr_index = frag_count;
+                continue; // still "after an IP layer": an extension header
+            }
+            t if t.starts_with("ipv6.") => continue,
+            "arp" => {
+                c.net = Some(Net::Arp);
+                c.transport = None;
+            }
+            "tcp" => c.transport = Some(Transport::Tcp),
+            "udp" => c.transport = Some(Transport::Udp),
+            "icmp" | "icmpv6" => {
+                c.transport = Some(if tok == "icmp" {
+                    Transport::Icmp
+                } else {
+                    Transport::Icmpv6
+                });
+                break;
+            }
+            "vlan" | "ieee8021ad" => c.vlan = true,
+            t if TUNNEL_TOKENS.contains(&t) => {
+                c.tunneled = true;
+                c.net = None;
+                c.transport = None;
+            }
+            _ => {}
+        }
+        after_ip = false;
+    }
+    c
+}
+
+/// TShark's view of a capture, in zonewatch's summary terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts(pub BTreeMap<&'static str, i64>);
+
+impl Counts {
+    pub fn get(&self, k: &str) -> i64 {
+        self.0.get(k).copied().unwrap_or(0)
+    }
+    fn add(&mut self, k: &'static str) {
+        *self.0.entry(k).or_insert(0) += 1;
+    }
+}
+
+/// Keys compared between TShark and zonewatch, as "section.key" of the summary
+/// ("packets" and "vlan_tagged" are top-level).
+pub const COMPARED: [&str; 12] = [
+    "packets",
+    "network.ipv4",
+    "network.ipv6",
+    "network.arp",
+    "transport.tcp",
+    "transport.udp",
+    "transport.icmp",
+    "transport.icmpv6",
+    "vlan_tagged",
+    "fragments.first",
+    "fragments.non_first",
+    "tunneled",
+];
+
+/// The same keys read from a zonewatch summary. `tunneled` is the sum of the
+/// `tunnels` object (every kind except "none").
+pub fn summary_counts(summary: &Value) -> Counts {
+    let mut c = Counts::default();
+    for key in COMPARED {
+        let v = match key.split_once('.') {
+            Some((section, k)) => count(summary, section, k),
+            None if key == "tunneled" => match summary.get("tunnels") {
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "none")
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum(),
+                other => panic!("summary tunnels is not an object: {other:?}"),
+            },
+            None => count(summary, "", key),
+        };
+        c.0.insert(key, v as i64);
+    }
+    c
+}
+
+/// Run TShark on a capture and count, per frame, the analysed packet's network
+/// and transport layer (see [`classify`]), VLAN-tagged frames, tunnelled frames
+/// and fragments of the analysed IP header (first = offset 0 with more-fragments
+/// set, non-first = offset > 0; from `ip.frag_offset`/`ip.flags.mf` or
+/// `ipv6.fraghdr.offset`/`ipv6.fraghdr.more` of the analysed header).
+pub fn tshark_counts(file: &Path) -> Counts {
+    let rows = tshark_fields(
+        file,
+        &[
+            "frame.protocols",
+            "ip.frag_offset",
+            "ip.flags.mf",
+            "ipv6.fraghdr.offset",
+            "ipv6.fraghdr.more",
+        ],
+        &[],
+    );
+    let mut c = Counts::default();
+    for key in COMPARED {
+        c.0.insert(key, 0);
+    }
+    for row in &rows {
+        let ch = classify(&row[0]);
+        c.add("packets");
+        match ch.net {
+            Some(Net::Ipv4) => c.add("network.ipv4"),
+            Some(Net::Ipv6) => c.add("network.ipv6"),
+            Some(Net::Arp) => c.add("network.arp"),
+            None => {}
+        }
+        match ch.transport {
+            Some(Transport::Tcp) => c.add("transport.tcp"),
+            Some(Transport::Udp) => c.add("transport.udp"),
+            Some(Transport::Icmp) => c.add("transport.icmp"),
+            Some(Transport::Icmpv6) => c.add("transport.icmpv6"),
+            None => {}
+        }
+        if ch.vlan {
+            c.add("vlan_tagged");
+        }
+        if ch.tunneled {
+            c.add("tunneled");
+        }
+        let nth = |s: &str, i: usize| -> u64 {
+            s.split(',')
+                .nth(i.wrapping_sub(1))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let (offset, more) = match ch.net {
+            Some(Net::Ipv4) => (nth(&row[1], ch.ipv4_index), nth(&row[2], ch.ipv4_index)),
+            Some(Net::Ipv6) if ch.fraghdr_index > 0 => (
+                nth(&row[3], ch.fraghdr_index),
+                nth(&row[4], ch.fraghdr_index),
+            ),
+            _ => (0, 0),
+        };
+        if offset > 0 {
+            c.add("fragments.non_first");
+        } else if more == 1 {
+            c.add("fragments.first");
+        }
+    }
+    c
+}
+
+/// A per-file difference between zonewatch and TShark that is correct behaviour,
+/// with the reason. `delta` = zonewatch's count minus TShark's.
+#[derive(Clone, Copy, Debug)]
+pub struct Exception {
+    pub file: &'static str,
+    pub key: &'static str,
+    pub delta: i64,
+    pub reason: &'static str,
+}
+
+/// Compare zonewatch's summary with TShark's counts for one file, applying the
+/// file's exceptions. Returns one message per difference (empty = parity).
+/// An exception that no longer applies is itself reported, so the list stays true.
+pub fn compare(file: &str, tshark: &Counts, zw: &Counts, exceptions: &[Exception]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for key in COMPARED {
+        let excs: Vec<&Exception> = exceptions
+            .iter()
+            .filter(|e| e.file == file && e.key == key)
+            .collect();
+        let delta: i64 = excs.iter().map(|e| e.delta).sum();
+        let want = tshark.get(key) + delta;
+        let got = zw.get(key);
+        if got != want {
+            let why: Vec<&str> = excs.iter().map(|e| e.reason).collect();
+            problems.push(format!(
+                "{file}: {key}: zonewatch {got}, tshark {}{}",
+                tshark.get(key),
+                if excs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (expected {want} after exception(s): {})", why.join("; "))
+                }
+            ));
+        }
+    }
+    problems
+}
+
+/// Parse every flow line as a JSON object, failing with the offending line.
+pub fn parse_flows(lines: &[String]) -> Vec<serde_json::Map<String, Value>> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            Ok(other) => panic!("flow line {} is not a JSON object: {other}", i + 1),
+            Err(e) => panic!("flow line {} is not JSON ({e}): {l}", i + 1),
+        })
+        .collect()
+}
+
+/// Flow lines sorted, for comparisons across worker counts (worker order varies).
+pub fn sorted(lines: &[String]) -> Vec<String> {
+    let mut v = lines.to_vec();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn classify_plain_and_quoted() {
+        let c = classify("eth:ethertype:ip:icmp:ip:udp:data");
+        assert_eq!(
+            (c.net, c.transport, c.tunneled),
+            (Some(Net::Ipv4), Some(Transport::Icmp), false)
+        );
+        assert_eq!(c.ipv4_index, 1);
+        let c = classify("eth:ethertype:ipv6:ipv6.hopopts:icmpv6");
+        assert_eq!(
+            (c.net, c.transport),
+            (Some(Net::Ipv6), Some(Transport::Icmpv6))
+        );
+        let c = classify("eth:ethertype:ip:data");
+        assert_eq!((c.net, c.transport), (Some(Net::Ipv4), None));
+        let c = classify("eth:ethertype:ipv6:ipv6.fraghdr:udp:dns");
+        assert_eq!((c.transport, c.fraghdr_index), (Some(Transport::Udp), 1));
+        let c = classify("eth:llc:stp");
+        assert_eq!((c.net, c.transport), (None, None));
+    }
+
+    #[test]
+    fn classify_tunnels_and_vlans() {
+        let c = classify("eth:ethertype:ip:udp:vxlan:eth:ethertype:arp");
+        assert_eq!(
+            (c.net, c.transport, c.tunneled),
+            (Some(Net::Arp), None, true)
+        );
+        let c = classify(
+            "eth:ethertype:ip:gre:erspan:eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:tcp:http",
+        );
+        assert_eq!(
+            (c.net, c.transport, c.ipv4_index),
+            (Some(Net::Ipv4), Some(Transport::Tcp), 3)
+        );
+        let c = classify("eth:ethertype:ip:ipv6:tcp");
+        assert_eq!(
+            (c.net, c.transport, c.tunneled),
+            (Some(Net::Ipv6), Some(Transport::Tcp), true)
+        );
+        let c = classify("eth:ethertype:ieee8021ad:ethertype:vlan:ethertype:arp");
+        assert!(c.vlan);
+        assert!(!classify("eth:ethertype:ip:tcp").vlan);
+    }
+}
