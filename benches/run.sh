@@ -103,7 +103,8 @@ MD_TMP="$MD.tmp"
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "- machine: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores," \
-        "$((avail_kib / 1024 / 1024)) GiB available, kernel $(uname -r)"
+        "$((avail_kib / 1024 / 1024)) GiB available, kernel $(uname -r)," \
+        "load average at start $(cut -d' ' -f1-3 /proc/loadavg) (figures mean little above ~0.5)"
     echo "- zonewatch: $(git describe --always --dirty 2>/dev/null || echo unknown);" \
         "$(tcpdump --version 2>&1 | head -n1); $(hyperfine --version)"
     echo "- method: file in page cache, \`hyperfine -N --warmup 1 --runs $RUNS\`, one invocation" \
@@ -188,6 +189,9 @@ done
     echo
     echo "Targets: IMIX — zonewatch ≥ 1.5× faster than tcpdump (ratio ≥ 1.5);" \
         "64-byte frames — zonewatch ≤ 1.25× tcpdump's time (ratio ≥ 0.80)."
+    echo
+    echo "Peak RSS counts the pages of the mmap'd capture resident at the peak (file-backed" \
+        "page cache, shared and reclaimable), not only heap: compare it with the file size."
     for n in ${notes[@]+"${notes[@]}"}; do
         echo
         echo "$n"

@@ -349,7 +349,10 @@ pub fn run(
         last_ts_ns: if frames > 0 { Some(clock) } else { None },
         decode: dstats,
         flows,
-        source: source.report(),
+        source: {
+            source.refresh_counters();
+            source.report()
+        },
         queue_drops,
         links: links.list().collect(),
         workers: n,

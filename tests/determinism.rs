@@ -4,7 +4,7 @@
 
 use crate::util;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Summary parts that do not depend on how packets were spread over workers.
 const STABLE: [&str; 9] = [
@@ -19,7 +19,7 @@ const STABLE: [&str; 9] = [
     "icmp_errors",
 ];
 
-fn check(name: &str, path: &PathBuf) -> Vec<String> {
+fn check(name: &str, path: &Path) -> Vec<String> {
     let one = util::replay(&[path], &["-w", "1"]);
     let four = util::replay(&[path], &["-w", "4"]);
     let mut problems = Vec::new();

@@ -11,7 +11,7 @@
 //! packets are interleaved in random order (the flow table sees little cache
 //! locality), and a flow of k packets stays open for about k·N packets.
 //!
-//! Flow mix (by flows started): 50 % TCP (full handshake, request, response
+//! Flow mix (by flows started): 50 % TCP (full handshake, request, 1–6 response
 //! segments with ACKs, FIN/ACK close from either side; 8 % refused with RST,
 //! 7 % of the rest aborted with RST), 25 % DNS query/response (UDP 53), 10 % bulk
 //! UDP (port 514, 4–16 datagrams, 30 % of them answered back), 15 % ICMP/ICMPv6
@@ -28,12 +28,12 @@
 //! Sizes (captured bytes; the 4-byte FCS is neither captured nor counted in the
 //! record's wire length, as libpcap reports Ethernet):
 //! - `small`: every frame is 60 bytes (64 on the wire) with Ethernet padding, except
-//!   where the headers alone are longer (IPv6 TCP 74, tagged IPv6 up to 82 bytes),
-//!   where data segments carry one payload byte.
+//!   where the headers alone are longer (IPv6 TCP 74, SYN options, tags; at most 94
+//!   bytes), where data segments carry one payload byte. Mean ≈ 63 bytes.
 //! - `imix`: control packets (SYN, ACK, FIN, RST) are minimum frames; TCP response
-//!   and bulk UDP segments are 1500-byte IP packets (≈70 %), 576-byte IP packets
-//!   (≈15 %) or uniform; requests, DNS and echo are realistic small sizes. The
-//!   mean is ≈ 450 bytes (printed at the end).
+//!   and bulk UDP segments are 1500-byte IP packets (68 %), 576-byte IP packets
+//!   (16 %) or uniform; requests, DNS and echo are realistic small sizes. The
+//!   mean is ≈ 458 bytes (printed at the end).
 //!
 //! Checksums (IPv4 header, TCP, UDP, ICMP, ICMPv6) are all correct: payloads are
 //! zero bytes except DNS, so they cost only the header words.

@@ -6,15 +6,18 @@
 //! (an input stops at the first damaged record and says where), and the k-way
 //! merge. Leaves alone: everything inside a frame (that is `decode`).
 //!
-//! Parsing choices (measured, see the capture report):
-//! - classic pcap: the 24-byte file header goes through `pcap_parser::parse_pcap_header`;
-//!   the 16-byte record headers are read by hand straight from the map. The format
-//!   is trivial and the record header has to be read anyway to name the damage
-//!   precisely (`parse_pcap_frame` would only say "incomplete").
-//! - pcapng: every block goes through `pcap_parser::pcapng::parse_block_le/_be`.
-//!   pcap-parser allocates a `Vec` for a block's options, so EPBs that carry
-//!   options (comments, `epb_flags`) cost one allocation each; option-less EPBs
-//!   (what tcpdump/dumpcap write by default) cost none.
+//! Parsing choices (measured):
+//! - classic pcap: the file header goes through `pcap_parser::parse_pcap_header` and
+//!   every record through `pcap_parser::pcap::parse_pcap_frame{,_be,_modified}`,
+//!   after a bounds check that reads the record's caplen to name damage precisely.
+//!   A hand-parsed record loop measured the same (3.76 M records: 48 vs 52 ms of
+//!   user time, within noise), so the library stays.
+//! - pcapng: EPBs go straight to `pcap_parser::pcapng::parse_enhancedpacketblock_le/_be`
+//!   (going through `parse_block_*` and its `Block` enum cost ~15% more CPU), every other
+//!   block through `parse_block_le/_be`. pcap-parser allocates a `Vec` for a block's
+//!   options, so EPBs that carry options (comments, `epb_flags`) cost one allocation
+//!   each; option-less EPBs (what tcpdump/dumpcap write by default) cost none.
+//!   pcapng costs ~60 ns of CPU per packet against ~14 ns for classic pcap.
 //!
 //! Frame bytes are never copied: a [`RawFrame`] borrows the mapped file.
 
@@ -34,6 +37,9 @@ const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
 /// Obsolete Packet Block (pcapng draft, written by very old tools).
 const PCAPNG_OPB: u32 = 0x0000_0002;
+const IDB: u32 = 0x0000_0001;
+const SPB: u32 = 0x0000_0003;
+const EPB: u32 = 0x0000_0006;
 
 /// One or more capture files merged in timestamp order.
 pub struct FileSource {
@@ -261,6 +267,15 @@ impl Input {
             Ok((_, h)) => h,
             Err(_) => {
                 // Magic is right but fewer than 24 bytes: damage, not "not a capture".
+                let nano = self.map.first_chunk::<4>().is_some_and(|m| {
+                    u32::from_le_bytes(*m) == 0xa1b2_3c4d || u32::from_be_bytes(*m) == 0xa1b2_3c4d
+                });
+                self.kind = Kind::Pcap {
+                    be: false,
+                    nano,
+                    rec_hdr: 16,
+                    link: LinkType::Ethernet, // never used: the input is done
+                };
                 self.stop(format!(
                     "file cut short: {} bytes of the 24-byte pcap file header",
                     self.map.len()
@@ -332,12 +347,7 @@ impl Input {
             }
         }
         // Read the leading metadata blocks (SHB, IDBs, ...) up to the first packet.
-        loop {
-            match self.ng_step(true) {
-                Step::Again => continue,
-                Step::Frame(_) | Step::PacketAhead | Step::Done => break,
-            }
-        }
+        while let Step::Again = self.ng_step(true) {}
         if !self.ifaces.is_empty() && self.ifaces.iter().all(|i| i.link.is_none()) {
             let mut names: Vec<String> = Vec::new();
             for i in &self.ifaces {
@@ -398,7 +408,8 @@ impl Input {
         }
     }
 
-    /// The classic pcap hot loop: one 16-byte record header read in place.
+    /// The classic pcap hot loop: one record parsed in place by pcap-parser, after a
+    /// bounds check that names the damage (pcap-parser would only say "incomplete").
     #[inline]
     fn next_pcap(&mut self, be: bool, nano: bool, rec_hdr: usize, link: LinkType) -> Option<Rec> {
         let pos = self.pos;
@@ -407,8 +418,8 @@ impl Input {
             self.done = true;
             return None;
         }
-        let h = match rest.first_chunk::<16>() {
-            Some(h) if rest.len() >= rec_hdr => *h,
+        let caplen = match u32_at(rest, 8, be) {
+            Some(c) if rest.len() >= rec_hdr => c,
             _ => {
                 self.stop(format!(
                     "file cut short: {} bytes of a record header at offset {pos}",
@@ -417,10 +428,6 @@ impl Input {
                 return None;
             }
         };
-        let ts_sec = rd_u32([h[0], h[1], h[2], h[3]], be);
-        let ts_frac = rd_u32([h[4], h[5], h[6], h[7]], be);
-        let caplen = rd_u32([h[8], h[9], h[10], h[11]], be);
-        let orig_len = rd_u32([h[12], h[13], h[14], h[15]], be);
         if caplen > MAX_CAPLEN {
             self.stop(format!(
                 "record at offset {pos} claims {caplen} captured bytes, more than the {MAX_CAPLEN} maximum"
@@ -428,27 +435,40 @@ impl Input {
             return None;
         }
         let avail = rest.len() - rec_hdr;
-        let len = caplen as usize;
-        if len > avail {
+        if caplen as usize > avail {
             self.stop(format!(
                 "file cut short: record at offset {pos} claims {caplen} captured bytes, only {avail} remain"
             ));
             return None;
         }
-        let start = pos + rec_hdr;
-        self.pos = start + len;
-        let frac_ns = if nano {
-            u64::from(ts_frac)
+        let parsed = if rec_hdr == 24 {
+            pcap_parser::pcap::parse_pcap_frame_modified(rest)
+        } else if be {
+            pcap_parser::pcap::parse_pcap_frame_be(rest)
         } else {
-            u64::from(ts_frac) * 1_000
+            pcap_parser::pcap::parse_pcap_frame(rest)
         };
-        Some(Rec {
-            ts_ns: u64::from(ts_sec) * 1_000_000_000 + frac_ns,
+        let Ok((_, rec)) = parsed else {
+            // Not reachable after the checks above; stop rather than guess.
+            self.stop(format!("malformed record at offset {pos}"));
+            return None;
+        };
+        let start = (rec.data.as_ptr() as usize).wrapping_sub(self.map.as_ptr() as usize);
+        let len = rec.data.len();
+        let frac_ns = if nano {
+            u64::from(rec.ts_usec)
+        } else {
+            u64::from(rec.ts_usec) * 1_000
+        };
+        let r = Rec {
+            ts_ns: u64::from(rec.ts_sec) * 1_000_000_000 + frac_ns,
             start,
             len,
-            orig_len,
+            orig_len: rec.origlen,
             link,
-        })
+        };
+        self.pos = start + len;
+        Some(r)
     }
 
     /// Handle one pcapng block at `pos`. With `prescan`, a packet block is left
@@ -504,7 +524,7 @@ impl Input {
             ));
             return Step::Done;
         }
-        let is_packet = matches!(btype, 0x0000_0006 | 0x0000_0003 | PCAPNG_OPB);
+        let is_packet = matches!(btype, EPB | SPB | PCAPNG_OPB);
         if prescan && is_packet {
             return Step::PacketAhead;
         }
@@ -536,36 +556,42 @@ impl Input {
             };
         }
 
+        let base = self.map.as_ptr() as usize;
+        if btype == EPB {
+            // Hot path: straight to the EPB parser, no `Block` enum to build and move.
+            let parsed = if be {
+                pcap_parser::pcapng::parse_enhancedpacketblock_be(block)
+            } else {
+                pcap_parser::pcapng::parse_enhancedpacketblock_le(block)
+            };
+            return match parsed {
+                Ok((_, epb)) => {
+                    let start = (epb.data.as_ptr() as usize).wrapping_sub(base);
+                    let (if_id, hi, lo, caplen, orig) =
+                        (epb.if_id, epb.ts_high, epb.ts_low, epb.caplen, epb.origlen);
+                    drop(epb);
+                    self.pos = next_pos;
+                    self.packet(if_id, hi, lo, caplen, orig, start)
+                }
+                Err(e) => {
+                    let incomplete = matches!(e, pcap_parser::nom::Err::Incomplete(_));
+                    self.malformed(btype, pos, incomplete)
+                }
+            };
+        }
         let parsed = if be {
             pcap_parser::pcapng::parse_block_be(block)
         } else {
             pcap_parser::pcapng::parse_block_le(block)
         };
-        let block_name = match btype {
-            PCAPNG_SHB => "section header",
-            0x0000_0001 => "interface description",
-            0x0000_0006 => "enhanced packet",
-            0x0000_0003 => "simple packet",
-            _ => "",
-        };
         let b = match parsed {
             Ok((_, b)) => b,
             Err(e) => {
-                let what = match e {
-                    pcap_parser::nom::Err::Incomplete(_) => "contents run past the block end",
-                    _ => "invalid contents",
-                };
-                let name = if block_name.is_empty() {
-                    format!("type 0x{btype:08x}")
-                } else {
-                    block_name.to_string()
-                };
-                self.stop(format!("malformed {name} block at offset {pos}: {what}"));
-                return Step::Done;
+                let incomplete = matches!(e, pcap_parser::nom::Err::Incomplete(_));
+                return self.malformed(btype, pos, incomplete);
             }
         };
         self.pos = next_pos;
-        let base = self.map.as_ptr() as usize;
         match b {
             Block::SectionHeader(shb) => {
                 if shb.major_version != 1 {
@@ -619,17 +645,9 @@ impl Input {
                 });
                 Step::Again
             }
-            Block::EnhancedPacket(epb) => {
-                let start = (epb.data.as_ptr() as usize).wrapping_sub(base);
-                let (if_id, hi, lo, caplen, orig) =
-                    (epb.if_id, epb.ts_high, epb.ts_low, epb.caplen, epb.origlen);
-                drop(epb);
-                self.packet(if_id, hi, lo, caplen, orig, start)
-            }
             Block::SimplePacket(spb) => {
                 let start = (spb.data.as_ptr() as usize).wrapping_sub(base);
                 let (orig, room) = (spb.origlen, spb.data.len());
-                drop(spb);
                 let Some(iface) = self.ifaces.first() else {
                     self.skip("undefined_interface");
                     return Step::Again;
@@ -657,9 +675,27 @@ impl Input {
                 Step::Again
             }
             // Name resolution, statistics, secrets, journal, process, custom blocks:
-            // metadata that carries no packet.
+            // metadata that carries no packet. (EPBs were handled above.)
             _ => Step::Again,
         }
+    }
+
+    #[cold]
+    fn malformed(&mut self, btype: u32, pos: usize, incomplete: bool) -> Step {
+        let what = if incomplete {
+            "contents run past the block end"
+        } else {
+            "invalid contents"
+        };
+        let name = match btype {
+            PCAPNG_SHB => "section header".to_string(),
+            IDB => "interface description".to_string(),
+            EPB => "enhanced packet".to_string(),
+            SPB => "simple packet".to_string(),
+            _ => format!("type 0x{btype:08x}"),
+        };
+        self.stop(format!("malformed {name} block at offset {pos}: {what}"));
+        Step::Done
     }
 
     /// A packet of an EPB/OPB whose data starts at `start` in the map.
@@ -749,6 +785,11 @@ impl FileSource {
     ///
     /// Damage inside a file is not an error: that input stops at the damage and its
     /// [`InputReport::stopped_early`] says where and why.
+    ///
+    /// pcapng: the blocks before the first packet are read here; if interfaces were
+    /// described and none has a supported link type, that is
+    /// [`CaptureError::UnsupportedLinkType`]. Packets on unsupported interfaces of a
+    /// file that has supported ones are skipped and counted.
     pub fn open(paths: &[PathBuf]) -> Result<FileSource, CaptureError> {
         if paths.is_empty() {
             return Err(CaptureError::NoInput);
@@ -1133,6 +1174,8 @@ mod test {
             rep.stopped_early.as_deref(),
             Some("file cut short: 10 bytes of the 24-byte pcap file header")
         );
+        assert_eq!(rep.format, "pcap");
+        assert!(rep.link_types.is_empty());
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! Live capture through libpcap. The only module that imports the `pcap` crate.
 //!
 //! Owns: opening an interface (promiscuous mode, snaplen, kernel buffer, read
-//! timeout, BPF filter, nanosecond timestamps), turning read timeouts into
+//! timeout, BPF filter, nanosecond timestamps), turning quiet periods into
 //! `Next::Idle` so flows can expire on a quiet link, and libpcap's drop counters.
+//!
+//! Why non-blocking reads plus `poll()`: with TPACKET_V3 (Linux, immediate mode
+//! off) libpcap's read timeout only fires once a packet has arrived, so a blocking
+//! read on a quiet link never returns (pcap(3PCAP) warns about this). The handle is
+//! therefore non-blocking; when it has nothing buffered, `next` returns `Idle`, and
+//! the following call waits in `poll()` for at most the read timeout.
 use super::{CaptureError, InputReport, LiveCounters, Next, PacketSource, SourceReport};
 use crate::packet::{linktype_name, LinkType, RawFrame};
 use std::ffi::{c_int, c_void};
+use std::os::unix::io::AsRawFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Options for opening an interface.
@@ -46,6 +53,12 @@ pub struct LiveSource {
     /// Read libpcap's counters at the start of the next call (set when a call
     /// could not do it because the frame borrow was live).
     stats_due: bool,
+    /// The last read found nothing buffered: wait in `poll()` before the next read.
+    drained: bool,
+    /// libpcap's selectable descriptor (owned by `cap`).
+    fd: c_int,
+    /// `poll()` timeout: the configured read timeout, or -1 (wait forever) if <= 0.
+    poll_ms: c_int,
     last_stats: LiveCounters,
 }
 
@@ -67,13 +80,16 @@ impl LiveSource {
                     .precision(precision)
             })
         };
-        let mut cap = match inactive(pcap::Precision::Nano).and_then(|c| c.open()) {
+        let cap = match inactive(pcap::Precision::Nano).and_then(|c| c.open()) {
             Ok(c) => c,
             // Some platforms refuse nanosecond stamps at activation: retry in micro.
             Err(first) => inactive(pcap::Precision::Micro)
                 .and_then(|c| c.open())
                 .map_err(|_| live_err(first.to_string()))?,
         };
+        let mut cap = cap
+            .setnonblock()
+            .map_err(|e| live_err(format!("setting non-blocking mode: {e}")))?;
         // `precision()` ignores libpcap's refusal, so ask what is in effect.
         // SAFETY: `cap.as_ptr()` is the live, non-null pcap_t owned by `cap` for the
         // duration of the call; the function only reads a field of it.
@@ -94,8 +110,16 @@ impl LiveSource {
             cap.filter(f, true)
                 .map_err(|e| live_err(format!("filter {f:?}: {e}")))?;
         }
+        let fd = cap.as_raw_fd();
         Ok(LiveSource {
             cap,
+            drained: false,
+            fd,
+            poll_ms: if cfg.timeout_ms > 0 {
+                cfg.timeout_ms
+            } else {
+                -1
+            },
             iface: cfg.iface.clone(),
             link,
             nano,
@@ -140,6 +164,24 @@ impl PacketSource for LiveSource {
         if self.stats_due || self.since_stats >= STATS_EVERY {
             self.stats();
         }
+        if self.drained {
+            let mut pfd = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call; `fd` stays open
+            // as long as `cap` lives. EINTR (Ctrl-C) or a timeout both give <= 0.
+            let ready = unsafe { libc::poll(&mut pfd, 1, self.poll_ms) };
+            if ready <= 0 {
+                // Still drained: the next call waits again.
+                self.stats_due = true;
+                return Ok(Next::Idle {
+                    now_ns: Some(wall_clock_ns()),
+                });
+            }
+            self.drained = false;
+        }
         // Only fields other than `cap` may be touched below while the packet is
         // borrowed (a conditional return of a borrow keeps `cap` borrowed).
         match self.cap.next_packet() {
@@ -159,8 +201,9 @@ impl PacketSource for LiveSource {
                     source: 0,
                 }))
             }
+            // Non-blocking: nothing buffered right now.
             Err(pcap::Error::TimeoutExpired) => {
-                self.stats_due = true;
+                self.drained = true;
                 Ok(Next::Idle {
                     now_ns: Some(wall_clock_ns()),
                 })

@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod live;
+pub mod mem;
 pub mod pace;
 
 use crate::packet::RawFrame;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 pub use file::{FileSource, MAX_CAPLEN};
 pub use live::{LiveConfig, LiveSource};
+pub use mem::{MemFrame, MemSource};
 pub use pace::{InvalidSpeed, Paced};
 
 /// What a source has for the pipeline.
@@ -21,9 +23,9 @@ pub use pace::{InvalidSpeed, Paced};
 pub enum Next<'a> {
     /// A frame, borrowed until the next call.
     Frame(RawFrame<'a>),
-    /// Nothing arrived within the read timeout (live capture) or the pacer is
-    /// waiting: `now_ns` is the packet-time clock's current reading, if known, so
-    /// flows can still time out while the link is quiet.
+    /// Live capture only: nothing is buffered (once right after the buffer was
+    /// drained, then once per read timeout while the link stays quiet). `now_ns` is
+    /// the wall clock, so flows can still time out while the link is quiet.
     Idle { now_ns: Option<u64> },
     /// Every input is exhausted (or stopped at damage; see [`SourceReport`]).
     End,
@@ -77,20 +79,25 @@ pub struct SourceReport {
 pub struct InputReport {
     /// File path or interface name.
     pub name: String,
-    /// "pcap", "pcap-ns" (nanosecond pcap), "pcapng" or "live".
+    /// "pcap", "pcap-ns" (nanosecond pcap), "pcapng", "empty" (0-byte file) or "live".
     pub format: String,
-    /// Link types seen (LinkType::as_str names).
+    /// Link types seen (LinkType::as_str names): a classic pcap's header link type;
+    /// for pcapng the link types of the frames delivered.
     pub link_types: Vec<String>,
     /// Frames yielded.
     pub frames: u64,
     /// Captured bytes yielded (sum of caplen).
     pub bytes: u64,
-    /// Why this input ended before its end, with the byte offset
-    /// (e.g. "truncated record at offset 5035: caplen 4325376 exceeds ...").
+    /// Why this input ended before its end, with the byte offset (e.g. "record at
+    /// offset 5035 claims 4325376 captured bytes, more than the 262144 maximum",
+    /// "file cut short: 2 bytes of a record header at offset 8877"). Every frame
+    /// before that point was delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
-    /// Records skipped but not fatal (e.g. pcapng blocks of unknown type, packets on an
-    /// interface with an unsupported link type), by reason.
+    /// Records skipped but not fatal, by reason: "unknown_block_type",
+    /// "undefined_interface", "caplen_over_262144", "invalid_if_tsresol:<n>",
+    /// "unsupported_linktype:LINKTYPE_IEEE802_11 (105)" (pcapng packets on an
+    /// interface whose link type zonewatch does not read).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped: std::collections::BTreeMap<String, u64>,
     /// libpcap counters (live only): ps_recv, ps_drop, ps_ifdrop.

@@ -117,7 +117,7 @@ mod test {
     use crate::packet::{LinkType, RawFrame};
     use std::time::Duration;
 
-    /// In-memory source: frames with the given timestamps, then `tail`.
+    /// In-memory source: optionally one Idle, then frames with the given timestamps, then End.
     struct Script {
         ts: Vec<u64>,
         i: usize,

@@ -17,8 +17,10 @@
 //! non-error ICMP/ICMPv6 with consistent lengths — and returns early. Anything
 //! else (IPv4 options, IPv6 extension headers, fragments, ARP, non-IP,
 //! truncations, lying length fields, ICMP errors, tunnels) goes to the slow
-//! path ([`decode_slow`], `slow.rs`), which slices with etherparse and peels
-//! tunnels with the small hand-written parsers of `tunnel.rs`. Both produce
+//! path ([`decode_slow`], `slow.rs`), which slices IP (options, AH, extension
+//! header chains, fragments), TCP, UDP and ARP with etherparse, reads ICMP's
+//! type and code itself, and peels tunnels with the small hand-written
+//! parsers of `tunnel.rs`. Both produce
 //! identical metas wherever the fast path applies (tested over every frame of
 //! the public captures). Link-layer framing (`link.rs`) is shared: it is a few
 //! fixed offsets and both paths need exactly the same answer.
@@ -30,7 +32,9 @@
 //!   network header itself then turns out to be truncated or bogus — as
 //!   Wireshark counts `ip` for a malformed IPv4 header. A failure *before* that
 //!   (truncated Ethernet/SLL/VLAN header, unknown raw IP version) leaves
-//!   `l3 = None`.
+//!   `l3 = None`. So on an error whose reason is not
+//!   [`DecodeFail::transport_known`], the key may be incomplete (a cut IPv4
+//!   header leaves zero addresses): callers that build flows should skip it.
 //! * The analysed packet is the innermost one: a tunnel's inner packet replaces
 //!   the outer one in `key`, `ip_len`, `payload_len`, `ttl`, ... `src_mac`,
 //!   `key.vlan` and `nvlan` describe the innermost Ethernet header (an IP-in-GRE

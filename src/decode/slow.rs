@@ -7,8 +7,8 @@ use etherparse::err::ip::{HeaderError as IpHeaderError, LaxHeaderSliceError};
 use etherparse::err::ipv6_exts::HeaderSliceError as ExtSliceError;
 use etherparse::err::tcp::HeaderSliceError as TcpSliceError;
 use etherparse::{
-    ArpPacketSlice, EtherType, Icmpv4Slice, Icmpv6Slice, Ipv6ExtensionSlice, LaxIpSlice,
-    LaxIpv4Slice, LaxIpv6Slice, TcpHeaderSlice, UdpHeaderSlice,
+    ArpPacketSlice, EtherType, Ipv6ExtensionSlice, LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice,
+    TcpHeaderSlice, UdpHeaderSlice,
 };
 
 use super::fast::{icmp4_is_error, icmp6_is_error, GENEVE_PORT, VXLAN_GPE_PORT, VXLAN_PORT};
@@ -427,16 +427,22 @@ fn icmp(cap: &[u8], off: usize, p: usize, v6: bool, out: &mut PacketMeta) -> R {
         out.key.sport = u16::from(t[0]);
         out.key.dport = u16::from(t[1]);
     }
-    let (ty, code, quoted) = if v6 {
-        match Icmpv6Slice::from_slice(cap) {
-            Ok(i) => (i.type_u8(), i.code_u8(), icmp6_is_error(i.type_u8())),
-            Err(_) => return fail(DecodeFail::TruncatedIcmpv6, off),
-        }
+    // Type and code are all we read; the 8-byte minimum is the common header
+    // (etherparse's Icmpv4Slice also wants each type's full fixed part, e.g.
+    // 20 bytes for a timestamp, which is more than this layer needs).
+    let Some(h) = arr::<8>(cap, 0) else {
+        let reason = if v6 {
+            DecodeFail::TruncatedIcmpv6
+        } else {
+            DecodeFail::TruncatedIcmp
+        };
+        return fail(reason, off);
+    };
+    let (ty, code) = (h[0], h[1]);
+    let quoted = if v6 {
+        icmp6_is_error(ty)
     } else {
-        match Icmpv4Slice::from_slice(cap) {
-            Ok(i) => (i.type_u8(), i.code_u8(), icmp4_is_error(i.type_u8())),
-            Err(_) => return fail(DecodeFail::TruncatedIcmp, off),
-        }
+        icmp4_is_error(ty)
     };
     out.key.sport = u16::from(ty);
     out.key.dport = u16::from(code);

@@ -374,6 +374,23 @@ fn ipv4_options_take_the_slow_path() {
     );
 }
 
+#[test]
+fn ipv4_authentication_header_is_skipped() {
+    // AH: next header TCP, length 4 (= 24 bytes), reserved, SPI, sequence, 12-byte ICV
+    let ah = cat(&[&[6, 4, 0, 0], &[0, 0, 1, 0], &[0, 0, 0, 1], &[0xab; 12]]);
+    let f = cat(&[
+        &eth(0x0800),
+        &ipv4(H1, H2, 51, &cat(&[&ah, &tcp(1234, 80, 0x02, b"")])),
+    ]);
+    assert!(!is_fast(LinkType::Ethernet, &f));
+    let (m, r) = run(LinkType::Ethernet, &f);
+    assert_eq!(r, Ok(()));
+    assert_eq!(
+        (m.key.proto, m.key.sport, m.key.dport, m.payload_len),
+        (6, 1234, 80, 0)
+    );
+}
+
 /// IPv6 + hop-by-hop (8 bytes) + fragment header + `inner`.
 fn ipv6_hbh_frag(offset8: u16, more: bool, inner_nh: u8, inner: &[u8]) -> Vec<u8> {
     let hbh = [44u8, 0, 1, 4, 0, 0, 0, 0]; // next: fragment; PadN
@@ -981,6 +998,33 @@ fn truncated_tunnels_keep_the_outer_packet() {
     );
 }
 
+// --- regressions --------------------------------------------------------------
+
+/// Found by fuzzing: etherparse's Icmpv4Slice wants 20 bytes for a timestamp
+/// reply, the fast path 8; both now read type and code from 8 bytes.
+#[test]
+fn regression_icmp_timestamp_with_short_body() {
+    let p = ipv4(H1, H2, 1, &icmp(14, 0, &[1, 2]));
+    assert!(is_fast(LinkType::Raw, &p));
+    let (m, r) = run(LinkType::Raw, &p);
+    assert_eq!((r, m.key.sport, m.payload_len), (Ok(()), 14, 2));
+}
+
+/// Found by proptest: iterating the extension headers of a lax IPv6 slice
+/// whose Fragment header was cut read past the slice (etherparse 0.21).
+#[test]
+fn regression_ipv6_fragment_header_cut_after_hop_by_hop() {
+    let f = ipv6_hbh_frag(0, true, 17, &udp(1, 2, b""));
+    for n in 14 + 40 + 8..14 + 40 + 16 {
+        let (m, r) = run_cut(LinkType::Ethernet, &f, n);
+        assert_eq!(
+            (m.l3, reason(r)),
+            (L3::Ipv6, Some(DecodeFail::TruncatedIpExt)),
+            "cut at {n}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Counters.
 
@@ -1118,7 +1162,10 @@ fn reason_names_are_stable_and_unique() {
 /// Decode every frame of a public file: (meta, result) per frame, and the
 /// LinkIds used. Checks on the way that the slow path alone gives the same
 /// result for every frame, and that the fast path agrees where it applies.
-fn decode_file(rel: &str) -> (Vec<(PacketMeta, Result<(), DecodeError>)>, LinkIds, usize) {
+/// One decoded frame.
+type Decoded = (PacketMeta, Result<(), DecodeError>);
+
+fn decode_file(rel: &str) -> (Vec<Decoded>, LinkIds, usize) {
     let path = format!("{}/{rel}", public_dir());
     let mut links = LinkIds::new();
     let mut slow_links = LinkIds::new();

@@ -1,16 +1,17 @@
 //! Per-worker bidirectional flow tracking.
 //!
-//! - `hash`: the keyed symmetric flow hash the dispatcher computes once per packet.
-//! - `table`: the flow table (slab of compact entries + hashbrown index), timeouts
-//!   on packet time, eviction under a hard cap.
-//! - `record`: finished-flow records, JSON lines, Community ID.
+//! - `hash`: the keyed symmetric flow hash the dispatcher computes once per packet
+//!   (`meta.hash = hasher.hash_packet(&meta)`); tables never hash keys themselves.
+//! - `table`: the flow table (slab of 96-byte entries + open-addressing index),
+//!   timeouts on packet time, eviction under a hard cap; `update_batch` prefetches.
+//! - `record`: finished-flow records, JSON lines, Community ID v1.
 
 pub mod hash;
 pub mod record;
 pub mod table;
 
 pub use hash::FlowHasher;
-pub use record::{EndReason, FlowRecord, TcpState};
+pub use record::{community_id, EndReason, FlowRecord, TcpState};
 pub use table::{FlowConfig, FlowStats, FlowTable};
 
 /// Receives every flow the table finishes (ended, timed out, evicted, flushed).

@@ -93,9 +93,10 @@ impl TcpState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum EndReason {
-    /// Both sides sent FIN, and the close linger (`tcp_closed_timeout_ns`) passed.
+    /// Both sides sent FIN (written after the close linger,
+    /// `tcp_closed_timeout_ns`, or at flush).
     Fin = 0,
-    /// RST seen, and the close linger passed.
+    /// RST seen (written after the close linger, or at flush).
     Rst = 1,
     /// No packet for the flow's timeout (by packet time).
     IdleTimeout = 2,

@@ -63,11 +63,12 @@
 //!   with the batch's newest time);
 //! - before `flush`, every table has been told the capture's last packet time
 //!   (via `update` or `expire`): `flush` reports flows already timed out at
-//!   that time with their timeout reason, not `end_of_capture`;
+//!   that time with their timeout reason, not `end_of_capture` (and TCP
+//!   connections closed by FIN/RST always with `fin`/`rst`);
 //! - no eviction happened (eviction depends on each table's population).
 //!
-//! `expire` pops list heads; a flow is emitted at most ~1.07 s (2^30 ns, one
-//! LRU "epoch") after its timeout passed, see below.
+//! `expire` pops list heads; a flow is emitted at most one LRU "epoch" (≤ 1/8
+//! of its class timeout, see below) after its timeout passed.
 //!
 //! # ICMP errors
 //!
@@ -97,19 +98,27 @@
 //!   (`slab index + 1` in the low half, the low 32 bits of the flow hash in the
 //!   high half: 0 = empty), `2 × max_flows` rounded up to a power of two
 //!   (load ≤ 0.5), backward-shift deletion (no tombstones). 16 B per flow at
-//!   `max_flows` = 2^20.
-//! - So 96 + 16 = 112 B per flow when the table is full (benches/flow_table.rs
-//!   measures resident memory at 1M flows).
+//!   `max_flows` = 2^20. A `u32` per slab entry remembers its slot, so ending
+//!   a flow needs no hash: the table never hashes keys, it trusts `meta.hash`.
+//! - So 96 + 16 + 4 = 116 B per flow when the table is full
+//!   (benches/flow_table.rs measures resident memory at 1M flows).
 //! - One intrusive doubly linked list per timeout class, ordered by the
-//!   "epoch" (`last_seen >> 30`, ~1.07 s) of each flow's last packet. A packet
-//!   moves its flow to the list tail only when it starts a new epoch or the
-//!   class changes, so most packets touch no neighbour entries; expiry pops
-//!   heads in O(1), eviction reads at most 6 heads.
-//! - `meta.hash` (computed once by the dispatcher) locates the flow;
-//!   [`FlowTable::update_batch`] prefetches index slots and entries ahead.
+//!   "epoch" of each flow's last packet: `last_seen >> shift`, with `2^shift`
+//!   ns the largest power of two ≤ 1/8 of the class timeout (e.g. 4.3 s for
+//!   UDP's 60 s, 68.7 s for established TCP's 600 s, 0.54 s for the 5 s
+//!   linger). A packet moves its flow to the list tail only when it starts a
+//!   new epoch or changes the class, so most packets touch no neighbour
+//!   entries (moving costs two random cache misses); expiry pops heads in
+//!   O(1), eviction reads at most 6 heads. The price: within one epoch the
+//!   order is approximate, so `expire` may emit a flow up to one epoch late
+//!   and eviction's "least recently seen" is exact to one epoch.
+//! - `meta.hash` (computed once by the dispatcher) locates the flow; the
+//!   unbatched `update` costs two dependent cache misses (slot, entry) on a
+//!   large table. [`FlowTable::update_batch`] prefetches slots, entries and
+//!   list neighbours ahead so misses overlap: workers should use it.
 use std::num::NonZeroUsize;
 
-use super::hash::{quoted_key, FlowHasher};
+use super::hash::quoted_key;
 use super::record::{icmp_family, icmp_port_equivalents, EndReason, FlowRecord, TcpState};
 use super::FlowSink;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
@@ -221,8 +230,13 @@ const ST_QUOTE_KEYED: u8 = 0x80;
 
 const BYTES: u64 = (1 << 48) - 1;
 
-/// LRU epoch of a timestamp: a flow moves to its list tail at most once per epoch.
-const EPOCH_SHIFT: u32 = 30;
+/// LRU epochs: a flow moves to its list tail at most once per epoch of its
+/// class, `2^shift` ns with the largest shift such that the epoch is at most
+/// 1/8 of the class timeout, clamped to [2^20 ns, 2^40 ns].
+fn epoch_shift(timeout_ns: u64) -> u32 {
+    let eighth = (timeout_ns / 8).max(1);
+    (63 - eighth.leading_zeros()).clamp(20, 40)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -400,27 +414,25 @@ pub struct FlowTable {
     free: u32,
     /// 0 = empty, else `(idx + 1) | (hash as u32) << 32`.
     slots: Vec<u64>,
+    /// Slot position of each slab entry, so removal needs no hash.
+    slot_of: Vec<u32>,
     mask: usize,
     heads: [u32; NCLASS],
     tails: [u32; NCLASS],
     timeouts: [u64; NCLASS],
+    /// `epoch_shift` of each class timeout.
+    shifts: [u32; NCLASS],
     max_flows: usize,
-    hasher: FlowHasher,
     /// Newest packet time seen (by `update` or `expire`).
     now: u64,
     stats: FlowStats,
 }
 
 impl FlowTable {
-    /// A table using the per-process flow hash secret (the one the dispatcher's
-    /// `FlowHasher::new()` uses: both must agree, since `meta.hash` locates flows).
+    /// An empty table. It never hashes keys itself: flows are located by
+    /// `meta.hash`, so every packet must carry the hash of one and the same
+    /// [`FlowHasher`](super::FlowHasher) (`hash_packet`), whatever its seed.
     pub fn new(cfg: &FlowConfig) -> FlowTable {
-        Self::with_hasher(cfg, FlowHasher::new())
-    }
-
-    /// A table whose flows are hashed with `hasher` (must be the hasher that set
-    /// `meta.hash` on the packets given to it).
-    pub fn with_hasher(cfg: &FlowConfig, hasher: FlowHasher) -> FlowTable {
         let max_flows = cfg.max_flows.get().min(MAX_FLOWS_LIMIT);
         let nslots = (max_flows * 2).next_power_of_two().max(16);
         let mut timeouts = [0u64; NCLASS];
@@ -436,12 +448,13 @@ impl FlowTable {
             // Zeroed allocation: pages are mapped lazily, so resident memory
             // grows with the flows actually tracked.
             slots: vec![0u64; nslots],
+            slot_of: vec![0u32; max_flows],
             mask: nslots - 1,
             heads: [NIL; NCLASS],
             tails: [NIL; NCLASS],
             timeouts,
+            shifts: timeouts.map(epoch_shift),
             max_flows,
-            hasher,
             now: 0,
             stats: FlowStats::default(),
         }
@@ -463,7 +476,9 @@ impl FlowTable {
     /// Virtual memory reserved by the table (slab capacity + index), bytes.
     /// Resident memory is lower until the table fills.
     pub fn reserved_bytes(&self) -> usize {
-        self.slab.capacity() * ENTRY_BYTES + self.slots.len() * std::mem::size_of::<u64>()
+        self.slab.capacity() * ENTRY_BYTES
+            + self.slots.len() * std::mem::size_of::<u64>()
+            + self.slot_of.len() * std::mem::size_of::<u32>()
     }
 
     /// Account one packet (`meta.hash` already set by the dispatcher with
@@ -510,17 +525,30 @@ impl FlowTable {
 
     /// [`update`](Self::update) for a batch, prefetching index slots and flow
     /// entries a few packets ahead so their cache misses overlap.
+    ///
+    /// Three stages ahead of the packet being processed: 16 packets ahead the
+    /// index slot is prefetched, 8 ahead the flow entry it points to, and 4
+    /// ahead (entry now cached) the LRU neighbours when the packet will move
+    /// its flow in the list.
     pub fn update_batch(&mut self, metas: &[PacketMeta], sink: &mut impl FlowSink) {
-        const AHEAD: usize = 8;
-        for m in metas.iter().take(2 * AHEAD) {
+        const SLOT: usize = 16;
+        const ENTRY: usize = 8;
+        const LINKS: usize = 4;
+        for m in metas.iter().take(SLOT) {
             self.prefetch_slot(m.hash);
         }
+        for m in metas.iter().take(ENTRY) {
+            self.prefetch_entry(m.hash);
+        }
         for (i, m) in metas.iter().enumerate() {
-            if let Some(n) = metas.get(i + 2 * AHEAD) {
+            if let Some(n) = metas.get(i + SLOT) {
                 self.prefetch_slot(n.hash);
             }
-            if let Some(n) = metas.get(i + AHEAD) {
+            if let Some(n) = metas.get(i + ENTRY) {
                 self.prefetch_entry(n.hash);
+            }
+            if let Some(n) = metas.get(i + LINKS) {
+                self.prefetch_links(n);
             }
             self.update(m, sink);
         }
@@ -533,17 +561,39 @@ impl FlowTable {
         }
     }
 
+    /// The entry the home slot of `hash` points to, if its tag matches.
+    #[inline(always)]
+    fn home_entry(&self, hash: u64) -> Option<&Entry> {
+        let &s = self.slots.get(hash as u32 as usize & self.mask)?;
+        if s != 0 && (s >> 32) as u32 == hash as u32 {
+            self.slab.get((s as u32).wrapping_sub(1) as usize)
+        } else {
+            None
+        }
+    }
+
     #[inline(always)]
     fn prefetch_entry(&self, hash: u64) {
-        let Some(&s) = self.slots.get(hash as u32 as usize & self.mask) else {
+        if let Some(e) = self.home_entry(hash) {
+            let p = e as *const Entry as *const u8;
+            prefetch(p);
+            prefetch(p.wrapping_add(ENTRY_BYTES - 1));
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_links(&self, m: &PacketMeta) {
+        let Some(e) = self.home_entry(m.hash) else {
             return;
         };
-        if s != 0 && (s >> 32) as u32 == hash as u32 {
-            let idx = (s as u32).wrapping_sub(1) as usize;
-            if let Some(e) = self.slab.get(idx) {
-                let p = e as *const Entry as *const u8;
-                prefetch(p);
-                prefetch(p.wrapping_add(ENTRY_BYTES - 1));
+        let shift = self.shifts.get(e.class() as usize).copied().unwrap_or(30);
+        if e.next != NIL && (m.ts_ns >> shift) != (e.last_ns >> shift) {
+            // unlink writes prev.next and next.prev.
+            if let Some(p) = self.slab.get(e.prev as usize) {
+                prefetch(&p.next);
+            }
+            if let Some(n) = self.slab.get(e.next as usize) {
+                prefetch(&n.prev);
             }
         }
     }
@@ -557,8 +607,10 @@ impl FlowTable {
         self.expire_at(self.now, sink);
     }
 
-    /// Finish every flow (end of capture or shutdown). Flows already timed out
-    /// at the newest time seen end with their timeout reason instead.
+    /// Finish every flow (end of capture or shutdown) with `reason`, except:
+    /// TCP connections already closed by FIN or RST end with `fin`/`rst` (the
+    /// reason describes the connection, lingering or not), and flows already
+    /// timed out at the newest time seen end with `idle_timeout`.
     /// The table is empty and reusable afterwards.
     pub fn flush(&mut self, reason: EndReason, sink: &mut impl FlowSink) {
         for c in 0..NCLASS {
@@ -566,7 +618,10 @@ impl FlowTable {
                 if h == NIL {
                     break;
                 }
-                let r = self.timed_out(h, self.now).unwrap_or(reason);
+                let r = match self.slab.get(h as usize).map(|e| e.tcp()) {
+                    Some(t @ (TcpState::Closed | TcpState::Reset)) => timeout_reason(t),
+                    _ => self.timed_out(h, self.now).unwrap_or(reason),
+                };
                 self.end(h, r, sink);
             }
         }
@@ -689,14 +744,15 @@ impl FlowTable {
             return;
         };
         let ts = meta.ts_ns;
-        let old_epoch = e.last_ns >> EPOCH_SHIFT;
+        let old_class = e.class();
+        let shift = self.shifts.get(old_class as usize).copied().unwrap_or(30);
+        let old_epoch = e.last_ns >> shift;
         if ts > e.last_ns {
             e.last_ns = ts;
         }
         if ts < e.first_ns {
             e.first_ns = ts;
         }
-        let old_class = e.class();
         let t = e.tcp();
         if t == TcpState::None {
             e.count(is_orig, meta.wire_len, 0);
@@ -710,7 +766,7 @@ impl FlowTable {
             }
         }
         let new_class = class_of(e.key.proto, e.tcp());
-        let moved = new_class != old_class || (e.last_ns >> EPOCH_SHIFT) != old_epoch;
+        let moved = new_class != old_class || (e.last_ns >> shift) != old_epoch;
         let at_tail = e.next == NIL;
         if moved && !(at_tail && new_class == old_class) {
             self.unlink(idx, old_class);
@@ -860,12 +916,7 @@ impl FlowTable {
         if let Some(n) = self.stats.ended.get_mut(reason as usize) {
             *n += 1;
         }
-        let hash = if quote_keyed {
-            e.quote_hash()
-        } else {
-            self.hasher.hash_key(&e.key)
-        };
-        self.index_remove(hash, idx);
+        self.index_remove(idx);
         self.unlink(idx, e.class());
         if let Some(slot) = self.slab.get_mut(idx as usize) {
             slot.set_class(FREE);
@@ -882,24 +933,26 @@ impl FlowTable {
         while let Some(s) = self.slots.get_mut(pos) {
             if *s == 0 {
                 *s = (idx as u64 + 1) | (h32 as u64) << 32;
+                if let Some(p) = self.slot_of.get_mut(idx as usize) {
+                    *p = pos as u32;
+                }
                 return;
             }
             pos = (pos + 1) & self.mask;
         }
     }
 
-    /// Remove `idx` (hashed `hash`) from the index, shifting later entries of
-    /// its probe run back so no tombstone is left.
-    fn index_remove(&mut self, hash: u64, idx: u32) {
+    /// Remove `idx` from the index, shifting later entries of its probe run
+    /// back so no tombstone is left.
+    fn index_remove(&mut self, idx: u32) {
         let mask = self.mask;
-        let want = idx as u64 + 1;
-        let mut pos = hash as u32 as usize & mask;
-        loop {
-            match self.slots.get(pos) {
-                Some(&0) | None => return, // not indexed (cannot happen)
-                Some(&s) if s & 0xffff_ffff == want => break,
-                Some(_) => pos = (pos + 1) & mask,
-            }
+        let Some(&p) = self.slot_of.get(idx as usize) else {
+            return;
+        };
+        let pos = p as usize;
+        match self.slots.get(pos) {
+            Some(&s) if s & 0xffff_ffff == idx as u64 + 1 => {}
+            _ => return, // not indexed (cannot happen)
         }
         let mut hole = pos;
         let mut j = (pos + 1) & mask;
@@ -913,6 +966,9 @@ impl FlowTable {
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
                 if let Some(h) = self.slots.get_mut(hole) {
                     *h = s;
+                }
+                if let Some(p) = self.slot_of.get_mut((s as u32).wrapping_sub(1) as usize) {
+                    *p = hole as u32;
                 }
                 hole = j;
             }
@@ -978,6 +1034,7 @@ impl FlowTable {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::flow::FlowHasher;
     use crate::packet::{addr_v4, tcp_flags::*, Quote};
 
     const HASH_SEED: u64 = 42;
@@ -994,7 +1051,7 @@ mod test {
     }
 
     fn table(max: usize) -> FlowTable {
-        FlowTable::with_hasher(&cfg(max), hasher())
+        FlowTable::new(&cfg(max))
     }
 
     const A: [u8; 4] = [192, 0, 2, 10];
@@ -1060,8 +1117,82 @@ mod test {
     fn entry_layout() {
         assert_eq!(std::mem::size_of::<Entry>(), 96);
         let t = table(1 << 20);
-        // 96 B entry + 16 B of index per flow when full.
-        assert_eq!(t.reserved_bytes(), (1 << 20) * (96 + 16));
+        // 96 B entry + 16 B of index slots + 4 B slot position per flow when full.
+        assert_eq!(t.reserved_bytes(), (1 << 20) * (96 + 16 + 4));
+    }
+
+    #[test]
+    fn epoch_is_at_most_an_eighth_of_the_timeout() {
+        let d = FlowConfig::default();
+        assert_eq!(epoch_shift(d.udp_timeout_ns), 32); // 4.29 s for 60 s
+        assert_eq!(epoch_shift(d.tcp_established_timeout_ns), 36); // 68.7 s for 600 s
+        assert_eq!(epoch_shift(d.tcp_closed_timeout_ns), 29); // 0.54 s for 5 s
+        assert_eq!(epoch_shift(0), 20);
+        assert_eq!(epoch_shift(u64::MAX), 40);
+        for t in [SEC, 5 * SEC, 30 * SEC, 60 * SEC, 600 * SEC, 3600 * SEC] {
+            let e = 1u64 << epoch_shift(t);
+            assert!(e <= t / 8 && e * 2 > t / 8, "{t} {e}");
+        }
+    }
+
+    #[test]
+    fn expire_is_late_by_at_most_one_epoch() {
+        let mut t = table(64);
+        let mut out = Vec::new();
+        // Same UDP epoch (4.29 s): the list keeps creation order, although
+        // flow 1 is refreshed after flow 2's last packet.
+        t.update(&pkt(0.0, A, 1, B, 9, proto::UDP, 0), &mut out);
+        t.update(&pkt(0.5, A, 2, B, 9, proto::UDP, 0), &mut out);
+        t.update(&pkt(1.0, A, 1, B, 9, proto::UDP, 0), &mut out);
+        t.expire(60_600_000_000, &mut out); // flow 2 timed out, flow 1 not
+        assert!(out.len() <= 1);
+        let epoch = 1u64 << epoch_shift(t.timeouts[UDP as usize]);
+        t.expire(60_500_000_001 + epoch, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.end == EndReason::IdleTimeout));
+        // Records say when the flows really ended.
+        let mut last: Vec<_> = out.iter().map(|r| (r.key.sport, r.last_ns)).collect();
+        last.sort();
+        assert_eq!(last, [(1, SEC), (2, SEC / 2)]);
+    }
+
+    #[test]
+    fn vlan_and_link_separate_flows() {
+        let mut t = table(16);
+        let a = pkt(1.0, A, 1000, B, 53, proto::UDP, 0);
+        let mut v = a;
+        v.key.vlan = [10, 0];
+        v.hash = hasher().hash_packet(&v);
+        let mut l = a;
+        l.key.link = 2;
+        l.hash = hasher().hash_packet(&l);
+        let out = run(&mut t, &[a, v, l, a]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.iter().map(|r| r.orig_pkts).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn any_dispatcher_hasher_gives_the_same_records() {
+        let pkts = mixed_traffic(3000);
+        let mut results = Vec::new();
+        for h in [FlowHasher::new(), FlowHasher::with_seed(1), hasher()] {
+            let mut t = table(64);
+            let mut out = Vec::new();
+            for p in &pkts {
+                let mut p = *p;
+                p.hash = h.hash_packet(&p);
+                t.update(&p, &mut out);
+                t.expire(p.ts_ns, &mut out);
+            }
+            assert!(t.stats().evicted > 0, "the small table evicts");
+            t.flush(EndReason::EndOfCapture, &mut out);
+            assert_eq!(t.len(), 0);
+            out.sort_by_key(sort_key);
+            results.push(out);
+        }
+        assert!(results[0].len() > 100);
+        assert_eq!(results[0], results[1]);
+        assert_eq!(results[0], results[2]);
     }
 
     #[test]
@@ -1133,6 +1264,7 @@ mod test {
         assert_eq!((r.key.src, r.key.sport), (addr_v4(A), 40000));
         assert_eq!((r.key.dst, r.key.dport), (addr_v4(B), 80));
         assert_eq!((r.orig_pkts, r.resp_pkts), (1, 1));
+        assert_eq!(r.end, EndReason::EndOfCapture);
         assert_eq!(r.tcp_state, TcpState::Established);
         assert!(!r.midstream);
         assert_eq!(r.end, EndReason::EndOfCapture);
@@ -1180,6 +1312,26 @@ mod test {
         assert_eq!(out[0].tcp_state, TcpState::Reset);
         assert_eq!((out[0].orig_pkts, out[0].resp_pkts), (2, 1));
         assert_eq!(out[0].tcp_flags_resp, RST | ACK);
+    }
+
+    #[test]
+    fn flush_keeps_fin_and_rst_reasons() {
+        let mut t = table(16);
+        let mut p = handshake_close(1.0);
+        p.push(tcp(1.5, C, 40002, B, 9, SYN));
+        p.push(tcp(1.5001, B, 9, C, 40002, RST | ACK));
+        p.push(tcp(1.6, C, 40003, B, 80, SYN));
+        let mut out = run(&mut t, &p); // flushed within the 5 s linger
+        out.sort_by_key(|r| r.key.sport);
+        let ends: Vec<_> = out.iter().map(|r| (r.key.sport, r.end)).collect();
+        assert_eq!(
+            ends,
+            [
+                (40000, EndReason::Fin),
+                (40002, EndReason::Rst),
+                (40003, EndReason::EndOfCapture)
+            ]
+        );
     }
 
     #[test]
@@ -1617,59 +1769,5 @@ mod test {
         assert_eq!(merged.ended, one.stats().ended);
         assert_eq!(merged.icmp_errors_matched, one.stats().icmp_errors_matched);
         assert_eq!(merged.active, 0);
-    }
-}
-#[cfg(test)]
-mod tmp_probe {
-    use super::*;
-    use crate::packet::addr_v4;
-    #[test]
-    fn tmp_probe_len() {
-        let h = FlowHasher::with_seed(7);
-        let n = 100_000usize;
-        let mut t = FlowTable::with_hasher(&FlowConfig::default(), h.clone());
-        let mut sink: Vec<FlowRecord> = Vec::new();
-        let mut homes = std::collections::HashMap::new();
-        for i in 0..n {
-            let c = (i % 256) as u8;
-            let s = ((i / 256) % 256) as u8;
-            let tcp = i % 2 == 0;
-            let mut m = PacketMeta {
-                ts_ns: 1,
-                key: FlowKey {
-                    src: addr_v4([192, 0, 2, c]),
-                    dst: addr_v4([198, 51, 100, s]),
-                    sport: 1024 + (i / 65536) as u16,
-                    dport: if tcp { 443 } else { 53 },
-                    proto: if tcp { 6 } else { 17 },
-                    ..Default::default()
-                },
-                l3: L3::Ipv4,
-                wire_len: 1,
-                tcp_flags: if tcp { 0x10 } else { 0 },
-                ..Default::default()
-            };
-            m.hash = h.hash_packet(&m);
-            *homes.entry(m.hash as u32 as usize & t.mask).or_insert(0) += 1;
-            t.update(&m, &mut sink);
-        }
-        // probe distance
-        let mut total = 0usize;
-        let mut maxd = 0;
-        for (pos, &s) in t.slots.iter().enumerate() {
-            if s == 0 {
-                continue;
-            }
-            let home = (s >> 32) as usize & t.mask;
-            let d = pos.wrapping_sub(home) & t.mask;
-            total += d;
-            maxd = maxd.max(d);
-        }
-        eprintln!(
-            "distinct homes {} of {n}; avg dist {} max {}",
-            homes.len(),
-            total as f64 / n as f64,
-            maxd
-        );
     }
 }
