@@ -2,6 +2,7 @@
 //! random order (the table is pre-filled; every measured packet finds its
 //! flow), packet by packet and through `update_batch` (prefetching), in
 //! 64-packet batches. `input/N` times the batch building alone (subtract it).
+//! `flow_record/write_json` formats one record as a JSON line.
 //! Before the timed runs it prints resident memory per flow at 1M flows
 //! (VmRSS from /proc/self/status before/after filling a table).
 //!
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use zonewatch::flow::table::ENTRY_BYTES;
-use zonewatch::flow::{FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowTable};
+use zonewatch::flow::{EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowTable};
 use zonewatch::packet::{addr_v4, proto, tcp_flags, FlowKey, PacketMeta, L3};
 
 /// Packet-time spacing of measured packets: 1 µs (1 Mpps per worker). With
@@ -125,7 +126,7 @@ fn bench_update(c: &mut Criterion) {
         let pkts = flows(n, &hasher);
         // The packets in random flow order, laid out in sequence as a worker
         // receives them (2 per flow on average, at least 64k).
-        let len = (2 * n).next_power_of_two().max(1 << 16);
+        let len = (2 * n).next_power_of_two().max(1 << 12);
         let seq: Vec<PacketMeta> = random_order(len, n)
             .into_iter()
             .map(|i| pkts[i as usize])
@@ -175,7 +176,31 @@ fn bench_update(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_update);
+/// One finished flow formatted as a JSON line (runs once per flow).
+fn bench_write_json(c: &mut Criterion) {
+    let hasher = FlowHasher::with_seed(7);
+    let mut table = FlowTable::new(&cfg());
+    let mut recs: Vec<FlowRecord> = Vec::new();
+    for p in flows(2, &hasher) {
+        table.update(&p, &mut recs);
+    }
+    table.flush(EndReason::EndOfCapture, &mut recs);
+    let mut out = Vec::with_capacity(4096);
+    let mut g = c.benchmark_group("flow_record");
+    g.throughput(Throughput::Elements(1));
+    for (name, rec) in [("tcp", recs[0]), ("udp", recs[1])] {
+        g.bench_function(BenchmarkId::new("write_json", name), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&rec).write_json(&mut out);
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_update, bench_write_json);
 
 fn main() {
     report_memory();

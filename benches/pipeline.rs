@@ -29,21 +29,27 @@ fn bench_pipeline(c: &mut Criterion) {
     g.throughput(Throughput::Elements(frames.len() as u64 * PASSES));
     g.sample_size(10);
     for workers in [1usize, 2] {
-        g.bench_with_input(BenchmarkId::new("office_mix", format!("w{workers}")), &workers, |b, &w| {
-            let cfg = PipelineConfig {
-                workers: NonZeroUsize::new(w).unwrap(),
-                hash_seed: Some(1),
-                ..PipelineConfig::default()
-            };
-            b.iter(|| {
-                let mut src = MemSource::new(std::sync::Arc::clone(&frames), PASSES, 1_000_000);
-                let stop = AtomicBool::new(false);
-                let flows: Option<Box<dyn std::io::Write + Send>> = Some(Box::new(std::io::sink()));
-                let r = pipeline::run(&mut src, &cfg, Outputs { flows }, &stop, None).expect("runs");
-                assert_eq!(r.frames, frames.len() as u64 * PASSES);
-                r.frames
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("office_mix", format!("w{workers}")),
+            &workers,
+            |b, &w| {
+                let cfg = PipelineConfig {
+                    workers: NonZeroUsize::new(w).unwrap(),
+                    hash_seed: Some(1),
+                    ..PipelineConfig::default()
+                };
+                b.iter(|| {
+                    let mut src = MemSource::new(std::sync::Arc::clone(&frames), PASSES, 1_000_000);
+                    let stop = AtomicBool::new(false);
+                    let flows: Option<Box<dyn std::io::Write + Send>> =
+                        Some(Box::new(std::io::sink()));
+                    let r = pipeline::run(&mut src, &cfg, Outputs { flows }, &stop, None)
+                        .expect("runs");
+                    assert_eq!(r.frames, frames.len() as u64 * PASSES);
+                    r.frames
+                })
+            },
+        );
     }
     g.finish();
 }

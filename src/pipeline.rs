@@ -261,7 +261,13 @@ pub fn run(
                 }
                 let result = decode::decode(&frame, &mut links, &mut meta);
                 dstats.record(&frame, &meta, result);
-                if matches!(meta.l3, L3::Ipv4 | L3::Ipv6 | L3::Arp) {
+                // Workers get every IP/ARP packet whose addresses are sound; a frame
+                // that failed inside its IP or ARP header is only counted.
+                let sound = match result {
+                    Ok(()) => true,
+                    Err(e) => e.reason.transport_known(),
+                };
+                if sound && matches!(meta.l3, L3::Ipv4 | L3::Ipv6 | L3::Arp) {
                     meta.hash = hasher.hash_packet(&meta);
                     let w = worker_of(meta.hash, n);
                     let batch = &mut pending[w];

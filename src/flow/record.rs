@@ -166,9 +166,12 @@ impl FlowRecord {
         // Writing into a Vec cannot fail; `write!` results are ignored for that reason.
         let k = &self.key;
         out.extend_from_slice(b"{\"ts\":\"");
+        let ts_start = out.len();
         write_rfc3339(out, self.first_ns);
+        let ts_end = out.len();
         out.extend_from_slice(b"\",\"first_seen\":\"");
-        write_rfc3339(out, self.first_ns);
+        // Same text as `ts`: copy it rather than format the time twice.
+        out.extend_from_within(ts_start..ts_end);
         out.extend_from_slice(b"\",\"last_seen\":\"");
         write_rfc3339(out, self.last_ns);
         let d = self.last_ns.saturating_sub(self.first_ns);
