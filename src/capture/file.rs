@@ -395,8 +395,6 @@ impl Input {
         }
     }
 
-    /// Parse forward to the next deliverable record. None at the end or at damage.
-    #[inline]
     /// Ask the CPU to load the cache lines [`PREFETCH_BYTES`] ahead of the reader.
     /// The decoder touches only the first line or two of each record, so the
     /// hardware prefetchers miss most record headers; without this, the load of
@@ -454,6 +452,8 @@ impl Input {
         }
     }
 
+    /// Parse forward to the next deliverable record. None at the end or at damage.
+    #[inline]
     fn advance(&mut self) -> Option<Rec> {
         if self.done {
             return None;
