@@ -39,18 +39,17 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
         Command::Replay(args) => {
             let files = FileSource::open(&args.files)?;
-            let source: Box<dyn PacketSource> = match args.speed {
-                Some(speed) => Box::new(Paced::new(files, speed, stop.clone())),
-                None => Box::new(files),
-            };
-            execute(
-                source,
-                &args.common,
-                PipelineConfig {
-                    ..base_config(&args.common)
-                },
-                &stop,
-            )
+            let cfg = base_config(&args.common);
+            // Concrete source types: the reader inlines into the capture loop.
+            match args.speed {
+                Some(speed) => execute(
+                    Paced::new(files, speed, stop.clone()),
+                    &args.common,
+                    cfg,
+                    &stop,
+                ),
+                None => execute(files, &args.common, cfg, &stop),
+            }
         }
         Command::Run(args) => {
             let live = LiveSource::open(&LiveConfig {
@@ -66,7 +65,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 max_duration: args.duration_secs.map(Duration::from_secs),
                 ..base_config(&args.common)
             };
-            execute(Box::new(live), &args.common, cfg, &stop)
+            execute(live, &args.common, cfg, &stop)
         }
     }
 }
@@ -82,8 +81,8 @@ fn base_config(c: &CommonArgs) -> PipelineConfig {
     cfg
 }
 
-fn execute(
-    mut source: Box<dyn PacketSource>,
+fn execute<S: PacketSource>(
+    mut source: S,
     common: &CommonArgs,
     cfg: PipelineConfig,
     stop: &AtomicBool,
@@ -104,7 +103,7 @@ fn execute(
         None
     };
     let report = pipeline::run(
-        source.as_mut(),
+        &mut source,
         &cfg,
         Outputs { flows },
         stop,

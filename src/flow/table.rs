@@ -428,6 +428,18 @@ pub struct FlowTable {
     stats: FlowStats,
 }
 
+/// Ask for transparent huge pages over a big table (a hint; refusals are fine).
+fn huge_pages(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize + HUGE - 1) & !(HUGE - 1);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE
+        // changes only how the kernel backs it.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
 /// Write one element per 4 KiB page so every page is backed by its own
 /// zeroed page before the workers start reading it.
 fn touch_pages<T: Copy + Default>(v: &mut [T]) {
@@ -461,10 +473,16 @@ impl FlowTable {
         // time with 2 workers. The slab stays lazy (entries are written first).
         let mut slots = vec![0u64; nslots];
         let mut slot_of = vec![0u32; max_flows];
+        let slab: Vec<Entry> = Vec::with_capacity(max_flows);
+        huge_pages(slots.as_ptr() as *const u8, slots.len() * 8);
+        huge_pages(
+            slab.as_ptr() as *const u8,
+            max_flows * std::mem::size_of::<Entry>(),
+        );
         touch_pages(&mut slots);
         touch_pages(&mut slot_of);
         FlowTable {
-            slab: Vec::with_capacity(max_flows),
+            slab,
             free: NIL,
             slots,
             slot_of,
