@@ -9,6 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use zonewatch::capture::MemSource;
 use zonewatch::decode::{decode, decode_slow, LinkIds};
 use zonewatch::packet::{LinkType, PacketMeta, RawFrame};
 
@@ -16,56 +17,13 @@ const PUBLIC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures/pu
 
 type Frames = Vec<(LinkType, Vec<u8>, u32)>;
 
-/// Frames of one capture file (until the first error).
+/// Frames of one capture file, read by the crate's own reader (up to any
+/// damage; files it refuses, like the invalid-version one, give none).
 fn read_frames(path: &str) -> Frames {
-    use pcap_parser::pcapng::Block;
-    use pcap_parser::traits::PcapNGPacketBlock;
-    use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
-
-    let mut out = Vec::new();
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let Ok(mut reader) = create_reader(1 << 16, file) else {
-        return out;
-    };
-    let mut legacy = None;
-    let mut ifaces: Vec<Option<LinkType>> = Vec::new();
-    let mut stalled = false;
-    loop {
-        match reader.next() {
-            Ok((used, block)) => {
-                stalled = false;
-                match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        legacy = LinkType::from_number(h.network.0 as u32)
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        if let Some(l) = legacy {
-                            out.push((l, b.data.to_vec(), b.origlen));
-                        }
-                    }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => ifaces.clear(),
-                    PcapBlockOwned::NG(Block::InterfaceDescription(i)) => {
-                        ifaces.push(LinkType::from_number(i.linktype.0 as u32))
-                    }
-                    PcapBlockOwned::NG(Block::EnhancedPacket(p)) => {
-                        if let Some(Some(l)) = ifaces.get(p.if_id as usize) {
-                            out.push((*l, p.packet_data().to_vec(), p.origlen));
-                        }
-                    }
-                    _ => {}
-                }
-                reader.consume(used);
-            }
-            Err(PcapError::Incomplete(_)) if !stalled => {
-                stalled = true;
-                if reader.refill().is_err() {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
+    match MemSource::load(&[std::path::PathBuf::from(path)]) {
+        Ok(frames) => frames.into_iter().map(|f| (f.link, f.data, f.orig_len)).collect(),
+        Err(_) => Vec::new(),
     }
-    out
 }
 
 fn public_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
