@@ -21,7 +21,10 @@ type Frames = Vec<(LinkType, Vec<u8>, u32)>;
 /// damage; files it refuses, like the invalid-version one, give none).
 fn read_frames(path: &str) -> Frames {
     match MemSource::load(&[std::path::PathBuf::from(path)]) {
-        Ok(frames) => frames.into_iter().map(|f| (f.link, f.data, f.orig_len)).collect(),
+        Ok(frames) => frames
+            .into_iter()
+            .map(|f| (f.link, f.data, f.orig_len))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

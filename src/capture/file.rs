@@ -453,8 +453,28 @@ impl Input {
     }
 
     /// Parse forward to the next deliverable record. None at the end or at damage.
-    #[inline]
+    ///
+    /// The common case (classic pcap, window ready) is inlined into the capture
+    /// loop; everything else goes through [`Input::advance_slow`].
+    #[inline(always)]
     fn advance(&mut self) -> Option<Rec> {
+        if let Kind::Pcap {
+            be,
+            nano,
+            rec_hdr,
+            link,
+        } = self.kind
+        {
+            if !self.done && self.pos + WINDOW / 2 < self.ready_to {
+                self.prefetch_ahead();
+                return self.next_pcap(be, nano, rec_hdr, link);
+            }
+        }
+        self.advance_slow()
+    }
+
+    #[inline(never)]
+    fn advance_slow(&mut self) -> Option<Rec> {
         if self.done {
             return None;
         }
@@ -483,10 +503,53 @@ impl Input {
         }
     }
 
-    /// The classic pcap hot loop: one record parsed in place by pcap-parser, after a
-    /// bounds check that names the damage (pcap-parser would only say "incomplete").
-    #[inline]
+    /// The classic pcap hot loop: one record header read in place after a bounds
+    /// check that names the damage. The 16-byte header is read by hand (the same
+    /// fields as pcap-parser's `parse_pcap_frame`); the rare 24-byte "modified"
+    /// header goes through pcap-parser.
+    #[inline(always)]
     fn next_pcap(&mut self, be: bool, nano: bool, rec_hdr: usize, link: LinkType) -> Option<Rec> {
+        let pos = self.pos;
+        let rest = self.map.get(pos..).unwrap_or_default();
+        let (ts_sec, ts_frac, caplen, origlen) = match rest.first_chunk::<16>() {
+            Some(h) if rec_hdr == 16 => (
+                rd_u32([h[0], h[1], h[2], h[3]], be),
+                rd_u32([h[4], h[5], h[6], h[7]], be),
+                rd_u32([h[8], h[9], h[10], h[11]], be),
+                rd_u32([h[12], h[13], h[14], h[15]], be),
+            ),
+            _ => return self.next_pcap_other(be, nano, rec_hdr, link),
+        };
+        let len = caplen as usize;
+        if caplen > MAX_CAPLEN || len > rest.len() - 16 {
+            return self.next_pcap_other(be, nano, rec_hdr, link);
+        }
+        let frac_ns = if nano {
+            u64::from(ts_frac)
+        } else {
+            u64::from(ts_frac) * 1_000
+        };
+        let start = pos + 16;
+        self.pos = start + len;
+        Some(Rec {
+            ts_ns: u64::from(ts_sec) * 1_000_000_000 + frac_ns,
+            start,
+            len,
+            orig_len: origlen,
+            link,
+        })
+    }
+
+    /// [`Input::next_pcap`] for the end of the file, damage, and 24-byte headers.
+    #[cold]
+    #[inline(never)]
+    fn next_pcap_other(
+        &mut self,
+        be: bool,
+        nano: bool,
+        rec_hdr: usize,
+        link: LinkType,
+    ) -> Option<Rec> {
         let pos = self.pos;
         let rest = self.map.get(pos..).unwrap_or_default();
         if rest.is_empty() {
@@ -890,18 +953,10 @@ impl FileSource {
     }
 }
 
-impl PacketSource for FileSource {
-    fn next(&mut self) -> Result<Next<'_>, CaptureError> {
-        // Fast path: one input, no merge state at all.
-        if self.inputs.len() == 1 {
-            return Ok(match self.inputs.first_mut() {
-                Some(only) => match only.advance() {
-                    Some(r) => Next::Frame(only.frame(r, 0)),
-                    None => Next::End,
-                },
-                None => Next::End,
-            });
-        }
+impl FileSource {
+    /// [`PacketSource::next`] over several inputs: a k-way merge by time.
+    #[inline(never)]
+    fn next_merged(&mut self) -> Result<Next<'_>, CaptureError> {
         if !self.primed {
             for (h, inp) in self.heads.iter_mut().zip(self.inputs.iter_mut()) {
                 *h = inp.advance();
@@ -934,6 +989,23 @@ impl PacketSource for FileSource {
         };
         self.refill = Some(i);
         Ok(Next::Frame(inp.frame(r, i as u16)))
+    }
+}
+
+impl PacketSource for FileSource {
+    #[inline(always)]
+    fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+        // Fast path: one input, no merge state at all.
+        if self.inputs.len() == 1 {
+            return Ok(match self.inputs.first_mut() {
+                Some(only) => match only.advance() {
+                    Some(r) => Next::Frame(only.frame(r, 0)),
+                    None => Next::End,
+                },
+                None => Next::End,
+            });
+        }
+        self.next_merged()
     }
 
     fn report(&self) -> SourceReport {

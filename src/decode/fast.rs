@@ -24,7 +24,7 @@ pub(super) fn icmp6_is_error(t: u8) -> bool {
 
 /// Decode the network and transport layers at `net` when they are a plain
 /// stack; `wire_len` is the frame's original length.
-#[inline]
+#[inline(always)]
 pub(super) fn ip(data: &[u8], net: Net, wire_len: usize, out: &mut PacketMeta) -> bool {
     let version = match net.kind {
         NetKind::Ipv4 => 4,

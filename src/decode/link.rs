@@ -120,7 +120,7 @@ fn trunc_link(off: usize) -> DecodeError {
 
 /// An Ethernet II / 802.3 header at `off` (and its VLAN tags). Resets the
 /// VLAN fields first: they describe the innermost Ethernet header.
-#[inline]
+#[inline(always)]
 pub(super) fn ethernet(d: &[u8], off: usize, out: &mut PacketMeta) -> Result<Net, DecodeError> {
     let h: &[u8; 14] = arr(d, off).ok_or(trunc_link(off))?;
     out.src_mac = [h[6], h[7], h[8], h[9], h[10], h[11]];
@@ -149,7 +149,7 @@ fn sll_protocol(
 }
 
 /// Walk 802.1Q / 802.1ad / 0x9100 tags, then map the ethertype.
-#[inline]
+#[inline(always)]
 fn ethertype(
     d: &[u8],
     mut off: usize,

@@ -133,6 +133,33 @@ impl DecodeStats {
         }
     }
 
+    /// [`record`](Self::record) for a frame [`decode_fast`](super::decode_fast)
+    /// accepted: `Ok`, IPv4/IPv6, no fragment, tunnel or ICMP quote (so those
+    /// counters stay as they are). Same counts, fewer branches.
+    #[inline]
+    pub fn record_fast(&mut self, frame: &RawFrame<'_>, meta: &PacketMeta) {
+        debug_assert!(matches!(meta.l3, L3::Ipv4 | L3::Ipv6));
+        debug_assert!(meta.frag == Frag::None && meta.tunnel == Tunnel::None && !meta.has_quote);
+        let li = frame.link as usize;
+        bump(self.link_frames.get_mut(li), 1);
+        bump(self.link_bytes.get_mut(li), frame.data.len() as u64);
+        bump(self.network.get_mut((meta.l3 as usize).wrapping_sub(1)), 1);
+        if meta.nvlan > 0 {
+            self.vlan_tagged += 1;
+            if meta.nvlan > 1 {
+                self.vlan_stacked += 1;
+            }
+        }
+        let t = match meta.key.proto {
+            proto::TCP => 0,
+            proto::UDP => 1,
+            proto::ICMP => 2,
+            proto::ICMPV6 => 3,
+            _ => 4,
+        };
+        bump(self.transport.get_mut(t), 1);
+    }
+
     /// Add `other`'s counts to these.
     pub fn merge(&mut self, other: &DecodeStats) {
         fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
@@ -252,4 +279,49 @@ pub struct DecodeSummary {
     pub vlan_stacked: u64,
     pub icmp_errors: u64,
     pub decode_failures: BTreeMap<&'static str, u64>,
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::decode::tests::{public_files, read_frames};
+    use crate::decode::{decode_fast, decode_slow, LinkIds};
+
+    /// `record_fast` counts exactly what `record` counts, for every frame of the
+    /// public captures the fast path accepts (the only frames it is used for).
+    #[test]
+    fn record_fast_counts_like_record() {
+        let mut fast = DecodeStats::new();
+        let mut full = DecodeStats::new();
+        let mut links = LinkIds::new();
+        let mut accepted = 0u64;
+        for (rel, path) in public_files() {
+            for (n, (link, data, orig)) in read_frames(&path).iter().enumerate() {
+                let f = RawFrame {
+                    ts_ns: n as u64,
+                    orig_len: *orig,
+                    data,
+                    link: *link,
+                    source: 0,
+                };
+                let mut m = PacketMeta::default();
+                if decode_fast(&f, &mut m) {
+                    accepted += 1;
+                    fast.record_fast(&f, &m);
+                    full.record(&f, &m, Ok(()));
+                    assert_eq!(fast, full, "{rel} frame {}", n + 1);
+                } else {
+                    let r = decode_slow(&f, &mut links, &mut m);
+                    fast.record(&f, &m, r);
+                    full.record(&f, &m, r);
+                }
+            }
+        }
+        assert!(accepted > 1000, "{accepted}");
+        assert_eq!(fast, full);
+        // Both kinds of network layer and several transports were seen.
+        assert!(fast.network().filter(|(_, n)| *n > 0).count() >= 2);
+        assert!(fast.transport().filter(|(_, n)| *n > 0).count() >= 3);
+        assert!(fast.vlan_tagged > 0);
+    }
 }

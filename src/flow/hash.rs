@@ -6,8 +6,8 @@
 //! reply 0, ICMPv6 128 ↔ 129, router/neighbour solicitation ↔ advertisement, ...;
 //! see [`crate::flow::record::icmp_port_equivalents`]) so a request and its reply
 //! meet, then the two `(address, port)` endpoints are ordered (larger first, as
-//! Retina's `ConnId(max, min)`), and `proto`, `v6`, both VLAN ids and `link` are
-//! mixed in. Hashing is foldhash (fast, keyed by the secret).
+//! Retina's `ConnId(max, min)`; addresses compared as native-endian integers),
+//! and `proto`, `v6`, both VLAN ids and `link` are mixed in. Hashing is foldhash (fast, keyed by the secret).
 //!
 //! Non-first IP fragments carry no L4 header: decode sets their ports to 0, so
 //! they hash (and are tracked) as their own `(address pair, proto, 0, 0)` flow.
@@ -79,20 +79,22 @@ impl FlowHasher {
             }
             None => (key.sport, key.dport),
         };
-        let a = u128::from_be_bytes(key.src);
-        let b = u128::from_be_bytes(key.dst);
-        let (hi, lo, hp, lp) = if (a, sp) >= (b, dp) {
-            (a, b, sp, dp)
+        // Any total order of the endpoints makes the hash direction-free; native
+        // byte order spares the byte swaps of a numeric (network-order) one.
+        let a = u128::from_ne_bytes(key.src);
+        let b = u128::from_ne_bytes(key.dst);
+        let a_first = if a != b { a > b } else { sp >= dp };
+        let (hi, lo, ports) = if a_first {
+            (a, b, sp as u64 | (dp as u64) << 16)
         } else {
-            (b, a, dp, sp)
+            (b, a, dp as u64 | (sp as u64) << 16)
         };
+        let rest = ports | (key.vlan[0] as u64) << 32 | (key.vlan[1] as u64) << 48;
+        let ids = key.link as u64 | (key.proto as u64) << 16 | (key.v6 as u64) << 24;
         let mut h = FoldHasher::with_seed(self.per_hasher, &self.shared);
         h.write_u128(hi);
         h.write_u128(lo);
-        h.write_u64(
-            hp as u64 | (lp as u64) << 16 | (key.vlan[0] as u64) << 32 | (key.vlan[1] as u64) << 48,
-        );
-        h.write_u64(key.link as u64 | (key.proto as u64) << 16 | (key.v6 as u64) << 24);
+        h.write_u128(rest as u128 | (ids as u128) << 64);
         h.finish()
     }
 

@@ -650,19 +650,35 @@ impl FlowTable {
     /// timed out at the newest time seen end with `idle_timeout`.
     /// The table is empty and reusable afterwards.
     pub fn flush(&mut self, reason: EndReason, sink: &mut impl FlowSink) {
-        for c in 0..NCLASS {
-            while let Some(&h) = self.heads.get(c) {
-                if h == NIL {
-                    break;
-                }
-                let r = match self.slab.get(h as usize).map(|e| e.tcp()) {
-                    Some(t @ (TcpState::Closed | TcpState::Reset)) => timeout_reason(t),
-                    _ => self.timed_out(h, self.now).unwrap_or(reason),
-                };
-                self.end(h, r, sink);
+        // Everything goes, so no flow needs unlinking or unindexing one by one
+        // (each would cost a few cache misses, walking the lists is a chain of
+        // dependent ones): scan the slab in memory order, report every live
+        // entry, then reset the index and the lists wholesale.
+        let now = self.now;
+        for i in 0..self.slab.len() {
+            let Some(&e) = self.slab.get(i) else {
+                break;
+            };
+            let class = e.class();
+            if class == FREE {
+                continue;
             }
+            let r = match e.tcp() {
+                t @ (TcpState::Closed | TcpState::Reset) => timeout_reason(t),
+                _ => match self.timeouts.get(class as usize) {
+                    Some(&timeout) if now.saturating_sub(e.last_ns) > timeout => {
+                        timeout_reason(e.tcp())
+                    }
+                    _ => reason,
+                },
+            };
+            self.emit(&e, r, sink);
         }
-        // Everything is on the free list now; start the slab over.
+        self.slots.fill(0);
+        self.heads = [NIL; NCLASS];
+        self.tails = [NIL; NCLASS];
+        self.stats.active = 0;
+        // Start the slab over.
         self.slab.clear();
         self.free = NIL;
     }
@@ -932,6 +948,42 @@ impl FlowTable {
         let Some(e) = self.slab.get(idx as usize).copied() else {
             return;
         };
+        self.emit(&e, reason, sink);
+        self.index_remove(idx);
+        self.unlink(idx, e.class());
+        if e.prev == NIL && e.next != NIL {
+            // A list head ended (expiry, eviction): its successor is the next
+            // candidate. Its entry is cached now (unlink wrote it); fetch what
+            // ending it would wait for: its slot position and its successor.
+            self.prefetch_head(e.next);
+        }
+        if let Some(slot) = self.slab.get_mut(idx as usize) {
+            slot.set_class(FREE);
+            slot.next = self.free;
+            slot.prev = NIL;
+        }
+        self.free = idx;
+        self.stats.active = self.stats.active.saturating_sub(1);
+    }
+
+    /// Prefetch the index bookkeeping of list head `idx` and its successor entry.
+    #[inline(always)]
+    fn prefetch_head(&self, idx: u32) {
+        if let Some(p) = self.slot_of.get(idx as usize) {
+            prefetch(p);
+        }
+        if let Some(h) = self.slab.get(idx as usize) {
+            if let Some(n) = self.slab.get(h.next as usize) {
+                let p = n as *const Entry as *const u8;
+                prefetch(p);
+                prefetch(p.wrapping_add(ENTRY_BYTES - 1));
+            }
+        }
+    }
+
+    /// Hand the record of entry `e` ending for `reason` to the sink and count it.
+    #[inline]
+    fn emit(&mut self, e: &Entry, reason: EndReason, sink: &mut impl FlowSink) {
         let quote_keyed = e.quote_keyed();
         let rec = FlowRecord {
             key: e.key,
@@ -953,15 +1005,6 @@ impl FlowTable {
         if let Some(n) = self.stats.ended.get_mut(reason as usize) {
             *n += 1;
         }
-        self.index_remove(idx);
-        self.unlink(idx, e.class());
-        if let Some(slot) = self.slab.get_mut(idx as usize) {
-            slot.set_class(FREE);
-            slot.next = self.free;
-            slot.prev = NIL;
-        }
-        self.free = idx;
-        self.stats.active = self.stats.active.saturating_sub(1);
     }
 
     fn index_insert(&mut self, hash: u64, idx: u32) {
