@@ -42,7 +42,7 @@ run: build
 test: deps
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
-lint:
+lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
