@@ -73,29 +73,7 @@ fn one_and_four_workers_agree() {
         let path = util::public(&p.rel);
         jobs.push((p.rel, path));
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(4)
-        .clamp(2, 6);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let problems = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((name, path)) = jobs.get(i) else {
-                    break;
-                };
-                let found = check(name, path);
-                problems
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(found);
-            });
-        }
-    });
-    let mut problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
-    problems.sort();
+    let problems = util::check_all(&jobs, |(name, path)| check(name, path));
     assert!(
         problems.is_empty(),
         "results depend on the worker count:\n{}",

@@ -107,28 +107,9 @@ fn tshark_parity_public() {
         .iter()
         .filter(|p| !REFUSED.contains(&p.rel.as_str()))
         .collect();
-    // Files are independent: check them on a few threads (each check runs two processes).
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(4)
-        .clamp(2, 8);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let problems = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(p) = jobs.get(i) else { break };
-                let found = parity(&p.rel, &util::public(&p.rel), Some(p.packets));
-                problems
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(found);
-            });
-        }
+    let problems = util::check_all(&jobs, |p| {
+        parity(&p.rel, &util::public(&p.rel), Some(p.packets))
     });
-    let mut problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
-    problems.sort();
     assert!(
         problems.is_empty(),
         "zonewatch and tshark differ on {} count(s):\n{}",
