@@ -753,6 +753,33 @@ pub fn sorted(lines: &[String]) -> Vec<String> {
     v
 }
 
+/// Run `check` over `jobs` on a few threads (each check starts processes, so
+/// files are checked in parallel) and return every problem found, sorted.
+pub fn check_all<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Vec<String> + Sync) -> Vec<String> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(4)
+        .clamp(2, 6);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let problems = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let found = check(job);
+                problems
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(found);
+            });
+        }
+    });
+    let mut problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
+    problems.sort();
+    problems
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -801,31 +828,4 @@ mod test {
         assert!(c.vlan);
         assert!(!classify("eth:ethertype:ip:tcp").vlan);
     }
-}
-
-/// Run `check` over `jobs` on a few threads (each check starts processes, so
-/// files are checked in parallel) and return every problem found, sorted.
-pub fn check_all<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Vec<String> + Sync) -> Vec<String> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(4)
-        .clamp(2, 6);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let problems = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                let found = check(job);
-                problems
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(found);
-            });
-        }
-    });
-    let mut problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
-    problems.sort();
-    problems
 }
