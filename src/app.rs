@@ -28,6 +28,8 @@ pub enum AppError {
     },
     #[error("installing signal handlers: {0}")]
     Signal(io::Error),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::LoadError),
 }
 
 /// Exit status of a successful run.
@@ -37,6 +39,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
     let stop = Arc::new(AtomicBool::new(false));
     install_signals(&stop)?;
     match cli.command {
+        Command::Check(args) => check(&args.rules),
         Command::Replay(args) => {
             let files = FileSource::open(&args.files)?;
             let cfg = base_config(&args.common);
@@ -67,6 +70,41 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             };
             execute(live, &args.common, cfg, &stop)
         }
+    }
+}
+
+/// Exit status of `check` when the rules have errors.
+pub const EXIT_RULES_INVALID: i32 = 2;
+
+/// `zonewatch check RULES`: errors to stderr (exit 2), or the report to stdout (exit 0).
+fn check(path: &Path) -> Result<i32, AppError> {
+    match crate::policy::Policy::load(path) {
+        Ok((policy, warnings)) => {
+            let report =
+                crate::policy::render_check(&path.display().to_string(), &policy, &warnings);
+            let mut out = io::stdout().lock();
+            out.write_all(report.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|source| AppError::Output {
+                    path: PathBuf::from("-"),
+                    source,
+                })?;
+            Ok(EXIT_OK)
+        }
+        Err(crate::policy::LoadError::Invalid { errors, warnings }) => {
+            let mut err = io::stderr().lock();
+            for d in errors.iter().chain(&warnings) {
+                let _ = writeln!(err, "{d}");
+            }
+            let _ = writeln!(
+                err,
+                "{} error(s), {} warning(s)",
+                errors.len(),
+                warnings.len()
+            );
+            Ok(EXIT_RULES_INVALID)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

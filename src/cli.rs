@@ -18,6 +18,15 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Capture live from an interface through libpcap.
     Run(RunArgs),
+    /// Check a zone-policy rules file: errors (exit 2), or warnings and the zone × zone matrix.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rules file (TOML, see rules/README.md).
+    #[arg(value_name = "RULES")]
+    pub rules: PathBuf,
 }
 
 #[derive(Debug, Args)]

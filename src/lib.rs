@@ -11,4 +11,5 @@ pub mod decode;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;
+pub mod policy;
 pub mod summary;

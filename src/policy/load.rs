@@ -1,0 +1,994 @@
+//! Loader: parse (toml + serde) → merge preset and site → validate → [`Policy`].
+//! Every problem is collected and reported at once as `FILE:LINE:COL: level:
+//! message (rule ID)`; a TOML syntax or schema error stops at that error (toml
+//! reports one) and keeps toml's own message.
+
+use super::raw::{RawAllow, RawFile, RawPort};
+use super::{Endpoint, HostGroup, Origin, Policy, Proto, Rule, Sel, Severity, Zone, ZoneIdx};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Embedded presets: (name, file name shown in diagnostics, text).
+pub const PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "alpha",
+        "presets/alpha.toml",
+        include_str!("../../rules/presets/alpha.toml"),
+    ),
+    (
+        "alpha_prime",
+        "presets/alpha_prime.toml",
+        include_str!("../../rules/presets/alpha_prime.toml"),
+    ),
+    (
+        "beta",
+        "presets/beta.toml",
+        include_str!("../../rules/presets/beta.toml"),
+    ),
+    (
+        "beta_prime",
+        "presets/beta_prime.toml",
+        include_str!("../../rules/presets/beta_prime.toml"),
+    ),
+];
+
+/// Default severity when no `[severity] default` is given.
+const FALLBACK_SEVERITY: Severity = Severity::High;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// One error or warning, located in a rules file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub level: Level,
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    pub message: String,
+    pub rule: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {level}: {}",
+            self.file, self.line, self.col, self.message
+        )?;
+        if let Some(r) = &self.rule {
+            write!(f, " (rule {r})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} error(s) in the rules", errors.len())]
+    Invalid {
+        errors: Vec<Diagnostic>,
+        warnings: Vec<Diagnostic>,
+    },
+}
+
+/// A loaded policy and the warnings about it.
+pub type Loaded = (Policy, Vec<Diagnostic>);
+
+struct Source<'a> {
+    name: String,
+    text: &'a str,
+}
+
+/// Byte offset → 1-based (line, column in characters).
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut off = offset.min(text.len());
+    while !text.is_char_boundary(off) {
+        off -= 1;
+    }
+    let before = &text[..off];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+struct Diags<'a> {
+    sources: Vec<Source<'a>>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl<'a> Diags<'a> {
+    fn push(
+        &mut self,
+        level: Level,
+        src: usize,
+        span: Range<usize>,
+        msg: String,
+        rule: Option<&str>,
+    ) {
+        let (file, (line, col)) = match self.sources.get(src) {
+            Some(s) => (s.name.clone(), line_col(s.text, span.start)),
+            None => (String::from("?"), (1, 1)),
+        };
+        let d = Diagnostic {
+            level,
+            file,
+            line,
+            col,
+            message: msg,
+            rule: rule.map(str::to_string),
+        };
+        match level {
+            Level::Error => self.errors.push(d),
+            Level::Warning => self.warnings.push(d),
+        }
+    }
+    fn err(&mut self, src: usize, span: Range<usize>, msg: String, rule: Option<&str>) {
+        self.push(Level::Error, src, span, msg, rule);
+    }
+    fn warn(&mut self, src: usize, span: Range<usize>, msg: String, rule: Option<&str>) {
+        self.push(Level::Warning, src, span, msg, rule);
+    }
+}
+
+/// A string with where it was written.
+#[derive(Clone, Debug)]
+struct At<T> {
+    v: T,
+    src: usize,
+    span: Range<usize>,
+}
+
+fn at<T: Clone>(s: &Spanned<T>, src: usize) -> At<T> {
+    At {
+        v: s.get_ref().clone(),
+        src,
+        span: s.span(),
+    }
+}
+
+struct ZoneB {
+    id: At<String>,
+    name_ja: Option<String>,
+    name_en: Option<String>,
+    cidrs: Vec<At<String>>,
+    vlans: Vec<At<i64>>,
+    external: bool,
+    intra_zone_allowed: bool,
+}
+
+struct GroupB {
+    id: At<String>,
+    description: Option<String>,
+    zone: Option<At<String>>,
+    cidrs: Vec<At<String>>,
+}
+
+struct RuleB {
+    raw: RawAllow,
+    src: usize,
+    origin: Origin,
+}
+
+fn valid_zone_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        })
+}
+
+/// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a /32 or /128).
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    let n: IpNet = s
+        .parse()
+        .map_err(|_| format!("invalid CIDR or address {s:?}"))?;
+    if n.trunc() != n {
+        return Err(format!(
+            "CIDR {s:?} has host bits set (did you mean {}?)",
+            n.trunc()
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_port_num(v: i64) -> Option<u16> {
+    u16::try_from(v).ok().filter(|p| *p != 0)
+}
+
+fn parse_port(p: &RawPort) -> Result<(u16, u16), String> {
+    match p {
+        RawPort::Num(n) => parse_port_num(*n)
+            .map(|p| (p, p))
+            .ok_or_else(|| format!("port {n} is outside 1-65535")),
+        RawPort::Range(s) => {
+            let (lo, hi) = match s.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (s.trim(), s.trim()),
+            };
+            let num = |x: &str| {
+                x.parse::<i64>()
+                    .ok()
+                    .and_then(parse_port_num)
+                    .ok_or_else(|| {
+                        format!("invalid port range {s:?} (ports are 1-65535, e.g. \"8000-8080\")")
+                    })
+            };
+            let (lo, hi) = (num(lo)?, num(hi)?);
+            if lo > hi {
+                return Err(format!("port range {s:?} is reversed"));
+            }
+            Ok((lo, hi))
+        }
+    }
+}
+
+fn parse_file(d: &mut Diags<'_>, src: usize) -> Option<RawFile> {
+    let text = d.sources.get(src)?.text;
+    match toml::from_str::<RawFile>(text) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            d.err(src, span, e.message().trim_end().to_string(), None);
+            None
+        }
+    }
+}
+
+impl Policy {
+    /// Load a site (or stand-alone) rules file from disk.
+    pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Policy::from_source(&path.display().to_string(), &text)
+    }
+
+    /// Load one of the embedded presets on its own.
+    pub fn preset(name: &str) -> Result<Loaded, LoadError> {
+        let text = format!("preset = {name:?}\n");
+        Policy::from_source("<preset>", &text)
+    }
+
+    /// Load rules text; `name` is the file name used in diagnostics.
+    pub fn from_source(name: &str, text: &str) -> Result<Loaded, LoadError> {
+        let mut d = Diags {
+            sources: vec![Source {
+                name: name.to_string(),
+                text,
+            }],
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let result = build(&mut d);
+        // Report in file order: site file first, then the preset; by line and column.
+        let order = |x: &Diagnostic| (x.file != name, x.file.clone(), x.line, x.col);
+        d.errors.sort_by_key(order);
+        d.warnings.sort_by_key(order);
+        match result {
+            Some(p) if d.errors.is_empty() => Ok((p, d.warnings)),
+            _ => Err(LoadError::Invalid {
+                errors: d.errors,
+                warnings: d.warnings,
+            }),
+        }
+    }
+}
+
+fn build(d: &mut Diags<'_>) -> Option<Policy> {
+    let site = parse_file(d, 0)?;
+    // (file index, parsed file, origin) in merge order: preset first.
+    let mut files: Vec<(usize, RawFile, Origin)> = Vec::new();
+    let mut preset_name = None;
+    if let Some(p) = &site.preset {
+        match PRESETS.iter().find(|(n, _, _)| *n == p.get_ref().as_str()) {
+            Some((n, file, text)) => {
+                d.sources.push(Source {
+                    name: (*file).to_string(),
+                    text,
+                });
+                let idx = d.sources.len() - 1;
+                let pf = parse_file(d, idx)?;
+                if let Some(inner) = &pf.preset {
+                    d.err(
+                        idx,
+                        inner.span(),
+                        "a preset cannot select another preset".into(),
+                        None,
+                    );
+                }
+                files.push((idx, pf, Origin::Preset));
+                preset_name = Some((*n).to_string());
+            }
+            None => {
+                let names: Vec<&str> = PRESETS.iter().map(|(n, _, _)| *n).collect();
+                d.err(
+                    0,
+                    p.span(),
+                    format!(
+                        "unknown preset {:?} (known: {})",
+                        p.get_ref(),
+                        names.join(", ")
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+    files.push((0, site, Origin::Site));
+
+    let mut site_name = None;
+    let mut guideline = None;
+    let mut default_zone: Option<At<String>> = None;
+    let mut zones: Vec<ZoneB> = Vec::new();
+    let mut groups: Vec<GroupB> = Vec::new();
+    let mut severity: BTreeMap<String, At<String>> = BTreeMap::new();
+    let mut rules: Vec<RuleB> = Vec::new();
+
+    for (src, file, origin) in files {
+        if let Some(s) = file.site {
+            if origin == Origin::Site || site_name.is_none() {
+                site_name = s.name.or(site_name);
+            }
+            guideline = s.guideline.or(guideline);
+        }
+        if let Some(z) = &file.default_zone {
+            default_zone = Some(at(z, src));
+        }
+        for z in file.zone {
+            let id = at(&z.id, src);
+            if !valid_zone_id(&id.v) {
+                d.err(src, id.span.clone(), format!("invalid zone id {:?} (lower-case letters, digits, '_' and '-', sub-zones joined by '.')", id.v), None);
+                continue;
+            }
+            let cidrs = z
+                .cidrs
+                .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
+            let vlans = z
+                .vlans
+                .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
+            if let Some(prev) = zones.iter_mut().find(|p| p.id.v == id.v) {
+                if prev.id.src == src {
+                    d.err(
+                        src,
+                        id.span.clone(),
+                        format!("zone {:?} is defined twice", id.v),
+                        None,
+                    );
+                    continue;
+                }
+                // A site entry fills in or replaces the preset's declaration.
+                prev.id = id;
+                prev.name_ja = z.name_ja.or(prev.name_ja.take());
+                prev.name_en = z.name_en.or(prev.name_en.take());
+                if let Some(c) = cidrs {
+                    prev.cidrs = c;
+                }
+                if let Some(v) = vlans {
+                    prev.vlans = v;
+                }
+                prev.external = z.external.unwrap_or(prev.external);
+                prev.intra_zone_allowed = z.intra_zone_allowed.unwrap_or(prev.intra_zone_allowed);
+                continue;
+            }
+            // Implicit parents: `lgwan.term` makes `lgwan` exist.
+            let segs: Vec<&str> = id.v.split('.').collect();
+            for n in 1..segs.len() {
+                let parent = segs[..n].join(".");
+                if !zones.iter().any(|p| p.id.v == parent) {
+                    zones.push(ZoneB {
+                        id: At {
+                            v: parent,
+                            src,
+                            span: id.span.clone(),
+                        },
+                        name_ja: None,
+                        name_en: None,
+                        cidrs: Vec::new(),
+                        vlans: Vec::new(),
+                        external: z.external.unwrap_or(false),
+                        intra_zone_allowed: true,
+                    });
+                }
+            }
+            zones.push(ZoneB {
+                id,
+                name_ja: z.name_ja,
+                name_en: z.name_en,
+                cidrs: cidrs.unwrap_or_default(),
+                vlans: vlans.unwrap_or_default(),
+                external: z.external.unwrap_or(false),
+                intra_zone_allowed: z.intra_zone_allowed.unwrap_or(true),
+            });
+        }
+        for g in file.hostgroup {
+            let id = at(&g.id, src);
+            let cidrs = g
+                .cidrs
+                .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
+            let zone = g.zone.as_ref().map(|z| at(z, src));
+            if let Some(prev) = groups.iter_mut().find(|p| p.id.v == id.v) {
+                if prev.id.src == src {
+                    d.err(
+                        src,
+                        id.span.clone(),
+                        format!("host group {:?} is defined twice", id.v),
+                        None,
+                    );
+                    continue;
+                }
+                prev.id = id;
+                prev.description = g.description.or(prev.description.take());
+                prev.zone = zone.or(prev.zone.take());
+                if let Some(c) = cidrs {
+                    prev.cidrs = c;
+                }
+                continue;
+            }
+            groups.push(GroupB {
+                id,
+                description: g.description,
+                zone,
+                cidrs: cidrs.unwrap_or_default(),
+            });
+        }
+        if let Some(sev) = file.severity {
+            for (k, v) in sev {
+                severity.insert(k, at(&v, src));
+            }
+        }
+        for r in file.allow {
+            let id = r.id.get_ref().clone();
+            let span = r.id.span();
+            match rules.iter().position(|p| p.raw.id.get_ref() == &id) {
+                Some(i) if rules[i].src == src => {
+                    d.err(
+                        src,
+                        span,
+                        format!("rule id {id:?} is used twice"),
+                        Some(&id),
+                    );
+                }
+                Some(i) => {
+                    if r.override_preset {
+                        d.warn(
+                            src,
+                            span,
+                            format!("site rule replaces preset rule {id:?}"),
+                            Some(&id),
+                        );
+                        rules[i] = RuleB {
+                            raw: r,
+                            src,
+                            origin,
+                        };
+                    } else {
+                        d.err(src, span, format!("rule id {id:?} is already a preset rule; set `override = true` to replace it"), Some(&id));
+                    }
+                }
+                None => {
+                    if r.override_preset && origin == Origin::Site {
+                        d.err(
+                            src,
+                            span,
+                            format!("`override = true` but the preset has no rule {id:?}"),
+                            Some(&id),
+                        );
+                    }
+                    rules.push(RuleB {
+                        raw: r,
+                        src,
+                        origin,
+                    });
+                }
+            }
+        }
+    }
+
+    if zones.len() > usize::from(u16::MAX)
+        || rules.len() > usize::from(u16::MAX)
+        || groups.len() > usize::from(u16::MAX)
+    {
+        d.err(
+            0,
+            0..0,
+            "too many zones, host groups or rules (limit 65535 each)".into(),
+            None,
+        );
+        return None;
+    }
+
+    // Zones.
+    let zone_idx = |id: &str| {
+        zones
+            .iter()
+            .position(|z| z.id.v == id)
+            .map(|i| ZoneIdx(i as u16))
+    };
+    let mut out_zones: Vec<Zone> = Vec::with_capacity(zones.len());
+    for z in &zones {
+        let parent = z.id.v.rsplit_once('.').and_then(|(p, _)| zone_idx(p));
+        let top_id = z.id.v.split('.').next().unwrap_or(&z.id.v);
+        let top = zone_idx(top_id).unwrap_or(ZoneIdx(0));
+        let mut cidrs = Vec::new();
+        for c in &z.cidrs {
+            match parse_cidr(&c.v) {
+                Ok(n) => cidrs.push(n),
+                Err(m) => d.err(
+                    c.src,
+                    c.span.clone(),
+                    format!("zone {:?}: {m}", z.id.v),
+                    None,
+                ),
+            }
+        }
+        let mut vlans = Vec::new();
+        for v in &z.vlans {
+            match u16::try_from(v.v).ok().filter(|x| (1..=4094).contains(x)) {
+                Some(x) => vlans.push(x),
+                None => d.err(
+                    v.src,
+                    v.span.clone(),
+                    format!("zone {:?}: VLAN id {} is outside 1-4094", z.id.v, v.v),
+                    None,
+                ),
+            }
+        }
+        out_zones.push(Zone {
+            id: z.id.v.clone(),
+            name_ja: z.name_ja.clone(),
+            name_en: z.name_en.clone(),
+            parent,
+            top,
+            cidrs,
+            vlans,
+            external: z.external,
+            intra_zone_allowed: z.intra_zone_allowed,
+        });
+    }
+
+    // Host groups.
+    let mut out_groups = Vec::with_capacity(groups.len());
+    for g in &groups {
+        if zone_idx(&g.id.v).is_some() {
+            d.err(
+                g.id.src,
+                g.id.span.clone(),
+                format!("host group {:?} has the same id as a zone", g.id.v),
+                None,
+            );
+        }
+        let zone = match &g.zone {
+            Some(z) => match zone_idx(&z.v) {
+                Some(i) => Some(i),
+                None => {
+                    d.err(
+                        z.src,
+                        z.span.clone(),
+                        format!("host group {:?}: unknown zone {:?}", g.id.v, z.v),
+                        None,
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut cidrs = Vec::new();
+        for c in &g.cidrs {
+            match parse_cidr(&c.v) {
+                Ok(n) => cidrs.push(n),
+                Err(m) => d.err(
+                    c.src,
+                    c.span.clone(),
+                    format!("host group {:?}: {m}", g.id.v),
+                    None,
+                ),
+            }
+        }
+        out_groups.push(HostGroup {
+            id: g.id.v.clone(),
+            description: g.description.clone(),
+            zone,
+            cidrs,
+        });
+    }
+
+    let default_zone = default_zone.and_then(|z| match zone_idx(&z.v) {
+        Some(i) => Some(i),
+        None => {
+            d.err(
+                z.src,
+                z.span.clone(),
+                format!("default_zone: unknown zone {:?}", z.v),
+                None,
+            );
+            None
+        }
+    });
+
+    // Severity table.
+    let mut sev_out = Vec::new();
+    let mut default_severity = FALLBACK_SEVERITY;
+    for (k, v) in &severity {
+        let Some(sev) = Severity::parse(&v.v) else {
+            d.err(
+                v.src,
+                v.span.clone(),
+                format!(
+                    "severity {:?}: unknown level {:?} (info, low, medium, high, critical)",
+                    k, v.v
+                ),
+                None,
+            );
+            continue;
+        };
+        if k == "default" {
+            default_severity = sev;
+            continue;
+        }
+        let Some((a, b)) = k.split_once("->") else {
+            d.err(
+                v.src,
+                v.span.clone(),
+                format!("severity key {k:?} is not \"INITIATOR->RESPONDER\" or \"default\""),
+                None,
+            );
+            continue;
+        };
+        let mut sel = |s: &str| -> Option<Sel> {
+            let s = s.trim();
+            if s == "*" {
+                return Some(Sel::Any);
+            }
+            match zone_idx(s) {
+                Some(i) => Some(Sel::Zone(i)),
+                None => {
+                    d.err(
+                        v.src,
+                        v.span.clone(),
+                        format!("severity key {k:?}: unknown zone {s:?}"),
+                        None,
+                    );
+                    None
+                }
+            }
+        };
+        if let (Some(a), Some(b)) = (sel(a), sel(b)) {
+            sev_out.push((a, b, sev));
+        }
+    }
+
+    // Rules.
+    let mut out_rules = Vec::with_capacity(rules.len());
+    let mut rule_at = Vec::with_capacity(rules.len());
+    for rb in &rules {
+        let r = &rb.raw;
+        let id = r.id.get_ref().as_str();
+        let src = rb.src;
+        let mut ends = |list: &Spanned<Vec<Spanned<String>>>, side: &str| -> Vec<Endpoint> {
+            if list.get_ref().is_empty() {
+                d.err(src, list.span(), format!("`{side}` is empty"), Some(id));
+            }
+            let mut out = Vec::new();
+            for e in list.get_ref() {
+                let name = e.get_ref().as_str();
+                if let Some(z) = zone_idx(name) {
+                    out.push(Endpoint::Zone(z));
+                } else if let Some(g) = groups.iter().position(|g| g.id.v == name) {
+                    out.push(Endpoint::HostGroup(g as u16));
+                } else if name.contains(['.', ':'])
+                    && name
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_hexdigit() || c == ':')
+                    && (name.contains('/') || name.parse::<IpAddr>().is_ok())
+                {
+                    match parse_cidr(name) {
+                        Ok(n) => out.push(Endpoint::Cidr(n)),
+                        Err(m) => d.err(src, e.span(), format!("`{side}`: {m}"), Some(id)),
+                    }
+                } else {
+                    d.err(
+                        src,
+                        e.span(),
+                        format!("`{side}`: {name:?} is not a zone, host group, CIDR or address"),
+                        Some(id),
+                    );
+                }
+            }
+            out
+        };
+        let from = ends(&r.from, "from");
+        let to = ends(&r.to, "to");
+        let proto = match &r.proto {
+            None => Proto::Any,
+            Some(p) => match p.get_ref().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                "icmp" => Proto::Icmp,
+                "any" => Proto::Any,
+                other => {
+                    d.err(
+                        src,
+                        p.span(),
+                        format!("unknown proto {other:?} (tcp, udp, icmp, any)"),
+                        Some(id),
+                    );
+                    Proto::Any
+                }
+            },
+        };
+        let mut ports = Vec::new();
+        for p in &r.ports {
+            match parse_port(p.get_ref()) {
+                Ok(x) => ports.push(x),
+                Err(m) => d.err(src, p.span(), m, Some(id)),
+            }
+        }
+        if proto == Proto::Icmp && !r.ports.is_empty() {
+            d.err(
+                src,
+                r.ports.first().map_or(r.id.span(), |p| p.span()),
+                "`ports` given with proto \"icmp\", which has no ports".into(),
+                Some(id),
+            );
+        }
+        out_rules.push(Rule {
+            id: id.to_string(),
+            from,
+            to,
+            proto,
+            ports,
+            description: r.description.clone(),
+            guideline: r.guideline.clone(),
+            origin: rb.origin,
+        });
+        rule_at.push((src, r.id.span()));
+    }
+
+    if !d.errors.is_empty() {
+        return None;
+    }
+
+    // Longest-prefix tables.
+    let mut v4: PrefixMap<Ipv4Net, Vec<ZoneIdx>> = PrefixMap::new();
+    let mut v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>> = PrefixMap::new();
+    let mut vlan_only = BTreeMap::new();
+    for (i, z) in out_zones.iter().enumerate() {
+        let zi = ZoneIdx(i as u16);
+        for (n, c) in z.cidrs.iter().enumerate() {
+            let owners = match c {
+                IpNet::V4(n4) => {
+                    if v4.get(n4).is_none() {
+                        v4.insert(*n4, Vec::new());
+                    }
+                    v4.get_mut(n4)
+                }
+                IpNet::V6(n6) => {
+                    if v6.get(n6).is_none() {
+                        v6.insert(*n6, Vec::new());
+                    }
+                    v6.get_mut(n6)
+                }
+            };
+            if let Some(owners) = owners {
+                if let Some(first) = owners.first() {
+                    let zb = &zones[i].cidrs[n];
+                    let msg = format!(
+                        "{c} is claimed by zones {:?} and {:?}",
+                        out_zones[usize::from(first.0)].id,
+                        z.id
+                    );
+                    let (s, sp) = (zb.src, zb.span.clone());
+                    d.warn(s, sp, msg, None);
+                }
+                owners.push(zi);
+            }
+        }
+        if z.cidrs.is_empty() {
+            for v in &z.vlans {
+                vlan_only.entry(*v).or_insert(zi);
+            }
+        }
+    }
+
+    let policy = Policy {
+        site_name,
+        guideline,
+        preset: preset_name,
+        zones: out_zones,
+        hostgroups: out_groups,
+        rules: out_rules,
+        default_zone,
+        severity: sev_out,
+        default_severity,
+        v4,
+        v6,
+        vlan_only,
+    };
+
+    // Warnings that need the built policy.
+    for (g, gb) in policy.hostgroups.iter().zip(&groups) {
+        for (c, cb) in g.cidrs.iter().zip(&gb.cidrs) {
+            let z = policy.explicit_zone_of(c.network());
+            match (g.zone, z) {
+                (Some(want), Some(got)) if policy.is_within(got, want) => {}
+                (Some(want), _) => d.warn(
+                    cb.src,
+                    cb.span.clone(),
+                    format!(
+                        "host group {:?}: {c} is outside its zone {:?}",
+                        g.id,
+                        policy.zone(want).id
+                    ),
+                    None,
+                ),
+                (None, None) => d.warn(
+                    cb.src,
+                    cb.span.clone(),
+                    format!("host group {:?}: {c} is outside every zone", g.id),
+                    None,
+                ),
+                (None, Some(_)) => {}
+            }
+        }
+    }
+    for (i, r) in policy.rules.iter().enumerate() {
+        let (src, span) = rule_at[i].clone();
+        let dead_side = if !r.from.iter().any(|e| policy.endpoint_live(e)) {
+            Some("from")
+        } else if !r.to.iter().any(|e| policy.endpoint_live(e)) {
+            Some("to")
+        } else {
+            None
+        };
+        if let Some(side) = dead_side {
+            d.warn(src, span, format!("dead rule: `{side}` resolves to no address (zone or host group without CIDRs?)"), Some(&r.id));
+            continue;
+        }
+        if let Some(earlier) = policy.rules[..i].iter().find(|e| policy.covers(e, r)) {
+            d.warn(
+                src,
+                span,
+                format!(
+                    "shadowed rule: fully covered by earlier rule {:?}, never decides a verdict",
+                    earlier.id
+                ),
+                Some(&r.id),
+            );
+        }
+    }
+    Some(policy)
+}
+
+impl Policy {
+    /// Zone by explicit CIDRs only (no VLAN, no default zone).
+    pub(super) fn explicit_zone_of(&self, ip: IpAddr) -> Option<ZoneIdx> {
+        match ip {
+            IpAddr::V4(a) => self
+                .v4
+                .get_lpm(&Ipv4Net::from(a))
+                .and_then(|(_, z)| z.first().copied()),
+            IpAddr::V6(a) => self
+                .v6
+                .get_lpm(&Ipv6Net::from(a))
+                .and_then(|(_, z)| z.first().copied()),
+        }
+    }
+
+    /// True if some address can match the endpoint.
+    fn endpoint_live(&self, e: &Endpoint) -> bool {
+        match e {
+            Endpoint::Cidr(_) => true,
+            Endpoint::HostGroup(g) => self
+                .hostgroups
+                .get(usize::from(*g))
+                .is_some_and(|g| !g.cidrs.is_empty()),
+            Endpoint::Zone(z) => {
+                self.default_zone.is_some_and(|dz| self.is_within(dz, *z))
+                    || self.zones.iter().enumerate().any(|(i, x)| {
+                        (!x.cidrs.is_empty() || !x.vlans.is_empty())
+                            && self.is_within(ZoneIdx(i as u16), *z)
+                    })
+            }
+        }
+    }
+
+    /// Networks an endpoint stands for (zones: their CIDRs and their sub-zones').
+    fn endpoint_nets(&self, e: &Endpoint) -> Vec<IpNet> {
+        match e {
+            Endpoint::Cidr(c) => vec![*c],
+            Endpoint::HostGroup(g) => self
+                .hostgroups
+                .get(usize::from(*g))
+                .map(|g| g.cidrs.clone())
+                .unwrap_or_default(),
+            Endpoint::Zone(z) => self
+                .zones
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.is_within(ZoneIdx(*i as u16), *z))
+                .flat_map(|(_, x)| x.cidrs.iter().copied())
+                .collect(),
+        }
+    }
+
+    fn endpoint_covers(&self, big: &Endpoint, small: &Endpoint) -> bool {
+        match (big, small) {
+            (Endpoint::Zone(a), Endpoint::Zone(b)) => self.is_within(*b, *a),
+            (Endpoint::HostGroup(a), Endpoint::HostGroup(b)) if a == b => true,
+            (_, Endpoint::Zone(_)) => false,
+            (Endpoint::Zone(a), _) => {
+                let nets = self.endpoint_nets(small);
+                !nets.is_empty()
+                    && nets.iter().all(|n| {
+                        self.explicit_zone_of(n.network())
+                            .is_some_and(|z| self.is_within(z, *a))
+                    })
+            }
+            _ => {
+                let bigs = self.endpoint_nets(big);
+                let nets = self.endpoint_nets(small);
+                !nets.is_empty() && nets.iter().all(|n| bigs.iter().any(|b| b.contains(n)))
+            }
+        }
+    }
+
+    /// True if every flow `later` allows is already allowed by `earlier`.
+    fn covers(&self, earlier: &Rule, later: &Rule) -> bool {
+        let proto_ok = match (earlier.proto, later.proto) {
+            (Proto::Any, _) => true,
+            (a, b) => a == b,
+        };
+        let ports_ok = earlier.ports.is_empty()
+            || (!later.ports.is_empty()
+                && later
+                    .ports
+                    .iter()
+                    .all(|&(lo, hi)| earlier.ports.iter().any(|&(a, b)| a <= lo && hi <= b)));
+        // An `any` rule with ports also matches non-port protocols only if it has no ports.
+        let any_ports_ok = !(earlier.proto == Proto::Any
+            && !earlier.ports.is_empty()
+            && later.proto == Proto::Icmp);
+        proto_ok
+            && ports_ok
+            && any_ports_ok
+            && later
+                .from
+                .iter()
+                .all(|s| earlier.from.iter().any(|b| self.endpoint_covers(b, s)))
+            && later
+                .to
+                .iter()
+                .all(|s| earlier.to.iter().any(|b| self.endpoint_covers(b, s)))
+    }
+}

@@ -1,0 +1,401 @@
+//! Zone policy: the three-tier model (三層の対策) as data.
+//!
+//! Owns the rules format (`raw`, documented in `rules/README.md`), the loader that
+//! merges an embedded preset with a site file and validates everything at once
+//! (`load`), address → zone lookup by longest-prefix match, the per-flow
+//! [`Policy::verdict`], and the `zonewatch check` report (`check`).
+//! It leaves alone: flows, alerts and the pipeline (they call `verdict` once per
+//! flow and cache the small `Copy` [`Verdict`]).
+
+mod check;
+mod load;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+pub use check::render_check;
+pub use load::{Diagnostic, Level, LoadError, PRESETS};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// How bad a violation is, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Transport selector of an allow rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    /// Any protocol; with ports, TCP or UDP on those ports.
+    Any,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Any => "any",
+        }
+    }
+}
+
+/// IP protocol numbers used by `verdict`.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Index of a zone in the policy (`Policy::zone`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ZoneIdx(pub u16);
+
+/// Index of an allow rule in the policy (`Policy::rule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleIdx(pub u16);
+
+/// A validated zone. Sub-zone `a.b` has `parent` = `a`.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub id: String,
+    pub name_ja: Option<String>,
+    pub name_en: Option<String>,
+    pub parent: Option<ZoneIdx>,
+    /// The top-level ancestor (itself for a top-level zone).
+    pub top: ZoneIdx,
+    pub cidrs: Vec<IpNet>,
+    pub vlans: Vec<u16>,
+    pub external: bool,
+    /// Top-level zones only: traffic between two addresses of this zone needs no rule.
+    pub intra_zone_allowed: bool,
+}
+
+/// A validated host group (relays etc.).
+#[derive(Clone, Debug)]
+pub struct HostGroup {
+    pub id: String,
+    pub description: Option<String>,
+    pub zone: Option<ZoneIdx>,
+    pub cidrs: Vec<IpNet>,
+}
+
+/// One side of an allow rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The zone and all its sub-zones.
+    Zone(ZoneIdx),
+    HostGroup(u16),
+    Cidr(IpNet),
+}
+
+/// Where a rule came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Preset,
+    Site,
+}
+
+/// A validated allow rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: String,
+    pub from: Vec<Endpoint>,
+    pub to: Vec<Endpoint>,
+    pub proto: Proto,
+    /// Inclusive destination port ranges; empty = every port.
+    pub ports: Vec<(u16, u16)>,
+    pub description: Option<String>,
+    pub guideline: Option<String>,
+    pub origin: Origin,
+}
+
+/// Which allowance a flow got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allowance {
+    Rule(RuleIdx),
+    /// Both ends in one top-level zone that allows intra-zone traffic.
+    IntraZone(ZoneIdx),
+}
+
+/// Why a flow is a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub src_zone: ZoneIdx,
+    pub dst_zone: ZoneIdx,
+}
+
+/// The policy's verdict for one flow (initiator → responder). Small and `Copy`,
+/// so a flow can cache it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed {
+        rule: Allowance,
+    },
+    Violation {
+        severity: Severity,
+        reason: Reason,
+    },
+    /// An endpoint is in no zone and there is no default zone.
+    Unknown,
+}
+
+/// Severity selector side: a zone (and its sub-zones) or `*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sel {
+    Any,
+    Zone(ZoneIdx),
+}
+
+/// A loaded, validated policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub site_name: Option<String>,
+    pub guideline: Option<String>,
+    pub preset: Option<String>,
+    zones: Vec<Zone>,
+    hostgroups: Vec<HostGroup>,
+    rules: Vec<Rule>,
+    default_zone: Option<ZoneIdx>,
+    /// (initiator, responder) → severity, most specific first after sorting.
+    severity: Vec<(Sel, Sel, Severity)>,
+    default_severity: Severity,
+    v4: PrefixMap<Ipv4Net, Vec<ZoneIdx>>,
+    v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>>,
+    /// Zones that list VLANs but no CIDRs: matched by VLAN alone.
+    vlan_only: BTreeMap<u16, ZoneIdx>,
+}
+
+impl Policy {
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+    pub fn zone(&self, z: ZoneIdx) -> &Zone {
+        &self.zones[usize::from(z.0)]
+    }
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+    pub fn rule(&self, r: RuleIdx) -> &Rule {
+        &self.rules[usize::from(r.0)]
+    }
+    pub fn hostgroups(&self) -> &[HostGroup] {
+        &self.hostgroups
+    }
+    pub fn default_zone(&self) -> Option<ZoneIdx> {
+        self.default_zone
+    }
+    pub fn zone_by_id(&self, id: &str) -> Option<ZoneIdx> {
+        self.zones
+            .iter()
+            .position(|z| z.id == id)
+            .map(|i| ZoneIdx(i as u16))
+    }
+
+    /// True if `z` is `anc` or one of its sub-zones.
+    pub fn is_within(&self, mut z: ZoneIdx, anc: ZoneIdx) -> bool {
+        loop {
+            if z == anc {
+                return true;
+            }
+            match self.zones.get(usize::from(z.0)).and_then(|x| x.parent) {
+                Some(p) => z = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// Zone of an address by longest-prefix match over the zones' CIDRs; among zones
+    /// claiming the same prefix the VLAN picks (a zone listing `vlan`, else one
+    /// listing no VLANs, else the first). Then VLAN-only zones, then the default zone.
+    /// No allocation.
+    pub fn zone_of(&self, ip: IpAddr, vlan: Option<u16>) -> Option<ZoneIdx> {
+        let hit = match ip {
+            IpAddr::V4(a) => self
+                .v4
+                .get_lpm(&Ipv4Net::from(a))
+                .map(|(_, zs)| zs.as_slice()),
+            IpAddr::V6(a) => self
+                .v6
+                .get_lpm(&Ipv6Net::from(a))
+                .map(|(_, zs)| zs.as_slice()),
+        };
+        if let Some(zs) = hit {
+            if let Some(v) = vlan {
+                if let Some(z) = zs.iter().find(|z| self.zone(**z).vlans.contains(&v)) {
+                    return Some(*z);
+                }
+            }
+            return zs
+                .iter()
+                .find(|z| self.zone(**z).vlans.is_empty())
+                .or_else(|| zs.first())
+                .copied();
+        }
+        if let Some(z) = vlan.and_then(|v| self.vlan_only.get(&v)) {
+            return Some(*z);
+        }
+        self.default_zone
+    }
+
+    fn endpoint_matches(&self, e: &Endpoint, ip: IpAddr, zone: ZoneIdx) -> bool {
+        match e {
+            Endpoint::Zone(z) => self.is_within(zone, *z),
+            Endpoint::HostGroup(h) => self
+                .hostgroups
+                .get(usize::from(*h))
+                .is_some_and(|g| g.cidrs.iter().any(|c| c.contains(&ip))),
+            Endpoint::Cidr(c) => c.contains(&ip),
+        }
+    }
+
+    fn rule_matches(&self, r: &Rule, proto: u8, dst_port: u16) -> bool {
+        let l4 = matches!(proto, IPPROTO_TCP | IPPROTO_UDP);
+        let proto_ok = match r.proto {
+            Proto::Tcp => proto == IPPROTO_TCP,
+            Proto::Udp => proto == IPPROTO_UDP,
+            Proto::Icmp => matches!(proto, IPPROTO_ICMP | IPPROTO_ICMPV6),
+            Proto::Any => r.ports.is_empty() || l4,
+        };
+        proto_ok
+            && (r.ports.is_empty()
+                || r.ports
+                    .iter()
+                    .any(|&(lo, hi)| lo <= dst_port && dst_port <= hi))
+    }
+
+    /// The verdict for a flow from `src` (initiator) to `dst` (responder).
+    /// `proto` is the IP protocol number, `dst_port` is ignored for protocols
+    /// without ports. The first matching allow rule wins; otherwise traffic inside
+    /// one top-level zone is allowed (unless that zone sets
+    /// `intra_zone_allowed = false`); otherwise it is a violation with the severity
+    /// of the most specific `[severity]` entry. No allocation.
+    pub fn verdict(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        dst_port: u16,
+        vlan: Option<u16>,
+    ) -> Verdict {
+        let (Some(sz), Some(dz)) = (self.zone_of(src, vlan), self.zone_of(dst, vlan)) else {
+            return Verdict::Unknown;
+        };
+        for (i, r) in self.rules.iter().enumerate() {
+            if self.rule_matches(r, proto, dst_port)
+                && r.from.iter().any(|e| self.endpoint_matches(e, src, sz))
+                && r.to.iter().any(|e| self.endpoint_matches(e, dst, dz))
+            {
+                return Verdict::Allowed {
+                    rule: Allowance::Rule(RuleIdx(i as u16)),
+                };
+            }
+        }
+        let top = self.zone(sz).top;
+        if top == self.zone(dz).top && self.zone(top).intra_zone_allowed {
+            return Verdict::Allowed {
+                rule: Allowance::IntraZone(top),
+            };
+        }
+        Verdict::Violation {
+            severity: self.severity_for(sz, dz),
+            reason: Reason {
+                src_zone: sz,
+                dst_zone: dz,
+            },
+        }
+    }
+
+    fn sel_depth(&self, s: Sel, z: ZoneIdx) -> Option<usize> {
+        match s {
+            Sel::Any => Some(usize::MAX),
+            Sel::Zone(a) => {
+                let mut d = 0;
+                let mut cur = z;
+                loop {
+                    if cur == a {
+                        return Some(d);
+                    }
+                    cur = self.zone(cur).parent?;
+                    d += 1;
+                }
+            }
+        }
+    }
+
+    /// Severity of unallowed traffic from zone `s` to zone `d`: the `[severity]`
+    /// entry whose initiator side is closest to `s` (exact zone, then its parents,
+    /// then `*`), ties broken by the responder side the same way; else the default.
+    pub fn severity_for(&self, s: ZoneIdx, d: ZoneIdx) -> Severity {
+        let mut best: Option<((usize, usize), Severity)> = None;
+        for &(a, b, sev) in &self.severity {
+            if let (Some(da), Some(db)) = (self.sel_depth(a, s), self.sel_depth(b, d)) {
+                let better = match best {
+                    None => true,
+                    Some((k, _)) => (da, db) < k,
+                };
+                if better {
+                    best = Some(((da, db), sev));
+                }
+            }
+        }
+        best.map_or(self.default_severity, |(_, s)| s)
+    }
+
+    pub fn default_severity(&self) -> Severity {
+        self.default_severity
+    }
+
+    /// Human-readable description of a verdict (`rule L3`, `critical: lgwan.term -> internet ...`).
+    pub fn describe(&self, v: &Verdict) -> String {
+        match v {
+            Verdict::Allowed {
+                rule: Allowance::Rule(r),
+            } => format!("allowed by rule {}", self.rule(*r).id),
+            Verdict::Allowed {
+                rule: Allowance::IntraZone(z),
+            } => format!("allowed inside zone {}", self.zone(*z).id),
+            Verdict::Violation { severity, reason } => format!(
+                "{}: no rule allows {} -> {}",
+                severity.as_str(),
+                self.zone(reason.src_zone).id,
+                self.zone(reason.dst_zone).id
+            ),
+            Verdict::Unknown => "unknown: address in no zone".to_string(),
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! Unit tests: parsing, every error kind with its exact location, longest-prefix
+//! zone lookup, and verdicts per preset in both directions over IPv4 and IPv6.
+
+use super::*;
+use std::net::IpAddr;
+
+const EXAMPLE: &str = include_str!("../../rules/example-site.toml");
+
+/// Extra host groups the non-α presets need, appended to the example site.
+const EXTRA: &str = r#"
+[[hostgroup]]
+id = "lbo_gateway"
+cidrs = ["192.0.2.114", "2001:db8:0:230::114"]
+
+[[hostgroup]]
+id = "lgwan_vdi"
+cidrs = ["192.0.2.104", "2001:db8:0:220::104"]
+"#;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn load(text: &str) -> (Policy, Vec<Diagnostic>) {
+    match Policy::from_source("site.toml", text) {
+        Ok(x) => x,
+        Err(LoadError::Invalid { errors, .. }) => {
+            panic!("unexpected errors: {errors:#?}")
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match Policy::from_source("site.toml", text) {
+        Ok(_) => panic!("expected errors"),
+        Err(LoadError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn site(preset: &str) -> Policy {
+    let text = EXAMPLE.replace("preset = \"alpha\"", &format!("preset = \"{preset}\"")) + EXTRA;
+    load(&text).0
+}
+
+/// The rule id (or "intra:ZONE", or "SEVERITY") a flow gets.
+fn v(p: &Policy, src: &str, dst: &str, proto: u8, port: u16) -> String {
+    match p.verdict(ip(src), ip(dst), proto, port, None) {
+        Verdict::Allowed {
+            rule: Allowance::Rule(r),
+        } => p.rule(r).id.clone(),
+        Verdict::Allowed {
+            rule: Allowance::IntraZone(z),
+        } => format!("intra:{}", p.zone(z).id),
+        Verdict::Violation { severity, .. } => severity.as_str().to_string(),
+        Verdict::Unknown => "unknown".to_string(),
+    }
+}
+
+#[test]
+fn every_preset_loads_without_errors() {
+    for (name, _, _) in PRESETS {
+        let (p, _warnings) = Policy::preset(name).expect("preset loads");
+        assert_eq!(p.preset.as_deref(), Some(*name));
+        assert!(p.rules().len() >= 18, "{name}: {} rules", p.rules().len());
+        assert!(p.zone_by_id("mynumber.term").is_some());
+    }
+}
+
+#[test]
+fn example_site_loads_with_only_the_override_warning() {
+    let (p, w) = load(EXAMPLE);
+    let w: Vec<String> = w.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        ["site.toml:181:6: warning: site rule replaces preset rule \"I1\" (rule I1)"]
+    );
+    assert_eq!(p.site_name.as_deref(), Some("Example City (例示市)"));
+    assert_eq!(p.guideline.as_deref(), Some("R7.3"));
+    // The site's I1 replaced the preset's in place and kept its ports.
+    let i1 = p.rules().iter().find(|r| r.id == "I1").expect("I1");
+    assert_eq!(i1.origin, Origin::Site);
+    assert!(i1.ports.contains(&(8000, 8001)));
+}
+
+#[test]
+fn every_preset_with_the_example_addresses_has_no_dead_or_shadowed_rule() {
+    for (name, _, _) in PRESETS {
+        let text = EXAMPLE.replace("preset = \"alpha\"", &format!("preset = \"{name}\"")) + EXTRA;
+        let (_, w) = load(&text);
+        assert_eq!(w.len(), 1, "{name}: {w:#?}");
+    }
+}
+
+#[test]
+fn longest_prefix_match_v4_v6_subzones_default() {
+    let p = site("alpha");
+    let z = |a: &str| p.zone(p.zone_of(ip(a), None).expect("zone")).id.clone();
+    assert_eq!(z("192.0.2.5"), "mynumber.term");
+    assert_eq!(z("192.0.2.49"), "mynumber.edge");
+    assert_eq!(z("2001:db8:0:210::7"), "lgwan.term");
+    assert_eq!(z("2001:db8:0:121::50"), "mynumber.edge");
+    // 203.0.113.0/26 inside 203.0.113.0/24: the longer prefix wins.
+    assert_eq!(z("203.0.113.10"), "cloud_allow");
+    assert_eq!(z("203.0.113.66"), "internet");
+    // Unlisted: the default zone.
+    assert_eq!(z("192.0.2.250"), "internet");
+    assert_eq!(z("2001:db8:1234::1"), "internet");
+    let term = p.zone_by_id("lgwan.term").expect("zone");
+    let lgwan = p.zone_by_id("lgwan").expect("zone");
+    assert!(p.is_within(term, lgwan));
+    assert!(!p.is_within(lgwan, term));
+}
+
+#[test]
+fn no_default_zone_gives_unknown() {
+    let (p, _) = load(
+        r#"
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/25"]
+"#,
+    );
+    assert_eq!(p.zone_of(ip("192.0.2.200"), None), None);
+    assert_eq!(
+        p.verdict(ip("192.0.2.1"), ip("192.0.2.200"), IPPROTO_TCP, 80, None),
+        Verdict::Unknown
+    );
+    assert_eq!(v(&p, "192.0.2.1", "192.0.2.2", IPPROTO_TCP, 80), "intra:a");
+}
+
+#[test]
+fn vlan_refines_a_shared_prefix_and_vlan_only_zones() {
+    let (p, w) = load(
+        r#"
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+vlans = [10]
+
+[[zone]]
+id = "b"
+cidrs = ["192.0.2.0/24"]
+vlans = [20]
+
+[[zone]]
+id = "c"
+vlans = [30]
+
+[[zone]]
+id = "d"
+cidrs = ["2001:db8::/32"]
+"#,
+    );
+    assert_eq!(w.len(), 1, "shared CIDR warns: {w:?}");
+    assert!(w[0].message.contains("claimed by zones \"a\" and \"b\""));
+    let z = |a: &str, vl| p.zone_of(ip(a), vl).map(|z| p.zone(z).id.clone());
+    assert_eq!(z("192.0.2.1", Some(20)).as_deref(), Some("b"));
+    assert_eq!(z("192.0.2.1", Some(10)).as_deref(), Some("a"));
+    assert_eq!(z("192.0.2.1", None).as_deref(), Some("a"));
+    assert_eq!(z("198.51.100.1", Some(30)).as_deref(), Some("c"));
+    assert_eq!(z("198.51.100.1", None), None);
+    assert_eq!(z("2001:db8::1", Some(30)).as_deref(), Some("d"));
+}
+
+#[test]
+fn alpha_verdicts_both_directions_v4_v6() {
+    let p = site("alpha");
+    // My Number: only the CS reaches 住基ネット, and 住基ネット reaches only the CS.
+    assert_eq!(v(&p, "192.0.2.49", "198.51.100.70", IPPROTO_TCP, 700), "A1");
+    assert_eq!(
+        v(&p, "198.51.100.70", "192.0.2.49", IPPROTO_TCP, 700),
+        "A1r"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.5", "198.51.100.70", IPPROTO_TCP, 700),
+        "critical"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:121::49",
+            "2001:db8:ffff:2::70",
+            IPPROTO_TCP,
+            700
+        ),
+        "A1"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:110::5",
+            "2001:db8:ffff:2::70",
+            IPPROTO_TCP,
+            700
+        ),
+        "critical"
+    );
+    // My Number to the internet, either way: critical.
+    assert_eq!(
+        v(&p, "192.0.2.5", "203.0.113.66", IPPROTO_TCP, 443),
+        "critical"
+    );
+    assert_eq!(
+        v(&p, "203.0.113.200", "192.0.2.5", IPPROTO_TCP, 22),
+        "critical"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:110::5",
+            "2001:db8:ffff:20::66",
+            IPPROTO_UDP,
+            53
+        ),
+        "critical"
+    );
+    // Linkage to 中間サーバー on 443 only.
+    assert_eq!(v(&p, "192.0.2.50", "198.51.100.20", IPPROTO_TCP, 443), "A3");
+    assert_eq!(
+        v(&p, "192.0.2.50", "198.51.100.20", IPPROTO_TCP, 445),
+        "critical"
+    );
+    // Intra-zone.
+    assert_eq!(
+        v(&p, "192.0.2.33", "192.0.2.49", IPPROTO_TCP, 700),
+        "intra:mynumber"
+    );
+    // Screen transfer lgwan.term -> VDI: allowed one way, critical the other way.
+    assert_eq!(v(&p, "192.0.2.70", "192.0.2.161", IPPROTO_TCP, 3389), "L3");
+    assert_eq!(v(&p, "192.0.2.70", "192.0.2.161", IPPROTO_UDP, 3389), "L3u");
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:210::70",
+            "2001:db8:0:320::161",
+            IPPROTO_TCP,
+            1494
+        ),
+        "L3"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.161", "192.0.2.70", IPPROTO_TCP, 3389),
+        "critical"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:320::161",
+            "2001:db8:0:210::70",
+            IPPROTO_TCP,
+            3389
+        ),
+        "critical"
+    );
+    // SMB to the VDI host: high (lgwan -> inet on a non-screen-transfer port).
+    assert_eq!(v(&p, "192.0.2.70", "192.0.2.161", IPPROTO_TCP, 445), "high");
+    // Sanitised mail into LGWAN via the gateway only.
+    assert_eq!(v(&p, "192.0.2.177", "192.0.2.100", IPPROTO_TCP, 25), "L4");
+    assert_eq!(
+        v(&p, "192.0.2.165", "192.0.2.100", IPPROTO_TCP, 25),
+        "critical"
+    );
+    // LGWAN to the internet: critical; to LGWAN services: allowed, other ports medium.
+    assert_eq!(
+        v(&p, "192.0.2.70", "203.0.113.66", IPPROTO_TCP, 443),
+        "critical"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:210::70",
+            "2001:db8:ffff:1::40",
+            IPPROTO_UDP,
+            53
+        ),
+        "L1u"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.70", "198.51.100.40", IPPROTO_TCP, 8080),
+        "medium"
+    );
+    // Web egress via the proxy (site override adds 8000-8001); direct egress: high.
+    assert_eq!(
+        v(&p, "192.0.2.130", "198.51.100.130", IPPROTO_TCP, 8001),
+        "I1"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:310::5",
+            "2001:db8:ffff:4::130",
+            IPPROTO_TCP,
+            8080
+        ),
+        "I1"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.130", "203.0.113.66", IPPROTO_TCP, 443),
+        "high"
+    );
+    // Inbound from the internet to the internet zone: critical.
+    assert_eq!(
+        v(&p, "203.0.113.200", "192.0.2.130", IPPROTO_TCP, 443),
+        "critical"
+    );
+    // ICMP from a terminal to the internet is not covered by a port rule.
+    assert_eq!(
+        v(&p, "192.0.2.130", "198.51.100.130", IPPROTO_ICMP, 0),
+        "medium"
+    );
+}
+
+#[test]
+fn alpha_prime_adds_lbo_from_the_gateway_only() {
+    let a = site("alpha");
+    let p = site("alpha_prime");
+    assert_eq!(
+        v(&p, "192.0.2.114", "203.0.113.10", IPPROTO_TCP, 443),
+        "A'1"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.114", "203.0.113.10", IPPROTO_UDP, 3479),
+        "A'1u"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:230::114",
+            "2001:db8:ffff:10::10",
+            IPPROTO_UDP,
+            19305
+        ),
+        "A'1u"
+    );
+    assert_eq!(
+        v(&a, "192.0.2.114", "203.0.113.10", IPPROTO_TCP, 443),
+        "critical"
+    );
+    // Other LGWAN hosts, or other destinations, stay critical; reverse too.
+    assert_eq!(
+        v(&p, "192.0.2.70", "203.0.113.10", IPPROTO_TCP, 443),
+        "critical"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.114", "203.0.113.66", IPPROTO_TCP, 443),
+        "critical"
+    );
+    assert_eq!(
+        v(&p, "203.0.113.10", "192.0.2.114", IPPROTO_TCP, 443),
+        "critical"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:ffff:10::10",
+            "2001:db8:0:230::114",
+            IPPROTO_UDP,
+            3479
+        ),
+        "critical"
+    );
+}
+
+#[test]
+fn beta_reverses_screen_transfer() {
+    let p = site("beta");
+    assert_eq!(v(&p, "192.0.2.130", "192.0.2.104", IPPROTO_TCP, 3389), "B1");
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:310::5",
+            "2001:db8:0:220::104",
+            IPPROTO_UDP,
+            4172
+        ),
+        "B1u"
+    );
+    // The α direction is gone (B5 off) and the reverse of B1 is not allowed.
+    assert_eq!(
+        v(&p, "192.0.2.70", "192.0.2.161", IPPROTO_TCP, 3389),
+        "high"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.104", "192.0.2.130", IPPROTO_TCP, 3389),
+        "high"
+    );
+    // Internet-zone servers into LGWAN other than the VDI: critical.
+    assert_eq!(
+        v(&p, "192.0.2.166", "192.0.2.100", IPPROTO_TCP, 25),
+        "critical"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:320::166",
+            "2001:db8:0:220::100",
+            IPPROTO_TCP,
+            445
+        ),
+        "critical"
+    );
+    // No LBO in β: internet terminal to allow-listed cloud directly is high.
+    assert_eq!(
+        v(&p, "192.0.2.130", "203.0.113.10", IPPROTO_TCP, 443),
+        "high"
+    );
+    // Sanitiser still the only file path into LGWAN.
+    assert_eq!(v(&p, "192.0.2.178", "192.0.2.101", IPPROTO_TCP, 445), "L5");
+}
+
+#[test]
+fn beta_prime_adds_saas_from_internet_terminals() {
+    let p = site("beta_prime");
+    assert_eq!(
+        v(&p, "192.0.2.130", "203.0.113.10", IPPROTO_TCP, 443),
+        "B'2"
+    );
+    assert_eq!(
+        v(
+            &p,
+            "2001:db8:0:310::5",
+            "2001:db8:ffff:10::10",
+            IPPROTO_UDP,
+            3478
+        ),
+        "B'2u"
+    );
+    assert_eq!(
+        v(&p, "203.0.113.10", "192.0.2.130", IPPROTO_TCP, 443),
+        "critical"
+    );
+    // Servers are not terminals: inet.srv -> cloud_allow is still high.
+    assert_eq!(
+        v(&p, "192.0.2.167", "203.0.113.10", IPPROTO_TCP, 443),
+        "high"
+    );
+    // β' business systems on the internet side: intra-zone.
+    assert_eq!(
+        v(&p, "192.0.2.130", "192.0.2.167", IPPROTO_TCP, 443),
+        "intra:inet"
+    );
+    assert_eq!(v(&p, "192.0.2.130", "192.0.2.104", IPPROTO_TCP, 3389), "B1");
+    // The My Number zone is unchanged.
+    assert_eq!(
+        v(&p, "192.0.2.5", "203.0.113.10", IPPROTO_TCP, 443),
+        "critical"
+    );
+}
+
+#[test]
+fn intra_zone_can_be_closed_and_severity_specificity() {
+    let (p, _) = load(
+        r#"
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/25"]
+intra_zone_allowed = false
+
+[[zone]]
+id = "a.x"
+cidrs = ["192.0.2.0/26"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/24"]
+
+[[allow]]
+id = "R1"
+from = ["a.x"]
+to = ["192.0.2.100/32"]
+proto = "tcp"
+ports = ["8000-8080"]
+
+[severity]
+default = "low"
+"a->*" = "high"
+"a.x->b" = "critical"
+"*->b" = "medium"
+"a->a" = "medium"
+"#,
+    );
+    assert_eq!(v(&p, "192.0.2.1", "192.0.2.100", IPPROTO_TCP, 8000), "R1");
+    assert_eq!(
+        v(&p, "192.0.2.1", "192.0.2.100", IPPROTO_TCP, 8081),
+        "medium"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.1", "198.51.100.1", IPPROTO_TCP, 1),
+        "critical"
+    );
+    assert_eq!(v(&p, "192.0.2.100", "198.51.100.1", IPPROTO_TCP, 1), "high");
+    assert_eq!(v(&p, "198.51.100.1", "192.0.2.1", IPPROTO_TCP, 1), "low");
+    assert_eq!(
+        v(&p, "198.51.100.1", "198.51.100.2", IPPROTO_TCP, 1),
+        "intra:b"
+    );
+}
+
+#[test]
+fn syntax_error_keeps_toml_message_and_location() {
+    let e = errors("[[zone]]\nid = \"a\"\ncidrs = [\"192.0.2.0/24\"\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("site.toml:3:"), "{}", e[0]);
+    assert!(e[0].contains(": error: "), "{}", e[0]);
+}
+
+#[test]
+fn unknown_key_is_rejected_with_location() {
+    let e = errors("[[zone]]\nid = \"a\"\ncidr = [\"192.0.2.0/24\"]\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("site.toml:3:1: error: unknown field `cidr`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn every_semantic_error_at_once_with_exact_locations() {
+    let text = r#"preset = "gamma"
+default_zone = "nowhere"
+
+[[zone]]
+id = "Bad Zone"
+
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.1/24", "300.1.1.0/24"]
+vlans = [0, 4095]
+
+[[zone]]
+id = "a"
+
+[[hostgroup]]
+id = "a"
+
+[[hostgroup]]
+id = "g"
+zone = "nope"
+cidrs = ["2001:db8::/129"]
+
+[[allow]]
+id = "R1"
+from = []
+to = ["nothing", "198.51.100.0/33"]
+proto = "sctp"
+ports = [0, "9-1", "x", 70000]
+
+[[allow]]
+id = "R1"
+from = ["a"]
+to = ["a"]
+override = true
+
+[[allow]]
+id = "R2"
+from = ["a"]
+to = ["a"]
+proto = "icmp"
+ports = [1]
+
+[severity]
+default = "severe"
+"a-b" = "high"
+"a->zz" = "high"
+"#;
+    let e = errors(text);
+    let want = [
+        "site.toml:1:10: error: unknown preset \"gamma\" (known: alpha, alpha_prime, beta, beta_prime)",
+        "site.toml:2:16: error: default_zone: unknown zone \"nowhere\"",
+        "site.toml:5:6: error: invalid zone id \"Bad Zone\" (lower-case letters, digits, '_' and '-', sub-zones joined by '.')",
+        "site.toml:9:10: error: zone \"a\": CIDR \"192.0.2.1/24\" has host bits set (did you mean 192.0.2.0/24?)",
+        "site.toml:9:26: error: zone \"a\": invalid CIDR or address \"300.1.1.0/24\"",
+        "site.toml:10:10: error: zone \"a\": VLAN id 0 is outside 1-4094",
+        "site.toml:10:13: error: zone \"a\": VLAN id 4095 is outside 1-4094",
+        "site.toml:13:6: error: zone \"a\" is defined twice",
+        "site.toml:16:6: error: host group \"a\" has the same id as a zone",
+        "site.toml:20:8: error: host group \"g\": unknown zone \"nope\"",
+        "site.toml:21:10: error: host group \"g\": invalid CIDR or address \"2001:db8::/129\"",
+        "site.toml:25:8: error: `from` is empty (rule R1)",
+        "site.toml:26:7: error: `to`: \"nothing\" is not a zone, host group, CIDR or address (rule R1)",
+        "site.toml:26:18: error: `to`: invalid CIDR or address \"198.51.100.0/33\" (rule R1)",
+        "site.toml:27:9: error: unknown proto \"sctp\" (tcp, udp, icmp, any) (rule R1)",
+        "site.toml:28:10: error: port 0 is outside 1-65535 (rule R1)",
+        "site.toml:28:13: error: port range \"9-1\" is reversed (rule R1)",
+        "site.toml:28:20: error: invalid port range \"x\" (ports are 1-65535, e.g. \"8000-8080\") (rule R1)",
+        "site.toml:28:25: error: port 70000 is outside 1-65535 (rule R1)",
+        "site.toml:31:6: error: rule id \"R1\" is used twice (rule R1)",
+        "site.toml:41:10: error: `ports` given with proto \"icmp\", which has no ports (rule R2)",
+        "site.toml:44:11: error: severity \"default\": unknown level \"severe\" (info, low, medium, high, critical)",
+        "site.toml:45:9: error: severity key \"a-b\" is not \"INITIATOR->RESPONDER\" or \"default\"",
+        "site.toml:46:11: error: severity key \"a->zz\": unknown zone \"zz\"",
+    ];
+    assert_eq!(e, want);
+}
+
+#[test]
+fn preset_rule_clash_and_bad_override() {
+    let e = errors(
+        r#"preset = "alpha"
+
+[[allow]]
+id = "L3"
+from = ["lgwan"]
+to = ["inet"]
+
+[[allow]]
+id = "Z9"
+override = true
+from = ["lgwan"]
+to = ["inet"]
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "site.toml:4:6: error: rule id \"L3\" is already a preset rule; set `override = true` to replace it (rule L3)",
+            "site.toml:9:6: error: `override = true` but the preset has no rule \"Z9\" (rule Z9)",
+        ]
+    );
+}
+
+#[test]
+fn warnings_shadowed_dead_relay_outside_duplicate_cidr() {
+    let (_, w) = load(
+        r#"
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/25"]
+
+[[zone]]
+id = "b"
+cidrs = ["192.0.2.128/25", "192.0.2.0/25"]
+
+[[zone]]
+id = "empty"
+
+[[hostgroup]]
+id = "relay"
+zone = "a"
+cidrs = ["198.51.100.7"]
+
+[[hostgroup]]
+id = "loose"
+cidrs = ["203.0.113.9"]
+
+[[allow]]
+id = "R1"
+from = ["a"]
+to = ["b"]
+proto = "tcp"
+
+[[allow]]
+id = "R2"
+from = ["192.0.2.0/26"]
+to = ["b"]
+proto = "tcp"
+ports = [443, "8000-8080"]
+
+[[allow]]
+id = "R3"
+from = ["empty"]
+to = ["b"]
+"#,
+    );
+    let w: Vec<String> = w.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            "site.toml:8:28: warning: 192.0.2.0/25 is claimed by zones \"a\" and \"b\"",
+            "site.toml:16:10: warning: host group \"relay\": 198.51.100.7/32 is outside its zone \"a\"",
+            "site.toml:20:10: warning: host group \"loose\": 203.0.113.9/32 is outside every zone",
+            "site.toml:29:6: warning: shadowed rule: fully covered by earlier rule \"R1\", never decides a verdict (rule R2)",
+            "site.toml:36:6: warning: dead rule: `from` resolves to no address (zone or host group without CIDRs?) (rule R3)",
+        ]
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    // A Japanese name before the bad value on the same line.
+    let e = errors("[[zone]]\nid = \"a\"\nname_ja = \"番号\"; cidrs = [\"x\"]\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("site.toml:3:"), "{}", e[0]);
+}

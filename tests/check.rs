@@ -1,0 +1,87 @@
+//! Golden outputs of `zonewatch check`: every `tests/golden/check/NAME.toml` (and
+//! `rules/example-site.toml`) is checked and its exit code, stdout and stderr are
+//! compared with `NAME.code`, `NAME.stdout`, `NAME.stderr` beside it.
+//! Regenerate after an intended change with `ZONEWATCH_BLESS=1 cargo test check::`.
+
+use crate::util::BIN;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const GOLDEN: &str = "tests/golden/check";
+
+/// Run `zonewatch check REL` from the crate root (so paths in messages are stable).
+fn run_check(rel: &str) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(ROOT)
+        .args(["check", rel])
+        .output()
+        .expect("run zonewatch check");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    )
+}
+
+fn compare(rel: &str, expected_base: &Path) {
+    let (code, stdout, stderr) = run_check(rel);
+    let parts = [
+        ("code", format!("{code}\n")),
+        ("stdout", stdout),
+        ("stderr", stderr),
+    ];
+    for (ext, got) in parts {
+        let path = expected_base.with_extension(ext);
+        if std::env::var_os("ZONEWATCH_BLESS").is_some() {
+            std::fs::write(&path, &got).expect("bless");
+            continue;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (bless with ZONEWATCH_BLESS=1)", path.display()));
+        assert_eq!(got, want, "{rel}: {ext} differs from {}", path.display());
+    }
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(ROOT).join(GOLDEN).join(name)
+}
+
+#[test]
+fn check_golden_broken_and_warning_files() {
+    let mut names: Vec<String> = std::fs::read_dir(Path::new(ROOT).join(GOLDEN))
+        .expect("golden dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "golden rule files: {names:?}");
+    for n in &names {
+        compare(&format!("{GOLDEN}/{n}"), &golden(n));
+    }
+}
+
+#[test]
+fn check_example_site_matrix() {
+    compare("rules/example-site.toml", &golden("example-site.toml"));
+    let (code, stdout, _) = run_check("rules/example-site.toml");
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("lgwan -> inet: L3, L3u (otherwise high)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_broken_files_exit_2_and_missing_file_fails() {
+    for n in ["syntax_error.toml", "unknown_key.toml", "many_errors.toml"] {
+        let (code, stdout, stderr) = run_check(&format!("{GOLDEN}/{n}"));
+        assert_eq!(code, 2, "{n}: {stderr}");
+        assert!(stdout.is_empty(), "{n}: {stdout}");
+        assert!(stderr.contains(&format!("{GOLDEN}/{n}:")), "{n}: {stderr}");
+    }
+    let (code, _, stderr) = run_check("tests/golden/check/does-not-exist.toml");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("does-not-exist.toml"), "{stderr}");
+}
