@@ -37,7 +37,7 @@ build: deps
 	$(CARGO) build --release --bins
 
 run: build
-	./target/release/zonewatch replay $(SAMPLE)
+	./target/release/zonewatch replay --rules rules/example-site.toml $(SAMPLE)
 
 test: deps
 	$(CARGO) test --lib --bins --tests -- --test-threads=2

@@ -5,7 +5,8 @@
 use crate::capture::{CaptureError, FileSource, LiveConfig, LiveSource, Paced, PacketSource};
 use crate::cli::{Cli, Command, CommonArgs};
 use crate::pipeline::{self, Outputs, PipelineConfig, PipelineError, Progress};
-use crate::summary::Summary;
+use crate::policy::{Diagnostic, LoadError, Policy};
+use crate::summary::{PolicySummary, Summary};
 use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -41,8 +42,11 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
         Command::Check(args) => check(&args.rules),
         Command::Replay(args) => {
+            let Some(policy) = load_rules(args.common.rules.as_deref())? else {
+                return Ok(EXIT_RULES_INVALID);
+            };
             let files = FileSource::open(&args.files)?;
-            let cfg = base_config(&args.common);
+            let cfg = base_config(&args.common, policy);
             // Concrete source types: the reader inlines into the capture loop.
             match args.speed {
                 Some(speed) => execute(
@@ -55,6 +59,9 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             }
         }
         Command::Run(args) => {
+            let Some(policy) = load_rules(args.common.rules.as_deref())? else {
+                return Ok(EXIT_RULES_INVALID);
+            };
             let live = LiveSource::open(&LiveConfig {
                 iface: args.iface.clone(),
                 promisc: !args.no_promisc,
@@ -66,7 +73,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             let cfg = PipelineConfig {
                 max_frames: args.count,
                 max_duration: args.duration_secs.map(Duration::from_secs),
-                ..base_config(&args.common)
+                ..base_config(&args.common, policy)
             };
             execute(live, &args.common, cfg, &stop)
         }
@@ -91,28 +98,57 @@ fn check(path: &Path) -> Result<i32, AppError> {
                 })?;
             Ok(EXIT_OK)
         }
-        Err(crate::policy::LoadError::Invalid { errors, warnings }) => {
-            let mut err = io::stderr().lock();
-            for d in errors.iter().chain(&warnings) {
-                let _ = writeln!(err, "{d}");
-            }
-            let _ = writeln!(
-                err,
-                "{} error(s), {} warning(s)",
-                errors.len(),
-                warnings.len()
-            );
+        Err(LoadError::Invalid { errors, warnings }) => {
+            print_invalid(&errors, &warnings);
             Ok(EXIT_RULES_INVALID)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-fn base_config(c: &CommonArgs) -> PipelineConfig {
+/// Every error, then every warning, then the counts, on stderr (as `check`).
+fn print_invalid(errors: &[Diagnostic], warnings: &[Diagnostic]) {
+    let mut err = io::stderr().lock();
+    for d in errors.iter().chain(warnings) {
+        let _ = writeln!(err, "{d}");
+    }
+    let _ = writeln!(
+        err,
+        "{} error(s), {} warning(s)",
+        errors.len(),
+        warnings.len()
+    );
+}
+
+/// `--rules FILE` of `replay` / `run`: `Some(None)` without the flag,
+/// `Some(Some(policy))` when it loads (its warnings go to stderr), `None` when
+/// the rules are invalid (errors printed as `check` prints them; exit 2).
+fn load_rules(path: Option<&Path>) -> Result<Option<Option<Arc<Policy>>>, AppError> {
+    let Some(path) = path else {
+        return Ok(Some(None));
+    };
+    match Policy::load(path) {
+        Ok((policy, warnings)) => {
+            let mut err = io::stderr().lock();
+            for d in &warnings {
+                let _ = writeln!(err, "{d}");
+            }
+            Ok(Some(Some(Arc::new(policy))))
+        }
+        Err(LoadError::Invalid { errors, warnings }) => {
+            print_invalid(&errors, &warnings);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
     let mut cfg = PipelineConfig {
         workers: c.workers,
         batch_size: c.batch_size,
         queue_depth: c.queue_depth,
+        policy,
         ..PipelineConfig::default()
     };
     cfg.flow.max_flows = c.max_flows;
@@ -150,7 +186,10 @@ fn execute<S: PacketSource>(
     if let Some(b) = &bar {
         b.0.finish_and_clear();
     }
-    let summary = Summary::from_report(&report);
+    let mut summary = Summary::from_report(&report);
+    if cfg.policy.is_some() {
+        summary.policy = Some(PolicySummary::new(&report.flows.policy));
+    }
     if let Some((path, mut out)) = summary_out {
         let write = serde_json::to_writer_pretty(&mut out, &summary)
             .map_err(io::Error::from)

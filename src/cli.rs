@@ -80,6 +80,11 @@ pub struct CommonArgs {
     /// Write the JSON summary to FILE ('-' = stdout).
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+    /// Zone-policy rules file (TOML, see rules/README.md): every flow gets a verdict
+    /// (flow lines gain src_zone, dst_zone, verdict, rule, severity; the summary a
+    /// policy section). Invalid rules: errors as `zonewatch check` prints them, exit 2.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     /// Flow-table cap per worker; beyond it the oldest half-open, then idle flows are evicted.
     #[arg(long, default_value = "1048576", value_name = "N")]
     pub max_flows: NonZeroUsize,

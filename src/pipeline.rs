@@ -21,10 +21,12 @@ use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
 use crate::flow::{EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStats, FlowTable};
 use crate::packet::{PacketMeta, L3};
+use crate::policy::Policy;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,9 @@ pub struct PipelineConfig {
     pub max_duration: Option<Duration>,
     /// Secret for the flow hash; `None` = random per process.
     pub hash_seed: Option<u64>,
+    /// Zone policy: each worker's table judges every new flow once, and flow
+    /// lines carry the verdict (`--rules`). `None` = no verdicts.
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl Default for PipelineConfig {
@@ -70,6 +75,7 @@ impl Default for PipelineConfig {
             max_frames: None,
             max_duration: None,
             hash_seed: None,
+            policy: None,
         }
     }
 }
@@ -205,7 +211,9 @@ pub fn run<S: PacketSource + ?Sized>(
             let _ = ret_tx.try_send(Vec::with_capacity(cfg.batch_size.get()));
         }
         let flow_cfg = cfg.flow.clone();
+        let policy = cfg.policy.clone();
         let sink = ChunkSink {
+            policy: cfg.policy.clone(),
             buf: Vec::new(),
             out: if flows_wanted {
                 Some(chunk_tx.clone())
@@ -216,7 +224,7 @@ pub fn run<S: PacketSource + ?Sized>(
         };
         let h = thread::Builder::new()
             .name(format!("zw-worker-{i}"))
-            .spawn(move || worker(rx, ret_tx, flow_cfg, sink))
+            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, sink))
             .map_err(PipelineError::Spawn)?;
         to_worker.push(tx);
         recycled.push(ret_rx);
@@ -450,9 +458,10 @@ fn worker(
     rx: Receiver<Msg>,
     ret: Sender<Vec<PacketMeta>>,
     cfg: FlowConfig,
+    policy: Option<Arc<Policy>>,
     mut sink: ChunkSink,
 ) -> FlowStats {
-    let mut table = FlowTable::new(&cfg);
+    let mut table = FlowTable::with_policy(&cfg, policy);
     for msg in rx {
         match msg {
             Msg::Batch(mut b) => {
@@ -474,6 +483,8 @@ fn worker(
 
 /// Formats finished flows into a reused buffer and ships whole-line chunks.
 struct ChunkSink {
+    /// Adds the verdict keys to each line when set.
+    policy: Option<Arc<Policy>>,
     buf: Vec<u8>,
     out: Option<Sender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
@@ -506,7 +517,7 @@ impl ChunkSink {
 impl FlowSink for ChunkSink {
     fn flow_ended(&mut self, rec: &FlowRecord) {
         if self.out.is_some() {
-            rec.write_json(&mut self.buf);
+            rec.write_json_with_policy(&mut self.buf, self.policy.as_deref());
         }
     }
 }

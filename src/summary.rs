@@ -2,8 +2,9 @@
 //! human table. Built from the pipeline's [`RunReport`].
 
 use crate::capture::InputReport;
-use crate::flow::EndReason;
+use crate::flow::{EndReason, PolicyStats};
 use crate::pipeline::{RunReport, StopCause};
+use crate::policy::Severity;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -64,6 +65,9 @@ pub struct Summary {
     pub drops: BTreeMap<&'static str, u64>,
     pub drops_per_worker: Vec<u64>,
     pub workers: usize,
+    /// Flows by policy verdict, when `--rules` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySummary>,
 }
 
 /// RFC 3339 with microseconds, UTC.
@@ -133,6 +137,7 @@ impl Summary {
             drops,
             drops_per_worker: r.queue_drops.clone(),
             workers: r.workers,
+            policy: None,
         }
     }
 
@@ -194,6 +199,9 @@ impl Summary {
         );
         line(&mut s, "flows ended", &self.flows.ended);
         line(&mut s, "drops", &self.drops);
+        if let Some(p) = &self.policy {
+            p.human(&mut s);
+        }
         for src in &self.sources {
             let _ = write!(
                 s,
@@ -236,4 +244,84 @@ fn line<K: std::fmt::Display>(s: &mut String, title: &str, map: &BTreeMap<K, u64
         parts.join(", ")
     };
     let _ = writeln!(s, "  {title:<14} {body}");
+}
+
+/// `policy` section of the summary: flows created, by verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicySummary {
+    pub flows: VerdictCounts,
+    pub violations_by_severity: SeverityCounts,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerdictCounts {
+    pub allowed: u64,
+    pub violation: u64,
+    pub unknown: u64,
+}
+
+/// Most severe first.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeverityCounts {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub info: u64,
+}
+
+impl PolicySummary {
+    pub fn new(p: &PolicyStats) -> PolicySummary {
+        let sev = |s: Severity| {
+            p.violations_by_severity
+                .get(s as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        PolicySummary {
+            flows: VerdictCounts {
+                allowed: p.allowed,
+                violation: p.violation,
+                unknown: p.unknown,
+            },
+            violations_by_severity: SeverityCounts {
+                critical: sev(Severity::Critical),
+                high: sev(Severity::High),
+                medium: sev(Severity::Medium),
+                low: sev(Severity::Low),
+                info: sev(Severity::Info),
+            },
+        }
+    }
+
+    /// Two lines for the human summary.
+    fn human(&self, s: &mut String) {
+        let f = &self.flows;
+        let _ = writeln!(
+            s,
+            "  policy         flows allowed {}, violation {}, unknown {}",
+            f.allowed, f.violation, f.unknown
+        );
+        let v = &self.violations_by_severity;
+        let parts: Vec<String> = [
+            ("critical", v.critical),
+            ("high", v.high),
+            ("medium", v.medium),
+            ("low", v.low),
+            ("info", v.info),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+        let _ = writeln!(
+            s,
+            "  violations     {}",
+            if parts.is_empty() {
+                "none".to_string()
+            } else {
+                parts.join(", ")
+            }
+        );
+    }
 }

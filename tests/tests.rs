@@ -9,6 +9,7 @@ mod check;
 mod determinism;
 mod flows;
 mod live;
+mod policy_flows;
 mod replay;
 mod shutdown;
 mod util;

@@ -11,8 +11,8 @@ pub mod record;
 pub mod table;
 
 pub use hash::FlowHasher;
-pub use record::{community_id, EndReason, FlowRecord, TcpState};
-pub use table::{FlowConfig, FlowStats, FlowTable};
+pub use record::{community_id, policy_vlan, EndReason, FlowRecord, TcpState};
+pub use table::{FlowConfig, FlowStats, FlowTable, PolicyStats};
 
 /// Receives every flow the table finishes (ended, timed out, evicted, flushed).
 pub trait FlowSink {

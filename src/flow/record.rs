@@ -22,6 +22,16 @@
 //! | `icmp_errors` | ICMP errors that quoted this flow |
 //! | `end_reason` | see [`EndReason::as_str`] |
 //! | `community_id` | Community ID v1, seed 0 (see [`community_id`]) |
+//!
+//! With a zone policy ([`FlowRecord::write_json_with_policy`], `--rules`) five
+//! more keys follow, judged initiator → responder once when the flow was created:
+//!
+//! | key | value |
+//! |---|---|
+//! | `src_zone`, `dst_zone` | zone id of each end (`"lgwan.term"`), `null` if in no zone |
+//! | `verdict` | `"allowed"`, `"violation"` or `"unknown"` (an end in no zone and no default zone) |
+//! | `rule` | id of the allow rule, `"intra_zone"` for traffic inside one top-level zone, else `null` |
+//! | `severity` | for violations `"info"` .. `"critical"`, else `null` |
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +39,14 @@ use base64::Engine;
 use sha1::{Digest, Sha1};
 
 use crate::packet::{proto, FlowKey};
+use crate::policy::{Allowance, Policy, Verdict};
+
+/// The VLAN a flow's zones are looked up with: the innermost non-zero id
+/// (the customer / segment tag under QinQ), `None` when untagged.
+#[inline]
+pub fn policy_vlan(key: &FlowKey) -> Option<u16> {
+    key.vlan.iter().rev().copied().find(|&v| v != 0)
+}
 
 /// TCP connection state as last seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -153,7 +171,8 @@ pub struct FlowRecord {
     pub midstream: bool,
     /// ICMP errors quoting this flow (saturates at 255).
     pub icmp_errors: u32,
-    /// Policy verdict slot (reserved; 0 until the policy issue fills it).
+    /// The policy verdict, [`Verdict::pack`]ed (`Verdict::unpack(tag)`); 0 when
+    /// the table had no policy.
     pub tag: u32,
     pub end: EndReason,
 }
@@ -163,6 +182,63 @@ impl FlowRecord {
     ///
     /// Allocates nothing besides growing `out` (reuse it across calls).
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_fields(out);
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// [`write_json`](Self::write_json) plus the policy keys (`src_zone`,
+    /// `dst_zone`, `verdict`, `rule`, `severity`; see the module docs) when
+    /// `policy` is given; without it the line is exactly `write_json`'s.
+    /// The verdict comes from `tag`; the zones are looked up again (two
+    /// longest-prefix matches per record, none per packet).
+    pub fn write_json_with_policy(&self, out: &mut Vec<u8>, policy: Option<&Policy>) {
+        self.write_json_fields(out);
+        if let Some(p) = policy {
+            self.write_policy_fields(out, p);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn write_policy_fields(&self, out: &mut Vec<u8>, p: &Policy) {
+        let k = &self.key;
+        let vlan = policy_vlan(k);
+        let zone = |out: &mut Vec<u8>, z: Option<crate::policy::ZoneIdx>| match z {
+            Some(z) => json_str(out, &p.zone(z).id),
+            None => out.extend_from_slice(b"null"),
+        };
+        out.extend_from_slice(b",\"src_zone\":");
+        zone(out, p.zone_of(k.src_ip(), vlan));
+        out.extend_from_slice(b",\"dst_zone\":");
+        zone(out, p.zone_of(k.dst_ip(), vlan));
+        let v = Verdict::unpack(self.tag).unwrap_or(Verdict::Unknown);
+        out.extend_from_slice(b",\"verdict\":\"");
+        out.extend_from_slice(v.kind_str().as_bytes());
+        out.extend_from_slice(b"\",\"rule\":");
+        match v {
+            Verdict::Allowed {
+                rule: Allowance::Rule(r),
+            } => match p.rules().get(usize::from(r.0)) {
+                Some(rule) => json_str(out, &rule.id),
+                None => out.extend_from_slice(b"null"),
+            },
+            Verdict::Allowed {
+                rule: Allowance::IntraZone(_),
+            } => out.extend_from_slice(b"\"intra_zone\""),
+            _ => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"severity\":");
+        match v {
+            Verdict::Violation { severity, .. } => {
+                out.push(b'"');
+                out.extend_from_slice(severity.as_str().as_bytes());
+                out.push(b'"');
+            }
+            _ => out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// Every key of the line, without the closing brace.
+    fn write_json_fields(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail; `write!` results are ignored for that reason.
         let k = &self.key;
         out.extend_from_slice(b"{\"ts\":\"");
@@ -224,13 +300,19 @@ impl FlowRecord {
             self.end.as_str()
         );
         out.extend_from_slice(&community_id_bytes(k));
-        out.extend_from_slice(b"\"}\n");
+        out.push(b'"');
     }
 
     /// The flow's Community ID v1 (seed 0).
     pub fn community_id(&self) -> String {
         community_id(&self.key)
     }
+}
+
+/// A JSON string (quoted, escaped) appended to `out`; allocates nothing.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Protocol names used in records.
@@ -891,5 +973,15 @@ mod test {
                 }
             }
         }
+    }
+
+    #[test]
+    fn policy_vlan_is_the_innermost_tag() {
+        let mut k = key(proto::TCP, "192.0.2.1", "198.51.100.1", 1, 2);
+        assert_eq!(policy_vlan(&k), None);
+        k.vlan = [100, 0];
+        assert_eq!(policy_vlan(&k), Some(100));
+        k.vlan = [100, 210];
+        assert_eq!(policy_vlan(&k), Some(210));
     }
 }

@@ -85,6 +85,19 @@
 //! is evicted (`evicted`, counted): the oldest half-open TCP flow if any,
 //! else the least-recently-seen flow among the other classes.
 //!
+//! # Policy verdict
+//!
+//! A table made with [`FlowTable::with_policy`] asks the zone policy for the
+//! verdict of each new flow once, when it is created, oriented initiator →
+//! responder as above (so a flow first seen by its SYN-ACK, or picked up
+//! mid-stream, is judged with its initiator as the source), with the
+//! responder's port and the flow's innermost VLAN ([`policy_vlan`]). The
+//! orientation is fixed at creation (later packets never swap the sides), so
+//! the verdict never needs recomputing. It is cached packed
+//! ([`Verdict::pack`]) in the entry's 4-byte `tag` and handed out in
+//! [`FlowRecord::tag`]; packets after the first cost nothing. Flows created are
+//! also counted by verdict (`FlowStats::policy`). Without a policy `tag` is 0.
+//!
 //! # Memory layout
 //!
 //! - Slab `Vec<Entry>` with capacity `max_flows` reserved up front (pages never
@@ -120,11 +133,15 @@
 //!   large table. [`FlowTable::update_batch`] prefetches slots, entries and
 //!   list neighbours ahead so misses overlap: workers should use it.
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use super::hash::quoted_key;
-use super::record::{icmp_family, icmp_port_equivalents, EndReason, FlowRecord, TcpState};
+use super::record::{
+    icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowRecord, TcpState,
+};
 use super::FlowSink;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
+use crate::policy::{Policy, Severity, Verdict};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -186,6 +203,48 @@ pub struct FlowStats {
     pub peak_active: u64,
     /// ICMP errors counted on the flow they quote.
     pub icmp_errors_matched: u64,
+    /// Flows created, by policy verdict (all zero without a policy).
+    pub policy: PolicyStats,
+}
+
+/// Flows created by a table with a policy, by verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    pub allowed: u64,
+    pub violation: u64,
+    pub unknown: u64,
+    /// Violations by severity (`Severity as usize`, info first).
+    pub violations_by_severity: [u64; Severity::ALL.len()],
+}
+
+impl PolicyStats {
+    /// Count one flow's verdict.
+    #[inline]
+    pub fn count(&mut self, v: &Verdict) {
+        match v {
+            Verdict::Allowed { .. } => self.allowed += 1,
+            Verdict::Violation { severity, .. } => {
+                self.violation += 1;
+                if let Some(n) = self.violations_by_severity.get_mut(*severity as usize) {
+                    *n += 1;
+                }
+            }
+            Verdict::Unknown => self.unknown += 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &PolicyStats) {
+        self.allowed += o.allowed;
+        self.violation += o.violation;
+        self.unknown += o.unknown;
+        for (a, b) in self
+            .violations_by_severity
+            .iter_mut()
+            .zip(o.violations_by_severity.iter())
+        {
+            *a += b;
+        }
+    }
 }
 
 impl FlowStats {
@@ -206,6 +265,7 @@ impl FlowStats {
         self.active += o.active;
         self.peak_active += o.peak_active;
         self.icmp_errors_matched += o.icmp_errors_matched;
+        self.policy.merge(&o.policy);
     }
 }
 
@@ -246,7 +306,7 @@ fn epoch_shift(timeout_ns: u64) -> u32 {
 struct Entry {
     /// Initiator → responder; ICMP ports are port equivalents.
     key: FlowKey,
-    /// Policy verdict (reserved for the policy issue).
+    /// Policy verdict, [`Verdict::pack`]ed; 0 without a policy.
     tag: u32,
     prev: u32,
     /// LRU successor, or next free entry when free.
@@ -429,6 +489,8 @@ pub struct FlowTable {
     /// Newest packet time seen (by `update` or `expire`).
     now: u64,
     stats: FlowStats,
+    /// Judges each new flow (see "Policy verdict" in the module docs).
+    policy: Option<Arc<Policy>>,
 }
 
 /// Ask for transparent huge pages over a big table (a hint; refusals are fine).
@@ -459,6 +521,12 @@ impl FlowTable {
     /// `meta.hash`, so every packet must carry the hash of one and the same
     /// [`FlowHasher`](super::FlowHasher) (`hash_packet`), whatever its seed.
     pub fn new(cfg: &FlowConfig) -> FlowTable {
+        FlowTable::with_policy(cfg, None)
+    }
+
+    /// [`new`](Self::new), and every flow created gets `policy`'s verdict
+    /// (packed in [`FlowRecord::tag`]); `None` = no verdicts (`tag` 0).
+    pub fn with_policy(cfg: &FlowConfig, policy: Option<Arc<Policy>>) -> FlowTable {
         let max_flows = cfg.max_flows.get().min(MAX_FLOWS_LIMIT);
         let nslots = (max_flows * 2).next_power_of_two().max(16);
         let mut timeouts = [0u64; NCLASS];
@@ -497,11 +565,17 @@ impl FlowTable {
             max_flows,
             now: 0,
             stats: FlowStats::default(),
+            policy,
         }
     }
 
     pub fn stats(&self) -> &FlowStats {
         &self.stats
+    }
+
+    /// The policy judging new flows, if any.
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.policy.as_ref()
     }
 
     /// Flows currently tracked.
@@ -892,6 +966,18 @@ impl FlowTable {
         }
         let class = class_of(stored.proto, e.tcp());
         e.set_class(class);
+        if let Some(p) = &self.policy {
+            // Once per flow, after the orientation is decided (it never changes).
+            let v = p.verdict(
+                stored.src_ip(),
+                stored.dst_ip(),
+                stored.proto,
+                stored.dport,
+                policy_vlan(&stored),
+            );
+            e.tag = v.pack();
+            self.stats.policy.count(&v);
+        }
 
         let idx = if self.free != NIL {
             let idx = self.free;
@@ -1852,5 +1938,121 @@ mod test {
         assert_eq!(merged.ended, one.stats().ended);
         assert_eq!(merged.icmp_errors_matched, one.stats().icmp_errors_matched);
         assert_eq!(merged.active, 0);
+    }
+
+    const TEST_RULES: &str = r#"
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/24"]
+
+[[allow]]
+id = "web"
+from = ["a"]
+to = ["b"]
+proto = "tcp"
+ports = [80]
+
+[severity]
+default = "critical"
+"b->a" = "low"
+"#;
+
+    fn test_policy() -> Arc<Policy> {
+        match Policy::from_source("t.toml", TEST_RULES) {
+            Ok((p, _)) => Arc::new(p),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    /// The record of a single flow made of `pkts` (flushed), with `policy`.
+    fn one_flow(policy: &Arc<Policy>, pkts: &[PacketMeta]) -> (FlowRecord, FlowStats) {
+        let mut t = FlowTable::with_policy(&cfg(16), Some(policy.clone()));
+        let out = run(&mut t, pkts);
+        assert_eq!(out.len(), 1, "{out:?}");
+        (out[0], t.stats().clone())
+    }
+
+    #[test]
+    fn verdict_follows_the_initiator_whatever_packet_comes_first() {
+        use crate::policy::{Allowance, Reason, RuleIdx, ZoneIdx};
+        use std::net::IpAddr;
+        let p = test_policy();
+        let allowed = Verdict::Allowed {
+            rule: Allowance::Rule(RuleIdx(0)),
+        };
+        let want = p.verdict(IpAddr::from(A), IpAddr::from(B), proto::TCP, 80, None);
+        assert_eq!(want, allowed);
+
+        // SYN first: A is the initiator, allowed by "web".
+        let (syn_first, stats) = one_flow(&p, &handshake_close(1.0));
+        assert_eq!(syn_first.key.src, addr_v4(A));
+        assert_eq!(Verdict::unpack(syn_first.tag), Some(allowed));
+        assert_eq!((stats.policy.allowed, stats.policy.violation), (1, 0));
+
+        // SYN-ACK first (the SYN was missed): its receiver A is the initiator, so
+        // the flow gets the same verdict, not the B -> A one.
+        let synack_first: Vec<PacketMeta> = handshake_close(1.0).into_iter().skip(1).collect();
+        let (r, _) = one_flow(&p, &synack_first);
+        assert_eq!((r.key.src, r.key.dport), (addr_v4(A), 80));
+        assert_eq!(r.tag, syn_first.tag);
+
+        // Mid-stream from the server's side: the higher port (A's) initiates.
+        let (r, _) = one_flow(&p, &[tcp(1.0, B, 80, A, 40000, PSH | ACK)]);
+        assert!(r.midstream);
+        assert_eq!(r.key.src, addr_v4(A));
+        assert_eq!(r.tag, syn_first.tag);
+
+        // B really initiating towards A is a violation (b->a = low).
+        let (r, stats) = one_flow(&p, &[tcp(1.0, B, 40000, A, 80, SYN)]);
+        assert_eq!(
+            Verdict::unpack(r.tag),
+            Some(Verdict::Violation {
+                severity: Severity::Low,
+                reason: Reason {
+                    src_zone: ZoneIdx(1),
+                    dst_zone: ZoneIdx(0),
+                },
+            })
+        );
+        assert_eq!(stats.policy.violation, 1);
+        assert_eq!(
+            stats.policy.violations_by_severity[Severity::Low as usize],
+            1
+        );
+
+        // C is in no zone and there is no default zone.
+        let (r, stats) = one_flow(&p, &[pkt(1.0, A, 5000, C, 53, proto::UDP, 0)]);
+        assert_eq!(Verdict::unpack(r.tag), Some(Verdict::Unknown));
+        assert_eq!(stats.policy.unknown, 1);
+
+        // The JSON line says the same.
+        let mut line = Vec::new();
+        syn_first.write_json_with_policy(&mut line, Some(&p));
+        let line = String::from_utf8(line).unwrap();
+        assert!(
+            line.ends_with(
+                r#","src_zone":"a","dst_zone":"b","verdict":"allowed","rule":"web","severity":null}
+"#
+            ),
+            "{line}"
+        );
+        let mut plain = Vec::new();
+        syn_first.write_json(&mut plain);
+        let mut without = Vec::new();
+        syn_first.write_json_with_policy(&mut without, None);
+        assert_eq!(plain, without);
+    }
+
+    #[test]
+    fn no_policy_no_verdict() {
+        let mut t = table(16);
+        assert!(t.policy().is_none());
+        let out = run(&mut t, &handshake_close(1.0));
+        assert_eq!(out[0].tag, 0);
+        assert_eq!(t.stats().policy, PolicyStats::default());
     }
 }

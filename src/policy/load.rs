@@ -514,14 +514,14 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         }
     }
 
-    if zones.len() > usize::from(u16::MAX)
+    if zones.len() > super::MAX_ZONES
         || rules.len() > usize::from(u16::MAX)
         || groups.len() > usize::from(u16::MAX)
     {
         d.err(
             0,
             0..0,
-            "too many zones, host groups or rules (limit 65535 each)".into(),
+            "too many zones (limit 4095), host groups or rules (limit 65535 each)".into(),
             None,
         );
         return None;

@@ -174,6 +174,101 @@ pub enum Verdict {
     Unknown,
 }
 
+/// Most zones a policy may declare: [`Verdict::pack`] stores a violation's two
+/// zone indices in 12 bits each.
+pub const MAX_ZONES: usize = 4095;
+
+const PACK_KIND_SHIFT: u32 = 30;
+const PACK_ALLOWED: u32 = 1;
+const PACK_VIOLATION: u32 = 2;
+const PACK_UNKNOWN: u32 = 3;
+const PACK_INTRA: u32 = 1 << 29;
+const PACK_SEV_SHIFT: u32 = 24;
+const PACK_ZONE_BITS: u32 = 12;
+const PACK_ZONE_MASK: u32 = (1 << PACK_ZONE_BITS) - 1;
+
+impl Severity {
+    /// All severities, lowest first (`ALL[s as usize] == s`).
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+}
+
+impl Verdict {
+    /// The verdict as a non-zero `u32`, so a flow can cache it in its 4-byte tag
+    /// (0 stays free for "no verdict": the table ran without a policy).
+    ///
+    /// | bits | meaning |
+    /// |---|---|
+    /// | 31..30 | kind: 1 allowed, 2 violation, 3 unknown |
+    /// | allowed: 29 | 0 = by rule, 1 = intra-zone |
+    /// | allowed: 15..0 | rule index, or the top-level zone index (intra-zone) |
+    /// | violation: 26..24 | severity (`Severity as u8`, info = 0 .. critical = 4) |
+    /// | violation: 23..12, 11..0 | responder zone index, initiator zone index |
+    ///
+    /// Lossless for every loaded policy (the loader caps zones at [`MAX_ZONES`],
+    /// rules at 65535).
+    pub fn pack(&self) -> u32 {
+        match *self {
+            Verdict::Allowed {
+                rule: Allowance::Rule(r),
+            } => PACK_ALLOWED << PACK_KIND_SHIFT | u32::from(r.0),
+            Verdict::Allowed {
+                rule: Allowance::IntraZone(z),
+            } => PACK_ALLOWED << PACK_KIND_SHIFT | PACK_INTRA | u32::from(z.0),
+            Verdict::Violation { severity, reason } => {
+                PACK_VIOLATION << PACK_KIND_SHIFT
+                    | (severity as u32) << PACK_SEV_SHIFT
+                    | (u32::from(reason.dst_zone.0) & PACK_ZONE_MASK) << PACK_ZONE_BITS
+                    | (u32::from(reason.src_zone.0) & PACK_ZONE_MASK)
+            }
+            Verdict::Unknown => PACK_UNKNOWN << PACK_KIND_SHIFT,
+        }
+    }
+
+    /// Inverse of [`pack`](Self::pack); `None` for 0 (no verdict) or a value
+    /// `pack` never returns.
+    pub fn unpack(tag: u32) -> Option<Verdict> {
+        match tag >> PACK_KIND_SHIFT {
+            PACK_ALLOWED => {
+                let idx = (tag & 0xffff) as u16;
+                let rule = if tag & PACK_INTRA != 0 {
+                    Allowance::IntraZone(ZoneIdx(idx))
+                } else {
+                    Allowance::Rule(RuleIdx(idx))
+                };
+                Some(Verdict::Allowed { rule })
+            }
+            PACK_VIOLATION => {
+                let sev = (tag >> PACK_SEV_SHIFT) & 0x7;
+                let severity = *Severity::ALL.get(sev as usize)?;
+                Some(Verdict::Violation {
+                    severity,
+                    reason: Reason {
+                        src_zone: ZoneIdx((tag & PACK_ZONE_MASK) as u16),
+                        dst_zone: ZoneIdx(((tag >> PACK_ZONE_BITS) & PACK_ZONE_MASK) as u16),
+                    },
+                })
+            }
+            PACK_UNKNOWN => Some(Verdict::Unknown),
+            _ => None,
+        }
+    }
+
+    /// `"allowed"`, `"violation"` or `"unknown"`.
+    pub fn kind_str(&self) -> &'static str {
+        match self {
+            Verdict::Allowed { .. } => "allowed",
+            Verdict::Violation { .. } => "violation",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
 /// Severity selector side: a zone (and its sub-zones) or `*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sel {

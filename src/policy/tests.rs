@@ -685,3 +685,48 @@ fn columns_count_characters_not_bytes() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].starts_with("site.toml:3:"), "{}", e[0]);
 }
+
+#[test]
+fn verdict_pack_round_trips() {
+    let max = ZoneIdx(MAX_ZONES as u16);
+    let vs = [
+        Verdict::Allowed {
+            rule: Allowance::Rule(RuleIdx(0)),
+        },
+        Verdict::Allowed {
+            rule: Allowance::Rule(RuleIdx(u16::MAX)),
+        },
+        Verdict::Allowed {
+            rule: Allowance::IntraZone(ZoneIdx(0)),
+        },
+        Verdict::Allowed {
+            rule: Allowance::IntraZone(max),
+        },
+        Verdict::Unknown,
+    ]
+    .into_iter()
+    .chain(Severity::ALL.into_iter().flat_map(|severity| {
+        [(0, 0), (1, 2), (MAX_ZONES as u16, 7), (3, MAX_ZONES as u16)].map(|(s, d)| {
+            Verdict::Violation {
+                severity,
+                reason: Reason {
+                    src_zone: ZoneIdx(s),
+                    dst_zone: ZoneIdx(d),
+                },
+            }
+        })
+    }));
+    let mut seen = std::collections::HashSet::new();
+    for v in vs {
+        let t = v.pack();
+        assert_ne!(t, 0, "{v:?}");
+        assert!(seen.insert(t), "{v:?} packs like another verdict");
+        assert_eq!(Verdict::unpack(t), Some(v));
+    }
+    assert_eq!(Verdict::unpack(0), None);
+    // Severity 5..7 is never written.
+    assert_eq!(Verdict::unpack(2 << 30 | 7 << 24), None);
+    for (i, s) in Severity::ALL.iter().enumerate() {
+        assert_eq!(*s as usize, i);
+    }
+}
