@@ -821,7 +821,7 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         }
     }
 
-    let policy = Policy {
+    let mut policy = Policy {
         site_name,
         guideline,
         preset: preset_name,
@@ -834,7 +834,10 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         v4,
         v6,
         vlan_only,
+        pair_rules: Vec::new(),
+        pair_severity: Vec::new(),
     };
+    policy.index_pairs();
 
     // Warnings that need the built policy.
     for (g, gb) in policy.hostgroups.iter().zip(&groups) {

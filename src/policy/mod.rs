@@ -276,6 +276,10 @@ enum Sel {
     Zone(ZoneIdx),
 }
 
+/// Above this many zones the per-pair index (zones² lists) is not built and
+/// `verdict` scans every rule.
+const MAX_INDEXED_ZONES: usize = 256;
+
 /// A loaded, validated policy.
 #[derive(Debug)]
 pub struct Policy {
@@ -293,6 +297,12 @@ pub struct Policy {
     v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>>,
     /// Zones that list VLANs but no CIDRs: matched by VLAN alone.
     vlan_only: BTreeMap<u16, ZoneIdx>,
+    /// Per (initiator zone, responder zone), `src * zones + dst`: the rules that
+    /// can match that pair, in file order (so first match still wins), built
+    /// once at load by [`Policy::index_pairs`].
+    pair_rules: Vec<Vec<u16>>,
+    /// Per zone pair: the severity of unallowed traffic (`severity_for`, precomputed).
+    pair_severity: Vec<Severity>,
 }
 
 impl Policy {
@@ -410,15 +420,22 @@ impl Policy {
         let (Some(sz), Some(dz)) = (self.zone_of(src, vlan), self.zone_of(dst, vlan)) else {
             return Verdict::Unknown;
         };
-        for (i, r) in self.rules.iter().enumerate() {
-            if self.rule_matches(r, proto, dst_port)
+        let pair = usize::from(sz.0) * self.zones.len() + usize::from(dz.0);
+        let matches = |i: u16| {
+            let r = &self.rules[usize::from(i)];
+            self.rule_matches(r, proto, dst_port)
                 && r.from.iter().any(|e| self.endpoint_matches(e, src, sz))
                 && r.to.iter().any(|e| self.endpoint_matches(e, dst, dz))
-            {
-                return Verdict::Allowed {
-                    rule: Allowance::Rule(RuleIdx(i as u16)),
-                };
-            }
+        };
+        let first = match self.pair_rules.get(pair) {
+            Some(candidates) => candidates.iter().copied().find(|&i| matches(i)),
+            // Too many zones to index every pair: scan all rules.
+            None => (0..self.rules.len() as u16).find(|&i| matches(i)),
+        };
+        if let Some(i) = first {
+            return Verdict::Allowed {
+                rule: Allowance::Rule(RuleIdx(i)),
+            };
         }
         let top = self.zone(sz).top;
         if top == self.zone(dz).top && self.zone(top).intra_zone_allowed {
@@ -427,12 +444,51 @@ impl Policy {
             };
         }
         Verdict::Violation {
-            severity: self.severity_for(sz, dz),
+            severity: self
+                .pair_severity
+                .get(pair)
+                .copied()
+                .unwrap_or_else(|| self.severity_for(sz, dz)),
             reason: Reason {
                 src_zone: sz,
                 dst_zone: dz,
             },
         }
+    }
+
+    /// Build the per-zone-pair rule lists and severities `verdict` uses, so a
+    /// verdict scans only the rules that can apply to its pair (a zone endpoint
+    /// must contain the flow's zone; host-group and CIDR endpoints may match any
+    /// zone and stay candidates everywhere).
+    pub(crate) fn index_pairs(&mut self) {
+        let n = self.zones.len();
+        if n > MAX_INDEXED_ZONES {
+            return;
+        }
+        let could = |e: &Endpoint, z: ZoneIdx| match e {
+            Endpoint::Zone(a) => self.is_within(z, *a),
+            Endpoint::HostGroup(_) | Endpoint::Cidr(_) => true,
+        };
+        let mut pair_rules = Vec::with_capacity(n * n);
+        let mut pair_severity = Vec::with_capacity(n * n);
+        for s in 0..n {
+            for d in 0..n {
+                let (sz, dz) = (ZoneIdx(s as u16), ZoneIdx(d as u16));
+                let rules = self
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.from.iter().any(|e| could(e, sz)) && r.to.iter().any(|e| could(e, dz))
+                    })
+                    .map(|(i, _)| i as u16)
+                    .collect();
+                pair_rules.push(rules);
+                pair_severity.push(self.severity_for(sz, dz));
+            }
+        }
+        self.pair_rules = pair_rules;
+        self.pair_severity = pair_severity;
     }
 
     fn sel_depth(&self, s: Sel, z: ZoneIdx) -> Option<usize> {
