@@ -3,7 +3,7 @@
 #   make test   installs what is missing, runs every test
 SHELL := /bin/bash
 CARGO ?= cargo
-SAMPLE ?= captures/sample.pcap
+SAMPLE ?= captures/zones.pcap
 
 # System packages, one reason each:
 #   libpcap-dev      live capture (pcap crate links libpcap)
@@ -57,6 +57,7 @@ criterion: deps
 # Re-record the bundled captures from real tools in network namespaces (root).
 captures: deps
 	bash captures/record-sample.sh
+	bash captures/record-zones.sh
 
 clean:
 	$(CARGO) clean

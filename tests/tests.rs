@@ -13,3 +13,4 @@ mod policy_flows;
 mod replay;
 mod shutdown;
 mod util;
+mod zones_capture;
