@@ -44,33 +44,9 @@ ns_lg=zw-lg-$$
 ns_in=zw-in-$$
 ns_rt=zw-rt-$$
 ns_tap=zw-tap-$$
-all_ns=("$ns_my" "$ns_lg" "$ns_in" "$ns_rt" "$ns_tap")
-work=$(mktemp -d)
-pids=()
-
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
-    for ns in "${all_ns[@]}"; do
-        ip netns del "$ns" 2>/dev/null
-    done
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT INT TERM
-
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-for ns in "${all_ns[@]}"; do
-    ip netns add "$ns"
-    in_ns "$ns" ip link set lo up
-done
+# shellcheck source=captures/netns-lib.sh
+. "$here/netns-lib.sh"
+ns_add "$ns_my" "$ns_lg" "$ns_in" "$ns_rt" "$ns_tap"
 
 # Quiet IPv6 on interfaces that must not originate traffic of their own, and
 # no router solicitations/DAD noise from the hosts (addresses are added nodad).
@@ -98,31 +74,10 @@ link_host "$ns_my" h-my r-my 192.0.2.10 192.0.2.1 25 2001:db8:1::10 2001:db8:1::
 link_host "$ns_lg" h-lg r-lg 198.51.100.10 198.51.100.1 24 2001:db8:2::10 2001:db8:2::1
 link_host "$ns_in" h-in r-in 203.0.113.10 203.0.113.1 24 2001:db8:3::10 2001:db8:3::1
 
-# Capture veth: cap0 in the router, cap1 in the tap namespace; neither has an
-# address or IPv6, so neither sends anything of its own.
-ip link add name cap0 netns "$ns_rt" type veth peer name cap1 netns "$ns_tap"
-in_ns "$ns_rt" sysctl -qw net.ipv6.conf.cap0.disable_ipv6=1
-in_ns "$ns_tap" sysctl -qw net.ipv6.conf.cap1.disable_ipv6=1
-in_ns "$ns_rt" ip link set cap0 up
-in_ns "$ns_tap" ip link set cap1 up
-
-mirror="action mirred egress mirror dev cap0"
+capture_link "$ns_rt" "$ns_tap"
 for rif in r-my r-lg r-in; do
-    in_ns "$ns_rt" tc qdisc add dev "$rif" clsact
-    # Everything entering the router.
-    # shellcheck disable=SC2086
-    in_ns "$ns_rt" tc filter add dev "$rif" ingress protocol all u32 match u32 0 0 $mirror
-    # Leaving the router: only what the router originates.
-    # shellcheck disable=SC2086
-    in_ns "$ns_rt" tc filter add dev "$rif" egress protocol arp u32 match u32 0 0 $mirror
-    for src in 192.0.2.1 198.51.100.1 203.0.113.1; do
-        # shellcheck disable=SC2086
-        in_ns "$ns_rt" tc filter add dev "$rif" egress protocol ip u32 match ip src "$src/32" $mirror
-    done
-    for src in 2001:db8:1::1/128 2001:db8:2::1/128 2001:db8:3::1/128 fe80::/10; do
-        # shellcheck disable=SC2086
-        in_ns "$ns_rt" tc filter add dev "$rif" egress protocol ipv6 u32 match ip6 src "$src" $mirror
-    done
+    mirror_if "$ns_rt" "$rif" 192.0.2.1 198.51.100.1 203.0.113.1 \
+        2001:db8:1::1/128 2001:db8:2::1/128 2001:db8:3::1/128 fe80::/10
 done
 
 # Services. Both exit on their own (timeout) even if cleanup never runs.
@@ -201,14 +156,7 @@ for _ in $(seq 50); do
 done
 
 pcap_tmp="$work/sample.pcap"
-ip netns exec "$ns_tap" tcpdump -i cap1 -n -s 0 -U -w "$pcap_tmp" 2>"$work/tcpdump.log" &
-tcpdump_pid=$!
-pids+=("$tcpdump_pid")
-for _ in $(seq 50); do
-    grep -q "listening on" "$work/tcpdump.log" && break
-    sleep 0.1
-done
-sleep 0.5
+start_tcpdump "$ns_tap" "$pcap_tmp"
 
 my() { in_ns "$ns_my" timeout 10 "$@"; }
 lg() { in_ns "$ns_lg" timeout 10 "$@"; }
@@ -253,9 +201,7 @@ lg ping -n -q -c 3 203.0.113.10 >/dev/null
 sleep 1
 
 wait "$dns_pid"
-kill -INT "$tcpdump_pid"
-wait "$tcpdump_pid" || true
-cat "$work/tcpdump.log" >&2
+stop_tcpdump
 
 cp "$pcap_tmp" "$outdir/sample.pcap"
 tcprewrite --enet-vlan=add --enet-vlan-tag=100 --enet-vlan-pri=0 --enet-vlan-cfi=0 \

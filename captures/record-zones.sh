@@ -48,36 +48,13 @@ declare -A ns=(
     [my]=zw-zmy-$$ [ms]=zw-zms-$$ [lg]=zw-zlg-$$ [lm]=zw-zlm-$$ [it]=zw-zit-$$
     [st]=zw-zst-$$ [rl]=zw-zrl-$$ [sc]=zw-zsc-$$ [nt]=zw-znt-$$
 )
-all_ns=("$ns_rt" "$ns_tap")
-for k in my ms lg lm it st rl sc nt; do all_ns+=("${ns[$k]}"); done
-work=$(mktemp -d)
-pids=()
-
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
-    # Deleting a namespace deletes the veths in it (and so their peers).
-    for n in "${all_ns[@]}"; do
-        ip netns del "$n" 2>/dev/null
-    done
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT INT TERM
-
-in_ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
-
+# shellcheck source=captures/netns-lib.sh
+. "$here/netns-lib.sh"
+ns_add "$ns_rt" "$ns_tap"
+for k in my ms lg lm it st rl sc nt; do ns_add "${ns[$k]}"; done
 for n in "${all_ns[@]}"; do
-    ip netns add "$n"
     in_ns "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
     in_ns "$n" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-    in_ns "$n" ip link set lo up
 done
 in_ns "$ns_rt" sysctl -qw net.ipv4.ip_forward=1
 
@@ -112,21 +89,9 @@ link_host rl 192.0.2.190/28 192.0.2.177/28 192.0.2.178/28
 link_host sc 198.51.100.129/26 198.51.100.130/26
 link_host nt 203.0.113.254/24 203.0.113.200/24
 
-ip link add name cap0 netns "$ns_rt" type veth peer name cap1 netns "$ns_tap"
-in_ns "$ns_rt" ip link set cap0 up
-in_ns "$ns_tap" ip link set cap1 up
-
-mirror="action mirred egress mirror dev cap0"
+capture_link "$ns_rt" "$ns_tap"
 for rif in "${rt_ifs[@]}"; do
-    in_ns "$ns_rt" tc qdisc add dev "$rif" clsact
-    # shellcheck disable=SC2086
-    in_ns "$ns_rt" tc filter add dev "$rif" ingress protocol all u32 match u32 0 0 $mirror
-    # shellcheck disable=SC2086
-    in_ns "$ns_rt" tc filter add dev "$rif" egress protocol arp u32 match u32 0 0 $mirror
-    for src in "${router_ips[@]}"; do
-        # shellcheck disable=SC2086
-        in_ns "$ns_rt" tc filter add dev "$rif" egress protocol ip u32 match ip src "$src/32" $mirror
-    done
+    mirror_if "$ns_rt" "$rif" "${router_ips[@]}"
 done
 
 # ---- services (each exits on its own via timeout even if cleanup never runs) ----
@@ -166,14 +131,7 @@ for _ in $(seq 100); do
 done
 
 pcap_tmp="$work/zones.pcap"
-ip netns exec "$ns_tap" tcpdump -i cap1 -n -s 0 -U -w "$pcap_tmp" 2>"$work/tcpdump.log" &
-tcpdump_pid=$!
-pids+=("$tcpdump_pid")
-for _ in $(seq 50); do
-    grep -q "listening on" "$work/tcpdump.log" && break
-    sleep 0.1
-done
-sleep 0.5
+start_tcpdump "$ns_tap" "$pcap_tmp"
 
 on() { local k=$1; shift; in_ns "${ns[$k]}" timeout 10 "$@"; }
 get() { on "$1" curl -sS -o /dev/null --max-time 5 "${@:2}"; }
@@ -207,9 +165,7 @@ get it http://203.0.113.200/
 get it http://198.51.100.130:8081/
 sleep 1
 
-kill -INT "$tcpdump_pid"
-wait "$tcpdump_pid" || true
-cat "$work/tcpdump.log" >&2
+stop_tcpdump
 
 cp "$pcap_tmp" "$outdir/zones.pcap"
 chmod 0644 "$outdir/zones.pcap"
