@@ -210,9 +210,8 @@ fn empty_pcapng_is_a_clean_empty_run() {
     );
 }
 
-#[test]
-fn invalid_pcap_version_is_refused() {
-    let path = util::public(REFUSED[0]);
+/// `zonewatch replay -q FILE` must refuse FILE: exit 2 with an error, no panic.
+fn refused(path: &std::path::Path) -> util::Run {
     let run = util::zonewatch([
         std::ffi::OsStr::new("replay"),
         std::ffi::OsStr::new("-q"),
@@ -220,6 +219,13 @@ fn invalid_pcap_version_is_refused() {
     ]);
     run.assert_no_panic();
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr);
+    run
+}
+
+#[test]
+fn invalid_pcap_version_is_refused() {
+    let path = util::public(REFUSED[0]);
+    let run = refused(&path);
     let err = run.stderr.to_lowercase();
     assert!(
         err.contains("libpcap_pcap-invalid-version-1.pcap") && err.contains("version"),
@@ -233,13 +239,7 @@ fn text_file_is_refused_as_not_a_capture() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "this is not a capture file\nbut some notes\n").expect("write");
-    let run = util::zonewatch([
-        std::ffi::OsStr::new("replay"),
-        std::ffi::OsStr::new("-q"),
-        path.as_os_str(),
-    ]);
-    run.assert_no_panic();
-    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr);
+    let run = refused(&path);
     assert!(
         run.stderr.contains("notes.txt") && run.stderr.to_lowercase().contains("not a pcap"),
         "error should name the file and say it is not a capture:\n{}",
@@ -263,13 +263,7 @@ fn unsupported_link_type_is_refused_by_name() {
     let path = dir.path().join("wifi.pcap");
     std::fs::write(&path, &bytes).expect("write");
 
-    let run = util::zonewatch([
-        std::ffi::OsStr::new("replay"),
-        std::ffi::OsStr::new("-q"),
-        path.as_os_str(),
-    ]);
-    run.assert_no_panic();
-    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr);
+    let run = refused(&path);
     let err = run.stderr.to_lowercase();
     assert!(
         err.contains("wifi.pcap") && err.contains("link type") && err.contains("105"),
