@@ -55,6 +55,8 @@ criterion: deps
 	$(CARGO) bench --bench decode --bench flow_table --bench pipeline
 
 # Re-record the bundled captures from real tools in network namespaces (root).
+# record-zones.sh records zones.pcap (IPv4; zones-vlan.pcap = it tagged VLAN 900
+# by tcprewrite) and zones-v6.pcap (IPv6); captures/README.md has the ground truth.
 captures: deps
 	bash captures/record-sample.sh
 	bash captures/record-zones.sh

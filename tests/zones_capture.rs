@@ -1,6 +1,8 @@
-//! captures/zones.pcap (captures/README.md, recorded by captures/record-zones.sh)
+//! The zone captures (captures/README.md, recorded by captures/record-zones.sh)
 //! replayed with the example site's rules: every planted flow gets the verdict the
 //! site's rules give it, judged once from its initiator, whatever the worker count.
+//! One table of planted flows per address family; the checks are shared by the
+//! three files (zones.pcap, zones-v6.pcap, zones-vlan.pcap).
 
 use crate::util;
 use serde_json::{Map, Value};
@@ -64,8 +66,9 @@ const fn violation(
     }
 }
 
-/// Ground truth: the traffic table of captures/README.md (zones.pcap).
-const PLANTED: [Planted; 12] = [
+/// Ground truth: the traffic table of captures/README.md (zones.pcap, and
+/// zones-vlan.pcap, which holds the same frames tagged).
+const PLANTED_V4: [Planted; 12] = [
     // I1 (site override): internet-zone terminal -> security-cloud proxy.
     allowed(
         "192.0.2.130",
@@ -175,6 +178,139 @@ const PLANTED: [Planted; 12] = [
     ),
 ];
 
+/// Ground truth: the traffic table of captures/README.md (zones-v6.pcap). The same
+/// flows as PLANTED_V4 at the example site's IPv6 addresses, except A6: inet_mail
+/// has no IPv6 address, so rule I5 is replaced by L5p (lgwan.term -> relay_file).
+const PLANTED_V6: [Planted; 12] = [
+    allowed(
+        "2001:db8:0:310::130",
+        "2001:db8:ffff:4::130",
+        "tcp",
+        8080,
+        ("inet.term", "sec_cloud"),
+        "I1",
+    ),
+    allowed(
+        "2001:db8:0:210::70",
+        "2001:db8:0:320::161",
+        "tcp",
+        3389,
+        ("lgwan.term", "inet.srv"),
+        "L3",
+    ),
+    allowed(
+        "2001:db8:0:210::70",
+        "2001:db8:0:320::161",
+        "udp",
+        3389,
+        ("lgwan.term", "inet.srv"),
+        "L3u",
+    ),
+    allowed(
+        "2001:db8:0:330::178",
+        "2001:db8:0:220::100",
+        "tcp",
+        443,
+        ("relay", "lgwan.srv"),
+        "L5",
+    ),
+    allowed(
+        "2001:db8:0:330::177",
+        "2001:db8:0:220::100",
+        "tcp",
+        25,
+        ("relay", "lgwan.srv"),
+        "L4",
+    ),
+    // L5p: the LGWAN terminal pulls from the file sanitiser (stands in for I5).
+    allowed(
+        "2001:db8:0:210::70",
+        "2001:db8:0:330::178",
+        "tcp",
+        443,
+        ("lgwan.term", "relay"),
+        "L5p",
+    ),
+    violation(
+        "2001:db8:0:110::10",
+        "2001:db8:ffff:20::200",
+        "tcp",
+        80,
+        ("mynumber.term", "internet"),
+        "critical",
+    ),
+    violation(
+        "2001:db8:0:210::70",
+        "2001:db8:ffff:20::200",
+        "tcp",
+        80,
+        ("lgwan.term", "internet"),
+        "critical",
+    ),
+    // ICMPv6 echo: zonewatch writes the protocol as "ipv6-icmp" and, as Community
+    // ID does, the counterpart type (echo reply, 129) as the responder's port.
+    violation(
+        "2001:db8:0:310::130",
+        "2001:db8:0:120::34",
+        "ipv6-icmp",
+        129,
+        ("inet.term", "mynumber.srv"),
+        "critical",
+    ),
+    violation(
+        "2001:db8:0:210::70",
+        "2001:db8:0:320::161",
+        "tcp",
+        80,
+        ("lgwan.term", "inet.srv"),
+        "high",
+    ),
+    violation(
+        "2001:db8:0:310::130",
+        "2001:db8:ffff:20::200",
+        "tcp",
+        80,
+        ("inet.term", "internet"),
+        "high",
+    ),
+    violation(
+        "2001:db8:0:310::130",
+        "2001:db8:ffff:4::130",
+        "tcp",
+        8081,
+        ("inet.term", "sec_cloud"),
+        "medium",
+    ),
+];
+
+/// A bundled zone capture and what it must give.
+struct Capture {
+    file: &'static str,
+    planted: &'static [Planted],
+    /// The VLAN ids every flow line must carry (`"vlan"`; empty when untagged).
+    vlan: &'static [u64],
+}
+
+const ZONES: Capture = Capture {
+    file: "zones.pcap",
+    planted: &PLANTED_V4,
+    vlan: &[],
+};
+
+const ZONES_V6: Capture = Capture {
+    file: "zones-v6.pcap",
+    planted: &PLANTED_V6,
+    vlan: &[],
+};
+
+/// zones.pcap with every frame tagged 802.1Q VLAN 900 (the example site's mgmt
+/// VLAN). Every address is claimed by one zone's CIDR, so the tag decides no zone.
+const ZONES_VLAN: Capture = Capture {
+    file: "zones-vlan.pcap",
+    planted: &PLANTED_V4,
+    vlan: &[900],
+};
+
 fn s<'a>(f: &'a Map<String, Value>, k: &str) -> &'a str {
     f.get(k)
         .and_then(Value::as_str)
@@ -195,7 +331,9 @@ fn num(f: &Map<String, Value>, k: &str) -> u64 {
         .unwrap_or_else(|| panic!("flow has no integer {k}: {f:?}"))
 }
 
-fn key(f: &Map<String, Value>) -> (String, String, String, u64) {
+type Key = (String, String, String, u64);
+
+fn key(f: &Map<String, Value>) -> Key {
     (
         s(f, "src_ip").to_string(),
         s(f, "dst_ip").to_string(),
@@ -204,26 +342,33 @@ fn key(f: &Map<String, Value>) -> (String, String, String, u64) {
     )
 }
 
-fn zones_with_rules(workers: &str) -> util::Outputs {
+fn planted_key(p: &Planted) -> Key {
+    (
+        p.src.to_string(),
+        p.dst.to_string(),
+        p.proto.to_string(),
+        p.dport,
+    )
+}
+
+fn replay_with_rules(c: &Capture, workers: &str) -> util::Outputs {
     util::replay(
-        &[&util::bundled("zones.pcap")],
+        &[&util::bundled(c.file)],
         &["--rules", RULES, "-w", workers],
     )
 }
 
-#[test]
-fn planted_flows_get_the_example_sites_verdicts() {
-    let out = zones_with_rules("4");
+/// Every planted flow exactly once with its verdict, nothing else, the policy
+/// summary agrees, every flow line carries the file's VLAN tags, and packet /
+/// network / transport / VLAN counts agree with TShark.
+fn check_planted_verdicts(c: &Capture) {
+    let out = replay_with_rules(c, "4");
     let flows = util::parse_flows(&out.flows);
-    for p in &PLANTED {
-        let want = (
-            p.src.to_string(),
-            p.dst.to_string(),
-            p.proto.to_string(),
-            p.dport,
-        );
+    let file = c.file;
+    for p in c.planted {
+        let want = planted_key(p);
         let hits: Vec<_> = flows.iter().filter(|f| key(f) == want).collect();
-        assert_eq!(hits.len(), 1, "planted flow {want:?}: {hits:?}");
+        assert_eq!(hits.len(), 1, "{file}: planted flow {want:?}: {hits:?}");
         let f = hits[0];
         assert_eq!(
             (
@@ -240,92 +385,187 @@ fn planted_flows_get_the_example_sites_verdicts() {
                 p.rule,
                 p.severity
             ),
-            "verdict of planted flow {want:?}"
+            "{file}: verdict of planted flow {want:?}"
         );
     }
-    // The recording holds nothing else that makes a flow (ARP makes none).
-    let planted: BTreeSet<_> = PLANTED
-        .iter()
-        .map(|p| {
-            (
-                p.src.to_string(),
-                p.dst.to_string(),
-                p.proto.to_string(),
-                p.dport,
-            )
-        })
-        .collect();
+    // The recording holds nothing else that makes a flow (ARP makes none; the
+    // IPv6 recording has no NDP).
+    let planted: BTreeSet<Key> = c.planted.iter().map(planted_key).collect();
+    assert_eq!(planted.len(), c.planted.len(), "{file}: duplicate rows");
     let extra: Vec<_> = flows
         .iter()
         .filter(|f| !planted.contains(&key(f)))
         .collect();
-    assert!(extra.is_empty(), "flows nobody planted: {extra:?}");
-    assert_eq!(flows.len(), PLANTED.len());
+    assert!(extra.is_empty(), "{file}: flows nobody planted: {extra:?}");
+    assert_eq!(flows.len(), c.planted.len(), "{file}");
+
+    for f in &flows {
+        let vlan: Vec<u64> = match f.get("vlan") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .unwrap_or_else(|| panic!("{file}: vlan id {v} is not an integer"))
+                })
+                .collect(),
+            other => panic!("{file}: flow vlan is {other:?}, want an array: {f:?}"),
+        };
+        assert_eq!(vlan, c.vlan, "{file}: vlan of {f:?}");
+    }
 
     let p = out
         .summary
         .get("policy")
-        .unwrap_or_else(|| panic!("no policy section: {}", out.summary));
-    let want = |v: &str| PLANTED.iter().filter(|x| x.verdict == v).count() as u64;
+        .unwrap_or_else(|| panic!("{file}: no policy section: {}", out.summary));
+    let want = |v: &str| c.planted.iter().filter(|x| x.verdict == v).count() as u64;
     assert_eq!(p["flows"]["allowed"].as_u64(), Some(want("allowed")), "{p}");
     assert_eq!(
         p["flows"]["violation"].as_u64(),
         Some(want("violation")),
-        "{p}"
+        "{file}: {p}"
     );
-    assert_eq!(p["flows"]["unknown"].as_u64(), Some(0), "{p}");
+    assert_eq!(p["flows"]["unknown"].as_u64(), Some(0), "{file}: {p}");
     for sev in ["critical", "high", "medium", "low", "info"] {
-        let n = PLANTED.iter().filter(|x| x.severity == Some(sev)).count() as u64;
+        let n = c.planted.iter().filter(|x| x.severity == Some(sev)).count() as u64;
         assert_eq!(
             p["violations_by_severity"][sev].as_u64(),
             Some(n),
-            "policy.violations_by_severity.{sev}: {p}"
+            "{file}: policy.violations_by_severity.{sev}: {p}"
         );
     }
 
-    // Packet, network and transport counts agree with TShark.
-    let problems = util::compare(
-        "zones.pcap",
-        &util::tshark_counts(&util::bundled("zones.pcap")),
-        &util::summary_counts(&out.summary),
-        &[],
-    );
+    // Packet, network, transport and VLAN counts agree with TShark.
+    let tshark = util::tshark_counts(&util::bundled(file));
+    let problems = util::compare(file, &tshark, &util::summary_counts(&out.summary), &[]);
     assert!(problems.is_empty(), "{problems:#?}");
+    let tagged = if c.vlan.is_empty() {
+        0
+    } else {
+        tshark.get("packets")
+    };
+    assert_eq!(tshark.get("vlan_tagged"), tagged, "{file}: TShark's tags");
 }
 
-#[test]
-fn responders_never_start_a_flow_of_their_own() {
-    let out = zones_with_rules("4");
+/// No reply forms a flow of its own, no pure responder is ever a flow's source,
+/// and every planted connection (all but the one-datagram UDP flow) was answered.
+fn check_responders(c: &Capture) {
+    let out = replay_with_rules(c, "4");
     let flows = util::parse_flows(&out.flows);
-    let initiators: BTreeSet<&str> = PLANTED.iter().map(|p| p.src).collect();
+    let file = c.file;
+    assert!(!flows.is_empty(), "{file}: no flows");
+    let initiators: BTreeSet<&str> = c.planted.iter().map(|p| p.src).collect();
     for f in &flows {
         let (src, dst) = (s(f, "src_ip"), s(f, "dst_ip"));
-        for p in &PLANTED {
+        for p in c.planted {
             // A reply judged on its own would run responder -> initiator.
             assert!(
                 !(src == p.dst && dst == p.src),
-                "a reply of {} -> {} formed its own flow: {f:?}",
+                "{file}: a reply of {} -> {} formed its own flow: {f:?}",
                 p.src,
                 p.dst
             );
             // A host that only ever answers must never be a flow's source.
             if !initiators.contains(p.dst) {
-                assert_ne!(src, p.dst, "responder {} is a flow's source: {f:?}", p.dst);
+                assert_ne!(
+                    src, p.dst,
+                    "{file}: responder {} is a flow's source: {f:?}",
+                    p.dst
+                );
             }
         }
-    }
-    // Each planted connection was answered (the responder's packets are in the flow).
-    for f in &flows {
+        // Each planted connection was answered (the responder's packets are in the flow).
         if s(f, "proto") != "udp" {
-            assert!(num(f, "resp_pkts") > 0, "unanswered flow: {f:?}");
+            assert!(num(f, "resp_pkts") > 0, "{file}: unanswered flow: {f:?}");
         }
     }
 }
 
+/// 1 and 4 workers write the same flow lines.
+fn check_workers_agree(c: &Capture) {
+    let one = replay_with_rules(c, "1");
+    let four = replay_with_rules(c, "4");
+    assert_eq!(one.flows.len(), c.planted.len(), "{}", c.file);
+    assert_eq!(
+        util::sorted(&one.flows),
+        util::sorted(&four.flows),
+        "{}: 1 and 4 workers differ",
+        c.file
+    );
+}
+
+#[test]
+fn planted_flows_get_the_example_sites_verdicts() {
+    check_planted_verdicts(&ZONES);
+}
+
+#[test]
+fn responders_never_start_a_flow_of_their_own() {
+    check_responders(&ZONES);
+}
+
 #[test]
 fn one_and_four_workers_write_the_same_lines() {
-    let one = zones_with_rules("1");
-    let four = zones_with_rules("4");
-    assert_eq!(one.flows.len(), PLANTED.len());
-    assert_eq!(util::sorted(&one.flows), util::sorted(&four.flows));
+    check_workers_agree(&ZONES);
+}
+
+#[test]
+fn v6_planted_flows_get_the_example_sites_verdicts() {
+    check_planted_verdicts(&ZONES_V6);
+}
+
+#[test]
+fn v6_responders_never_start_a_flow_of_their_own() {
+    check_responders(&ZONES_V6);
+}
+
+#[test]
+fn v6_one_and_four_workers_write_the_same_lines() {
+    check_workers_agree(&ZONES_V6);
+}
+
+#[test]
+fn vlan_planted_flows_get_the_example_sites_verdicts() {
+    check_planted_verdicts(&ZONES_VLAN);
+}
+
+#[test]
+fn vlan_responders_never_start_a_flow_of_their_own() {
+    check_responders(&ZONES_VLAN);
+}
+
+#[test]
+fn vlan_one_and_four_workers_write_the_same_lines() {
+    check_workers_agree(&ZONES_VLAN);
+}
+
+/// The tag is the only difference: zones-vlan.pcap's flow lines are zones.pcap's
+/// with `"vlan":[]` replaced by the tag and 4 more bytes per packet (byte counts
+/// are frame lengths, and the tag is 4 bytes); zones, verdicts, packet counts,
+/// ports, timestamps and Community IDs are the same.
+#[test]
+fn vlan_lines_are_the_untagged_lines_plus_the_tag() {
+    let plain = replay_with_rules(&ZONES, "4");
+    let tagged = replay_with_rules(&ZONES_VLAN, "4");
+    let tag = Value::Array(ZONES_VLAN.vlan.iter().map(|&v| Value::from(v)).collect());
+    let mut want: Vec<String> = util::parse_flows(&plain.flows)
+        .into_iter()
+        .map(|mut f| {
+            assert_eq!(f.get("vlan"), Some(&Value::Array(Vec::new())), "{f:?}");
+            f.insert("vlan".to_string(), tag.clone());
+            for dir in ["orig", "resp"] {
+                let grown = num(&f, &format!("{dir}_bytes")) + 4 * num(&f, &format!("{dir}_pkts"));
+                f.insert(format!("{dir}_bytes"), Value::from(grown));
+            }
+            Value::Object(f).to_string()
+        })
+        .collect();
+    want.sort();
+    // Re-serialised the same way as `want`, so only the values matter.
+    let mut got: Vec<String> = util::parse_flows(&tagged.flows)
+        .into_iter()
+        .map(|f| Value::Object(f).to_string())
+        .collect();
+    got.sort();
+    assert_eq!(want.len(), PLANTED_V4.len());
+    assert_eq!(got, want, "zones-vlan.pcap flows differ beyond the tag");
 }
