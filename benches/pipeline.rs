@@ -43,8 +43,17 @@ fn bench_pipeline(c: &mut Criterion) {
                     let stop = AtomicBool::new(false);
                     let flows: Option<Box<dyn std::io::Write + Send>> =
                         Some(Box::new(std::io::sink()));
-                    let r = pipeline::run(&mut src, &cfg, Outputs { flows }, &stop, None)
-                        .expect("runs");
+                    let r = pipeline::run(
+                        &mut src,
+                        &cfg,
+                        Outputs {
+                            flows,
+                            alerts: None,
+                        },
+                        &stop,
+                        None,
+                    )
+                    .expect("runs");
                     assert_eq!(r.frames, frames.len() as u64 * PASSES);
                     r.frames
                 })

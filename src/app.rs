@@ -2,16 +2,18 @@
 //! handlers, runs the pipeline, writes the summary. `main.rs` only maps the
 //! result to an exit code.
 
+use crate::alert::{AlertSink, Collect, JsonLines};
 use crate::capture::{CaptureError, FileSource, LiveConfig, LiveSource, Paced, PacketSource};
-use crate::cli::{Cli, Command, CommonArgs};
+use crate::cli::{CheckArgs, Cli, Command, CommonArgs};
 use crate::pipeline::{self, Outputs, PipelineConfig, PipelineError, Progress};
 use crate::policy::{Diagnostic, LoadError, Policy};
-use crate::summary::{PolicySummary, Summary};
+use crate::summary::{AlertSummary, PolicySummary, Summary};
+use arc_swap::ArcSwap;
 use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +42,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
     let stop = Arc::new(AtomicBool::new(false));
     install_signals(&stop)?;
     match cli.command {
+        Command::Check(args) if !args.against.is_empty() => check_against(&args, &stop),
         Command::Check(args) => check(&args.rules),
         Command::Replay(args) => {
             let Some(policy) = load_rules(args.common.rules.as_deref())? else {
@@ -54,8 +57,9 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                     &args.common,
                     cfg,
                     &stop,
+                    None,
                 ),
-                None => execute(files, &args.common, cfg, &stop),
+                None => execute(files, &args.common, cfg, &stop, None),
             }
         }
         Command::Run(args) => {
@@ -70,12 +74,21 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 filter: args.filter.clone(),
                 timeout_ms: 100,
             })?;
-            let cfg = PipelineConfig {
+            let mut cfg = PipelineConfig {
                 max_frames: args.count,
                 max_duration: args.duration_secs.map(Duration::from_secs),
                 ..base_config(&args.common, policy)
             };
-            execute(live, &args.common, cfg, &stop)
+            // SIGHUP reloads --rules (live only: a replay's verdicts stay reproducible).
+            let reloader = match (&args.common.rules, &cfg.policy) {
+                (Some(path), Some(p)) => {
+                    let r = Reloader::start(path.clone(), p.clone())?;
+                    cfg.policy_updates = Some(r.cell.clone());
+                    Some(r)
+                }
+                _ => None,
+            };
+            execute(live, &args.common, cfg, &stop, reloader)
         }
     }
 }
@@ -149,6 +162,7 @@ fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
         batch_size: c.batch_size,
         queue_depth: c.queue_depth,
         policy,
+        fold: c.alert.fold_config(),
         ..PipelineConfig::default()
     };
     cfg.flow.max_flows = c.max_flows;
@@ -160,16 +174,22 @@ fn execute<S: PacketSource>(
     common: &CommonArgs,
     cfg: PipelineConfig,
     stop: &AtomicBool,
+    reloader: Option<Reloader>,
 ) -> Result<i32, AppError> {
     let flows = match &common.flows {
         Some(p) => Some(open_output(p)?),
+        None => None,
+    };
+    let alerts = match &common.alerts {
+        Some(p) => Some(Box::new(JsonLines(open_output(p)?)) as Box<dyn AlertSink>),
         None => None,
     };
     let summary_out = match &common.summary {
         Some(p) => Some((p.clone(), open_output(p)?)),
         None => None,
     };
-    let stdout_is_data = is_stdout(&common.flows) || is_stdout(&common.summary);
+    let stdout_is_data =
+        is_stdout(&common.flows) || is_stdout(&common.summary) || is_stdout(&common.alerts);
     let bar = if !common.quiet && !source.is_live() && io::stderr().is_terminal() {
         let (_, total) = source.progress();
         Some(Bar::new(total))
@@ -179,16 +199,25 @@ fn execute<S: PacketSource>(
     let report = pipeline::run(
         &mut source,
         &cfg,
-        Outputs { flows },
+        Outputs { flows, alerts },
         stop,
         bar.as_ref().map(|b| b as &dyn Progress),
-    )?;
+    );
+    let reloads = reloader.map(Reloader::stop);
+    let report = report?;
     if let Some(b) = &bar {
         b.0.finish_and_clear();
     }
     let mut summary = Summary::from_report(&report);
     if cfg.policy.is_some() {
-        summary.policy = Some(PolicySummary::new(&report.flows.policy));
+        let mut p = PolicySummary::new(&report.flows.policy);
+        if let Some((ok, failed)) = reloads {
+            (p.reloads, p.reload_failures) = (ok, failed);
+        }
+        summary.policy = Some(p);
+    }
+    if let Some(a) = &report.alerts {
+        summary.alerts = Some(AlertSummary::new(a, cfg.fold.window_ns));
     }
     if let Some((path, mut out)) = summary_out {
         let write = serde_json::to_writer_pretty(&mut out, &summary)
@@ -243,6 +272,141 @@ fn install_signals(stop: &Arc<AtomicBool>) -> Result<(), AppError> {
         flag::register(sig, stop.clone()).map_err(AppError::Signal)?;
     }
     Ok(())
+}
+
+/// `zonewatch check RULES --against FILE...`: replay the files with the rules,
+/// fold alerts as `--alerts` would, and print them grouped by zone pair.
+fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
+    let Some(Some(policy)) = load_rules(Some(&args.rules))? else {
+        return Ok(EXIT_RULES_INVALID);
+    };
+    let mut files = FileSource::open(&args.against)?;
+    let cfg = PipelineConfig {
+        policy: Some(policy),
+        fold: args.alerts.fold_config(),
+        ..PipelineConfig::default()
+    };
+    let collected = Collect::default();
+    let report = pipeline::run(
+        &mut files,
+        &cfg,
+        Outputs {
+            flows: None,
+            alerts: Some(Box::new(collected.clone())),
+        },
+        stop,
+        None,
+    )?;
+    let alerts = collected.0.lock().map(|v| v.clone()).unwrap_or_default();
+    let p = &report.flows.policy;
+    let inputs: Vec<String> = args
+        .against
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    let mut header = format!(
+        "Dry run of {} against {}\n{} packets, {} flows: {} allowed, {} violating, {} unknown -> {} alert{} (fold window {} s, {} per source)\n",
+        args.rules.display(),
+        inputs.join(", "),
+        report.frames,
+        report.flows.created,
+        p.allowed,
+        p.violation,
+        p.unknown,
+        alerts.len(),
+        if alerts.len() == 1 { "" } else { "s" },
+        args.alerts.alert_window_secs,
+        args.alerts.alert_max_per_source,
+    );
+    for src in &report.source.inputs {
+        if let Some(why) = &src.stopped_early {
+            header.push_str(&format!("warning: {} stopped early: {why}\n", src.name));
+        }
+    }
+    let text = crate::alert::render_dry_run(&header, &alerts);
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| AppError::Output {
+            path: PathBuf::from("-"),
+            source,
+        })?;
+    Ok(EXIT_OK)
+}
+
+/// Reloads the rules file on SIGHUP and publishes it to the workers (they
+/// pick it up at their next batch). A file that does not load leaves the
+/// running rules in place; every error is printed as `check` prints it.
+struct Reloader {
+    cell: Arc<ArcSwap<Policy>>,
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Reloader {
+    fn start(path: PathBuf, initial: Arc<Policy>) -> Result<Reloader, AppError> {
+        use signal_hook::consts::SIGHUP;
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGHUP]).map_err(AppError::Signal)?;
+        let handle = signals.handle();
+        let cell = Arc::new(ArcSwap::new(initial));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (c, o, f) = (cell.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("zw-reload".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    match Policy::load(&path) {
+                        Ok((p, warnings)) => {
+                            let mut err = io::stderr().lock();
+                            for d in &warnings {
+                                let _ = writeln!(err, "{d}");
+                            }
+                            c.store(Arc::new(p));
+                            let n = o.fetch_add(1, Ordering::Relaxed) + 1;
+                            let _ = writeln!(
+                                err,
+                                "zonewatch: SIGHUP: rules reloaded from {} (reload {n}); new flows get the new verdicts",
+                                path.display()
+                            );
+                        }
+                        Err(e) => {
+                            f.fetch_add(1, Ordering::Relaxed);
+                            match &e {
+                                LoadError::Invalid { errors, warnings } => {
+                                    print_invalid(errors, warnings)
+                                }
+                                other => eprintln!("{other}"),
+                            }
+                            eprintln!(
+                                "zonewatch: SIGHUP: {} does not load; keeping the running rules",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+            })
+            .map_err(AppError::Signal)?;
+        Ok(Reloader {
+            cell,
+            handle,
+            thread,
+            ok,
+            failed,
+        })
+    }
+
+    /// Stop listening; (reloads applied, reloads failed).
+    fn stop(self) -> (u64, u64) {
+        self.handle.close();
+        let _ = self.thread.join();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Progress bar on stderr for long replays.

@@ -27,6 +27,37 @@ pub struct CheckArgs {
     /// Rules file (TOML, see rules/README.md).
     #[arg(value_name = "RULES")]
     pub rules: PathBuf,
+    /// Dry run: replay these capture files with the rules and list what would
+    /// alert, grouped by zone pair (nothing is written).
+    #[arg(long, value_name = "FILE.pcap", num_args = 1..)]
+    pub against: Vec<PathBuf>,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+/// How `separation_violation` alerts fold (see `alert` module docs).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct AlertArgs {
+    /// Repeats of the same (initiator, responder, protocol, responder port, rule)
+    /// starting within this many seconds (packet time) of the first fold into one
+    /// alert with a count; the alert is written when the window closes. 0 = one
+    /// alert per violating flow, written at once.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub alert_window_secs: u64,
+    /// Alert groups one initiator may open per zone pair and window; further
+    /// targets fold into one alert with `folded_by: "source"` (0 = no cap).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub alert_max_per_source: u32,
+}
+
+impl AlertArgs {
+    pub fn fold_config(&self) -> crate::alert::fold::FoldConfig {
+        crate::alert::fold::FoldConfig {
+            window_ns: self.alert_window_secs * 1_000_000_000,
+            max_per_source: self.alert_max_per_source,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +116,13 @@ pub struct CommonArgs {
     /// policy section). Invalid rules: errors as `zonewatch check` prints them, exit 2.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Write `separation_violation` alerts as JSON lines to FILE ('-' = stdout);
+    /// needs --rules. In live mode SIGHUP reloads --rules (a broken file keeps the
+    /// running rules and says why on stderr).
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub alerts: Option<PathBuf>,
+    #[command(flatten)]
+    pub alert: AlertArgs,
     /// Flow-table cap per worker; beyond it the oldest half-open, then idle flows are evicted.
     #[arg(long, default_value = "1048576", value_name = "N")]
     pub max_flows: NonZeroUsize,

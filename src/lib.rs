@@ -4,6 +4,7 @@
 //! `capture` (frames) → `decode` (PacketMeta) → `pipeline` (hash, batch, dispatch)
 //! → worker threads (`flow` tables) → outputs (flow lines, `summary`).
 
+pub mod alert;
 pub mod app;
 pub mod capture;
 pub mod cli;

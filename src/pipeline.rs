@@ -17,11 +17,16 @@
 //!   capture clock; when packet time advances by [`TICK_NS`] all workers get their
 //!   partial batch (or an empty one) so idle workers expire flows too.
 
+use crate::alert::fold::FoldConfig;
+use crate::alert::{AlertMsg, AlertSink, AlertStats, Event};
 use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
-use crate::flow::{EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStats, FlowTable};
+use crate::flow::{
+    EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats, FlowTable,
+};
 use crate::packet::{PacketMeta, L3};
-use crate::policy::Policy;
+use crate::policy::{generation_of, Policy, Verdict, POLICY_GENERATIONS};
+use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -63,6 +68,11 @@ pub struct PipelineConfig {
     /// Zone policy: each worker's table judges every new flow once, and flow
     /// lines carry the verdict (`--rules`). `None` = no verdicts.
     pub policy: Option<Arc<Policy>>,
+    /// Live rules reload: workers check it once per batch and, when it holds a
+    /// different policy, judge new flows with it (existing flows keep theirs).
+    pub policy_updates: Option<Arc<ArcSwap<Policy>>>,
+    /// How `separation_violation` alerts fold (with `Outputs::alerts`).
+    pub fold: FoldConfig,
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +86,8 @@ impl Default for PipelineConfig {
             max_duration: None,
             hash_seed: None,
             policy: None,
+            policy_updates: None,
+            fold: FoldConfig::default(),
         }
     }
 }
@@ -83,6 +95,9 @@ impl Default for PipelineConfig {
 /// Where finished flows go: any writer, fed by a dedicated thread.
 pub struct Outputs {
     pub flows: Option<Box<dyn Write + Send>>,
+    /// `separation_violation` alerts (needs `PipelineConfig::policy`), fed by
+    /// the alert thread.
+    pub alerts: Option<Box<dyn AlertSink>>,
 }
 
 /// Something that watches progress (a progress bar in the binary).
@@ -120,6 +135,8 @@ pub struct RunReport {
     pub links: Vec<(u16, String)>,
     pub workers: usize,
     pub elapsed: Duration,
+    /// The alert path's counts, when alerts were written.
+    pub alerts: Option<AlertStats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +145,8 @@ pub enum PipelineError {
     Capture(#[from] CaptureError),
     #[error("writing flows: {0}")]
     Output(std::io::Error),
+    #[error("writing alerts: {0}")]
+    AlertOutput(std::io::Error),
     #[error("a worker thread panicked")]
     WorkerPanic,
     #[error("cannot start thread: {0}")]
@@ -199,6 +218,20 @@ pub fn run<S: PacketSource + ?Sized>(
     };
     let flows_wanted = writer.is_some();
 
+    // Alert thread: folds violating flows from every worker (alert module docs).
+    let (alert_tx, alerter) = match (outputs.alerts, &cfg.policy) {
+        (Some(sink), Some(_)) => {
+            let (tx, rx) = bounded::<AlertMsg>(16 * n);
+            let fold = cfg.fold;
+            let h = thread::Builder::new()
+                .name("zw-alerts".into())
+                .spawn(move || crate::alert::serve(rx, fold, n, sink))
+                .map_err(PipelineError::Spawn)?;
+            (Some(tx), Some(h))
+        }
+        _ => (None, None),
+    };
+
     // Workers.
     let mut to_worker = Vec::with_capacity(n);
     let mut recycled = Vec::with_capacity(n);
@@ -213,7 +246,13 @@ pub fn run<S: PacketSource + ?Sized>(
         let flow_cfg = cfg.flow.clone();
         let policy = cfg.policy.clone();
         let sink = ChunkSink {
-            policy: cfg.policy.clone(),
+            gens: std::array::from_fn(|i| if i == 0 { cfg.policy.clone() } else { None }),
+            alerts: alert_tx.as_ref().map(|tx| AlertOut {
+                tx: tx.clone(),
+                worker: i,
+                events: Vec::new(),
+                sent_ns: 0,
+            }),
             buf: Vec::new(),
             out: if flows_wanted {
                 Some(chunk_tx.clone())
@@ -222,15 +261,17 @@ pub fn run<S: PacketSource + ?Sized>(
             },
             spare: spare_rx.clone(),
         };
+        let updates = cfg.policy_updates.clone();
         let h = thread::Builder::new()
             .name(format!("zw-worker-{i}"))
-            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, sink))
+            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, updates, sink))
             .map_err(PipelineError::Spawn)?;
         to_worker.push(tx);
         recycled.push(ret_rx);
         handles.push(h);
     }
     drop(chunk_tx);
+    drop(alert_tx);
 
     let mut pending: Vec<Vec<PacketMeta>> = recycled
         .iter()
@@ -358,6 +399,14 @@ pub fn run<S: PacketSource + ?Sized>(
         }
     }
     drop(spare_tx);
+    let alerts = match alerter {
+        Some(h) => {
+            let (stats, result) = h.join().map_err(|_| PipelineError::WorkerPanic)?;
+            result.map_err(PipelineError::AlertOutput)?;
+            Some(stats)
+        }
+        None => None,
+    };
     let write_result = match writer {
         Some(w) => w.join().map_err(|_| PipelineError::WorkerPanic)?,
         None => Ok(()),
@@ -385,6 +434,7 @@ pub fn run<S: PacketSource + ?Sized>(
         links: links.list().collect(),
         workers: n,
         elapsed: started.elapsed(),
+        alerts,
     })
 }
 
@@ -459,15 +509,27 @@ fn worker(
     ret: Sender<Vec<PacketMeta>>,
     cfg: FlowConfig,
     policy: Option<Arc<Policy>>,
+    updates: Option<Arc<ArcSwap<Policy>>>,
     mut sink: ChunkSink,
 ) -> FlowStats {
     let mut table = FlowTable::with_policy(&cfg, policy);
     for msg in rx {
         match msg {
             Msg::Batch(mut b) => {
+                if let Some(u) = &updates {
+                    let current = u.load();
+                    if !table.policy().is_some_and(|p| Arc::ptr_eq(p, &current)) {
+                        let p = Arc::clone(&current);
+                        let slot = table.swap_policy(p.clone());
+                        if let Some(g) = sink.gens.get_mut(usize::from(slot)) {
+                            *g = Some(p);
+                        }
+                    }
+                }
                 table.update_batch(&b.pkts, &mut sink);
                 table.expire(b.now_ns, &mut sink);
                 sink.maybe_ship();
+                sink.alerts_up_to(b.now_ns);
                 b.pkts.clear();
                 let _ = ret.try_send(b.pkts);
             }
@@ -478,19 +540,66 @@ fn worker(
         }
     }
     sink.ship();
+    sink.alerts_done();
     table.stats().clone()
 }
 
 /// Formats finished flows into a reused buffer and ships whole-line chunks.
 struct ChunkSink {
-    /// Adds the verdict keys to each line when set.
-    policy: Option<Arc<Policy>>,
+    /// The policy of each generation slot of the worker's table (slot 0 =
+    /// `cfg.policy`; keep in step with `FlowTable::swap_policy`): a line gets
+    /// the verdict keys, described with the policy its tag was made with.
+    gens: [Option<Arc<Policy>>; POLICY_GENERATIONS],
+    alerts: Option<AlertOut>,
     buf: Vec<u8>,
     out: Option<Sender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
 }
 
+/// A worker's side of the alert thread's queue.
+struct AlertOut {
+    tx: Sender<AlertMsg>,
+    worker: usize,
+    /// Violating flows since the last message.
+    events: Vec<Event>,
+    /// Watermark last sent.
+    sent_ns: u64,
+}
+
+/// A worker tells the alert thread its clock at least this often (packet
+/// time) even without violations, so folded alerts close without delay.
+const ALERT_WATERMARK_NS: u64 = 100_000_000;
+
 impl ChunkSink {
+    /// After a batch: hand violating flows and the worker's clock to the alert
+    /// thread (blocking when it is behind: alerts are never dropped).
+    fn alerts_up_to(&mut self, now_ns: u64) {
+        if let Some(a) = &mut self.alerts {
+            if !a.events.is_empty() || now_ns >= a.sent_ns.saturating_add(ALERT_WATERMARK_NS) {
+                let _ = a.tx.send(AlertMsg::Events {
+                    worker: a.worker,
+                    watermark_ns: now_ns,
+                    events: std::mem::take(&mut a.events),
+                });
+                a.sent_ns = now_ns;
+            }
+        }
+    }
+
+    /// The worker has flushed its table.
+    fn alerts_done(&mut self) {
+        if let Some(a) = &mut self.alerts {
+            if !a.events.is_empty() {
+                let _ = a.tx.send(AlertMsg::Events {
+                    worker: a.worker,
+                    watermark_ns: a.sent_ns,
+                    events: std::mem::take(&mut a.events),
+                });
+            }
+            let _ = a.tx.send(AlertMsg::Done { worker: a.worker });
+        }
+    }
+
     fn maybe_ship(&mut self) {
         if self.buf.len() >= CHUNK_BYTES {
             self.ship();
@@ -517,7 +626,33 @@ impl ChunkSink {
 impl FlowSink for ChunkSink {
     fn flow_ended(&mut self, rec: &FlowRecord) {
         if self.out.is_some() {
-            rec.write_json_with_policy(&mut self.buf, self.policy.as_deref());
+            // Tag 0: created without a policy, so no verdict keys.
+            let policy = match rec.tag {
+                0 => None,
+                t => self
+                    .gens
+                    .get(usize::from(generation_of(t)))
+                    .and_then(Option::as_deref),
+            };
+            rec.write_json_with_policy(&mut self.buf, policy);
         }
+    }
+
+    fn flow_violation(&mut self, start: &FlowStart) {
+        let Some(a) = &mut self.alerts else {
+            return;
+        };
+        let (Some(verdict), Some(Some(policy))) = (
+            Verdict::unpack(start.tag),
+            self.gens.get(usize::from(generation_of(start.tag))),
+        ) else {
+            return;
+        };
+        a.events.push(Event {
+            ts_ns: start.ts_ns,
+            key: start.key,
+            verdict,
+            policy: policy.clone(),
+        });
     }
 }

@@ -68,6 +68,65 @@ pub struct Summary {
     /// Flows by policy verdict, when `--rules` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySummary>,
+    /// The alert path, when `--alerts` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertSummary>,
+}
+
+/// `alerts` section: what the alert thread folded and wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertSummary {
+    pub written: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub by_severity: SeverityCounts,
+    pub violating_flows: u64,
+    pub folded_by_flow: u64,
+    pub folded_by_source: u64,
+    pub closed_early: u64,
+    pub late: u64,
+    pub fold_window_secs: f64,
+}
+
+impl AlertSummary {
+    pub fn new(s: &crate::alert::AlertStats, window_ns: u64) -> AlertSummary {
+        let sev = |x: Severity| s.by_severity.get(x as usize).copied().unwrap_or(0);
+        let mut by_kind = BTreeMap::new();
+        by_kind.insert(crate::alert::SEPARATION_VIOLATION, s.alerts);
+        AlertSummary {
+            written: s.alerts,
+            by_kind,
+            by_severity: SeverityCounts {
+                critical: sev(Severity::Critical),
+                high: sev(Severity::High),
+                medium: sev(Severity::Medium),
+                low: sev(Severity::Low),
+                info: sev(Severity::Info),
+            },
+            violating_flows: s.violating_flows,
+            folded_by_flow: s.folded_by_flow,
+            folded_by_source: s.folded_by_source,
+            closed_early: s.closed_early,
+            late: s.late,
+            fold_window_secs: window_ns as f64 / 1e9,
+        }
+    }
+
+    fn human(&self, s: &mut String) {
+        let b = &self.by_severity;
+        let _ = writeln!(
+            s,
+            "  alerts         {} written (critical {}, high {}, medium {}, low {}, info {}) from {} violating flows; folded {} by flow, {} by source (window {} s)",
+            self.written, b.critical, b.high, b.medium, b.low, b.info, self.violating_flows,
+            self.folded_by_flow, self.folded_by_source, self.fold_window_secs
+        );
+        if self.closed_early + self.late > 0 {
+            let _ = writeln!(
+                s,
+                "                 closed early (too many open) {}, late (input out of order) {}",
+                self.closed_early, self.late
+            );
+        }
+    }
 }
 
 /// RFC 3339 with microseconds, UTC.
@@ -138,6 +197,7 @@ impl Summary {
             drops_per_worker: r.queue_drops.clone(),
             workers: r.workers,
             policy: None,
+            alerts: None,
         }
     }
 
@@ -202,6 +262,9 @@ impl Summary {
         if let Some(p) = &self.policy {
             p.human(&mut s);
         }
+        if let Some(a) = &self.alerts {
+            a.human(&mut s);
+        }
         for src in &self.sources {
             let _ = write!(
                 s,
@@ -251,6 +314,9 @@ fn line<K: std::fmt::Display>(s: &mut String, title: &str, map: &BTreeMap<K, u64
 pub struct PolicySummary {
     pub flows: VerdictCounts,
     pub violations_by_severity: SeverityCounts,
+    /// SIGHUP reloads that took effect / that failed (the running rules stayed).
+    pub reloads: u64,
+    pub reload_failures: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -291,6 +357,8 @@ impl PolicySummary {
                 low: sev(Severity::Low),
                 info: sev(Severity::Info),
             },
+            reloads: 0,
+            reload_failures: 0,
         }
     }
 
@@ -323,5 +391,12 @@ impl PolicySummary {
                 parts.join(", ")
             }
         );
+        if self.reloads + self.reload_failures > 0 {
+            let _ = writeln!(
+                s,
+                "  rule reloads   {} applied, {} failed (previous rules kept)",
+                self.reloads, self.reload_failures
+            );
+        }
     }
 }

@@ -59,8 +59,17 @@ fn run(frames: &std::sync::Arc<Vec<MemFrame>>, repeat: u64, with_flows_output: b
     };
     let stop = AtomicBool::new(false);
     let before = ALLOCS.load(Ordering::Relaxed);
-    let report =
-        pipeline::run(&mut src, &cfg, Outputs { flows }, &stop, None).expect("pipeline runs");
+    let report = pipeline::run(
+        &mut src,
+        &cfg,
+        Outputs {
+            flows,
+            alerts: None,
+        },
+        &stop,
+        None,
+    )
+    .expect("pipeline runs");
     let after = ALLOCS.load(Ordering::Relaxed);
     (after - before, report.frames)
 }

@@ -171,10 +171,30 @@ pub struct FlowRecord {
     pub midstream: bool,
     /// ICMP errors quoting this flow (saturates at 255).
     pub icmp_errors: u32,
-    /// The policy verdict, [`Verdict::pack`]ed (`Verdict::unpack(tag)`); 0 when
-    /// the table had no policy.
+    /// The policy verdict, [`Verdict::pack_in`] the table's policy generation
+    /// slot (`Verdict::unpack(tag)`, `generation_of(tag)`); 0 when the table had
+    /// no policy when the flow was created.
     pub tag: u32,
     pub end: EndReason,
+}
+
+/// A flow just created with a policy violation, handed to
+/// [`FlowSink::flow_violation`](super::FlowSink::flow_violation) once, by the
+/// packet that created it (so alerts need not wait for the flow to end).
+#[derive(Clone, Copy, Debug)]
+pub struct FlowStart {
+    /// Initiator → responder, oriented as stored (and later recorded): for a
+    /// flow first seen by its SYN-ACK, `key.src` is that packet's receiver.
+    pub key: FlowKey,
+    /// Packet time of the creating packet, ns since the Unix epoch.
+    pub ts_ns: u64,
+    /// The packed verdict including its policy generation slot
+    /// ([`Verdict::unpack`], [`crate::policy::generation_of`];
+    /// `FlowTable::policy_for` gives the policy).
+    pub tag: u32,
+    /// The flow was created by an ICMP error whose quoted flow was never
+    /// seen (the error is its own flow, see the table's module docs).
+    pub quote_keyed: bool,
 }
 
 impl FlowRecord {
@@ -190,7 +210,9 @@ impl FlowRecord {
     /// `dst_zone`, `verdict`, `rule`, `severity`; see the module docs) when
     /// `policy` is given; without it the line is exactly `write_json`'s.
     /// The verdict comes from `tag`; the zones are looked up again (two
-    /// longest-prefix matches per record, none per packet).
+    /// longest-prefix matches per record, none per packet). `policy` must be
+    /// the one the tag was made with (its generation slot, see
+    /// `FlowTable::policy_for`): after a reload, indices name other rules.
     pub fn write_json_with_policy(&self, out: &mut Vec<u8>, policy: Option<&Policy>) {
         self.write_json_fields(out);
         if let Some(p) = policy {

@@ -94,9 +94,29 @@
 //! responder's port and the flow's innermost VLAN ([`policy_vlan`]). The
 //! orientation is fixed at creation (later packets never swap the sides), so
 //! the verdict never needs recomputing. It is cached packed
-//! ([`Verdict::pack`]) in the entry's 4-byte `tag` and handed out in
+//! ([`Verdict::pack_in`]) in the entry's 4-byte `tag` and handed out in
 //! [`FlowRecord::tag`]; packets after the first cost nothing. Flows created are
 //! also counted by verdict (`FlowStats::policy`). Without a policy `tag` is 0.
+//!
+//! A new flow whose verdict is a violation is also handed to
+//! [`FlowSink::flow_violation`] as a [`FlowStart`], once, by the packet that
+//! creates it (oriented as stored; `quote_keyed` for an ICMP error about a
+//! flow never seen). Replies and ICMP errors joining a known flow create
+//! nothing, so they never call it.
+//!
+//! ## Policy generations (reload)
+//!
+//! [`FlowTable::swap_policy`] replaces the policy judging new flows while live
+//! flows keep their state and their tag. A tag's rule and zone indices mean
+//! something only in the policy that made it, so the table keeps up to
+//! [`POLICY_GENERATIONS`] (16) policies, one per generation slot, and the tag
+//! carries its slot (`generation_of(tag)`, bits 29..26); records are described
+//! with [`FlowTable::policy_for`]`(tag)`. A live-flow count per slot (changed
+//! when a flow is created or ends, never per packet) tells which slots are
+//! free: a swap takes the next slot round-robin that no live flow names. If
+//! every other slot is still named (15 reloads within one flow's lifetime),
+//! the least-named slot is taken and its live flows are judged again under
+//! the new policy (`FlowStats::policy_rejudged`).
 //!
 //! # Memory layout
 //!
@@ -137,11 +157,11 @@ use std::sync::Arc;
 
 use super::hash::quoted_key;
 use super::record::{
-    icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowRecord, TcpState,
+    icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowRecord, FlowStart, TcpState,
 };
 use super::FlowSink;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
-use crate::policy::{Policy, Severity, Verdict};
+use crate::policy::{generation_of, Policy, Severity, Verdict, POLICY_GENERATIONS};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -205,6 +225,10 @@ pub struct FlowStats {
     pub icmp_errors_matched: u64,
     /// Flows created, by policy verdict (all zero without a policy).
     pub policy: PolicyStats,
+    /// Live flows judged again under a new policy by
+    /// [`FlowTable::swap_policy`] because every other generation slot still
+    /// had live flows (not counted again in `policy`).
+    pub policy_rejudged: u64,
 }
 
 /// Flows created by a table with a policy, by verdict.
@@ -266,6 +290,7 @@ impl FlowStats {
         self.peak_active += o.peak_active;
         self.icmp_errors_matched += o.icmp_errors_matched;
         self.policy.merge(&o.policy);
+        self.policy_rejudged += o.policy_rejudged;
     }
 }
 
@@ -306,7 +331,7 @@ fn epoch_shift(timeout_ns: u64) -> u32 {
 struct Entry {
     /// Initiator → responder; ICMP ports are port equivalents.
     key: FlowKey,
-    /// Policy verdict, [`Verdict::pack`]ed; 0 without a policy.
+    /// Policy verdict, [`Verdict::pack_in`] its generation slot; 0 without a policy.
     tag: u32,
     prev: u32,
     /// LRU successor, or next free entry when free.
@@ -471,6 +496,19 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// The verdict of a new flow stored as `key` (initiator → responder), judged
+/// with the responder's port and the innermost VLAN.
+#[inline]
+fn judge(p: &Policy, key: &FlowKey) -> Verdict {
+    p.verdict(
+        key.src_ip(),
+        key.dst_ip(),
+        key.proto,
+        key.dport,
+        policy_vlan(key),
+    )
+}
+
 /// Per-worker flow table. See the module docs.
 pub struct FlowTable {
     slab: Vec<Entry>,
@@ -489,8 +527,14 @@ pub struct FlowTable {
     /// Newest packet time seen (by `update` or `expire`).
     now: u64,
     stats: FlowStats,
-    /// Judges each new flow (see "Policy verdict" in the module docs).
-    policy: Option<Arc<Policy>>,
+    /// Policy generations (see "Policy verdict" in the module docs): slot
+    /// `cur` judges each new flow; the others describe older flows' tags.
+    gens: [Option<Arc<Policy>>; POLICY_GENERATIONS],
+    /// The generation slot new flows are judged and packed with.
+    cur: u8,
+    /// Live flows whose tag names each slot (tag ≠ 0 only); changed only when
+    /// a flow is created or emitted.
+    live: [u32; POLICY_GENERATIONS],
 }
 
 /// Ask for transparent huge pages over a big table (a hint; refusals are fine).
@@ -565,7 +609,9 @@ impl FlowTable {
             max_flows,
             now: 0,
             stats: FlowStats::default(),
-            policy,
+            gens: std::array::from_fn(|i| if i == 0 { policy.clone() } else { None }),
+            cur: 0,
+            live: [0; POLICY_GENERATIONS],
         }
     }
 
@@ -575,7 +621,66 @@ impl FlowTable {
 
     /// The policy judging new flows, if any.
     pub fn policy(&self) -> Option<&Arc<Policy>> {
-        self.policy.as_ref()
+        self.gens
+            .get(usize::from(self.cur))
+            .and_then(Option::as_ref)
+    }
+
+    /// The generation slot of the policy judging new flows (0 until the
+    /// first [`swap_policy`](Self::swap_policy)).
+    pub fn generation(&self) -> u8 {
+        self.cur
+    }
+
+    /// The policy a flow's tag ([`FlowRecord::tag`], [`FlowStart::tag`]) was
+    /// made with: the one in its generation slot. `None` for tag 0 (no
+    /// verdict). Valid while the flow is live and when its record or start is
+    /// handed to the sink; a slot is reused only once no live flow names it.
+    pub fn policy_for(&self, tag: u32) -> Option<&Arc<Policy>> {
+        if tag == 0 {
+            return None;
+        }
+        self.gens
+            .get(usize::from(generation_of(tag)))
+            .and_then(Option::as_ref)
+    }
+
+    /// Judge new flows with `p` from now on (policy reload); flows already
+    /// live keep their tags, described by the policy of their slot
+    /// ([`policy_for`](Self::policy_for)). Returns the slot `p` now occupies.
+    ///
+    /// The slot is the next one after the current (round-robin) that no live
+    /// flow names. If all 15 others are still named (15 reloads within one
+    /// flow's lifetime), the one named by the fewest live flows is taken and
+    /// those flows are judged again under `p` (counted in
+    /// `FlowStats::policy_rejudged`; `FlowStats::policy` is unchanged, and
+    /// `flow_violation` is not called for them). Works on a table made
+    /// without a policy too: flows created from now on get verdicts.
+    pub fn swap_policy(&mut self, p: Arc<Policy>) -> u8 {
+        const N: usize = POLICY_GENERATIONS;
+        let cur = usize::from(self.cur);
+        let live = self.live;
+        // The first slot named by the fewest live flows, in round-robin order
+        // after the current one: the next free slot if there is one.
+        let slot = (1..N)
+            .map(|i| (cur + i) % N)
+            .min_by_key(|&s| live[s])
+            .unwrap_or((cur + 1) % N);
+        if live[slot] > 0 {
+            let tag_slot = slot as u8;
+            let mut n = 0u64;
+            for e in self.slab.iter_mut() {
+                if e.class() == FREE || e.tag == 0 || generation_of(e.tag) != tag_slot {
+                    continue;
+                }
+                e.tag = judge(&p, &e.key).pack_in(tag_slot);
+                n += 1;
+            }
+            self.stats.policy_rejudged += n;
+        }
+        self.gens[slot] = Some(p);
+        self.cur = slot as u8;
+        self.cur
     }
 
     /// Flows currently tracked.
@@ -966,18 +1071,16 @@ impl FlowTable {
         }
         let class = class_of(stored.proto, e.tcp());
         e.set_class(class);
-        if let Some(p) = &self.policy {
+        let cur = self.cur;
+        let verdict = match self.gens.get(usize::from(cur)) {
             // Once per flow, after the orientation is decided (it never changes).
-            let v = p.verdict(
-                stored.src_ip(),
-                stored.dst_ip(),
-                stored.proto,
-                stored.dport,
-                policy_vlan(&stored),
-            );
-            e.tag = v.pack();
-            self.stats.policy.count(&v);
-        }
+            Some(Some(p)) => {
+                let v = judge(p, &stored);
+                e.tag = v.pack_in(cur);
+                Some(v)
+            }
+            _ => None,
+        };
 
         let idx = if self.free != NIL {
             let idx = self.free;
@@ -1002,6 +1105,20 @@ impl FlowTable {
         self.stats.active += 1;
         if self.stats.active > self.stats.peak_active {
             self.stats.peak_active = self.stats.active;
+        }
+        if let Some(v) = verdict {
+            self.stats.policy.count(&v);
+            if let Some(n) = self.live.get_mut(usize::from(cur)) {
+                *n += 1;
+            }
+            if let Verdict::Violation { .. } = v {
+                sink.flow_violation(&FlowStart {
+                    key: stored,
+                    ts_ns: meta.ts_ns,
+                    tag: e.tag,
+                    quote_keyed: quote.is_some(),
+                });
+            }
         }
     }
 
@@ -1093,6 +1210,11 @@ impl FlowTable {
         sink.flow_ended(&rec);
         if let Some(n) = self.stats.ended.get_mut(reason as usize) {
             *n += 1;
+        }
+        if e.tag != 0 {
+            if let Some(n) = self.live.get_mut(usize::from(generation_of(e.tag))) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -2054,5 +2176,325 @@ default = "critical"
         let out = run(&mut t, &handshake_close(1.0));
         assert_eq!(out[0].tag, 0);
         assert_eq!(t.stats().policy, PolicyStats::default());
+    }
+
+    /// Records and violation starts, in the order the table hands them out.
+    #[derive(Default)]
+    struct Recorder {
+        recs: Vec<FlowRecord>,
+        starts: Vec<FlowStart>,
+    }
+
+    impl FlowSink for Recorder {
+        fn flow_ended(&mut self, rec: &FlowRecord) {
+            self.recs.push(*rec);
+        }
+        fn flow_violation(&mut self, start: &FlowStart) {
+            self.starts.push(*start);
+        }
+    }
+
+    /// Like `TEST_RULES` with other rules in front, so the same indices name
+    /// other rules: a→b tcp/80 is now a violation (high), b→a tcp/80 allowed.
+    const RELOADED_RULES: &str = r#"
+[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/24"]
+
+[[allow]]
+id = "dns"
+from = ["a"]
+to = ["b"]
+proto = "udp"
+ports = [53]
+
+[[allow]]
+id = "back"
+from = ["b"]
+to = ["a"]
+proto = "tcp"
+ports = [80]
+
+[severity]
+default = "high"
+"#;
+
+    fn reloaded_policy() -> Arc<Policy> {
+        match Policy::from_source("r.toml", RELOADED_RULES) {
+            Ok((p, _)) => Arc::new(p),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    /// The `rule` / `verdict` keys of a record described with `p`.
+    fn described(r: &FlowRecord, p: Option<&Arc<Policy>>) -> String {
+        let mut line = Vec::new();
+        r.write_json_with_policy(&mut line, p.map(|p| &**p));
+        let line = String::from_utf8(line).unwrap();
+        let at = line.find(",\"verdict\"").unwrap_or(line.len());
+        line[at..].trim_end().to_string()
+    }
+
+    #[test]
+    fn violation_hook_fires_once_per_violating_flow_with_its_orientation() {
+        let p = test_policy();
+        let mut t = FlowTable::with_policy(&cfg(64), Some(p.clone()));
+        let mut sink = Recorder::default();
+        // 1. B really initiates towards A:80: a violation (b->a = low); the
+        //    SYN-ACK reply, the ACK and an ICMP error quoting the SYN join it.
+        let syn = tcp(1.0, B, 40000, A, 80, SYN);
+        // 2. Allowed (web), 3. unknown (C is in no zone): never a hook.
+        // 4. First seen by its SYN-ACK from A:80: its receiver B initiated.
+        // 5. An ICMP error from B to A about a flow never seen: its own flow,
+        //    B -> A icmp, a violation.
+        let never_seen = pkt(0.5, A, 33000, B, 33434, proto::UDP, 0);
+        let pkts = [
+            syn,
+            tcp(1.01, A, 80, B, 40000, SYN | ACK),
+            tcp(1.02, B, 40000, A, 80, ACK),
+            icmp_error(1.03, A, B, &syn),
+            tcp(1.04, B, 40000, A, 80, PSH | ACK),
+            tcp(2.0, A, 40001, B, 80, SYN),
+            tcp(2.01, B, 80, A, 40001, SYN | ACK),
+            pkt(3.0, A, 5000, C, 53, proto::UDP, 0),
+            pkt(3.01, C, 53, A, 5000, proto::UDP, 0),
+            tcp(4.0, A, 80, B, 40002, SYN | ACK),
+            tcp(4.01, B, 40002, A, 80, ACK),
+            icmp_error(5.0, B, A, &never_seen),
+            icmp_error(5.01, B, A, &never_seen),
+        ];
+        for m in &pkts {
+            t.update(m, &mut sink);
+        }
+        assert_eq!(t.stats().icmp_errors_matched, 1);
+        let starts = sink.starts.clone();
+        assert_eq!(starts.len(), 3, "{starts:?}");
+        assert_eq!(t.stats().policy.violation, 3);
+
+        // The SYN's flow, oriented B -> A, at the SYN's time.
+        assert_eq!(starts[0].key, syn.key);
+        assert_eq!(starts[0].ts_ns, syn.ts_ns);
+        assert!(!starts[0].quote_keyed);
+        // Seen by its SYN-ACK A -> B: oriented B -> A:80 all the same.
+        let s = starts[1];
+        assert_eq!(
+            (s.key.src, s.key.sport, s.key.dst, s.key.dport),
+            (addr_v4(B), 40002, addr_v4(A), 80)
+        );
+        assert_eq!(s.ts_ns, 4 * SEC);
+        assert!(!s.quote_keyed);
+        // The ICMP error's own flow, once for both errors.
+        let s = starts[2];
+        assert!(s.quote_keyed);
+        assert_eq!((s.key.src, s.key.proto), (addr_v4(B), proto::ICMP));
+        assert_eq!(s.ts_ns, 5 * SEC);
+        for s in &starts {
+            let want = Verdict::Violation {
+                severity: Severity::Low,
+                reason: crate::policy::Reason {
+                    src_zone: crate::policy::ZoneIdx(1),
+                    dst_zone: crate::policy::ZoneIdx(0),
+                },
+            };
+            assert_eq!(Verdict::unpack(s.tag), Some(want), "{s:?}");
+            assert!(Arc::ptr_eq(t.policy_for(s.tag).unwrap(), &p));
+        }
+
+        // Each start's tag is the one its record carries.
+        t.flush(EndReason::EndOfCapture, &mut sink);
+        assert_eq!(sink.recs.len(), 5);
+        for s in &starts {
+            let r = sink.recs.iter().find(|r| r.key == s.key).unwrap();
+            assert_eq!((r.tag, r.first_ns), (s.tag, s.ts_ns));
+        }
+        assert_eq!(sink.starts.len(), 3, "flush calls no hook");
+
+        // Without a policy the same traffic calls no hook.
+        let mut t = table(64);
+        let mut sink = Recorder::default();
+        for m in &pkts {
+            t.update(m, &mut sink);
+        }
+        assert!(sink.starts.is_empty());
+    }
+
+    #[test]
+    fn swap_policy_keeps_old_verdicts_and_judges_new_flows_with_the_new_one() {
+        let old = test_policy();
+        let new = reloaded_policy();
+        let mut t = FlowTable::with_policy(&cfg(64), Some(old.clone()));
+        assert_eq!(t.generation(), 0);
+        let mut sink = Recorder::default();
+        t.update(&tcp(1.0, A, 40000, B, 80, SYN), &mut sink); // web under old
+        assert_eq!(t.live[0], 1);
+
+        assert_eq!(t.swap_policy(new.clone()), 1);
+        assert_eq!(t.generation(), 1);
+        assert!(Arc::ptr_eq(t.policy().unwrap(), &new));
+        // The old flow's packets keep its verdict; new flows get the new one.
+        t.update(&tcp(1.1, B, 80, A, 40000, SYN | ACK), &mut sink);
+        t.update(&tcp(1.2, A, 40001, B, 80, SYN), &mut sink); // violation (high)
+        t.update(&tcp(1.3, B, 40002, A, 80, SYN), &mut sink); // back
+        assert_eq!((t.live[0], t.live[1]), (1, 2));
+        assert_eq!(sink.starts.len(), 1);
+        assert_eq!(t.stats().policy.allowed, 2);
+        assert_eq!(t.stats().policy.violation, 1);
+        assert_eq!(t.stats().policy_rejudged, 0);
+
+        t.flush(EndReason::EndOfCapture, &mut sink);
+        assert_eq!(t.live, [0; POLICY_GENERATIONS]);
+        let rec = |sport: u16| *sink.recs.iter().find(|r| r.key.sport == sport).unwrap();
+        let (before, violating, back) = (rec(40000), rec(40001), rec(40002));
+        assert_eq!(before.resp_pkts, 1, "the reply joined the old flow");
+
+        assert_eq!(generation_of(before.tag), 0);
+        assert!(Arc::ptr_eq(t.policy_for(before.tag).unwrap(), &old));
+        assert_eq!(
+            described(&before, t.policy_for(before.tag)),
+            r#","verdict":"allowed","rule":"web","severity":null}"#
+        );
+        // Described with the new policy, its rule index would name "dns".
+        assert_eq!(
+            described(&before, Some(&new)),
+            r#","verdict":"allowed","rule":"dns","severity":null}"#
+        );
+        for r in [violating, back] {
+            assert_eq!(generation_of(r.tag), 1);
+            assert!(Arc::ptr_eq(t.policy_for(r.tag).unwrap(), &new));
+        }
+        assert_eq!(sink.starts[0].tag, violating.tag);
+        assert_eq!(
+            described(&violating, t.policy_for(violating.tag)),
+            r#","verdict":"violation","rule":null,"severity":"high"}"#
+        );
+        assert_eq!(
+            described(&back, t.policy_for(back.tag)),
+            r#","verdict":"allowed","rule":"back","severity":null}"#
+        );
+
+        // Slot 0 is free again but round-robin goes on to slot 2.
+        assert_eq!(t.swap_policy(old.clone()), 2);
+        assert!(t.policy_for(0).is_none());
+    }
+
+    #[test]
+    fn swap_policy_with_every_slot_named_rejudges_the_least_named_slot() {
+        let p1 = test_policy();
+        let p2 = reloaded_policy();
+        let mut t = FlowTable::with_policy(&cfg(256), Some(p1.clone()));
+        let mut sink = Recorder::default();
+        let mut sport = 40000u16;
+        // Every slot keeps live flows A -> B:80 (allowed under p1, a violation
+        // under p2): slot 1 one flow, the others two.
+        for slot in 0..POLICY_GENERATIONS as u8 {
+            if slot > 0 {
+                let p = if slot % 2 == 1 { &p2 } else { &p1 };
+                assert_eq!(t.swap_policy(p.clone()), slot);
+            }
+            for _ in 0..if slot == 1 { 1 } else { 2 } {
+                t.update(&tcp(1.0, A, sport, B, 80, SYN), &mut sink);
+                sport += 1;
+            }
+        }
+        assert_eq!(t.live[1], 1);
+        assert!(t.live.iter().all(|&n| n >= 1));
+        let created = t.stats().policy.clone();
+        assert_eq!((created.allowed, created.violation), (16, 15));
+        let slot1_flow = {
+            let e = t.slab.iter().find(|e| e.key.sport == 40002).unwrap();
+            assert_eq!(generation_of(e.tag), 1);
+            assert_eq!(Verdict::unpack(e.tag).unwrap().kind_str(), "violation");
+            e.tag
+        };
+
+        // A 16th policy: slot 1 has the fewest live flows, so its flow is
+        // judged again under the new policy (here p1's rules: allowed by web).
+        let p3 = test_policy();
+        assert_eq!(t.swap_policy(p3.clone()), 1);
+        assert_eq!(t.generation(), 1);
+        assert_eq!(t.stats().policy_rejudged, 1);
+        assert_eq!(t.stats().policy, created, "created counts unchanged");
+        assert_eq!(t.live[1], 1);
+        let e = t.slab.iter().find(|e| e.key.sport == 40002).unwrap();
+        assert_ne!(e.tag, slot1_flow);
+        let web = Verdict::Allowed {
+            rule: crate::policy::Allowance::Rule(crate::policy::RuleIdx(0)),
+        };
+        assert_eq!(e.tag, web.pack_in(1));
+        // Flows of other p2 slots were not touched.
+        let untouched: Vec<&Entry> = t
+            .slab
+            .iter()
+            .filter(|e| generation_of(e.tag) == 3)
+            .collect();
+        assert_eq!(untouched.len(), 2);
+        for e in untouched {
+            assert_eq!(Verdict::unpack(e.tag).unwrap().kind_str(), "violation");
+        }
+
+        t.update(&tcp(2.0, A, 50000, B, 80, SYN), &mut sink);
+        assert_eq!(t.live[1], 2);
+        t.flush(EndReason::EndOfCapture, &mut sink);
+        assert_eq!(t.live, [0; POLICY_GENERATIONS]);
+        assert_eq!(sink.recs.len(), 32);
+        for r in sink.recs.iter().filter(|r| generation_of(r.tag) == 1) {
+            assert!(Arc::ptr_eq(t.policy_for(r.tag).unwrap(), &p3));
+            assert_eq!(
+                described(r, t.policy_for(r.tag)),
+                r#","verdict":"allowed","rule":"web","severity":null}"#
+            );
+        }
+        // A re-judged violation calls no hook: 8 p2 slots × 2, minus slot 1's
+        // second flow that never existed, saw one hook each.
+        assert_eq!(sink.starts.len(), 15);
+    }
+
+    #[test]
+    fn swap_policy_on_a_table_without_policy() {
+        let mut t = table(16);
+        let mut sink = Recorder::default();
+        t.update(&tcp(1.0, B, 40000, A, 80, SYN), &mut sink);
+        let p = test_policy();
+        assert_eq!(t.swap_policy(p.clone()), 1);
+        t.update(&tcp(1.1, B, 40001, A, 80, SYN), &mut sink);
+        t.update(&tcp(1.2, A, 40002, B, 80, SYN), &mut sink);
+        assert_eq!(sink.starts.len(), 1);
+        assert_eq!(sink.starts[0].key.sport, 40001);
+        assert_eq!((t.live[0], t.live[1]), (0, 2));
+        t.flush(EndReason::EndOfCapture, &mut sink);
+        assert_eq!(t.live, [0; POLICY_GENERATIONS]);
+        let before = sink.recs.iter().find(|r| r.key.sport == 40000).unwrap();
+        assert_eq!(before.tag, 0);
+        assert!(t.policy_for(before.tag).is_none());
+        assert_eq!(t.stats().policy.violation + t.stats().policy.allowed, 2);
+    }
+
+    #[test]
+    fn live_counts_follow_ends_evictions_and_timeouts() {
+        let p = test_policy();
+        let mut t = FlowTable::with_policy(&cfg(2), Some(p));
+        let mut out = Vec::new();
+        t.update(&tcp(1.0, A, 40000, B, 80, SYN), &mut out);
+        t.update(&pkt(1.0, A, 5000, B, 53, proto::UDP, 0), &mut out);
+        assert_eq!(t.live[0], 2);
+        // Full: the half-open flow is evicted for the new one.
+        t.update(&pkt(1.1, A, 5001, B, 53, proto::UDP, 0), &mut out);
+        assert_eq!((out.len(), t.live[0]), (1, 2));
+        // Both UDP flows time out.
+        t.expire(100 * SEC, &mut out);
+        assert_eq!((out.len(), t.live[0]), (3, 0));
+        // A flow ended by FIN then reused by a SYN.
+        let mut pkts = handshake_close(200.0);
+        pkts.push(tcp(200.5, A, 40000, B, 80, SYN));
+        for m in &pkts {
+            t.update(m, &mut out);
+        }
+        assert_eq!((out.len(), t.live[0]), (4, 1));
+        t.flush(EndReason::EndOfCapture, &mut out);
+        assert_eq!(t.live, [0; POLICY_GENERATIONS]);
     }
 }

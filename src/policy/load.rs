@@ -514,14 +514,29 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         }
     }
 
-    if zones.len() > super::MAX_ZONES
-        || rules.len() > usize::from(u16::MAX)
-        || groups.len() > usize::from(u16::MAX)
-    {
+    if zones.len() > super::MAX_ZONES {
+        // A flow's cached verdict stores zone indices in 10 bits (`Verdict::pack`).
         d.err(
             0,
             0..0,
-            "too many zones (limit 4095), host groups or rules (limit 65535 each)".into(),
+            format!(
+                "too many zones: {} declared (preset and site together), the limit is {}",
+                zones.len(),
+                super::MAX_ZONES
+            ),
+            None,
+        );
+        return None;
+    }
+    if rules.len() > usize::from(u16::MAX) || groups.len() > usize::from(u16::MAX) {
+        d.err(
+            0,
+            0..0,
+            format!(
+                "too many rules ({}) or host groups ({}): the limit is 65535 each",
+                rules.len(),
+                groups.len()
+            ),
             None,
         );
         return None;

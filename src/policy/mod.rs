@@ -8,6 +8,7 @@
 //! flow and cache the small `Copy` [`Verdict`]).
 
 mod check;
+mod entry;
 mod load;
 mod raw;
 #[cfg(test)]
@@ -175,17 +176,33 @@ pub enum Verdict {
 }
 
 /// Most zones a policy may declare: [`Verdict::pack`] stores a violation's two
-/// zone indices in 12 bits each.
-pub const MAX_ZONES: usize = 4095;
+/// zone indices in 10 bits each.
+pub const MAX_ZONES: usize = 1023;
+
+/// Policy generations a packed verdict can name (its 4-bit slot): a flow
+/// table keeps up to this many policies alive at once, so that flows judged
+/// before a reload are still described with the policy that judged them.
+pub const POLICY_GENERATIONS: usize = 16;
 
 const PACK_KIND_SHIFT: u32 = 30;
 const PACK_ALLOWED: u32 = 1;
 const PACK_VIOLATION: u32 = 2;
 const PACK_UNKNOWN: u32 = 3;
-const PACK_INTRA: u32 = 1 << 29;
-const PACK_SEV_SHIFT: u32 = 24;
-const PACK_ZONE_BITS: u32 = 12;
+const PACK_GEN_SHIFT: u32 = 26;
+const PACK_GEN_MASK: u32 = (POLICY_GENERATIONS as u32 - 1) << PACK_GEN_SHIFT;
+const PACK_INTRA: u32 = 1 << 25;
+const PACK_SEV_SHIFT: u32 = 20;
+const PACK_ZONE_BITS: u32 = 10;
 const PACK_ZONE_MASK: u32 = (1 << PACK_ZONE_BITS) - 1;
+
+const _: () = assert!(MAX_ZONES as u32 <= PACK_ZONE_MASK);
+
+/// The policy generation slot (0..[`POLICY_GENERATIONS`]) of a packed verdict
+/// (bits 29..26; 0 for `tag` 0).
+#[inline]
+pub fn generation_of(tag: u32) -> u8 {
+    ((tag & PACK_GEN_MASK) >> PACK_GEN_SHIFT) as u8
+}
 
 impl Severity {
     /// All severities, lowest first (`ALL[s as usize] == s`).
@@ -200,20 +217,35 @@ impl Severity {
 
 impl Verdict {
     /// The verdict as a non-zero `u32`, so a flow can cache it in its 4-byte tag
-    /// (0 stays free for "no verdict": the table ran without a policy).
+    /// (0 stays free for "no verdict": the table ran without a policy), in
+    /// generation slot 0: `pack_in(0)`.
     ///
     /// | bits | meaning |
     /// |---|---|
-    /// | 31..30 | kind: 1 allowed, 2 violation, 3 unknown |
-    /// | allowed: 29 | 0 = by rule, 1 = intra-zone |
+    /// | 31..30 | kind: 1 allowed, 2 violation, 3 unknown (0 = no verdict) |
+    /// | 29..26 | policy generation slot, 0..15 ([`generation_of`]) |
+    /// | allowed: 25 | 0 = by rule, 1 = intra-zone |
+    /// | allowed: 24..16 | 0 |
     /// | allowed: 15..0 | rule index, or the top-level zone index (intra-zone) |
-    /// | violation: 26..24 | severity (`Severity as u8`, info = 0 .. critical = 4) |
-    /// | violation: 23..12, 11..0 | responder zone index, initiator zone index |
+    /// | violation: 25..23 | 0 |
+    /// | violation: 22..20 | severity (`Severity as u8`, info = 0 .. critical = 4) |
+    /// | violation: 19..10, 9..0 | responder zone index, initiator zone index |
+    /// | unknown: 25..0 | 0 |
     ///
     /// Lossless for every loaded policy (the loader caps zones at [`MAX_ZONES`],
     /// rules at 65535).
+    #[inline]
     pub fn pack(&self) -> u32 {
-        match *self {
+        self.pack_in(0)
+    }
+
+    /// [`pack`](Self::pack) with policy generation `slot` (taken modulo
+    /// [`POLICY_GENERATIONS`]) in bits 29..26: the slot of the flow table's
+    /// policy that made this verdict ([`generation_of`] reads it back).
+    #[inline]
+    pub fn pack_in(&self, slot: u8) -> u32 {
+        let gen = (u32::from(slot) << PACK_GEN_SHIFT) & PACK_GEN_MASK;
+        let body = match *self {
             Verdict::Allowed {
                 rule: Allowance::Rule(r),
             } => PACK_ALLOWED << PACK_KIND_SHIFT | u32::from(r.0),
@@ -227,11 +259,13 @@ impl Verdict {
                     | (u32::from(reason.src_zone.0) & PACK_ZONE_MASK)
             }
             Verdict::Unknown => PACK_UNKNOWN << PACK_KIND_SHIFT,
-        }
+        };
+        body | gen
     }
 
-    /// Inverse of [`pack`](Self::pack); `None` for 0 (no verdict) or a value
-    /// `pack` never returns.
+    /// Inverse of [`pack_in`](Self::pack_in) whatever the slot (it is ignored);
+    /// `None` for a tag without a kind (0: no verdict) or with a severity `pack`
+    /// never writes.
     pub fn unpack(tag: u32) -> Option<Verdict> {
         match tag >> PACK_KIND_SHIFT {
             PACK_ALLOWED => {

@@ -716,16 +716,42 @@ fn verdict_pack_round_trips() {
             }
         })
     }));
+    let vs: Vec<Verdict> = vs.collect();
     let mut seen = std::collections::HashSet::new();
-    for v in vs {
-        let t = v.pack();
-        assert_ne!(t, 0, "{v:?}");
-        assert!(seen.insert(t), "{v:?} packs like another verdict");
-        assert_eq!(Verdict::unpack(t), Some(v));
+    for v in &vs {
+        assert_eq!(v.pack(), v.pack_in(0), "{v:?}");
+        for slot in 0..POLICY_GENERATIONS as u8 {
+            let t = v.pack_in(slot);
+            assert_ne!(t, 0, "{v:?}");
+            assert!(
+                seen.insert(t),
+                "{v:?} in slot {slot} packs like another verdict"
+            );
+            assert_eq!(Verdict::unpack(t), Some(*v), "slot {slot}");
+            assert_eq!(generation_of(t), slot, "{v:?}");
+        }
+        // The slot is taken modulo 16.
+        assert_eq!(v.pack_in(16 + 3), v.pack_in(3));
     }
+    assert_eq!(seen.len(), vs.len() * POLICY_GENERATIONS);
     assert_eq!(Verdict::unpack(0), None);
-    // Severity 5..7 is never written.
-    assert_eq!(Verdict::unpack(2 << 30 | 7 << 24), None);
+    assert_eq!(generation_of(0), 0);
+    // Severity 5..7 is never written, in any slot.
+    assert_eq!(Verdict::unpack(2 << 30 | 7 << 20), None);
+    assert_eq!(Verdict::unpack(2 << 30 | 15 << 26 | 5 << 20), None);
+    // The documented layout.
+    let v = Verdict::Violation {
+        severity: Severity::High,
+        reason: Reason {
+            src_zone: ZoneIdx(5),
+            dst_zone: ZoneIdx(9),
+        },
+    };
+    assert_eq!(v.pack_in(7), 2 << 30 | 7 << 26 | 3 << 20 | 9 << 10 | 5);
+    let v = Verdict::Allowed {
+        rule: Allowance::IntraZone(ZoneIdx(4)),
+    };
+    assert_eq!(v.pack_in(15), 1 << 30 | 15 << 26 | 1 << 25 | 4);
     for (i, s) in Severity::ALL.iter().enumerate() {
         assert_eq!(*s as usize, i);
     }
@@ -769,4 +795,39 @@ fn pair_index_agrees_with_scanning_every_rule() {
             "{preset}: the sample exercises allowed verdicts too"
         );
     }
+}
+
+/// [`Verdict::pack`] keeps zone indices in 10 bits: the loader refuses more
+/// than [`MAX_ZONES`] zones, with the count, and accepts exactly that many.
+#[test]
+fn zone_count_is_capped_for_packed_verdicts() {
+    let zones = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[[zone]]\nid = \"z{i}\"\ncidrs = [\"2001:db8:{i:x}::/48\"]\n"))
+            .collect()
+    };
+    let (p, _) = load(&zones(MAX_ZONES));
+    assert_eq!(p.zones().len(), MAX_ZONES);
+    // The last zone's index still round-trips through a packed violation.
+    let last = ZoneIdx((MAX_ZONES - 1) as u16);
+    let v = p.verdict(
+        ip(&format!("2001:db8:{:x}::1", MAX_ZONES - 1)),
+        ip("2001:db8::1"),
+        IPPROTO_TCP,
+        80,
+        None,
+    );
+    assert_eq!(v.kind_str(), "violation");
+    assert_eq!(Verdict::unpack(v.pack_in(9)), Some(v));
+    assert!(
+        matches!(v, Verdict::Violation { reason, .. } if reason.src_zone == last),
+        "{v:?}"
+    );
+    let e = errors(&zones(MAX_ZONES + 1));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("too many zones: 1024 declared") && e[0].contains("the limit is 1023"),
+        "{}",
+        e[0]
+    );
 }

@@ -1,0 +1,386 @@
+//! Deterministic folding of violation events into alerts.
+//!
+//! Workers see flows in packet order but each sees only its own share, and
+//! flows that differ only in the source port land on different workers. So
+//! the alert thread folds, and it must not depend on which worker reported
+//! first. It works on packet time only:
+//!
+//! 1. **Reorder.** Every worker message carries a watermark: the capture clock
+//!    of the last batch the worker finished. Events wait in a min-heap ordered
+//!    by (flow start time, flow key) until every worker's watermark is past
+//!    them by [`REORDER_SLACK_NS`]; then no event that sorts before them can
+//!    still come (input timestamps are monotonic up to the slack), and they
+//!    are released in that total order, whatever the worker count.
+//! 2. **Fold.** A released event joins the open group of its key (initiator,
+//!    responder, protocol, responder port, zone pair / rule) if it starts
+//!    before the group's first flow + window; otherwise it opens a group. An
+//!    initiator that already opened `max_per_source` groups for one zone pair
+//!    in its current window folds further keys into one per-source group.
+//! 3. **Close.** A group is written when the released time passes its first
+//!    flow + window, so `count` is final. Groups close in (close time, open
+//!    order): the output order is deterministic too.
+//!
+//! Memory is bounded: at most `max_open` groups stay open (the oldest is
+//! written early beyond that, counted as `closed_early`); distinct targets and
+//! ports of a per-source group are counted exactly up to [`DISTINCT_CAP`].
+
+use super::{make_alert, Alert, AlertStats, Event};
+use crate::packet::Addr;
+use crate::policy::Verdict;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+/// How far out of timestamp order input may be before folding can depend on
+/// the worker count.
+pub const REORDER_SLACK_NS: u64 = 1_000_000_000;
+/// Distinct targets / ports counted exactly per per-source group.
+pub const DISTINCT_CAP: usize = 4096;
+
+/// Folding parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoldConfig {
+    /// Fold window; 0 = one alert per violating flow.
+    pub window_ns: u64,
+    /// Groups an initiator may open per zone pair and window before the rest
+    /// fold into one per-source alert (0 = no cap).
+    pub max_per_source: u32,
+    /// Open groups kept at most.
+    pub max_open: usize,
+    pub slack_ns: u64,
+}
+
+impl Default for FoldConfig {
+    fn default() -> Self {
+        FoldConfig {
+            window_ns: 60_000_000_000,
+            max_per_source: 20,
+            max_open: 65_536,
+            slack_ns: REORDER_SLACK_NS,
+        }
+    }
+}
+
+/// The zone pair and the policy that judged it: the "rule" of a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RuleId {
+    policy: usize,
+    verdict: u32,
+}
+
+fn rule_id(e: &Event) -> RuleId {
+    RuleId {
+        policy: std::sync::Arc::as_ptr(&e.policy) as usize,
+        verdict: e.verdict.pack(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowGroupKey {
+    src: Addr,
+    dst: Addr,
+    proto: u8,
+    dport: u16,
+    rule: RuleId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SourceKey {
+    src: Addr,
+    rule: RuleId,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum GroupRef {
+    Flow(FlowGroupKey),
+    Source(SourceKey),
+}
+
+struct Group {
+    first: Event,
+    last_ns: u64,
+    count: u64,
+    close_at: u64,
+    seq: u64,
+}
+
+struct Overflow {
+    group: Group,
+    dsts: HashSet<(Addr, bool)>,
+    ports: HashSet<u16>,
+}
+
+struct SourceState {
+    window_end: u64,
+    groups: u32,
+    overflow: Option<Overflow>,
+}
+
+/// An event in the reorder heap, ordered by (start time, flow key).
+struct Pending(Event);
+
+impl Pending {
+    fn sort_key(&self) -> (u64, Addr, Addr, u16, u16, u8, [u16; 2], u16) {
+        let k = &self.0.key;
+        (
+            self.0.ts_ns,
+            k.src,
+            k.dst,
+            k.sport,
+            k.dport,
+            k.proto,
+            k.vlan,
+            k.link,
+        )
+    }
+}
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        self.sort_key() == o.sort_key()
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.sort_key().cmp(&o.sort_key())
+    }
+}
+
+/// The folding state of the alert thread.
+pub struct Folder {
+    cfg: FoldConfig,
+    watermarks: Vec<u64>,
+    heap: BinaryHeap<Reverse<Pending>>,
+    /// Newest start time released from the heap.
+    released_ns: u64,
+    flows: HashMap<FlowGroupKey, Group>,
+    sources: HashMap<SourceKey, SourceState>,
+    closing: BTreeMap<(u64, u64), GroupRef>,
+    seq: u64,
+    next_prune_ns: u64,
+    out: Vec<Alert>,
+    stats: AlertStats,
+}
+
+impl Folder {
+    /// A folder fed by `workers` workers.
+    pub fn new(cfg: FoldConfig, workers: usize) -> Folder {
+        Folder {
+            cfg,
+            watermarks: vec![0; workers.max(1)],
+            heap: BinaryHeap::new(),
+            released_ns: 0,
+            flows: HashMap::new(),
+            sources: HashMap::new(),
+            closing: BTreeMap::new(),
+            seq: 0,
+            next_prune_ns: 0,
+            out: Vec::new(),
+            stats: AlertStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &AlertStats {
+        &self.stats
+    }
+
+    /// A violating flow reported by a worker.
+    pub fn push(&mut self, e: Event) {
+        if !matches!(e.verdict, Verdict::Violation { .. }) {
+            return;
+        }
+        self.stats.violating_flows += 1;
+        if e.ts_ns < self.released_ns {
+            // Later flows were already folded: fold it now, out of order.
+            self.stats.late += 1;
+            self.fold(e);
+        } else {
+            self.heap.push(Reverse(Pending(e)));
+        }
+    }
+
+    /// Worker `w` has finished everything up to capture clock `now_ns`.
+    pub fn watermark(&mut self, w: usize, now_ns: u64) {
+        if let Some(m) = self.watermarks.get_mut(w) {
+            *m = (*m).max(now_ns);
+        }
+        let min = self.watermarks.iter().copied().min().unwrap_or(0);
+        self.release(min.saturating_sub(self.cfg.slack_ns));
+    }
+
+    /// Every worker is done: release and write everything.
+    pub fn finish(&mut self) {
+        self.release(u64::MAX);
+        let rest: Vec<_> = std::mem::take(&mut self.closing).into_values().collect();
+        for g in rest {
+            self.close(g);
+        }
+    }
+
+    /// Alerts written since the last call, in output order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Alert> {
+        self.out.drain(..)
+    }
+
+    fn release(&mut self, upto: u64) {
+        while let Some(Reverse(p)) = self.heap.peek() {
+            if p.0.ts_ns > upto {
+                break;
+            }
+            let Some(Reverse(Pending(e))) = self.heap.pop() else {
+                break;
+            };
+            self.close_due(e.ts_ns);
+            self.released_ns = self.released_ns.max(e.ts_ns);
+            self.fold(e);
+        }
+        self.close_due(upto);
+        if upto >= self.next_prune_ns {
+            let window = self.cfg.window_ns;
+            self.sources
+                .retain(|_, s| s.overflow.is_some() || s.window_end > upto);
+            self.next_prune_ns = upto.saturating_add(window.max(1_000_000_000));
+        }
+    }
+
+    /// Write every group whose window ended at or before `t`.
+    fn close_due(&mut self, t: u64) {
+        while let Some(entry) = self.closing.first_entry() {
+            if entry.key().0 > t {
+                break;
+            }
+            let g = entry.remove();
+            self.close(g);
+        }
+    }
+
+    fn close(&mut self, g: GroupRef) {
+        let alert = match g {
+            GroupRef::Flow(k) => match self.flows.remove(&k) {
+                Some(g) => make_alert(&g.first, g.last_ns, g.count, None),
+                None => return,
+            },
+            GroupRef::Source(k) => match self.sources.get_mut(&k).and_then(|s| s.overflow.take()) {
+                Some(o) => make_alert(
+                    &o.group.first,
+                    o.group.last_ns,
+                    o.group.count,
+                    Some((o.dsts.len() as u64, o.ports.len() as u64)),
+                ),
+                None => return,
+            },
+        };
+        if let Some(n) = self
+            .stats
+            .by_severity
+            .get_mut(severity_index(alert.severity))
+        {
+            *n += 1;
+        }
+        self.stats.alerts += 1;
+        self.out.push(alert);
+    }
+
+    fn open_group(&mut self, e: Event, r: GroupRef) -> Group {
+        if self.cfg.max_open > 0 && self.flows.len() + self.sources_open() >= self.cfg.max_open {
+            if let Some((_, oldest)) = self.closing.pop_first() {
+                self.stats.closed_early += 1;
+                self.close(oldest);
+            }
+        }
+        self.seq += 1;
+        let close_at = e.ts_ns.saturating_add(self.cfg.window_ns);
+        self.closing.insert((close_at, self.seq), r);
+        Group {
+            last_ns: e.ts_ns,
+            first: e,
+            count: 1,
+            close_at,
+            seq: self.seq,
+        }
+    }
+
+    fn sources_open(&self) -> usize {
+        // Per-source groups are few (one per scanning initiator and zone pair);
+        // counting them exactly would need another map, an upper bound will do.
+        self.sources.len().min(self.cfg.max_open / 2)
+    }
+
+    fn fold(&mut self, e: Event) {
+        let rule = rule_id(&e);
+        let fk = FlowGroupKey {
+            src: e.key.src,
+            dst: e.key.dst,
+            proto: e.key.proto,
+            dport: e.key.dport,
+            rule,
+        };
+        if let Some(g) = self.flows.get_mut(&fk) {
+            if e.ts_ns < g.close_at {
+                g.count += 1;
+                g.last_ns = g.last_ns.max(e.ts_ns);
+                self.stats.folded_by_flow += 1;
+                return;
+            }
+            // Its window is over but it is not closed yet (a late event): close it.
+            let (close_at, seq) = (g.close_at, g.seq);
+            self.closing.remove(&(close_at, seq));
+            self.close(GroupRef::Flow(fk));
+        }
+        if self.cfg.window_ns > 0 && self.cfg.max_per_source > 0 {
+            let sk = SourceKey {
+                src: e.key.src,
+                rule,
+            };
+            let window = self.cfg.window_ns;
+            let st = self.sources.entry(sk).or_insert(SourceState {
+                window_end: 0,
+                groups: 0,
+                overflow: None,
+            });
+            if e.ts_ns >= st.window_end {
+                st.window_end = e.ts_ns.saturating_add(window);
+                st.groups = 0;
+            }
+            if st.groups >= self.cfg.max_per_source {
+                self.stats.folded_by_source += 1;
+                let dst = (e.key.dst, e.key.v6);
+                let port = e.key.dport;
+                let st_has_overflow = st.overflow.is_some();
+                if st_has_overflow {
+                    if let Some(o) = self.sources.get_mut(&sk).and_then(|s| s.overflow.as_mut()) {
+                        o.group.count += 1;
+                        o.group.last_ns = o.group.last_ns.max(e.ts_ns);
+                        if o.dsts.len() < DISTINCT_CAP {
+                            o.dsts.insert(dst);
+                        }
+                        if o.ports.len() < DISTINCT_CAP {
+                            o.ports.insert(port);
+                        }
+                    }
+                } else {
+                    let group = self.open_group(e, GroupRef::Source(sk));
+                    let mut dsts = HashSet::new();
+                    dsts.insert(dst);
+                    let mut ports = HashSet::new();
+                    ports.insert(port);
+                    if let Some(s) = self.sources.get_mut(&sk) {
+                        s.overflow = Some(Overflow { group, dsts, ports });
+                    }
+                }
+                return;
+            }
+            st.groups += 1;
+        }
+        let g = self.open_group(e, GroupRef::Flow(fk));
+        self.flows.insert(fk, g);
+    }
+}
+
+fn severity_index(s: &str) -> usize {
+    crate::policy::Severity::parse(s).map_or(0, |s| s as usize)
+}

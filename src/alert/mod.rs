@@ -1,0 +1,291 @@
+//! Alerts: what the sensor tells the security team, as JSON lines (`--alerts`).
+//!
+//! Owns the alert record ([`Alert`]) and its line format, the deterministic
+//! folding of repeated violations ([`fold::Folder`]), and where alerts go
+//! ([`AlertSink`]). It leaves alone: how flows are tracked and judged (the flow
+//! table calls [`crate::flow::FlowSink::flow_violation`] once per violating
+//! flow; the pipeline turns that into an [`Event`] and feeds the alert thread).
+//!
+//! # `separation_violation`
+//!
+//! One alert per group of violating flows with the same (initiator address,
+//! responder address, protocol, responder port, rule) whose first flows start
+//! within the fold window of the group's first flow (`--alert-window-secs`,
+//! packet time). The line is written when the window closes, so its `count`
+//! is final. Source = initiator: replies belong to the initiator's flow and an
+//! ICMP error about a known flow joins that flow, so neither alerts.
+//!
+//! A scan across a zone boundary changes address or port on every flow, so
+//! per-group folding alone would still write a line per target. Each
+//! initiator therefore gets at most `--alert-max-per-source` groups per rule
+//! and window; further targets fold into one `folded_by: "source"` alert
+//! carrying the number of distinct targets and ports (exact up to
+//! [`fold::DISTINCT_CAP`]). Detecting the scan itself is the detectors' job.
+//!
+//! | key | value |
+//! |---|---|
+//! | `timestamp` | packet time of the group's first flow, RFC 3339 UTC, µs |
+//! | `kind` | `"separation_violation"` |
+//! | `severity` | `"info"` .. `"critical"`, from the policy's `[severity]` table |
+//! | `src_ip`, `src_port`, `dst_ip`, `dst_port` | the group's first flow, initiator → responder (ICMP: Community ID port equivalents, as in flow lines) |
+//! | `proto` | as in flow lines (`"tcp"`, `"udp"`, `"icmp"`, `"ipv6-icmp"`, or the number) |
+//! | `vlan` | VLAN ids, outermost first (`[]` untagged) |
+//! | `src_zone`, `dst_zone` | zone ids (`"mynumber.term"`) |
+//! | `rule` | the `[severity]` entry that decided the severity (`"mynumber->*"`), or `"default"` |
+//! | `reason` | one sentence: which zones, that no allow rule matched, and the severity entry |
+//! | `community_id` | Community ID v1 of the first flow |
+//! | `count` | violating flows folded into this alert (≥ 1) |
+//! | `first_seen`, `last_seen` | first and last flow start in the group |
+//! | `folded_by` | `"flow"` (same 5-tuple minus source port) or `"source"` (the per-source cap) |
+//! | `distinct_dst`, `distinct_dst_port` | `folded_by: "source"` only: targets and ports folded |
+
+pub mod fold;
+mod report;
+
+pub use report::render_dry_run;
+
+use crate::flow::record::{community_id, proto_name};
+use crate::packet::FlowKey;
+use crate::policy::{Policy, Severity, Verdict};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One violating flow, as the alert thread receives it from a worker.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// Packet time of the flow's first packet, ns since the Unix epoch.
+    pub ts_ns: u64,
+    /// Oriented initiator → responder (ICMP ports: port equivalents).
+    pub key: FlowKey,
+    /// The flow's verdict (a violation).
+    pub verdict: Verdict,
+    /// The policy that judged it (zone and rule names come from here).
+    pub policy: Arc<Policy>,
+}
+
+/// What workers send the alert thread.
+pub enum AlertMsg {
+    /// Violating flows, and the capture clock of the last batch the worker
+    /// finished (its watermark: it will report no flow that started earlier).
+    Events {
+        worker: usize,
+        watermark_ns: u64,
+        events: Vec<Event>,
+    },
+    /// The worker has finished (flushed its table).
+    Done { worker: usize },
+}
+
+/// The alert thread: folds what `workers` workers report and writes each alert
+/// to `sink` as soon as its window closes (flushing after each message that
+/// produced alerts, so a live run's file is current). Returns when every
+/// worker said `Done` or every sender is gone.
+pub fn serve(
+    rx: crossbeam_channel::Receiver<AlertMsg>,
+    cfg: fold::FoldConfig,
+    workers: usize,
+    mut sink: Box<dyn AlertSink>,
+) -> (AlertStats, io::Result<()>) {
+    let mut f = fold::Folder::new(cfg, workers);
+    let mut result = Ok(());
+    let mut done = 0;
+    let mut write = |f: &mut fold::Folder, result: &mut io::Result<()>| {
+        let mut wrote = false;
+        for a in f.drain() {
+            if result.is_ok() {
+                *result = sink.alert(&a);
+                wrote = true;
+            }
+        }
+        if wrote && result.is_ok() {
+            *result = sink.flush();
+        }
+    };
+    for msg in rx {
+        match msg {
+            AlertMsg::Events {
+                worker,
+                watermark_ns,
+                events,
+            } => {
+                for e in events {
+                    f.push(e);
+                }
+                f.watermark(worker, watermark_ns);
+            }
+            AlertMsg::Done { worker } => {
+                f.watermark(worker, u64::MAX);
+                done += 1;
+            }
+        }
+        write(&mut f, &mut result);
+        if done == workers {
+            break;
+        }
+    }
+    f.finish();
+    write(&mut f, &mut result);
+    (f.stats().clone(), result)
+}
+
+/// Alert kinds.
+pub const SEPARATION_VIOLATION: &str = "separation_violation";
+
+/// One alert line.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Alert {
+    pub timestamp: String,
+    pub kind: &'static str,
+    pub severity: &'static str,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub proto: String,
+    pub vlan: Vec<u16>,
+    pub src_zone: Option<String>,
+    pub dst_zone: Option<String>,
+    pub rule: String,
+    pub reason: String,
+    pub community_id: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub folded_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distinct_dst: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distinct_dst_port: Option<u64>,
+}
+
+/// Where alerts go: a JSON-lines writer, or a collector (`check --against`, tests).
+pub trait AlertSink: Send {
+    fn alert(&mut self, a: &Alert) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes each alert as one JSON line.
+pub struct JsonLines<W: Write + Send>(pub W);
+
+impl<W: Write + Send> AlertSink for JsonLines<W> {
+    fn alert(&mut self, a: &Alert) -> io::Result<()> {
+        serde_json::to_writer(&mut self.0, a)?;
+        self.0.write_all(b"\n")
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Keeps alerts in memory behind a shared handle.
+#[derive(Clone, Default)]
+pub struct Collect(pub Arc<std::sync::Mutex<Vec<Alert>>>);
+
+impl AlertSink for Collect {
+    fn alert(&mut self, a: &Alert) -> io::Result<()> {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(a.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Counts of the alert path, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AlertStats {
+    /// Violating flows the workers reported.
+    pub violating_flows: u64,
+    /// Alert lines written.
+    pub alerts: u64,
+    /// Alerts by severity, `Severity as usize` (info .. critical).
+    pub by_severity: [u64; 5],
+    /// Flows folded into an existing alert (same group).
+    pub folded_by_flow: u64,
+    /// Flows folded by the per-source cap.
+    pub folded_by_source: u64,
+    /// Groups written before their window closed because `max_open` groups were open.
+    pub closed_early: u64,
+    /// Flows that arrived after later flows had already been folded (input
+    /// timestamps out of order by more than the reorder slack).
+    pub late: u64,
+}
+
+/// `2024-01-02T03:04:05.123456Z`.
+pub fn rfc3339(ns: u64) -> String {
+    humantime::format_rfc3339_micros(crate::flow::record::ns_to_system_time(ns)).to_string()
+}
+
+/// The `rule` and `reason` of a violation.
+fn rule_and_reason(p: &Policy, v: &Verdict) -> (String, String, Option<String>, Option<String>) {
+    match v {
+        Verdict::Violation { severity, reason } => {
+            let (s, d) = (p.zone(reason.src_zone), p.zone(reason.dst_zone));
+            let entry = p.severity_entry(reason.src_zone, reason.dst_zone);
+            let reason_text = format!(
+                "no allow rule permits {} -> {}; [severity] {} = {}",
+                s.id,
+                d.id,
+                match &entry {
+                    Some(k) => format!("{k:?}"),
+                    None => "default".to_string(),
+                },
+                severity.as_str()
+            );
+            (
+                entry.unwrap_or_else(|| "default".to_string()),
+                reason_text,
+                Some(s.id.clone()),
+                Some(d.id.clone()),
+            )
+        }
+        other => (other.kind_str().to_string(), p.describe(other), None, None),
+    }
+}
+
+/// Build the alert line of a group.
+pub(crate) fn make_alert(
+    first: &Event,
+    last_ns: u64,
+    count: u64,
+    by_source: Option<(u64, u64)>,
+) -> Alert {
+    let k = &first.key;
+    let severity = match first.verdict {
+        Verdict::Violation { severity, .. } => severity,
+        _ => Severity::Info,
+    };
+    let (rule, reason, src_zone, dst_zone) = rule_and_reason(&first.policy, &first.verdict);
+    Alert {
+        timestamp: rfc3339(first.ts_ns),
+        kind: SEPARATION_VIOLATION,
+        severity: severity.as_str(),
+        src_ip: k.src_ip(),
+        src_port: k.sport,
+        dst_ip: k.dst_ip(),
+        dst_port: k.dport,
+        proto: proto_name(k.proto).map_or_else(|| k.proto.to_string(), str::to_string),
+        vlan: k.vlan.iter().copied().filter(|&v| v != 0).collect(),
+        src_zone,
+        dst_zone,
+        rule,
+        reason,
+        community_id: community_id(k),
+        count,
+        first_seen: rfc3339(first.ts_ns),
+        last_seen: rfc3339(last_ns),
+        folded_by: if by_source.is_some() {
+            "source"
+        } else {
+            "flow"
+        },
+        distinct_dst: by_source.map(|(d, _)| d),
+        distinct_dst_port: by_source.map(|(_, p)| p),
+    }
+}
+
+#[cfg(test)]
+mod tests;
