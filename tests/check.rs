@@ -12,9 +12,15 @@ const GOLDEN: &str = "tests/golden/check";
 
 /// Run `zonewatch check REL` from the crate root (so paths in messages are stable).
 fn run_check(rel: &str) -> (i32, String, String) {
+    run_check_args(&[rel])
+}
+
+/// `zonewatch check ARGS..` from the crate root.
+fn run_check_args(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .current_dir(ROOT)
-        .args(["check", rel])
+        .arg("check")
+        .args(args)
         .output()
         .expect("run zonewatch check");
     (
@@ -25,7 +31,12 @@ fn run_check(rel: &str) -> (i32, String, String) {
 }
 
 fn compare(rel: &str, expected_base: &Path) {
-    let (code, stdout, stderr) = run_check(rel);
+    compare_args(&[rel], expected_base)
+}
+
+fn compare_args(args: &[&str], expected_base: &Path) {
+    let rel = args.join(" ");
+    let (code, stdout, stderr) = run_check_args(args);
     let parts = [
         ("code", format!("{code}\n")),
         ("stdout", stdout),
@@ -84,4 +95,66 @@ fn check_broken_files_exit_2_and_missing_file_fails() {
     let (code, _, stderr) = run_check("tests/golden/check/does-not-exist.toml");
     assert_eq!(code, 2);
     assert!(stderr.contains("does-not-exist.toml"), "{stderr}");
+}
+
+/// `check RULES --against FILES`: the dry run lists every planted violation of
+/// the IPv4 and IPv6 zone captures, grouped by zone pair, most severe first,
+/// and nothing that the rules allow.
+#[test]
+fn check_against_lists_what_would_alert_by_zone_pair() {
+    let args = [
+        "rules/example-site.toml",
+        "--against",
+        "captures/zones.pcap",
+        "captures/zones-v6.pcap",
+    ];
+    compare_args(&args, &golden("against-zones"));
+    let (code, stdout, _) = run_check_args(&args);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("12 allowed, 12 violating, 0 unknown -> 12 alerts"),
+        "{stdout}"
+    );
+    // Six zone pairs (captures/README.md ground truth), each one IPv4 and one IPv6 flow.
+    let pairs: Vec<&str> = stdout.lines().filter(|l| l.contains(" alerts, ")).collect();
+    assert_eq!(pairs.len(), 6, "{stdout}");
+    assert!(
+        pairs.iter().all(|l| l.ends_with("2 alerts, 2 flows")),
+        "{pairs:#?}"
+    );
+    let sev: Vec<&str> = pairs
+        .iter()
+        .map(|l| l.split_whitespace().nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        sev,
+        ["critical", "critical", "critical", "high", "high", "medium"],
+        "most severe first: {pairs:#?}"
+    );
+    // Allowed relay/proxy paths never appear.
+    for allowed in ["-> relay ", "-> sec_cloud  critical", "lgwan_wan"] {
+        assert!(!stdout.contains(allowed), "{allowed}: {stdout}");
+    }
+}
+
+#[test]
+fn check_against_with_broken_rules_or_missing_capture_fails() {
+    let (code, stdout, stderr) = run_check_args(&[
+        "tests/golden/check/unknown_key.toml",
+        "--against",
+        "captures/zones.pcap",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("tests/golden/check/unknown_key.toml:"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_check_args(&[
+        "rules/example-site.toml",
+        "--against",
+        "captures/does-not-exist.pcap",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does-not-exist.pcap"), "{stderr}");
 }

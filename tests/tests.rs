@@ -5,6 +5,7 @@
 //! Needs: tshark on PATH; root for `live` (network namespaces); the public
 //! capture set at ../shared/captures/public next to the crate.
 
+mod alerts;
 mod check;
 mod determinism;
 mod flows;

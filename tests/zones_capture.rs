@@ -569,3 +569,154 @@ fn vlan_lines_are_the_untagged_lines_plus_the_tag() {
     assert_eq!(want.len(), PLANTED_V4.len());
     assert_eq!(got, want, "zones-vlan.pcap flows differ beyond the tag");
 }
+
+/// `replay --rules --alerts`: the parsed alert lines and the raw file.
+fn replay_with_alerts(
+    c: &Capture,
+    workers: &str,
+) -> (util::Outputs, Vec<Map<String, Value>>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.jsonl");
+    let p = path.to_str().expect("utf-8 temp path");
+    let out = util::replay(
+        &[&util::bundled(c.file)],
+        &["--rules", RULES, "-w", workers, "--alerts", p],
+    );
+    let raw = std::fs::read_to_string(&path).expect("alerts file written");
+    assert!(
+        raw.is_empty() || raw.ends_with('\n'),
+        "{}: last alert line unterminated",
+        c.file
+    );
+    let alerts = raw
+        .lines()
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            other => panic!(
+                "{}: alert line is not a JSON object ({other:?}): {l}",
+                c.file
+            ),
+        })
+        .collect();
+    (out, alerts, raw)
+}
+
+/// Ground truth of the alerts: every planted violation alerts exactly once
+/// (count 1, its zones and severity, the flow's Community ID and start time,
+/// the file's VLAN tags); allowed relay/proxy flows and every reply raise
+/// nothing; the summary counts the same.
+fn check_planted_alerts(c: &Capture) {
+    let (out, alerts, _) = replay_with_alerts(c, "4");
+    let flows: Vec<Map<String, Value>> = out
+        .flows
+        .iter()
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            other => panic!("flow line is not an object ({other:?}): {l}"),
+        })
+        .collect();
+    let violations: Vec<&Planted> = c
+        .planted
+        .iter()
+        .filter(|p| p.verdict == "violation")
+        .collect();
+    assert!(
+        !violations.is_empty(),
+        "{}: ground truth has violations",
+        c.file
+    );
+    let mut seen = BTreeSet::new();
+    for a in &alerts {
+        assert_eq!(s(a, "kind"), "separation_violation", "{a:?}");
+        let k = key(a);
+        let p = violations
+            .iter()
+            .find(|p| planted_key(p) == k)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: alert for a flow that is not a planted violation: {a:?}",
+                    c.file
+                )
+            });
+        assert!(seen.insert(k.clone()), "{}: second alert for {k:?}", c.file);
+        assert_eq!(num(a, "count"), 1, "{a:?}");
+        assert_eq!(s(a, "folded_by"), "flow", "{a:?}");
+        assert_eq!(
+            (s(a, "src_zone"), s(a, "dst_zone")),
+            (p.src_zone, p.dst_zone),
+            "{a:?}"
+        );
+        assert_eq!(Some(s(a, "severity")), p.severity, "{a:?}");
+        assert!(
+            s(a, "reason").contains(&format!("{} -> {}", p.src_zone, p.dst_zone)),
+            "{a:?}"
+        );
+        assert!(!s(a, "rule").is_empty(), "{a:?}");
+        let vlan: Vec<u64> = a["vlan"]
+            .as_array()
+            .expect("vlan array")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        assert_eq!(vlan, c.vlan, "{a:?}");
+        let flow = flows
+            .iter()
+            .find(|f| key(f) == k)
+            .unwrap_or_else(|| panic!("{}: no flow line for alert {k:?}", c.file));
+        assert_eq!(s(a, "community_id"), s(flow, "community_id"), "{a:?}");
+        assert_eq!(s(a, "timestamp"), s(flow, "ts"), "{a:?}");
+        assert_eq!(
+            num(a, "src_port"),
+            num(flow, "src_port"),
+            "source = initiator: {a:?}"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        violations.len(),
+        "{}: every planted violation alerts once",
+        c.file
+    );
+    assert_eq!(
+        util::count(&out.summary, "alerts", "written"),
+        violations.len() as u64
+    );
+    assert_eq!(
+        util::count(&out.summary, "alerts", "violating_flows"),
+        violations.len() as u64
+    );
+}
+
+/// The alert file is byte-identical for 1 and 4 workers (order included).
+fn check_alerts_workers_agree(c: &Capture) {
+    let (_, _, one) = replay_with_alerts(c, "1");
+    let (_, _, four) = replay_with_alerts(c, "4");
+    assert!(!one.is_empty(), "{}: alerts expected", c.file);
+    assert_eq!(
+        one, four,
+        "{}: 1 and 4 workers write different alerts",
+        c.file
+    );
+}
+
+#[test]
+fn every_planted_violation_alerts_once() {
+    check_planted_alerts(&ZONES);
+}
+
+#[test]
+fn v6_every_planted_violation_alerts_once() {
+    check_planted_alerts(&ZONES_V6);
+}
+
+#[test]
+fn vlan_every_planted_violation_alerts_once() {
+    check_planted_alerts(&ZONES_VLAN);
+}
+
+#[test]
+fn alerts_are_identical_for_one_and_four_workers() {
+    for c in [&ZONES, &ZONES_V6, &ZONES_VLAN] {
+        check_alerts_workers_agree(c);
+    }
+}

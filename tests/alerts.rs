@@ -1,0 +1,154 @@
+//! Folding of `separation_violation` alerts on real scans across a zone
+//! boundary (public captures, zones from tests/golden/scan-site.toml: each
+//! scanner is a My Number terminal, its target on the internet).
+//!
+//! Facts from ../shared/captures/public/PROVENANCE.md:
+//! - chrissanders_synscan: 172.16.0.8 -> 64.13.134.52, 1994 SYNs to 1000 distinct
+//!   TCP ports in 23 s (most ports probed twice, from a new source port).
+//! - esnet_masscan_tcp_0_1000: 172.31.15.102 -> 198.124.152.15, 1001 SYNs to ports
+//!   0..1000, every frame 802.1Q-tagged, no replies.
+
+use crate::util;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/scan-site.toml");
+const SYNSCAN: &str = "a_scans/chrissanders_synscan.pcapng";
+const MASSCAN: &str = "a_scans/esnet_masscan_tcp_0_1000.pcap";
+
+struct Run {
+    summary: Value,
+    alerts: Vec<Map<String, Value>>,
+    raw: String,
+}
+
+fn replay(capture: &str, workers: &str, extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.jsonl");
+    let p = path.to_str().expect("utf-8 temp path");
+    let mut args = vec!["--rules", RULES, "-w", workers, "--alerts", p];
+    args.extend_from_slice(extra);
+    let out = util::replay(&[&util::public(capture)], &args);
+    let raw = std::fs::read_to_string(&path).expect("alerts written");
+    let alerts = raw
+        .lines()
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            other => panic!("alert line is not an object ({other:?}): {l}"),
+        })
+        .collect();
+    Run {
+        summary: out.summary,
+        alerts,
+        raw,
+    }
+}
+
+fn n(a: &Map<String, Value>, k: &str) -> u64 {
+    a.get(k)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("alert has no integer {k}: {a:?}"))
+}
+
+fn s<'a>(a: &'a Map<String, Value>, k: &str) -> &'a str {
+    a.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("alert has no string {k}: {a:?}"))
+}
+
+fn total_count(r: &Run) -> u64 {
+    r.alerts.iter().map(|a| n(a, "count")).sum()
+}
+
+#[test]
+fn a_scan_across_the_boundary_folds_into_max_per_source_plus_one_alerts() {
+    let r = replay(SYNSCAN, "2", &[]);
+    let violating = util::count(&r.summary["policy"], "flows", "violation");
+    assert_eq!(
+        violating, 1994,
+        "one flow per SYN (new source port each time)"
+    );
+    // Default cap 20 per source and window; the 23 s scan fits one 60 s window.
+    assert_eq!(r.alerts.len(), 21, "{}", r.raw);
+    assert_eq!(total_count(&r), violating, "no flow is lost by folding");
+    let (by_flow, by_source): (Vec<_>, Vec<_>) =
+        r.alerts.iter().partition(|a| s(a, "folded_by") == "flow");
+    assert_eq!(by_source.len(), 1);
+    let src = by_source[0];
+    assert_eq!(n(src, "distinct_dst"), 1);
+    // The 20 per-flow groups hold 20 ports (their repeats fold into them), the
+    // per-source alert the other 980 of the 1000 ports.
+    let ports: BTreeSet<u64> = by_flow.iter().map(|a| n(a, "dst_port")).collect();
+    assert_eq!(ports.len(), 20);
+    assert_eq!(n(src, "distinct_dst_port"), 1000 - 20);
+    for a in &r.alerts {
+        assert_eq!(
+            (s(a, "src_ip"), s(a, "dst_ip"), s(a, "severity")),
+            ("172.16.0.8", "64.13.134.52", "critical")
+        );
+        assert_eq!(
+            (s(a, "src_zone"), s(a, "dst_zone"), s(a, "rule")),
+            ("mynumber", "internet", "mynumber->*")
+        );
+    }
+    assert_eq!(
+        util::count(&r.summary, "alerts", "folded_by_source"),
+        n(src, "count")
+    );
+    assert_eq!(
+        util::count(&r.summary, "alerts", "folded_by_flow"),
+        by_flow.iter().map(|a| n(a, "count") - 1).sum::<u64>()
+    );
+}
+
+#[test]
+fn without_the_source_cap_one_alert_per_port_and_repeats_fold() {
+    let r = replay(SYNSCAN, "2", &["--alert-max-per-source", "0"]);
+    assert_eq!(r.alerts.len(), 1000, "one per (src, dst, proto, port)");
+    let ports: BTreeSet<u64> = r.alerts.iter().map(|a| n(a, "dst_port")).collect();
+    assert_eq!(ports.len(), 1000);
+    assert_eq!(total_count(&r), 1994);
+    assert!(r.alerts.iter().all(|a| (1..=2).contains(&n(a, "count"))));
+    // Window 0: no folding at all, one alert per violating flow.
+    let r0 = replay(SYNSCAN, "2", &["--alert-window-secs", "0"]);
+    assert_eq!(r0.alerts.len(), 1994);
+    assert!(r0.alerts.iter().all(|a| n(a, "count") == 1));
+}
+
+#[test]
+fn scan_alerts_are_byte_identical_for_one_and_four_workers() {
+    for (capture, extra) in [
+        (SYNSCAN, &[][..]),
+        (SYNSCAN, &["--alert-max-per-source", "0"][..]),
+        (MASSCAN, &["--alert-window-secs", "5"][..]),
+    ] {
+        let one = replay(capture, "1", extra);
+        let four = replay(capture, "4", extra);
+        assert!(!one.alerts.is_empty(), "{capture} {extra:?}");
+        assert_eq!(
+            one.raw, four.raw,
+            "{capture} {extra:?}: 1 and 4 workers differ"
+        );
+    }
+}
+
+#[test]
+fn masscan_alerts_carry_the_vlan_and_fold_per_window() {
+    // 1001 probes over 10.05 s with a 5 s window: the scanner's window restarts
+    // at most three times, each with at most 20 per-flow alerts and one
+    // per-source alert; every port is probed once, so no flow group repeats.
+    let r = replay(MASSCAN, "2", &["--alert-window-secs", "5"]);
+    let violating = util::count(&r.summary["policy"], "flows", "violation");
+    assert!(violating >= 1001, "{violating}");
+    assert_eq!(total_count(&r), violating);
+    let (by_flow, by_source): (Vec<_>, Vec<_>) =
+        r.alerts.iter().partition(|a| s(a, "folded_by") == "flow");
+    assert!((2..=3).contains(&by_source.len()), "{}", r.raw);
+    assert!(by_flow.len() <= 20 * 3, "{}", r.raw);
+    assert!(by_flow.iter().all(|a| n(a, "count") == 1), "{}", r.raw);
+    for a in &r.alerts {
+        let vlan = a["vlan"].as_array().expect("vlan array");
+        assert_eq!(vlan.len(), 1, "every frame is tagged: {a:?}");
+        assert_eq!(s(a, "dst_ip"), "198.124.152.15");
+    }
+}
