@@ -37,7 +37,7 @@ build: deps
 	$(CARGO) build --release --bins
 
 run: build
-	./target/release/zonewatch replay --rules rules/example-site.toml $(SAMPLE)
+	./target/release/zonewatch replay --rules rules/example-site.toml --alerts - $(SAMPLE)
 
 test: deps
 	$(CARGO) test --lib --bins --tests -- --test-threads=2

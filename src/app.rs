@@ -66,6 +66,13 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             let Some(policy) = load_rules(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
             };
+            // SIGHUP reloads --rules (live only: a replay's verdicts stay
+            // reproducible). Installed before the capture opens, so an early
+            // SIGHUP never takes the default action (exit without a summary).
+            let reloader = match (&args.common.rules, &policy) {
+                (Some(path), Some(p)) => Some(Reloader::start(path.clone(), p.clone())?),
+                _ => None,
+            };
             let live = LiveSource::open(&LiveConfig {
                 iface: args.iface.clone(),
                 promisc: !args.no_promisc,
@@ -73,20 +80,31 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 buffer_bytes: args.buffer_bytes,
                 filter: args.filter.clone(),
                 timeout_ms: 100,
-            })?;
-            let mut cfg = PipelineConfig {
+            });
+            let live = match live {
+                Ok(l) => {
+                    // As tcpdump does: the capture is open from here on (scripts
+                    // and tests wait for this line).
+                    eprintln!(
+                        "zonewatch: listening on {}, link-type {}, snaplen {} bytes",
+                        args.iface,
+                        l.link_type().as_str(),
+                        args.snaplen
+                    );
+                    l
+                }
+                Err(e) => {
+                    if let Some(r) = reloader {
+                        r.stop();
+                    }
+                    return Err(e.into());
+                }
+            };
+            let cfg = PipelineConfig {
                 max_frames: args.count,
                 max_duration: args.duration_secs.map(Duration::from_secs),
+                policy_updates: reloader.as_ref().map(|r| r.cell.clone()),
                 ..base_config(&args.common, policy)
-            };
-            // SIGHUP reloads --rules (live only: a replay's verdicts stay reproducible).
-            let reloader = match (&args.common.rules, &cfg.policy) {
-                (Some(path), Some(p)) => {
-                    let r = Reloader::start(path.clone(), p.clone())?;
-                    cfg.policy_updates = Some(r.cell.clone());
-                    Some(r)
-                }
-                _ => None,
             };
             execute(live, &args.common, cfg, &stop, reloader)
         }

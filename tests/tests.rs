@@ -11,6 +11,7 @@ mod determinism;
 mod flows;
 mod live;
 mod policy_flows;
+mod reload;
 mod replay;
 mod shutdown;
 mod util;

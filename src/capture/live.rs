@@ -131,6 +131,11 @@ impl LiveSource {
         })
     }
 
+    /// The interface's link type.
+    pub fn link_type(&self) -> LinkType {
+        self.link
+    }
+
     /// Read libpcap's counters now (and keep them for [`PacketSource::report`]).
     /// On failure the last good reading is returned.
     pub fn stats(&mut self) -> LiveCounters {

@@ -1,0 +1,477 @@
+//! SIGHUP reloads `--rules` in `zonewatch run` (live capture on a veth between two
+//! network namespaces, root only): new flows get the new verdicts, flows that
+//! already exist keep theirs, and a file that does not load keeps the running
+//! rules. Traffic is real UDP from the sender namespace (192.0.2.10, zone "a") to
+//! the capture namespace (198.51.100.10, zone "b").
+//!
+//! Alerts are checked without sleeping on guesses: at `--alert-window-secs 0` an
+//! alert is written once every worker's packet clock has passed the flow's start,
+//! in flow-start order, so once the alert of a later "sentinel" flow is in the
+//! file, any alert of an earlier flow would be too.
+
+use crate::live::{require_root, Netns};
+use crate::util::{self, ChildGuard};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The initiator (zone "a") and responder (zone "b") of every test flow.
+const SRC: &str = "192.0.2.10";
+const DST: &str = "198.51.100.10";
+
+/// Zones a and b, no allow rule: a→b is a violation (severity high).
+const VIOLATING: &str = r#"[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/24"]
+
+[severity]
+default = "high"
+"#;
+
+/// The same zones with a→b UDP/9999 allowed by rule "reload-ok".
+const ALLOWING: &str = r#"[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/24"]
+
+[severity]
+default = "high"
+
+[[allow]]
+id = "reload-ok"
+from = ["a"]
+to = ["b"]
+proto = "udp"
+ports = [9999]
+"#;
+
+/// Does not load: the CIDR of zone b is invalid (line 7, column 10).
+const BROKEN: &str = r#"[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/33"]
+
+[[allow]]
+id = "reload-ok"
+from = ["a"]
+to = ["b"]
+proto = "udp"
+ports = [9999]
+"#;
+const BROKEN_AT: &str = "7:10";
+
+/// Longest wait for any one expected event (alert, stderr line, exit); a test
+/// waits for at most five, and zonewatch stops by itself after 28 s anyway.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Two namespaces joined by a veth with unique interface names; zonewatch
+/// captures on `cap_if` in `cap`, traffic comes from `snd`.
+struct Link {
+    cap: Netns,
+    snd: Netns,
+    cap_if: String,
+}
+
+impl Link {
+    fn new() -> Link {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let (cap_if, snd_if) = (format!("zwrc{tag}"), format!("zwrs{tag}"));
+        let cap = Netns::new();
+        let snd = Netns::new();
+        let mut c = Command::new("ip");
+        c.args(["link", "add", "name", &cap_if, "netns", &cap.name])
+            .args(["type", "veth", "peer", "name", &snd_if, "netns", &snd.name]);
+        let r = util::run_cmd(c);
+        assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
+        // Different /24s on one link: each side routes the other's block onto it.
+        cap.run(&["ip", "addr", "add", &format!("{DST}/24"), "dev", &cap_if]);
+        snd.run(&["ip", "addr", "add", &format!("{SRC}/24"), "dev", &snd_if]);
+        cap.run(&["ip", "link", "set", &cap_if, "up"]);
+        snd.run(&["ip", "link", "set", &snd_if, "up"]);
+        cap.run(&["ip", "route", "add", "192.0.2.0/24", "dev", &cap_if]);
+        snd.run(&["ip", "route", "add", "198.51.100.0/24", "dev", &snd_if]);
+        Link { cap, snd, cap_if }
+    }
+
+    /// One UDP flow: three datagrams from SRC:`sport` to DST:`dport` (a closed
+    /// port; the kernel's ICMP port-unreachable replies join the flow).
+    fn udp_flow(&self, sport: u16, dport: u16) {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('{SRC}', {sport}))\n\
+             for i in range(3):\n    s.sendto(b'zonewatch-reload-%d' % i, ('{DST}', {dport}))\n"
+        );
+        self.snd.run(&["python3", "-c", &script]);
+    }
+}
+
+/// `zonewatch run` on the link's capture end with `--rules`, `--alerts`,
+/// `--flows`, `--summary` in a temp dir; stderr is collected by a thread while
+/// it runs. The child is killed if the test fails (ChildGuard's Drop).
+struct Zw {
+    guard: ChildGuard,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    dir: tempfile::TempDir,
+    rules: PathBuf,
+}
+
+impl Zw {
+    fn start(link: &Link, rules_text: &str) -> Zw {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules.toml");
+        write(&rules, rules_text);
+        let mut cmd = link.cap.cmd(util::BIN);
+        cmd.args(["run", "-q", "-i", &link.cap_if, "--alert-window-secs", "0"])
+            .args(["--duration-secs", "28", "--rules"])
+            .arg(&rules)
+            .arg("--alerts")
+            .arg(dir.path().join("alerts.jsonl"))
+            .arg("--flows")
+            .arg(dir.path().join("flows.jsonl"))
+            .arg("--summary")
+            .arg(dir.path().join("summary.json"));
+        let mut guard = ChildGuard::spawn(cmd);
+        let mut err = guard
+            .child
+            .as_mut()
+            .and_then(|c| c.stderr.take())
+            .expect("stderr piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let buf = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(chunk.get(..n).unwrap_or_default());
+                buf.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&text);
+            }
+        });
+        let zw = Zw {
+            guard,
+            stderr,
+            reader: Some(reader),
+            dir,
+            rules,
+        };
+        zw.wait_ready();
+        zw
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn alerts_path(&self) -> PathBuf {
+        self.dir.path().join("alerts.jsonl")
+    }
+
+    /// Ready once the capture is open: zonewatch says "listening on" (as
+    /// tcpdump does) after libpcap activated the interface, and the SIGHUP
+    /// handler is installed before that.
+    fn wait_ready(&self) {
+        self.wait_stderr("zonewatch: listening on ");
+        let status = format!("/proc/{}/status", self.guard.id());
+        let text = std::fs::read_to_string(&status).expect("zonewatch status");
+        let cgt = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .expect("SigCgt line");
+        let mask = u64::from_str_radix(cgt.trim(), 16).expect("SigCgt mask");
+        assert!(
+            mask & 1 != 0,
+            "SIGHUP handler installed before the capture opened"
+        );
+    }
+
+    /// Poll `f` every 50 ms until it returns Some, for at most WAIT; fails with
+    /// the alerts and stderr so far (also if zonewatch exited meanwhile).
+    fn wait_for<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            let exited = std::fs::metadata(format!("/proc/{}", self.guard.id())).is_err();
+            assert!(
+                Instant::now() < deadline && !exited,
+                "waited {WAIT:?} for {what}{}; alerts:\n{}\nstderr:\n{}",
+                if exited { " (zonewatch is gone)" } else { "" },
+                std::fs::read_to_string(self.alerts_path()).unwrap_or_default(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until stderr contains `needle`; returns the whole stderr.
+    fn wait_stderr(&self, needle: &str) -> String {
+        self.wait_for(&format!("{needle:?} on stderr"), || {
+            let s = self.stderr();
+            s.contains(needle).then_some(s)
+        })
+    }
+
+    /// Wait for the UDP alert of the flow from source port `sport`; returns
+    /// every complete alert line written so far.
+    fn wait_alert(&self, sport: u16) -> Vec<Value> {
+        self.wait_for(&format!("the alert of the flow from port {sport}"), || {
+            let alerts = read_alerts(&self.alerts_path());
+            alerts
+                .iter()
+                .any(|a| is_udp_from(a, sport))
+                .then_some(alerts)
+        })
+    }
+
+    fn signal(&self, sig: &str) {
+        util::send_signal(self.guard.id(), sig);
+    }
+
+    /// SIGTERM, wait for a clean exit, and read back the summary and flow lines.
+    fn finish(mut self) -> (Value, Vec<serde_json::Map<String, Value>>, String) {
+        self.signal("TERM");
+        let deadline = Instant::now() + WAIT;
+        let status: ExitStatus = loop {
+            let child = self.guard.child.as_mut().expect("child running");
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => panic!(
+                    "zonewatch did not exit within {WAIT:?} of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                ),
+                Err(e) => panic!("waiting for zonewatch: {e}"),
+            }
+        };
+        self.guard.child = None;
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let stderr = self.stderr();
+        assert!(
+            !stderr.contains("panicked"),
+            "zonewatch panicked:\n{stderr}"
+        );
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "zonewatch exited with {status}; stderr:\n{stderr}"
+        );
+        let path = self.dir.path().join("summary.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("no summary at {} ({e}); stderr:\n{stderr}", path.display())
+        });
+        let summary: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{text}"));
+        let raw = std::fs::read_to_string(self.dir.path().join("flows.jsonl")).unwrap_or_default();
+        let lines: Vec<String> = raw.lines().map(str::to_string).collect();
+        (summary, util::parse_flows(&lines), stderr)
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Complete alert lines (a line still being written is left for the next poll).
+fn read_alerts(path: &Path) -> Vec<Value> {
+    let raw = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match raw.rfind('\n') {
+        Some(i) => raw.get(..i).unwrap_or_default(),
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+fn is_udp_from(v: &Value, sport: u16) -> bool {
+    v["proto"] == "udp" && v["src_ip"] == SRC && v["src_port"] == sport
+}
+
+/// The one flow line of the UDP flow from source port `sport`.
+fn flow_from(
+    flows: &[serde_json::Map<String, Value>],
+    sport: u16,
+) -> &serde_json::Map<String, Value> {
+    let mine: Vec<_> = flows
+        .iter()
+        .filter(|f| f["proto"] == "udp" && f["src_ip"] == SRC && f["src_port"] == sport)
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "expected one flow line from {SRC}:{sport}, got {mine:?}"
+    );
+    mine[0]
+}
+
+fn assert_violation(alert: &Value, dport: u16) {
+    assert_eq!(alert["kind"], "separation_violation", "{alert}");
+    assert_eq!(alert["dst_ip"], DST, "{alert}");
+    assert_eq!(alert["dst_port"], dport, "{alert}");
+    assert_eq!(alert["src_zone"], "a", "{alert}");
+    assert_eq!(alert["dst_zone"], "b", "{alert}");
+    assert_eq!(alert["severity"], "high", "{alert}");
+}
+
+#[test]
+fn reload_swaps_rules_for_new_flows() {
+    require_root();
+    let started = Instant::now();
+    let link = Link::new();
+    let zw = Zw::start(&link, VIOLATING);
+
+    // Flow 1 under the first rules: a violation, alerted.
+    link.udp_flow(40001, 9999);
+    let alerts = zw.wait_alert(40001);
+    let first = alerts
+        .iter()
+        .find(|a| is_udp_from(a, 40001))
+        .expect("found");
+    assert_violation(first, 9999);
+
+    // Allow a→b udp/9999 and reload.
+    write(&zw.rules, ALLOWING);
+    zw.signal("HUP");
+    let stderr = zw.wait_stderr(&format!(
+        "zonewatch: SIGHUP: rules reloaded from {}",
+        zw.rules.display()
+    ));
+    assert!(
+        !stderr.contains("error"),
+        "reload printed errors:\n{stderr}"
+    );
+
+    // Flow 2 is now allowed; flow 3 (udp/9998, no rule) still violates and is
+    // the sentinel: once its alert is out, flow 2's would be too.
+    link.udp_flow(40002, 9999);
+    link.udp_flow(40003, 9998);
+    let alerts = zw.wait_alert(40003);
+    let sentinel = alerts
+        .iter()
+        .find(|a| is_udp_from(a, 40003))
+        .expect("found");
+    assert_violation(sentinel, 9998);
+    assert!(
+        !alerts.iter().any(|a| is_udp_from(a, 40002)),
+        "the flow allowed by the reloaded rules was alerted: {alerts:#?}"
+    );
+    let to_9999: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["proto"] == "udp" && a["dst_port"] == 9999)
+        .collect();
+    assert_eq!(
+        to_9999.len(),
+        1,
+        "only flow 1 alerts on udp/9999: {to_9999:#?}"
+    );
+
+    let (summary, flows, stderr) = zw.finish();
+    let policy = &summary["policy"];
+    assert_eq!(policy["reloads"], 1, "{summary:#}\nstderr:\n{stderr}");
+    assert_eq!(policy["reload_failures"], 0, "{summary:#}");
+
+    // Flow 1 keeps the verdict it was created with; flow 2 has the new rule's.
+    let f1 = flow_from(&flows, 40001);
+    assert_eq!(f1["verdict"], "violation", "{f1:?}");
+    assert_eq!(f1["rule"], Value::Null, "{f1:?}");
+    assert_eq!(f1["severity"], "high", "{f1:?}");
+    let f2 = flow_from(&flows, 40002);
+    assert_eq!(f2["verdict"], "allowed", "{f2:?}");
+    assert_eq!(f2["rule"], "reload-ok", "{f2:?}");
+    assert_eq!(f2["severity"], Value::Null, "{f2:?}");
+    assert_eq!(f2["orig_pkts"], 3, "{f2:?}");
+    let f3 = flow_from(&flows, 40003);
+    assert_eq!(f3["verdict"], "violation", "{f3:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn broken_reload_keeps_the_running_rules() {
+    require_root();
+    let started = Instant::now();
+    let link = Link::new();
+    let zw = Zw::start(&link, VIOLATING);
+
+    // The broken file would allow udp/9999 if it loaded.
+    write(&zw.rules, BROKEN);
+    zw.signal("HUP");
+    let stderr = zw.wait_stderr("keeping the running rules");
+    let at = format!("{}:{BROKEN_AT}: error:", zw.rules.display());
+    assert!(
+        stderr.contains(&at),
+        "no {at:?} diagnostic on stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "zonewatch: SIGHUP: {} does not load; keeping the running rules",
+            zw.rules.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rules reloaded"), "{stderr}");
+
+    // The running rules (no allow rule) still judge new flows.
+    link.udp_flow(40011, 9999);
+    let alerts = zw.wait_alert(40011);
+    let a = alerts
+        .iter()
+        .find(|a| is_udp_from(a, 40011))
+        .expect("found");
+    assert_violation(a, 9999);
+
+    let (summary, flows, stderr) = zw.finish();
+    let policy = &summary["policy"];
+    assert_eq!(
+        policy["reload_failures"], 1,
+        "{summary:#}\nstderr:\n{stderr}"
+    );
+    assert_eq!(policy["reloads"], 0, "{summary:#}");
+    let f = flow_from(&flows, 40011);
+    assert_eq!(f["verdict"], "violation", "{f:?}");
+    assert_eq!(f["rule"], Value::Null, "{f:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
