@@ -18,14 +18,14 @@
 //!   partial batch (or an empty one) so idle workers expire flows too.
 
 use crate::alert::fold::FoldConfig;
-use crate::alert::{AlertMsg, AlertSink, AlertStats, Event};
+use crate::alert::{AlertMsg, AlertSink, AlertStats};
 use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
 use crate::flow::{
     EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats, FlowTable,
 };
 use crate::packet::{PacketMeta, L3};
-use crate::policy::{generation_of, Policy, Verdict, POLICY_GENERATIONS};
+use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
@@ -219,17 +219,19 @@ pub fn run<S: PacketSource + ?Sized>(
     let flows_wanted = writer.is_some();
 
     // Alert thread: folds violating flows from every worker (alert module docs).
-    let (alert_tx, alerter) = match (outputs.alerts, &cfg.policy) {
-        (Some(sink), Some(_)) => {
+    let (alert_tx, alert_spare, alerter) = match (outputs.alerts, &cfg.policy) {
+        (Some(sink), Some(policy)) => {
             let (tx, rx) = bounded::<AlertMsg>(16 * n);
-            let fold = cfg.fold;
+            // Event vectors come back emptied: no allocation per message.
+            let (spare_tx, spare_rx) = bounded::<Vec<FlowStart>>(32 * n);
+            let (fold, policy) = (cfg.fold, policy.clone());
             let h = thread::Builder::new()
                 .name("zw-alerts".into())
-                .spawn(move || crate::alert::serve(rx, fold, n, sink))
+                .spawn(move || crate::alert::serve(rx, spare_tx, fold, n, policy, sink))
                 .map_err(PipelineError::Spawn)?;
-            (Some(tx), Some(h))
+            (Some(tx), Some(spare_rx), Some(h))
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
 
     // Workers.
@@ -247,12 +249,16 @@ pub fn run<S: PacketSource + ?Sized>(
         let policy = cfg.policy.clone();
         let sink = ChunkSink {
             gens: std::array::from_fn(|i| if i == 0 { cfg.policy.clone() } else { None }),
-            alerts: alert_tx.as_ref().map(|tx| AlertOut {
-                tx: tx.clone(),
-                worker: i,
-                events: Vec::new(),
-                sent_ns: 0,
-            }),
+            alerts: match (&alert_tx, &alert_spare) {
+                (Some(tx), Some(spare)) => Some(AlertOut {
+                    tx: tx.clone(),
+                    spare: spare.clone(),
+                    worker: i,
+                    events: Vec::new(),
+                    sent_ns: 0,
+                }),
+                _ => None,
+            },
             buf: Vec::new(),
             out: if flows_wanted {
                 Some(chunk_tx.clone())
@@ -521,6 +527,7 @@ fn worker(
                     if !table.policy().is_some_and(|p| Arc::ptr_eq(p, &current)) {
                         let p = Arc::clone(&current);
                         let slot = table.swap_policy(p.clone());
+                        sink.policy_installed(slot, &p);
                         if let Some(g) = sink.gens.get_mut(usize::from(slot)) {
                             *g = Some(p);
                         }
@@ -559,9 +566,11 @@ struct ChunkSink {
 /// A worker's side of the alert thread's queue.
 struct AlertOut {
     tx: Sender<AlertMsg>,
+    /// Emptied event vectors coming back from the alert thread.
+    spare: Receiver<Vec<FlowStart>>,
     worker: usize,
     /// Violating flows since the last message.
-    events: Vec<Event>,
+    events: Vec<FlowStart>,
     /// Watermark last sent.
     sent_ns: u64,
 }
@@ -570,17 +579,47 @@ struct AlertOut {
 /// time) even without violations, so folded alerts close without delay.
 const ALERT_WATERMARK_NS: u64 = 100_000_000;
 
+impl AlertOut {
+    /// The pending events, replaced by a recycled vector.
+    fn take_events(&mut self) -> Vec<FlowStart> {
+        if self.events.is_empty() {
+            return Vec::new(); // a watermark only: no allocation
+        }
+        let fresh = self.spare.try_recv().unwrap_or_default();
+        std::mem::replace(&mut self.events, fresh)
+    }
+
+    /// Send the pending events with watermark `now_ns` (blocks when the alert
+    /// thread is behind: alerts are never dropped).
+    fn send(&mut self, now_ns: u64) {
+        let events = self.take_events();
+        let _ = self.tx.send(AlertMsg::Events {
+            worker: self.worker,
+            watermark_ns: now_ns,
+            events,
+        });
+    }
+}
+
 impl ChunkSink {
+    /// The table put `p` in generation `slot`: the alert thread must know it
+    /// before the first event tagged with that slot.
+    fn policy_installed(&mut self, slot: u8, p: &Arc<Policy>) {
+        if let Some(a) = &mut self.alerts {
+            let _ = a.tx.send(AlertMsg::Policy {
+                worker: a.worker,
+                slot,
+                policy: p.clone(),
+            });
+        }
+    }
+
     /// After a batch: hand violating flows and the worker's clock to the alert
     /// thread (blocking when it is behind: alerts are never dropped).
     fn alerts_up_to(&mut self, now_ns: u64) {
         if let Some(a) = &mut self.alerts {
             if !a.events.is_empty() || now_ns >= a.sent_ns.saturating_add(ALERT_WATERMARK_NS) {
-                let _ = a.tx.send(AlertMsg::Events {
-                    worker: a.worker,
-                    watermark_ns: now_ns,
-                    events: std::mem::take(&mut a.events),
-                });
+                a.send(now_ns);
                 a.sent_ns = now_ns;
             }
         }
@@ -590,11 +629,7 @@ impl ChunkSink {
     fn alerts_done(&mut self) {
         if let Some(a) = &mut self.alerts {
             if !a.events.is_empty() {
-                let _ = a.tx.send(AlertMsg::Events {
-                    worker: a.worker,
-                    watermark_ns: a.sent_ns,
-                    events: std::mem::take(&mut a.events),
-                });
+                a.send(a.sent_ns);
             }
             let _ = a.tx.send(AlertMsg::Done { worker: a.worker });
         }
@@ -639,20 +674,8 @@ impl FlowSink for ChunkSink {
     }
 
     fn flow_violation(&mut self, start: &FlowStart) {
-        let Some(a) = &mut self.alerts else {
-            return;
-        };
-        let (Some(verdict), Some(Some(policy))) = (
-            Verdict::unpack(start.tag),
-            self.gens.get(usize::from(generation_of(start.tag))),
-        ) else {
-            return;
-        };
-        a.events.push(Event {
-            ts_ns: start.ts_ns,
-            key: start.key,
-            verdict,
-            policy: policy.clone(),
-        });
+        if let Some(a) = &mut self.alerts {
+            a.events.push(*start);
+        }
     }
 }

@@ -6,11 +6,13 @@
 //! first. It works on packet time only:
 //!
 //! 1. **Reorder.** Every worker message carries a watermark: the capture clock
-//!    of the last batch the worker finished. Events wait in a min-heap ordered
-//!    by (flow start time, flow key) until every worker's watermark is past
-//!    them by [`REORDER_SLACK_NS`]; then no event that sorts before them can
-//!    still come (input timestamps are monotonic up to the slack), and they
-//!    are released in that total order, whatever the worker count.
+//!    of the last batch the worker finished. Events wait in one queue per
+//!    worker, kept sorted by (flow start time, flow key) (a worker reports in
+//!    packet order, so that is an append but for out-of-order input), until
+//!    every worker's watermark is past them by [`REORDER_SLACK_NS`]; then no
+//!    event that sorts before them can still come (input timestamps are
+//!    monotonic up to the slack), and a k-way merge of the queue heads releases
+//!    them in that total order, whatever the worker count.
 //! 2. **Fold.** A released event joins the open group of its key (initiator,
 //!    responder, protocol, responder port, zone pair / rule) if it starts
 //!    before the group's first flow + window; otherwise it opens a group. An
@@ -27,8 +29,11 @@
 use super::{make_alert, Alert, AlertStats, Event};
 use crate::packet::Addr;
 use crate::policy::Verdict;
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// How far out of timestamp order input may be before folding can depend on
 /// the worker count.
@@ -115,46 +120,22 @@ struct SourceState {
     overflow: Option<Overflow>,
 }
 
-/// An event in the reorder heap, ordered by (start time, flow key).
-struct Pending(Event);
+/// The release order of events: (start time, flow key).
+type SortKey = (u64, Addr, Addr, u16, u16, u8, [u16; 2], u16);
 
-impl Pending {
-    fn sort_key(&self) -> (u64, Addr, Addr, u16, u16, u8, [u16; 2], u16) {
-        let k = &self.0.key;
-        (
-            self.0.ts_ns,
-            k.src,
-            k.dst,
-            k.sport,
-            k.dport,
-            k.proto,
-            k.vlan,
-            k.link,
-        )
-    }
-}
-impl PartialEq for Pending {
-    fn eq(&self, o: &Self) -> bool {
-        self.sort_key() == o.sort_key()
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.sort_key().cmp(&o.sort_key())
-    }
+fn sort_key(e: &Event) -> SortKey {
+    let k = &e.key;
+    (
+        e.ts_ns, k.src, k.dst, k.sport, k.dport, k.proto, k.vlan, k.link,
+    )
 }
 
 /// The folding state of the alert thread.
 pub struct Folder {
     cfg: FoldConfig,
     watermarks: Vec<u64>,
-    heap: BinaryHeap<Reverse<Pending>>,
+    /// Per worker: events not yet released, sorted by [`sort_key`].
+    queues: Vec<VecDeque<Event>>,
     /// Newest start time released from the heap.
     released_ns: u64,
     flows: HashMap<FlowGroupKey, Group>,
@@ -172,10 +153,10 @@ impl Folder {
         Folder {
             cfg,
             watermarks: vec![0; workers.max(1)],
-            heap: BinaryHeap::new(),
+            queues: (0..workers.max(1)).map(|_| VecDeque::new()).collect(),
             released_ns: 0,
-            flows: HashMap::new(),
-            sources: HashMap::new(),
+            flows: HashMap::default(),
+            sources: HashMap::default(),
             closing: BTreeMap::new(),
             seq: 0,
             next_prune_ns: 0,
@@ -188,8 +169,8 @@ impl Folder {
         &self.stats
     }
 
-    /// A violating flow reported by a worker.
-    pub fn push(&mut self, e: Event) {
+    /// A violating flow reported by worker `w`.
+    pub fn push(&mut self, w: usize, e: Event) {
         if !matches!(e.verdict, Verdict::Violation { .. }) {
             return;
         }
@@ -198,8 +179,17 @@ impl Folder {
             // Later flows were already folded: fold it now, out of order.
             self.stats.late += 1;
             self.fold(e);
+            return;
+        }
+        let n = self.queues.len();
+        let q = &mut self.queues[w.min(n - 1)];
+        let key = sort_key(&e);
+        if q.back().map_or(true, |b| sort_key(b) <= key) {
+            q.push_back(e);
         } else {
-            self.heap.push(Reverse(Pending(e)));
+            // Out of order within this worker (input timestamps went back).
+            let at = q.partition_point(|x| sort_key(x) <= key);
+            q.insert(at, e);
         }
     }
 
@@ -226,12 +216,25 @@ impl Folder {
         self.out.drain(..)
     }
 
-    fn release(&mut self, upto: u64) {
-        while let Some(Reverse(p)) = self.heap.peek() {
-            if p.0.ts_ns > upto {
-                break;
+    /// The queue whose head sorts first, if that head starts at or before `upto`.
+    fn next_queue(&self, upto: u64) -> Option<usize> {
+        let mut best: Option<(usize, SortKey)> = None;
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some(h) = q.front() {
+                if h.ts_ns <= upto {
+                    let k = sort_key(h);
+                    if best.as_ref().map_or(true, |(_, b)| k < *b) {
+                        best = Some((i, k));
+                    }
+                }
             }
-            let Some(Reverse(Pending(e))) = self.heap.pop() else {
+        }
+        best.map(|(i, _)| i)
+    }
+
+    fn release(&mut self, upto: u64) {
+        while let Some(i) = self.next_queue(upto) {
+            let Some(e) = self.queues[i].pop_front() else {
                 break;
             };
             self.close_due(e.ts_ns);
@@ -364,9 +367,9 @@ impl Folder {
                     }
                 } else {
                     let group = self.open_group(e, GroupRef::Source(sk));
-                    let mut dsts = HashSet::new();
+                    let mut dsts = HashSet::default();
                     dsts.insert(dst);
-                    let mut ports = HashSet::new();
+                    let mut ports = HashSet::default();
                     ports.insert(port);
                     if let Some(s) = self.sources.get_mut(&sk) {
                         s.overflow = Some(Overflow { group, dsts, ports });

@@ -45,8 +45,9 @@ mod report;
 pub use report::render_dry_run;
 
 use crate::flow::record::{community_id, proto_name};
+use crate::flow::FlowStart;
 use crate::packet::FlowKey;
-use crate::policy::{Policy, Severity, Verdict};
+use crate::policy::{generation_of, Policy, Severity, Verdict, POLICY_GENERATIONS};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -69,10 +70,18 @@ pub struct Event {
 pub enum AlertMsg {
     /// Violating flows, and the capture clock of the last batch the worker
     /// finished (its watermark: it will report no flow that started earlier).
+    /// The vector comes back emptied on the spare queue given to [`serve`].
     Events {
         worker: usize,
         watermark_ns: u64,
-        events: Vec<Event>,
+        events: Vec<FlowStart>,
+    },
+    /// The worker's table now judges new flows with `policy`, in generation
+    /// `slot` (sent before any event tagged with that slot).
+    Policy {
+        worker: usize,
+        slot: u8,
+        policy: Arc<Policy>,
     },
     /// The worker has finished (flushed its table).
     Done { worker: usize },
@@ -82,13 +91,23 @@ pub enum AlertMsg {
 /// to `sink` as soon as its window closes (flushing after each message that
 /// produced alerts, so a live run's file is current). Returns when every
 /// worker said `Done` or every sender is gone.
+///
+/// Workers send packed verdicts (`FlowStart::tag`); the thread keeps each
+/// worker's policy generations (`initial` in slot 0, then [`AlertMsg::Policy`])
+/// and resolves a tag when it arrives, so a generation slot the worker reuses
+/// later cannot change an event already received.
 pub fn serve(
     rx: crossbeam_channel::Receiver<AlertMsg>,
+    spare: crossbeam_channel::Sender<Vec<FlowStart>>,
     cfg: fold::FoldConfig,
     workers: usize,
+    initial: Arc<Policy>,
     mut sink: Box<dyn AlertSink>,
 ) -> (AlertStats, io::Result<()>) {
     let mut f = fold::Folder::new(cfg, workers);
+    let mut gens: Vec<[Option<Arc<Policy>>; POLICY_GENERATIONS]> = (0..workers)
+        .map(|_| std::array::from_fn(|i| (i == 0).then(|| initial.clone())))
+        .collect();
     let mut result = Ok(());
     let mut done = 0;
     let mut write = |f: &mut fold::Folder, result: &mut io::Result<()>| {
@@ -108,12 +127,39 @@ pub fn serve(
             AlertMsg::Events {
                 worker,
                 watermark_ns,
-                events,
+                mut events,
             } => {
-                for e in events {
-                    f.push(e);
+                for s in events.drain(..) {
+                    let policy = gens
+                        .get(worker)
+                        .and_then(|g| g.get(usize::from(generation_of(s.tag))))
+                        .and_then(Option::as_ref);
+                    if let (Some(verdict), Some(policy)) = (Verdict::unpack(s.tag), policy) {
+                        f.push(
+                            worker,
+                            Event {
+                                ts_ns: s.ts_ns,
+                                key: s.key,
+                                verdict,
+                                policy: policy.clone(),
+                            },
+                        );
+                    }
                 }
+                let _ = spare.try_send(events);
                 f.watermark(worker, watermark_ns);
+            }
+            AlertMsg::Policy {
+                worker,
+                slot,
+                policy,
+            } => {
+                if let Some(g) = gens
+                    .get_mut(worker)
+                    .and_then(|g| g.get_mut(usize::from(slot)))
+                {
+                    *g = Some(policy);
+                }
             }
             AlertMsg::Done { worker } => {
                 f.watermark(worker, u64::MAX);
