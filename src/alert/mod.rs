@@ -305,8 +305,10 @@ pub(crate) fn make_alert(
         _ => Severity::Info,
     };
     let (rule, reason, src_zone, dst_zone) = rule_and_reason(&first.policy, &first.verdict);
+    let timestamp = rfc3339(first.ts_ns);
     Alert {
-        timestamp: rfc3339(first.ts_ns),
+        first_seen: timestamp.clone(),
+        timestamp,
         kind: SEPARATION_VIOLATION,
         severity: severity.as_str(),
         src_ip: k.src_ip(),
@@ -321,7 +323,6 @@ pub(crate) fn make_alert(
         reason,
         community_id: community_id(k),
         count,
-        first_seen: rfc3339(first.ts_ns),
         last_seen: rfc3339(last_ns),
         folded_by: if by_source.is_some() {
             "source"
