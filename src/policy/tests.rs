@@ -831,3 +831,113 @@ fn zone_count_is_capped_for_packed_verdicts() {
         e[0]
     );
 }
+
+/// Every preset with VLAN-tagged flows: where each address is claimed by one
+/// zone's CIDR the tag changes nothing; where a site reuses a prefix in two
+/// zones (the My Number and LGWAN terminal VLANs share 192.0.2.0/27 and
+/// 2001:db8:0:110::/64) the tag picks the zone, in both directions.
+#[test]
+fn every_preset_with_vlan_tags() {
+    for preset in ["alpha", "alpha_prime", "beta", "beta_prime"] {
+        let plain = site(preset);
+        for (src, dst, proto, port) in [
+            ("192.0.2.70", "192.0.2.161", IPPROTO_TCP, 3389),
+            ("192.0.2.10", "203.0.113.200", IPPROTO_TCP, 443),
+            ("203.0.113.200", "192.0.2.10", IPPROTO_TCP, 22),
+            (
+                "2001:db8:0:210::70",
+                "2001:db8:0:320::161",
+                IPPROTO_TCP,
+                3389,
+            ),
+            (
+                "2001:db8:0:110::10",
+                "2001:db8:ffff:20::200",
+                IPPROTO_UDP,
+                53,
+            ),
+        ] {
+            let untagged = plain.verdict(ip(src), ip(dst), proto, port, None);
+            for vlan in [110, 210, 310, 900, 4094] {
+                assert_eq!(
+                    plain.verdict(ip(src), ip(dst), proto, port, Some(vlan)),
+                    untagged,
+                    "{preset}: {src} -> {dst} tagged {vlan}"
+                );
+            }
+        }
+
+        let shared = EXAMPLE
+            .replace("preset = \"alpha\"", &format!("preset = \"{preset}\""))
+            .replace(
+                "cidrs = [\"192.0.2.64/27\", \"2001:db8:0:210::/64\"]",
+                "cidrs = [\"192.0.2.64/27\", \"2001:db8:0:210::/64\", \"192.0.2.0/27\", \"2001:db8:0:110::/64\"]",
+            )
+            + EXTRA;
+        let (p, warnings) = load(&shared);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.message.contains("claimed by zones")),
+            "{preset}: shared prefix warns: {warnings:?}"
+        );
+        let zone_id = |z: ZoneIdx| p.zone(z).id.clone();
+        for (term, other, proto, port) in [
+            ("192.0.2.10", "203.0.113.200", IPPROTO_TCP, 443),
+            (
+                "2001:db8:0:110::10",
+                "2001:db8:ffff:20::200",
+                IPPROTO_TCP,
+                443,
+            ),
+        ] {
+            for (vlan, zone) in [
+                (110, "mynumber.term"),
+                (210, "lgwan.term"),
+                (0, "mynumber.term"),
+            ] {
+                let tag = (vlan != 0).then_some(vlan);
+                assert_eq!(
+                    p.zone_of(ip(term), tag).map(zone_id).as_deref(),
+                    Some(zone),
+                    "{preset}: {term} tagged {vlan}"
+                );
+                // Outbound: the terminal initiates; the tag decides its zone.
+                match p.verdict(ip(term), ip(other), proto, port, tag) {
+                    Verdict::Violation { severity, reason } => {
+                        assert_eq!(zone_id(reason.src_zone), zone, "{preset} {term} {vlan}");
+                        assert_eq!(zone_id(reason.dst_zone), "internet");
+                        assert_eq!(severity, Severity::Critical, "{preset}: {zone} -> internet");
+                    }
+                    v => panic!("{preset}: {zone} -> internet must be a violation, got {v:?}"),
+                }
+                // Inbound: the same pair initiated from the internet.
+                match p.verdict(ip(other), ip(term), proto, port, tag) {
+                    Verdict::Violation { severity, reason } => {
+                        assert_eq!(zone_id(reason.dst_zone), zone, "{preset} {term} {vlan}");
+                        assert_eq!(severity, Severity::Critical, "{preset}: internet -> {zone}");
+                    }
+                    v => panic!("{preset}: internet -> {zone} must be a violation, got {v:?}"),
+                }
+            }
+            // Within one terminal VLAN: allowed intra-zone only if the tag puts
+            // both ends in the same zone.
+            let peer = if term.contains(':') {
+                "2001:db8:0:110::20"
+            } else {
+                "192.0.2.20"
+            };
+            for vlan in [110, 210] {
+                assert!(
+                    matches!(
+                        p.verdict(ip(term), ip(peer), IPPROTO_TCP, 445, Some(vlan)),
+                        Verdict::Allowed {
+                            rule: Allowance::IntraZone(_)
+                        }
+                    ),
+                    "{preset}: same VLAN {vlan} is one zone"
+                );
+            }
+        }
+    }
+}
