@@ -120,13 +120,7 @@ fn check(path: &Path) -> Result<i32, AppError> {
         Ok((policy, warnings)) => {
             let report =
                 crate::policy::render_check(&path.display().to_string(), &policy, &warnings);
-            let mut out = io::stdout().lock();
-            out.write_all(report.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|source| AppError::Output {
-                    path: PathBuf::from("-"),
-                    source,
-                })?;
+            write_stdout(&report)?;
             Ok(EXIT_OK)
         }
         Err(LoadError::Invalid { errors, warnings }) => {
@@ -341,15 +335,19 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
             header.push_str(&format!("warning: {} stopped early: {why}\n", src.name));
         }
     }
-    let text = crate::alert::render_dry_run(&header, &alerts);
+    write_stdout(&crate::alert::render_dry_run(&header, &alerts))?;
+    Ok(EXIT_OK)
+}
+
+/// A report on stdout, flushed; a closed pipe or full disk is an error.
+fn write_stdout(text: &str) -> Result<(), AppError> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|source| AppError::Output {
             path: PathBuf::from("-"),
             source,
-        })?;
-    Ok(EXIT_OK)
+        })
 }
 
 /// Reloads the rules file on SIGHUP and publishes it to the workers (they

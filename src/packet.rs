@@ -254,6 +254,26 @@ impl FlowKey {
     pub fn dst_ip(&self) -> IpAddr {
         to_ip(&self.dst, self.v6)
     }
+    /// A key from std addresses (both of one family; an IPv4 address beside
+    /// an IPv6 one is stored IPv4-mapped), on the capture link, untagged.
+    pub fn new(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> FlowKey {
+        let v6 = src.is_ipv6() || dst.is_ipv6();
+        let conv = |a: IpAddr| match a {
+            IpAddr::V4(a) if !v6 => addr_v4(a.octets()),
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        };
+        FlowKey {
+            src: conv(src),
+            dst: conv(dst),
+            sport,
+            dport,
+            proto,
+            v6,
+            ..FlowKey::default()
+        }
+    }
+
     /// The same key seen from the other direction.
     #[inline]
     pub fn reversed(&self) -> FlowKey {

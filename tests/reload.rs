@@ -37,18 +37,8 @@ cidrs = ["198.51.100.0/24"]
 default = "high"
 "#;
 
-/// The same zones with a→b UDP/9999 allowed by rule "reload-ok".
-const ALLOWING: &str = r#"[[zone]]
-id = "a"
-cidrs = ["192.0.2.0/24"]
-
-[[zone]]
-id = "b"
-cidrs = ["198.51.100.0/24"]
-
-[severity]
-default = "high"
-
+/// Appended to [`VIOLATING`]: a→b UDP/9999 allowed by rule "reload-ok".
+const ALLOW_9999: &str = r#"
 [[allow]]
 id = "reload-ok"
 from = ["a"]
@@ -57,22 +47,16 @@ proto = "udp"
 ports = [9999]
 "#;
 
-/// Does not load: the CIDR of zone b is invalid (line 7, column 10).
-const BROKEN: &str = r#"[[zone]]
-id = "a"
-cidrs = ["192.0.2.0/24"]
+/// The same zones with a→b UDP/9999 allowed.
+fn allowing() -> String {
+    format!("{VIOLATING}{ALLOW_9999}")
+}
 
-[[zone]]
-id = "b"
-cidrs = ["198.51.100.0/33"]
-
-[[allow]]
-id = "reload-ok"
-from = ["a"]
-to = ["b"]
-proto = "udp"
-ports = [9999]
-"#;
+/// Would allow a→b UDP/9999 but does not load: the CIDR of zone b is invalid
+/// (line 7, column 10).
+fn broken() -> String {
+    allowing().replace("198.51.100.0/24", "198.51.100.0/33")
+}
 const BROKEN_AT: &str = "7:10";
 
 /// Longest wait for any one expected event (alert, stderr line, exit); a test
@@ -366,7 +350,7 @@ fn reload_swaps_rules_for_new_flows() {
     assert_violation(first, 9999);
 
     // Allow a→b udp/9999 and reload.
-    write(&zw.rules, ALLOWING);
+    write(&zw.rules, &allowing());
     zw.signal("HUP");
     let stderr = zw.wait_stderr(&format!(
         "zonewatch: SIGHUP: rules reloaded from {}",
@@ -433,7 +417,7 @@ fn broken_reload_keeps_the_running_rules() {
     let zw = Zw::start(&link, VIOLATING);
 
     // The broken file would allow udp/9999 if it loaded.
-    write(&zw.rules, BROKEN);
+    write(&zw.rules, &broken());
     zw.signal("HUP");
     let stderr = zw.wait_stderr("keeping the running rules");
     let at = format!("{}:{BROKEN_AT}: error:", zw.rules.display());

@@ -4,7 +4,7 @@
 
 use super::fold::{FoldConfig, Folder};
 use super::*;
-use crate::packet::{addr_v4, proto, FlowKey};
+use crate::packet::{proto, FlowKey};
 use crate::policy::Policy;
 
 const EXAMPLE: &str = include_str!("../../rules/example-site.toml");
@@ -20,23 +20,8 @@ fn policy() -> Arc<Policy> {
 }
 
 fn key(src: &str, dst: &str, sport: u16, dport: u16) -> FlowKey {
-    let conv = |s: &str| -> ([u8; 16], bool) {
-        match s.parse::<IpAddr>().expect("test address") {
-            IpAddr::V4(a) => (addr_v4(a.octets()), false),
-            IpAddr::V6(a) => (a.octets(), true),
-        }
-    };
-    let (s, v6) = conv(src);
-    let (d, _) = conv(dst);
-    FlowKey {
-        src: s,
-        dst: d,
-        sport,
-        dport,
-        proto: proto::TCP,
-        v6,
-        ..FlowKey::default()
-    }
+    let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+    FlowKey::new(proto::TCP, ip(src), sport, ip(dst), dport)
 }
 
 fn event(p: &Arc<Policy>, ts_ns: u64, k: FlowKey) -> Event {

@@ -484,27 +484,11 @@ pub fn community_id_bytes(key: &FlowKey) -> [u8; COMMUNITY_ID_LEN] {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::packet::addr_v4;
     use std::net::IpAddr;
 
     fn key(p: u8, src: &str, dst: &str, sport: u16, dport: u16) -> FlowKey {
-        let conv = |s: &str| -> ([u8; 16], bool) {
-            match s.parse::<IpAddr>().unwrap() {
-                IpAddr::V4(a) => (addr_v4(a.octets()), false),
-                IpAddr::V6(a) => (a.octets(), true),
-            }
-        };
-        let (s, v6) = conv(src);
-        let (d, _) = conv(dst);
-        FlowKey {
-            src: s,
-            dst: d,
-            sport,
-            dport,
-            proto: p,
-            v6,
-            ..Default::default()
-        }
+        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+        FlowKey::new(p, ip(src), sport, ip(dst), dport)
     }
 
     /// The "Default settings" table of the spec's baseline/README.md (generated
