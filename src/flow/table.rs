@@ -2062,7 +2062,8 @@ mod test {
         assert_eq!(merged.active, 0);
     }
 
-    const TEST_RULES: &str = r#"
+    /// Zones a (192.0.2.0/24) and b (198.51.100.0/24) of the test policies.
+    const TEST_ZONES: &str = r#"
 [[zone]]
 id = "a"
 cidrs = ["192.0.2.0/24"]
@@ -2070,7 +2071,10 @@ cidrs = ["192.0.2.0/24"]
 [[zone]]
 id = "b"
 cidrs = ["198.51.100.0/24"]
+"#;
 
+    /// a→b tcp/80 allowed ("web"), else critical, b→a low.
+    const TEST_RULES: &str = r#"
 [[allow]]
 id = "web"
 from = ["a"]
@@ -2083,11 +2087,15 @@ default = "critical"
 "b->a" = "low"
 "#;
 
-    fn test_policy() -> Arc<Policy> {
-        match Policy::from_source("t.toml", TEST_RULES) {
+    fn policy_of(name: &str, rules: &str) -> Arc<Policy> {
+        match Policy::from_source(name, &format!("{TEST_ZONES}{rules}")) {
             Ok((p, _)) => Arc::new(p),
             Err(e) => panic!("{e:?}"),
         }
+    }
+
+    fn test_policy() -> Arc<Policy> {
+        policy_of("t.toml", TEST_RULES)
     }
 
     /// The record of a single flow made of `pkts` (flushed), with `policy`.
@@ -2197,14 +2205,6 @@ default = "critical"
     /// Like `TEST_RULES` with other rules in front, so the same indices name
     /// other rules: a→b tcp/80 is now a violation (high), b→a tcp/80 allowed.
     const RELOADED_RULES: &str = r#"
-[[zone]]
-id = "a"
-cidrs = ["192.0.2.0/24"]
-
-[[zone]]
-id = "b"
-cidrs = ["198.51.100.0/24"]
-
 [[allow]]
 id = "dns"
 from = ["a"]
@@ -2224,10 +2224,7 @@ default = "high"
 "#;
 
     fn reloaded_policy() -> Arc<Policy> {
-        match Policy::from_source("r.toml", RELOADED_RULES) {
-            Ok((p, _)) => Arc::new(p),
-            Err(e) => panic!("{e:?}"),
-        }
+        policy_of("r.toml", RELOADED_RULES)
     }
 
     /// The `rule` / `verdict` keys of a record described with `p`.
