@@ -14,8 +14,9 @@ SAMPLE ?= captures/zones.pcap
 #   iputils-ping curl netcat-openbsd python3   real traffic in recorded captures and live tests
 #   tcpreplay        tcprewrite adds VLAN tags to captures; overload tests
 #   hyperfine time   whole-process benchmarks (median of runs, peak RSS)
+#   nmap hping3 hydra openssh-server   real scans, floods and brute force in the attack captures
 DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl netcat-openbsd \
-            python3 tcpreplay hyperfine time
+            python3 tcpreplay hyperfine time nmap hping3 hydra openssh-server
 
 .PHONY: all deps build run test lint bench criterion captures fuzz clean
 

@@ -11,18 +11,57 @@ pub mod record;
 pub mod table;
 
 pub use hash::FlowHasher;
-pub use record::{community_id, policy_vlan, EndReason, FlowRecord, FlowStart, TcpState};
+pub use record::{
+    community_id, policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart, Refusal, TcpState,
+};
+
+use crate::packet::FlowKey;
 pub use table::{FlowConfig, FlowStats, FlowTable, PolicyStats};
 
 /// Receives every flow the table finishes (ended, timed out, evicted, flushed).
 pub trait FlowSink {
     fn flow_ended(&mut self, rec: &FlowRecord);
 
+    /// Every new flow, once, when the packet creating it is accounted (so
+    /// detectors and alerts need not wait for the flow to end). The default
+    /// hands violations to [`flow_violation`](Self::flow_violation).
+    fn flow_started(&mut self, start: &FlowStart) {
+        if let Some(crate::policy::Verdict::Violation { .. }) =
+            crate::policy::Verdict::unpack(start.tag)
+        {
+            self.flow_violation(start);
+        }
+    }
+
     /// A new flow got a `Violation` verdict: called once per such flow, when
     /// the packet creating it is accounted (never for allowed or unknown
     /// flows, replies, ICMP errors joining a known flow, or without a policy).
+    /// Only through the default [`flow_started`](Self::flow_started).
     fn flow_violation(&mut self, start: &FlowStart) {
         let _ = start;
+    }
+
+    /// The responder sent its first packet (for TCP: the SYN-ACK or whatever
+    /// came first), at packet time `ts_ns`.
+    fn flow_answered(&mut self, key: &FlowKey, ts_ns: u64) {
+        let _ = (key, ts_ns);
+    }
+
+    /// The attempt was refused: the responder reset a TCP flow before it was
+    /// established, or an ICMP error quoting the flow arrived.
+    fn flow_refused(&mut self, key: &FlowKey, ts_ns: u64, how: Refusal) {
+        let _ = (key, ts_ns, how);
+    }
+
+    /// A TCP flow closed (FIN both ways) or was reset, at the packet that did
+    /// it: detectors see the outcome without waiting for expiry.
+    fn flow_closed(&mut self, close: &FlowClose) {
+        let _ = close;
+    }
+
+    /// An ARP packet (the table counts it and keeps no flow).
+    fn arp(&mut self, meta: &crate::packet::PacketMeta) {
+        let _ = meta;
     }
 }
 

@@ -178,10 +178,10 @@ pub struct FlowRecord {
     pub end: EndReason,
 }
 
-/// A flow just created with a policy violation, handed to
-/// [`FlowSink::flow_violation`](super::FlowSink::flow_violation) once, by the
+/// A flow just created, handed to
+/// [`FlowSink::flow_started`](super::FlowSink::flow_started) once, by the
 /// packet that created it (so alerts need not wait for the flow to end).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowStart {
     /// Initiator → responder, oriented as stored (and later recorded): for a
     /// flow first seen by its SYN-ACK, `key.src` is that packet's receiver.
@@ -195,6 +195,43 @@ pub struct FlowStart {
     /// The flow was created by an ICMP error whose quoted flow was never
     /// seen (the error is its own flow, see the table's module docs).
     pub quote_keyed: bool,
+    /// Source MAC address of the creating packet, and whether its sender is
+    /// the initiator (false for a flow first seen by its SYN-ACK).
+    pub mac: [u8; 6],
+    pub mac_is_initiator: bool,
+    /// TCP flags of the creating packet (0 for other protocols).
+    pub tcp_flags: u8,
+}
+
+/// How an attempt was refused ([`FlowSink::flow_refused`](super::FlowSink::flow_refused)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// TCP RST from the responder before the handshake completed.
+    Rst,
+    /// An ICMP/ICMPv6 error (unreachable, time exceeded, ...) quoting the flow.
+    IcmpError,
+}
+
+/// A TCP flow that just closed or was reset
+/// ([`FlowSink::flow_closed`](super::FlowSink::flow_closed)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowClose {
+    /// Initiator → responder.
+    pub key: FlowKey,
+    pub first_ns: u64,
+    /// Packet time of the closing packet.
+    pub ts_ns: u64,
+    pub orig_pkts: u64,
+    pub orig_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_bytes: u64,
+    /// `Closed` (FIN both ways) or `Reset`.
+    pub state: TcpState,
+    /// The handshake completed before the end.
+    pub established: bool,
+    /// Union of the TCP flags each side sent.
+    pub flags_orig: u8,
+    pub flags_resp: u8,
 }
 
 impl FlowRecord {

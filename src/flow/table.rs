@@ -157,7 +157,8 @@ use std::sync::Arc;
 
 use super::hash::quoted_key;
 use super::record::{
-    icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowRecord, FlowStart, TcpState,
+    icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart,
+    Refusal, TcpState,
 };
 use super::FlowSink;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
@@ -708,6 +709,7 @@ impl FlowTable {
             L3::Ipv4 | L3::Ipv6 => {}
             L3::Arp => {
                 self.stats.arp += 1;
+                sink.arp(meta);
                 return;
             }
             _ => {
@@ -728,6 +730,8 @@ impl FlowTable {
                     None => {
                         if let Some(e) = self.slab.get_mut(idx as usize) {
                             e.add_icmp_error();
+                            let k = e.key;
+                            sink.flow_refused(&k, ts, Refusal::IcmpError);
                         }
                         self.stats.icmp_errors_matched += 1;
                         return;
@@ -952,7 +956,7 @@ impl FlowTable {
             } else if let Some(reason) = self.restarts(idx, meta) {
                 self.end(idx, reason, sink);
             } else {
-                self.touch(idx, is_orig, meta);
+                self.touch(idx, is_orig, meta, sink);
                 return;
             }
         }
@@ -974,10 +978,13 @@ impl FlowTable {
 
     /// Count a packet on an existing flow.
     #[inline]
-    fn touch(&mut self, idx: u32, is_orig: bool, meta: &PacketMeta) {
+    fn touch(&mut self, idx: u32, is_orig: bool, meta: &PacketMeta, sink: &mut impl FlowSink) {
         let Some(e) = self.slab.get_mut(idx as usize) else {
             return;
         };
+        // The responder's first packet (quote-keyed flows keep the quote hash
+        // in the responder counters and never see one).
+        let answered = !is_orig && e.resp_pkts == 0 && !e.quote_keyed();
         let ts = meta.ts_ns;
         let old_class = e.class();
         let shift = self.shifts.get(old_class as usize).copied().unwrap_or(30);
@@ -998,8 +1005,49 @@ impl FlowTable {
             let n = tcp_next(t, meta.tcp_flags, is_orig, fin_o, fin_r);
             if n != t {
                 e.set_tcp(n);
+                if matches!(n, TcpState::Closed | TcpState::Reset) {
+                    let refused = n == TcpState::Reset
+                        && !is_orig
+                        && matches!(t, TcpState::SynSent | TcpState::SynReceived);
+                    let close = FlowClose {
+                        key: e.key,
+                        first_ns: e.first_ns,
+                        ts_ns: ts,
+                        orig_pkts: u64::from(e.orig_pkts),
+                        orig_bytes: e.orig & BYTES,
+                        resp_pkts: u64::from(e.resp_pkts),
+                        resp_bytes: e.resp & BYTES,
+                        state: n,
+                        established: matches!(t, TcpState::Established | TcpState::FinWait),
+                        flags_orig: e.flags_orig(),
+                        flags_resp: e.flags_resp(),
+                    };
+                    if answered {
+                        sink.flow_answered(&close.key, ts);
+                    }
+                    if refused {
+                        sink.flow_refused(&close.key, ts, Refusal::Rst);
+                    }
+                    sink.flow_closed(&close);
+                    self.relink(idx, old_class, old_epoch, shift);
+                    return;
+                }
             }
         }
+        if answered {
+            let k = e.key;
+            sink.flow_answered(&k, ts);
+        }
+        self.relink(idx, old_class, old_epoch, shift);
+    }
+
+    /// Move flow `idx` to its list's tail after a packet if its class or
+    /// epoch changed.
+    #[inline]
+    fn relink(&mut self, idx: u32, old_class: u8, old_epoch: u64, shift: u32) {
+        let Some(e) = self.slab.get(idx as usize) else {
+            return;
+        };
         let new_class = class_of(e.key.proto, e.tcp());
         let moved = new_class != old_class || (e.last_ns >> shift) != old_epoch;
         let at_tail = e.next == NIL;
@@ -1111,15 +1159,16 @@ impl FlowTable {
             if let Some(n) = self.live.get_mut(usize::from(cur)) {
                 *n += 1;
             }
-            if let Verdict::Violation { .. } = v {
-                sink.flow_violation(&FlowStart {
-                    key: stored,
-                    ts_ns: meta.ts_ns,
-                    tag: e.tag,
-                    quote_keyed: quote.is_some(),
-                });
-            }
         }
+        sink.flow_started(&FlowStart {
+            key: stored,
+            ts_ns: meta.ts_ns,
+            tag: e.tag,
+            quote_keyed: quote.is_some(),
+            mac: meta.src_mac,
+            mac_is_initiator: is_orig,
+            tcp_flags: if is_tcp { f } else { 0 },
+        });
     }
 
     /// Free one entry: timed-out flows first, else evict.
@@ -2493,5 +2542,107 @@ default = "high"
         assert_eq!((out.len(), t.live[0]), (4, 1));
         t.flush(EndReason::EndOfCapture, &mut out);
         assert_eq!(t.live, [0; POLICY_GENERATIONS]);
+    }
+
+    /// Everything the detector hooks report, as text, in order.
+    #[derive(Default)]
+    struct Hooks(Vec<String>);
+
+    impl FlowSink for Hooks {
+        fn flow_ended(&mut self, _rec: &FlowRecord) {}
+        fn flow_started(&mut self, s: &FlowStart) {
+            self.0.push(format!(
+                "start {}:{} flags {:#x} mac-from-initiator {}",
+                s.key.src_ip(),
+                s.key.sport,
+                s.tcp_flags,
+                s.mac_is_initiator
+            ));
+        }
+        fn flow_answered(&mut self, k: &FlowKey, ts: u64) {
+            self.0
+                .push(format!("answered {}:{} at {ts}", k.src_ip(), k.sport));
+        }
+        fn flow_refused(&mut self, k: &FlowKey, _ts: u64, how: Refusal) {
+            self.0
+                .push(format!("refused {}:{} {how:?}", k.src_ip(), k.sport));
+        }
+        fn flow_closed(&mut self, c: &FlowClose) {
+            self.0.push(format!(
+                "closed {}:{} {:?} established {} pkts {}/{}",
+                c.key.src_ip(),
+                c.key.sport,
+                c.state,
+                c.established,
+                c.orig_pkts,
+                c.resp_pkts
+            ));
+        }
+        fn arp(&mut self, m: &PacketMeta) {
+            self.0.push(format!("arp {:?}", m.key.dst));
+        }
+    }
+
+    #[test]
+    fn detector_hooks_report_answers_refusals_and_closes_at_the_packet() {
+        let mut t = table(64);
+        let mut h = Hooks::default();
+        // Open port: handshake, data, FIN both ways.
+        for m in [
+            tcp(1.0, A, 40000, B, 80, SYN),
+            tcp(1.1, B, 80, A, 40000, SYN | ACK),
+            tcp(1.2, A, 40000, B, 80, ACK),
+            tcp(1.3, A, 40000, B, 80, ACK | PSH),
+            tcp(1.4, B, 80, A, 40000, ACK | FIN),
+            tcp(1.5, A, 40000, B, 80, ACK | FIN),
+        ] {
+            t.update(&m, &mut h);
+        }
+        // Closed port: RST from the responder.
+        t.update(&tcp(2.0, A, 40001, B, 81, SYN), &mut h);
+        t.update(&tcp(2.1, B, 81, A, 40001, RST | ACK), &mut h);
+        // SYN scan of an open port: SYN-ACK, then the scanner resets.
+        t.update(&tcp(3.0, A, 40002, B, 22, SYN), &mut h);
+        t.update(&tcp(3.1, B, 22, A, 40002, SYN | ACK), &mut h);
+        t.update(&tcp(3.2, A, 40002, B, 22, RST), &mut h);
+        // UDP probe answered by an ICMP port unreachable; a second error adds nothing new.
+        let probe = pkt(4.0, A, 33000, C, 33434, proto::UDP, 0);
+        t.update(&probe, &mut h);
+        t.update(&icmp_error(4.1, C, A, &probe), &mut h);
+        // UDP answered.
+        t.update(&pkt(5.0, A, 5353, C, 53, proto::UDP, 0), &mut h);
+        t.update(&pkt(5.1, C, 53, A, 5353, proto::UDP, 0), &mut h);
+        t.update(&pkt(5.2, C, 53, A, 5353, proto::UDP, 0), &mut h);
+        let mut arp = pkt(6.0, A, 1, C, 0, 0, 0);
+        arp.l3 = L3::Arp;
+        t.update(&arp, &mut h);
+        let ms = |s: f64| (s * 1e9).round() as u64;
+        assert_eq!(
+            h.0,
+            [
+                "start 192.0.2.10:40000 flags 0x2 mac-from-initiator true".to_string(),
+                format!("answered 192.0.2.10:40000 at {}", ms(1.1)),
+                "closed 192.0.2.10:40000 Closed established true pkts 4/2".to_string(),
+                "start 192.0.2.10:40001 flags 0x2 mac-from-initiator true".to_string(),
+                format!("answered 192.0.2.10:40001 at {}", ms(2.1)),
+                "refused 192.0.2.10:40001 Rst".to_string(),
+                "closed 192.0.2.10:40001 Reset established false pkts 1/1".to_string(),
+                "start 192.0.2.10:40002 flags 0x2 mac-from-initiator true".to_string(),
+                format!("answered 192.0.2.10:40002 at {}", ms(3.1)),
+                "closed 192.0.2.10:40002 Reset established false pkts 2/1".to_string(),
+                "start 192.0.2.10:33000 flags 0x0 mac-from-initiator true".to_string(),
+                "refused 192.0.2.10:33000 IcmpError".to_string(),
+                "start 192.0.2.10:5353 flags 0x0 mac-from-initiator true".to_string(),
+                format!("answered 192.0.2.10:5353 at {}", ms(5.1)),
+                format!("arp {:?}", arp.key.dst),
+            ]
+        );
+        // A flow first seen by its SYN-ACK: the creating packet's MAC is the responder's.
+        let mut h = Hooks::default();
+        t.update(&tcp(7.0, B, 443, A, 41000, SYN | ACK), &mut h);
+        assert_eq!(
+            h.0,
+            ["start 192.0.2.10:41000 flags 0x12 mac-from-initiator false"]
+        );
     }
 }
