@@ -169,7 +169,15 @@ fn load_rules(path: Option<&Path>) -> Result<Option<Option<Arc<Policy>>>, AppErr
 }
 
 fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
+    // With --alerts the detectors run, with the rules' [detect] thresholds.
+    let detect = c.alerts.as_ref().map(|_| {
+        policy
+            .as_ref()
+            .map(|p| p.detect.clone())
+            .unwrap_or_default()
+    });
     let mut cfg = PipelineConfig {
+        detect,
         workers: c.workers,
         batch_size: c.batch_size,
         queue_depth: c.queue_depth,

@@ -116,10 +116,12 @@ pub struct CommonArgs {
     /// policy section). Invalid rules: errors as `zonewatch check` prints them, exit 2.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// Write `separation_violation` alerts as JSON lines to FILE ('-' = stdout);
-    /// needs --rules. In live mode SIGHUP reloads --rules (a broken file keeps the
-    /// running rules and says why on stderr).
-    #[arg(long, value_name = "FILE", requires = "rules")]
+    /// Write alerts as JSON lines to FILE ('-' = stdout): port scans, host
+    /// sweeps and the other detectors (thresholds from the rules' [detect]
+    /// table, or defaults), and with --rules `separation_violation`. In live
+    /// mode SIGHUP reloads --rules (a broken file keeps the running rules and
+    /// says why on stderr).
+    #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
     #[command(flatten)]
     pub alert: AlertArgs,

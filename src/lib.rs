@@ -9,6 +9,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod detect;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;

@@ -18,13 +18,16 @@
 //!   partial batch (or an empty one) so idle workers expire flows too.
 
 use crate::alert::fold::FoldConfig;
-use crate::alert::{AlertMsg, AlertSink, AlertStats};
+use crate::alert::AlertSink;
 use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
+use crate::detect::obs::{ArpObs, Obs};
+use crate::detect::{AnalysisConfig, AnalysisMsg, AnalysisStats, DetectConfig};
 use crate::flow::{
-    EndReason, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats, FlowTable,
+    EndReason, FlowClose, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats,
+    FlowTable, Refusal,
 };
-use crate::packet::{PacketMeta, L3};
+use crate::packet::{FlowKey, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -73,6 +76,9 @@ pub struct PipelineConfig {
     pub policy_updates: Option<Arc<ArcSwap<Policy>>>,
     /// How `separation_violation` alerts fold (with `Outputs::alerts`).
     pub fold: FoldConfig,
+    /// Detectors and their thresholds (with `Outputs::alerts`); `None` = only
+    /// separation violations.
+    pub detect: Option<DetectConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -88,6 +94,7 @@ impl Default for PipelineConfig {
             policy: None,
             policy_updates: None,
             fold: FoldConfig::default(),
+            detect: None,
         }
     }
 }
@@ -95,8 +102,8 @@ impl Default for PipelineConfig {
 /// Where finished flows go: any writer, fed by a dedicated thread.
 pub struct Outputs {
     pub flows: Option<Box<dyn Write + Send>>,
-    /// `separation_violation` alerts (needs `PipelineConfig::policy`), fed by
-    /// the alert thread.
+    /// Alerts: separation violations (with `PipelineConfig::policy`) and the
+    /// detectors' (with `PipelineConfig::detect`), written by the analysis thread.
     pub alerts: Option<Box<dyn AlertSink>>,
 }
 
@@ -135,8 +142,8 @@ pub struct RunReport {
     pub links: Vec<(u16, String)>,
     pub workers: usize,
     pub elapsed: Duration,
-    /// The alert path's counts, when alerts were written.
-    pub alerts: Option<AlertStats>,
+    /// The analysis thread's counts, when alerts were written.
+    pub alerts: Option<AnalysisStats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,21 +225,29 @@ pub fn run<S: PacketSource + ?Sized>(
     };
     let flows_wanted = writer.is_some();
 
-    // Alert thread: folds violating flows from every worker (alert module docs).
-    let (alert_tx, alert_spare, alerter) = match (outputs.alerts, &cfg.policy) {
-        (Some(sink), Some(policy)) => {
-            let (tx, rx) = bounded::<AlertMsg>(16 * n);
-            // Event vectors come back emptied: no allocation per message.
-            let (spare_tx, spare_rx) = bounded::<Vec<FlowStart>>(32 * n);
-            let (fold, policy) = (cfg.fold, policy.clone());
+    // Analysis thread: folds violations and runs the detectors on the
+    // workers' merged observations (detect module docs).
+    let wanted = cfg.policy.is_some() || cfg.detect.is_some();
+    let (alert_tx, alert_spare, alerter) = match outputs.alerts {
+        Some(sink) if wanted => {
+            let (tx, rx) = bounded::<AnalysisMsg>(16 * n);
+            // Observation vectors come back emptied: no allocation per message.
+            let (spare_tx, spare_rx) = bounded::<Vec<Obs>>(32 * n);
+            let acfg = AnalysisConfig {
+                workers: n,
+                fold: cfg.fold,
+                policy: cfg.policy.clone(),
+                detect: cfg.detect.clone().unwrap_or_else(DetectConfig::none),
+            };
             let h = thread::Builder::new()
-                .name("zw-alerts".into())
-                .spawn(move || crate::alert::serve(rx, spare_tx, fold, n, policy, sink))
+                .name("zw-analysis".into())
+                .spawn(move || crate::detect::serve(rx, spare_tx, acfg, sink))
                 .map_err(PipelineError::Spawn)?;
             (Some(tx), Some(spare_rx), Some(h))
         }
         _ => (None, None, None),
     };
+    let detecting = cfg.detect.is_some();
 
     // Workers.
     let mut to_worker = Vec::with_capacity(n);
@@ -256,6 +271,7 @@ pub fn run<S: PacketSource + ?Sized>(
                     worker: i,
                     events: Vec::new(),
                     sent_ns: 0,
+                    all: detecting,
                 }),
                 _ => None,
             },
@@ -565,12 +581,14 @@ struct ChunkSink {
 
 /// A worker's side of the alert thread's queue.
 struct AlertOut {
-    tx: Sender<AlertMsg>,
-    /// Emptied event vectors coming back from the alert thread.
-    spare: Receiver<Vec<FlowStart>>,
+    tx: Sender<AnalysisMsg>,
+    /// Emptied observation vectors coming back from the analysis thread.
+    spare: Receiver<Vec<Obs>>,
     worker: usize,
-    /// Violating flows since the last message.
-    events: Vec<FlowStart>,
+    /// Observations since the last message.
+    events: Vec<Obs>,
+    /// Detectors run: forward every observation, not only violating starts.
+    all: bool,
     /// Watermark last sent.
     sent_ns: u64,
 }
@@ -581,7 +599,7 @@ const ALERT_WATERMARK_NS: u64 = 100_000_000;
 
 impl AlertOut {
     /// The pending events, replaced by a recycled vector.
-    fn take_events(&mut self) -> Vec<FlowStart> {
+    fn take_events(&mut self) -> Vec<Obs> {
         if self.events.is_empty() {
             return Vec::new(); // a watermark only: no allocation
         }
@@ -593,10 +611,10 @@ impl AlertOut {
     /// thread is behind: alerts are never dropped).
     fn send(&mut self, now_ns: u64) {
         let events = self.take_events();
-        let _ = self.tx.send(AlertMsg::Events {
+        let _ = self.tx.send(AnalysisMsg::Obs {
             worker: self.worker,
             watermark_ns: now_ns,
-            events,
+            obs: events,
         });
     }
 }
@@ -606,7 +624,7 @@ impl ChunkSink {
     /// before the first event tagged with that slot.
     fn policy_installed(&mut self, slot: u8, p: &Arc<Policy>) {
         if let Some(a) = &mut self.alerts {
-            let _ = a.tx.send(AlertMsg::Policy {
+            let _ = a.tx.send(AnalysisMsg::Policy {
                 worker: a.worker,
                 slot,
                 policy: p.clone(),
@@ -631,7 +649,7 @@ impl ChunkSink {
             if !a.events.is_empty() {
                 a.send(a.sent_ns);
             }
-            let _ = a.tx.send(AlertMsg::Done { worker: a.worker });
+            let _ = a.tx.send(AnalysisMsg::Done { worker: a.worker });
         }
     }
 
@@ -673,9 +691,43 @@ impl FlowSink for ChunkSink {
         }
     }
 
-    fn flow_violation(&mut self, start: &FlowStart) {
+    fn flow_started(&mut self, start: &FlowStart) {
         if let Some(a) = &mut self.alerts {
-            a.events.push(*start);
+            let violation = matches!(
+                crate::policy::Verdict::unpack(start.tag),
+                Some(crate::policy::Verdict::Violation { .. })
+            );
+            if a.all || violation {
+                a.events.push(Obs::Start(*start));
+            }
+        }
+    }
+
+    fn flow_answered(&mut self, key: &FlowKey, ts_ns: u64) {
+        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
+            a.events.push(Obs::Answered { ts_ns, key: *key });
+        }
+    }
+
+    fn flow_refused(&mut self, key: &FlowKey, ts_ns: u64, how: Refusal) {
+        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
+            a.events.push(Obs::Refused {
+                ts_ns,
+                key: *key,
+                how,
+            });
+        }
+    }
+
+    fn flow_closed(&mut self, close: &FlowClose) {
+        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
+            a.events.push(Obs::Closed(*close));
+        }
+    }
+
+    fn arp(&mut self, meta: &PacketMeta) {
+        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
+            a.events.push(Obs::Arp(ArpObs::from_meta(meta)));
         }
     }
 }

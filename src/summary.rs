@@ -78,6 +78,10 @@ pub struct Summary {
 pub struct AlertSummary {
     pub written: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
+    /// Per detector: observations looked at, alerts, state evictions.
+    pub detectors: BTreeMap<&'static str, crate::detect::DetectorStats>,
+    /// Detector observations out of time order by more than the reorder slack.
+    pub observations_late: u64,
     pub by_severity: SeverityCounts,
     pub violating_flows: u64,
     pub folded_by_flow: u64,
@@ -88,13 +92,14 @@ pub struct AlertSummary {
 }
 
 impl AlertSummary {
-    pub fn new(s: &crate::alert::AlertStats, window_ns: u64) -> AlertSummary {
-        let sev = |x: Severity| s.by_severity.get(x as usize).copied().unwrap_or(0);
-        let mut by_kind = BTreeMap::new();
-        by_kind.insert(crate::alert::SEPARATION_VIOLATION, s.alerts);
+    pub fn new(a: &crate::detect::AnalysisStats, window_ns: u64) -> AlertSummary {
+        let s = &a.separation;
+        let sev = |x: Severity| a.written_by_severity.get(x as usize).copied().unwrap_or(0);
         AlertSummary {
-            written: s.alerts,
-            by_kind,
+            written: a.written_by_kind.values().sum(),
+            by_kind: a.written_by_kind.clone(),
+            detectors: a.detectors.iter().cloned().collect(),
+            observations_late: a.late,
             by_severity: SeverityCounts {
                 critical: sev(Severity::Critical),
                 high: sev(Severity::High),
@@ -113,17 +118,39 @@ impl AlertSummary {
 
     fn human(&self, s: &mut String) {
         let b = &self.by_severity;
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         let _ = writeln!(
             s,
-            "  alerts         {} written (critical {}, high {}, medium {}, low {}, info {}) from {} violating flows; folded {} by flow, {} by source (window {} s)",
-            self.written, b.critical, b.high, b.medium, b.low, b.info, self.violating_flows,
-            self.folded_by_flow, self.folded_by_source, self.fold_window_secs
+            "  alerts         {} written (critical {}, high {}, medium {}, low {}, info {}){}",
+            self.written,
+            b.critical,
+            b.high,
+            b.medium,
+            b.low,
+            b.info,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", kinds.join(", "))
+            }
         );
-        if self.closed_early + self.late > 0 {
+        if self.violating_flows > 0 {
+            let _ = writeln!(
+                s,
+                "  separation     {} violating flows; folded {} by flow, {} by source (window {} s)",
+                self.violating_flows, self.folded_by_flow, self.folded_by_source, self.fold_window_secs
+            );
+        }
+        if self.closed_early + self.late + self.observations_late > 0 {
             let _ = writeln!(
                 s,
                 "                 closed early (too many open) {}, late (input out of order) {}",
-                self.closed_early, self.late
+                self.closed_early,
+                self.late + self.observations_late
             );
         }
     }

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod check;
+mod detect;
 mod determinism;
 mod flows;
 mod live;

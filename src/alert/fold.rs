@@ -143,7 +143,8 @@ pub struct Folder {
     closing: BTreeMap<(u64, u64), GroupRef>,
     seq: u64,
     next_prune_ns: u64,
-    out: Vec<Alert>,
+    /// Alerts written and the packet time they were written at.
+    out: Vec<(u64, Alert)>,
     stats: AlertStats,
 }
 
@@ -205,15 +206,42 @@ impl Folder {
     /// Every worker is done: release and write everything.
     pub fn finish(&mut self) {
         self.release(u64::MAX);
-        let rest: Vec<_> = std::mem::take(&mut self.closing).into_values().collect();
-        for g in rest {
-            self.close(g);
-        }
+        self.close_all();
     }
 
     /// Alerts written since the last call, in output order.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Alert> {
+    pub fn drain(&mut self) -> impl Iterator<Item = Alert> + '_ {
+        self.out.drain(..).map(|(_, a)| a)
+    }
+
+    /// Same, with the packet time each was written at (its window's end).
+    pub fn drain_timed(&mut self) -> std::vec::Drain<'_, (u64, Alert)> {
         self.out.drain(..)
+    }
+
+    /// Fold a violating flow already released in order by the caller (the
+    /// analysis thread merges the workers' streams itself).
+    pub fn fold_released(&mut self, e: Event) {
+        if !matches!(e.verdict, Verdict::Violation { .. }) {
+            return;
+        }
+        self.stats.violating_flows += 1;
+        self.released_ns = self.released_ns.max(e.ts_ns);
+        self.close_due(e.ts_ns);
+        self.fold(e);
+    }
+
+    /// Write every group whose window ended at or before `t` (caller-merged mode).
+    pub fn close_until(&mut self, t: u64) {
+        self.close_due(t);
+    }
+
+    /// Write every open group (caller-merged mode, end of run).
+    pub fn close_all(&mut self) {
+        let rest: Vec<_> = std::mem::take(&mut self.closing).into_iter().collect();
+        for ((at, _), g) in rest {
+            self.close(g, at);
+        }
     }
 
     /// The queue whose head sorts first, if that head starts at or before `upto`.
@@ -256,12 +284,13 @@ impl Folder {
             if entry.key().0 > t {
                 break;
             }
+            let at = entry.key().0;
             let g = entry.remove();
-            self.close(g);
+            self.close(g, at);
         }
     }
 
-    fn close(&mut self, g: GroupRef) {
+    fn close(&mut self, g: GroupRef, at: u64) {
         let alert = match g {
             GroupRef::Flow(k) => match self.flows.remove(&k) {
                 Some(g) => make_alert(&g.first, g.last_ns, g.count, None),
@@ -285,14 +314,14 @@ impl Folder {
             *n += 1;
         }
         self.stats.alerts += 1;
-        self.out.push(alert);
+        self.out.push((at, alert));
     }
 
     fn open_group(&mut self, e: Event, r: GroupRef) -> Group {
         if self.cfg.max_open > 0 && self.flows.len() + self.sources_open() >= self.cfg.max_open {
             if let Some((_, oldest)) = self.closing.pop_first() {
                 self.stats.closed_early += 1;
-                self.close(oldest);
+                self.close(oldest, e.ts_ns);
             }
         }
         self.seq += 1;
@@ -332,7 +361,7 @@ impl Folder {
             // Its window is over but it is not closed yet (a late event): close it.
             let (close_at, seq) = (g.close_at, g.seq);
             self.closing.remove(&(close_at, seq));
-            self.close(GroupRef::Flow(fk));
+            self.close(GroupRef::Flow(fk), e.ts_ns);
         }
         if self.cfg.window_ns > 0 && self.cfg.max_per_source > 0 {
             let sk = SourceKey {

@@ -2,9 +2,9 @@
 //!
 //! Owns the alert record ([`Alert`]) and its line format, the deterministic
 //! folding of repeated violations ([`fold::Folder`]), and where alerts go
-//! ([`AlertSink`]). It leaves alone: how flows are tracked and judged (the flow
-//! table calls [`crate::flow::FlowSink::flow_violation`] once per violating
-//! flow; the pipeline turns that into an [`Event`] and feeds the alert thread).
+//! ([`AlertSink`]). It leaves alone: how flows are tracked and judged, and the
+//! analysis thread that feeds the folding in packet-time order
+//! ([`crate::detect::serve`]).
 //!
 //! # `separation_violation`
 //!
@@ -45,9 +45,8 @@ mod report;
 pub use report::render_dry_run;
 
 use crate::flow::record::{community_id, proto_name};
-use crate::flow::FlowStart;
 use crate::packet::FlowKey;
-use crate::policy::{generation_of, Policy, Severity, Verdict, POLICY_GENERATIONS};
+use crate::policy::{Policy, Severity, Verdict};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -66,144 +65,45 @@ pub struct Event {
     pub policy: Arc<Policy>,
 }
 
-/// What workers send the alert thread.
-pub enum AlertMsg {
-    /// Violating flows, and the capture clock of the last batch the worker
-    /// finished (its watermark: it will report no flow that started earlier).
-    /// The vector comes back emptied on the spare queue given to [`serve`].
-    Events {
-        worker: usize,
-        watermark_ns: u64,
-        events: Vec<FlowStart>,
-    },
-    /// The worker's table now judges new flows with `policy`, in generation
-    /// `slot` (sent before any event tagged with that slot).
-    Policy {
-        worker: usize,
-        slot: u8,
-        policy: Arc<Policy>,
-    },
-    /// The worker has finished (flushed its table).
-    Done { worker: usize },
-}
-
-/// The alert thread: folds what `workers` workers report and writes each alert
-/// to `sink` as soon as its window closes (flushing after each message that
-/// produced alerts, so a live run's file is current). Returns when every
-/// worker said `Done` or every sender is gone.
-///
-/// Workers send packed verdicts (`FlowStart::tag`); the thread keeps each
-/// worker's policy generations (`initial` in slot 0, then [`AlertMsg::Policy`])
-/// and resolves a tag when it arrives, so a generation slot the worker reuses
-/// later cannot change an event already received.
-pub fn serve(
-    rx: crossbeam_channel::Receiver<AlertMsg>,
-    spare: crossbeam_channel::Sender<Vec<FlowStart>>,
-    cfg: fold::FoldConfig,
-    workers: usize,
-    initial: Arc<Policy>,
-    mut sink: Box<dyn AlertSink>,
-) -> (AlertStats, io::Result<()>) {
-    let mut f = fold::Folder::new(cfg, workers);
-    let mut gens: Vec<[Option<Arc<Policy>>; POLICY_GENERATIONS]> = (0..workers)
-        .map(|_| std::array::from_fn(|i| (i == 0).then(|| initial.clone())))
-        .collect();
-    let mut result = Ok(());
-    let mut done = 0;
-    let mut write = |f: &mut fold::Folder, result: &mut io::Result<()>| {
-        let mut wrote = false;
-        for a in f.drain() {
-            if result.is_ok() {
-                *result = sink.alert(&a);
-                wrote = true;
-            }
-        }
-        if wrote && result.is_ok() {
-            *result = sink.flush();
-        }
-    };
-    for msg in rx {
-        match msg {
-            AlertMsg::Events {
-                worker,
-                watermark_ns,
-                mut events,
-            } => {
-                for s in events.drain(..) {
-                    let policy = gens
-                        .get(worker)
-                        .and_then(|g| g.get(usize::from(generation_of(s.tag))))
-                        .and_then(Option::as_ref);
-                    if let (Some(verdict), Some(policy)) = (Verdict::unpack(s.tag), policy) {
-                        f.push(
-                            worker,
-                            Event {
-                                ts_ns: s.ts_ns,
-                                key: s.key,
-                                verdict,
-                                policy: policy.clone(),
-                            },
-                        );
-                    }
-                }
-                let _ = spare.try_send(events);
-                f.watermark(worker, watermark_ns);
-            }
-            AlertMsg::Policy {
-                worker,
-                slot,
-                policy,
-            } => {
-                if let Some(g) = gens
-                    .get_mut(worker)
-                    .and_then(|g| g.get_mut(usize::from(slot)))
-                {
-                    *g = Some(policy);
-                }
-            }
-            AlertMsg::Done { worker } => {
-                f.watermark(worker, u64::MAX);
-                done += 1;
-            }
-        }
-        write(&mut f, &mut result);
-        if done == workers {
-            break;
-        }
-    }
-    f.finish();
-    write(&mut f, &mut result);
-    (f.stats().clone(), result)
-}
-
 /// Alert kinds.
 pub const SEPARATION_VIOLATION: &str = "separation_violation";
 
-/// One alert line.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+/// One alert line. Keys that do not apply to a kind are left out (a host
+/// sweep has no single destination, a DoS episode no single source).
+#[derive(Clone, Debug, Serialize, PartialEq, Default)]
 pub struct Alert {
     pub timestamp: String,
     pub kind: &'static str,
     pub severity: &'static str,
-    pub src_ip: IpAddr,
-    pub src_port: u16,
-    pub dst_ip: IpAddr,
-    pub dst_port: u16,
-    pub proto: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
     pub vlan: Vec<u16>,
     pub src_zone: Option<String>,
     pub dst_zone: Option<String>,
     pub rule: String,
     pub reason: String,
-    pub community_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     pub count: u64,
     pub first_seen: String,
     pub last_seen: String,
-    pub folded_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folded_by: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distinct_dst: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distinct_dst_port: Option<u64>,
+    /// Kind-specific facts (targets and ports counted, samples, rates...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
 }
 
 /// Where alerts go: a JSON-lines writer, or a collector (`check --against`, tests).
@@ -311,27 +211,33 @@ pub(crate) fn make_alert(
         timestamp,
         kind: SEPARATION_VIOLATION,
         severity: severity.as_str(),
-        src_ip: k.src_ip(),
-        src_port: k.sport,
-        dst_ip: k.dst_ip(),
-        dst_port: k.dport,
-        proto: proto_name(k.proto).map_or_else(|| k.proto.to_string(), str::to_string),
+        src_ip: Some(k.src_ip()),
+        src_port: Some(k.sport),
+        dst_ip: Some(k.dst_ip()),
+        dst_port: Some(k.dport),
+        proto: Some(proto_label(k.proto)),
         vlan: k.vlan.iter().copied().filter(|&v| v != 0).collect(),
         src_zone,
         dst_zone,
         rule,
         reason,
-        community_id: community_id(k),
+        community_id: Some(community_id(k)),
         count,
         last_seen: rfc3339(last_ns),
-        folded_by: if by_source.is_some() {
+        folded_by: Some(if by_source.is_some() {
             "source"
         } else {
             "flow"
-        },
+        }),
         distinct_dst: by_source.map(|(d, _)| d),
         distinct_dst_port: by_source.map(|(_, p)| p),
+        evidence: None,
     }
+}
+
+/// The `proto` of an alert: as in flow lines.
+pub fn proto_label(p: u8) -> String {
+    proto_name(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 #[cfg(test)]

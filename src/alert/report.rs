@@ -53,9 +53,9 @@ pub fn render_dry_run(header: &str, alerts: &[Alert]) -> String {
                 out,
                 "  {}  {:<9} {} -> {}  x{}",
                 a.timestamp,
-                a.proto,
-                endpoint(&a.src_ip, a.src_port),
-                endpoint(&a.dst_ip, a.dst_port),
+                a.proto.as_deref().unwrap_or("-"),
+                endpoint(a.src_ip, a.src_port),
+                endpoint(a.dst_ip, a.dst_port),
                 a.count
             );
             if let (Some(t), Some(p)) = (a.distinct_dst, a.distinct_dst_port) {
@@ -67,9 +67,11 @@ pub fn render_dry_run(header: &str, alerts: &[Alert]) -> String {
     out
 }
 
-fn endpoint(ip: &std::net::IpAddr, port: u16) -> String {
-    match ip {
-        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
-        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+fn endpoint(ip: Option<std::net::IpAddr>, port: Option<u16>) -> String {
+    match (ip, port) {
+        (Some(std::net::IpAddr::V4(a)), Some(p)) => format!("{a}:{p}"),
+        (Some(std::net::IpAddr::V6(a)), Some(p)) => format!("[{a}]:{p}"),
+        (Some(a), None) => a.to_string(),
+        (None, _) => "-".to_string(),
     }
 }

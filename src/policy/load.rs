@@ -353,8 +353,12 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     let mut groups: Vec<GroupB> = Vec::new();
     let mut severity: BTreeMap<String, At<String>> = BTreeMap::new();
     let mut rules: Vec<RuleB> = Vec::new();
+    let mut detect = crate::detect::DetectConfig::default();
 
     for (src, file, origin) in files {
+        if let Some(dc) = file.detect {
+            detect = dc;
+        }
         if let Some(s) = file.site {
             if origin == Origin::Site || site_name.is_none() {
                 site_name = s.name.or(site_name);
@@ -851,6 +855,7 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         vlan_only,
         pair_rules: Vec::new(),
         pair_severity: Vec::new(),
+        detect,
     };
     policy.index_pairs();
 

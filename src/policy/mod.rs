@@ -337,6 +337,8 @@ pub struct Policy {
     pair_rules: Vec<Vec<u16>>,
     /// Per zone pair: the severity of unallowed traffic (`severity_for`, precomputed).
     pair_severity: Vec<Severity>,
+    /// Detector thresholds (`[detect]`; defaults when the file has none).
+    pub detect: crate::detect::DetectConfig,
 }
 
 impl Policy {

@@ -21,6 +21,8 @@ pub struct RawFile {
     #[serde(default)]
     pub allow: Vec<RawAllow>,
     pub severity: Option<BTreeMap<String, Spanned<String>>>,
+    /// Detector thresholds (`[detect.*]`, defined by `crate::detect`).
+    pub detect: Option<crate::detect::DetectConfig>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,332 @@
+//! Detectors for unauthorised access and DoS, and the analysis thread that
+//! runs them beside the separation-violation folding.
+//!
+//! Owns: what workers observe for detection ([`obs::Obs`]: flow starts,
+//! answers, refusals, closes, ARP, all at packet time), the deterministic
+//! merge of the workers' streams ([`merge::Merger`]), the [`Detector`] trait
+//! every detector implements, their thresholds ([`DetectConfig`], the
+//! `[detect]` table of the rules file), and the analysis thread ([`serve`]).
+//! It leaves alone: flow tracking (the table reports through
+//! [`crate::flow::FlowSink`] hooks) and the alert line format ([`crate::alert`]).
+//!
+//! Every detector has the same parts, as Suricata gives every parser the same
+//! parts: a config struct with units in its key names, per-key state with a
+//! bound, `observe` for each released observation, `advance` when packet time
+//! passes (windows close there), and a stats struct. Detectors see
+//! observations and packet time only, never frames or the wall clock, so a
+//! replay and a live run of the same traffic, with any worker count, give the
+//! same alerts in the same order.
+
+pub mod merge;
+pub mod obs;
+pub mod scan;
+
+use crate::alert::fold::{FoldConfig, Folder};
+use crate::alert::{Alert, AlertSink, AlertStats, Event};
+use crate::flow::FlowStart;
+use crate::policy::{generation_of, Policy, Verdict, POLICY_GENERATIONS};
+use obs::Obs;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Thresholds of every detector: the `[detect]` table of a rules file
+/// (rules/README.md). Unknown keys are errors; every key has a default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub port_scan: scan::ScanConfig,
+}
+
+impl DetectConfig {
+    /// Every detector off (only separation violations are folded).
+    pub fn none() -> DetectConfig {
+        let mut c = DetectConfig::default();
+        c.port_scan.enabled = false;
+        c
+    }
+}
+
+/// What a detector may look up while it works.
+pub struct Ctx<'a> {
+    /// The rules in force (zone names), if any.
+    pub policy: Option<&'a Policy>,
+}
+
+impl Ctx<'_> {
+    /// Zone id of an address, if there are rules and it is in a zone.
+    pub fn zone(&self, ip: IpAddr, vlan: Option<u16>) -> Option<String> {
+        let p = self.policy?;
+        p.zone_of(ip, vlan).map(|z| p.zone(z).id.clone())
+    }
+}
+
+/// Alerts a detector writes, each with the packet time it is written at (the
+/// analysis thread orders output by it).
+#[derive(Default)]
+pub struct Emit {
+    /// (due time, producer rank, alert); rank 0 is the separation folding,
+    /// detector `i` is `i + 1`.
+    items: Vec<(u64, usize, Alert)>,
+    rank: usize,
+}
+
+impl Emit {
+    pub fn push(&mut self, at_ns: u64, a: Alert) {
+        self.items.push((at_ns, self.rank, a));
+    }
+}
+
+/// Per-detector counters for the summary.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct DetectorStats {
+    /// Observations the detector looked at.
+    pub observed: u64,
+    /// Alerts written.
+    pub alerts: u64,
+    /// Keys (sources, targets...) dropped to keep state bounded.
+    pub state_evictions: u64,
+}
+
+/// One detector (see the module docs).
+pub trait Detector: Send {
+    /// Stable name (summary key, metrics label).
+    fn name(&self) -> &'static str;
+    /// A released observation, in release order.
+    fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit);
+    /// Every observation up to `now_ns` has been seen: close what ended.
+    fn advance(&mut self, now_ns: u64, cx: &Ctx, out: &mut Emit);
+    fn stats(&self) -> DetectorStats;
+}
+
+/// The detectors `cfg` enables.
+pub fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
+    let mut v: Vec<Box<dyn Detector>> = Vec::new();
+    if cfg.port_scan.enabled {
+        v.push(Box::new(scan::ScanDetector::new(cfg.port_scan.clone())));
+    }
+    v
+}
+
+/// What workers send the analysis thread.
+pub enum AnalysisMsg {
+    /// Observations, and the capture clock of the last batch the worker
+    /// finished (its watermark: it will report nothing that happened earlier).
+    /// The vector comes back emptied on the spare queue given to [`serve`].
+    Obs {
+        worker: usize,
+        watermark_ns: u64,
+        obs: Vec<Obs>,
+    },
+    /// The worker's table now judges new flows with `policy`, in generation
+    /// `slot` (sent before any flow tagged with that slot).
+    Policy {
+        worker: usize,
+        slot: u8,
+        policy: Arc<Policy>,
+    },
+    /// The worker has finished (flushed its table).
+    Done { worker: usize },
+}
+
+/// What the analysis thread counted.
+#[derive(Clone, Debug, Default)]
+pub struct AnalysisStats {
+    /// Alert lines written, by kind and by severity (`Severity as usize`).
+    pub written_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    pub written_by_severity: [u64; 5],
+    pub separation: AlertStats,
+    pub detectors: Vec<(&'static str, DetectorStats)>,
+    /// Observations out of time order by more than the reorder slack.
+    pub late: u64,
+}
+
+/// The analysis thread's setup.
+pub struct AnalysisConfig {
+    pub workers: usize,
+    pub fold: FoldConfig,
+    /// The rules at start (slot 0 of every worker), if any.
+    pub policy: Option<Arc<Policy>>,
+    pub detect: DetectConfig,
+}
+
+/// The analysis thread: merges the workers' observations in packet-time order,
+/// folds separation violations and runs the detectors, and writes every alert
+/// to `sink` in the order of the packet time it is due at. Returns when every
+/// worker said `Done` (or every sender is gone).
+pub fn serve(
+    rx: crossbeam_channel::Receiver<AnalysisMsg>,
+    spare: crossbeam_channel::Sender<Vec<Obs>>,
+    cfg: AnalysisConfig,
+    mut sink: Box<dyn AlertSink>,
+) -> (AnalysisStats, io::Result<()>) {
+    let workers = cfg.workers.max(1);
+    let mut gens: Vec<[Option<Arc<Policy>>; POLICY_GENERATIONS]> = (0..workers)
+        .map(|_| std::array::from_fn(|i| if i == 0 { cfg.policy.clone() } else { None }))
+        .collect();
+    let mut current = cfg.policy.clone();
+    let mut merger = merge::Merger::new(workers, cfg.fold.slack_ns);
+    let mut folder = Folder::new(cfg.fold, workers);
+    let mut dets = detectors(&cfg.detect);
+    let mut emit = Emit::default();
+    let mut result = Ok(());
+    let mut done = 0;
+    let mut written = Written::default();
+    let mut run = Run {
+        gens: &mut gens,
+        folder: &mut folder,
+        dets: &mut dets,
+        emit: &mut emit,
+    };
+    for msg in rx {
+        let upto = match msg {
+            AnalysisMsg::Obs {
+                worker,
+                watermark_ns,
+                mut obs,
+            } => {
+                for o in obs.drain(..) {
+                    if let Some(late) = merger.push(worker, o) {
+                        run.process(worker, &late, current.as_deref());
+                    }
+                }
+                let _ = spare.try_send(obs);
+                merger.watermark(worker, watermark_ns)
+            }
+            AnalysisMsg::Policy {
+                worker,
+                slot,
+                policy,
+            } => {
+                if let Some(g) = run
+                    .gens
+                    .get_mut(worker)
+                    .and_then(|g| g.get_mut(usize::from(slot)))
+                {
+                    *g = Some(policy.clone());
+                }
+                current = Some(policy);
+                continue;
+            }
+            AnalysisMsg::Done { worker } => {
+                done += 1;
+                merger.watermark(worker, u64::MAX)
+            }
+        };
+        // Released in (time, key) order; the worker is kept for tag lookup.
+        while let Some((w, o)) = merger.pop_tagged(upto) {
+            run.process(w, &o, current.as_deref());
+        }
+        run.advance(upto, current.as_deref());
+        write(&mut run.emit.items, &mut *sink, &mut result, &mut written);
+        if done == workers {
+            break;
+        }
+    }
+    run.advance(u64::MAX, current.as_deref());
+    run.folder.close_all();
+    run.collect_folder();
+    write(&mut run.emit.items, &mut *sink, &mut result, &mut written);
+    let stats = AnalysisStats {
+        written_by_kind: written.by_kind,
+        written_by_severity: written.by_severity,
+        separation: run.folder.stats().clone(),
+        detectors: run.dets.iter().map(|d| (d.name(), d.stats())).collect(),
+        late: merger.late,
+    };
+    (stats, result)
+}
+
+/// The analysis thread's working parts.
+struct Run<'a> {
+    gens: &'a mut Vec<[Option<Arc<Policy>>; POLICY_GENERATIONS]>,
+    folder: &'a mut Folder,
+    dets: &'a mut Vec<Box<dyn Detector>>,
+    emit: &'a mut Emit,
+}
+
+impl Run<'_> {
+    fn process(&mut self, worker: usize, o: &Obs, current: Option<&Policy>) {
+        if let Obs::Start(s) = o {
+            self.violation(worker, s);
+        }
+        let cx = Ctx { policy: current };
+        for (i, d) in self.dets.iter_mut().enumerate() {
+            self.emit.rank = i + 1;
+            d.observe(o, &cx, self.emit);
+        }
+    }
+
+    fn violation(&mut self, worker: usize, s: &FlowStart) {
+        let Some(verdict @ Verdict::Violation { .. }) = Verdict::unpack(s.tag) else {
+            return;
+        };
+        let policy = self
+            .gens
+            .get(worker)
+            .and_then(|g| g.get(usize::from(generation_of(s.tag))))
+            .and_then(Option::as_ref);
+        if let Some(policy) = policy {
+            self.folder.fold_released(Event {
+                ts_ns: s.ts_ns,
+                key: s.key,
+                verdict,
+                policy: policy.clone(),
+            });
+        }
+    }
+
+    fn advance(&mut self, upto: u64, current: Option<&Policy>) {
+        self.folder.close_until(upto);
+        self.collect_folder();
+        let cx = Ctx { policy: current };
+        for (i, d) in self.dets.iter_mut().enumerate() {
+            self.emit.rank = i + 1;
+            d.advance(upto, &cx, self.emit);
+        }
+    }
+
+    fn collect_folder(&mut self) {
+        for (at, a) in self.folder.drain_timed() {
+            self.emit.items.push((at, 0, a));
+        }
+    }
+}
+
+/// Write this round's alerts ordered by due time (stable: producers in a fixed
+/// order, each in its own order), stopping at the first write error.
+#[derive(Default)]
+struct Written {
+    by_kind: std::collections::BTreeMap<&'static str, u64>,
+    by_severity: [u64; 5],
+}
+
+fn write(
+    items: &mut Vec<(u64, usize, Alert)>,
+    sink: &mut dyn AlertSink,
+    result: &mut io::Result<()>,
+    written: &mut Written,
+) {
+    if items.is_empty() {
+        return;
+    }
+    items.sort_by_key(|(at, rank, _)| (*at, *rank));
+    for (_, _, a) in items.drain(..) {
+        *written.by_kind.entry(a.kind).or_default() += 1;
+        if let Some(s) = crate::policy::Severity::parse(a.severity) {
+            if let Some(n) = written.by_severity.get_mut(s as usize) {
+                *n += 1;
+            }
+        }
+        if result.is_ok() {
+            *result = sink.alert(&a);
+        }
+    }
+    if result.is_ok() {
+        *result = sink.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests;

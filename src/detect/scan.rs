@@ -1,0 +1,619 @@
+//! Port scans and host sweeps (`port_scan`, `host_sweep`).
+//!
+//! Counts each initiator's *attempts* in a window of packet time anchored at
+//! its first attempt: a TCP SYN or bare ACK, a UDP datagram, an ICMP/ICMPv6
+//! echo request, an ARP request, each opening a new (target, protocol, port).
+//! An attempt *fails* when it is refused (RST before the handshake, ICMP
+//! unreachable) or gets no answer within `answer_wait_secs`. When the window
+//! is over (plus the wait) the initiator is judged once:
+//!
+//! - **vertical** port scan: ≥ `min_ports_per_host` failed ports on one host;
+//! - **horizontal** port scan: ≥ `min_hosts_per_port` failed hosts on one port;
+//! - **sweep**: ≥ `min_sweep_hosts` hosts probed by ICMP echo, ARP or bare TCP
+//!   ACK, of which ≥ `min_sweep_failed` never answered (a monitoring server
+//!   pinging live hosts does not alert).
+//!
+//! One alert per initiator and window: `port_scan` if a port-scan rule holds,
+//! else `host_sweep`, with the counts, the zones involved and samples (the
+//! smallest addresses and ports, so they do not depend on arrival order).
+//! Counting failures rather than connections is what keeps a busy client (a
+//! proxy, a backup job) quiet: it connects to many places, but they answer.
+//!
+//! State is bounded: at most `max_sources` initiators (beyond it the one due
+//! soonest is judged early, counted in `state_evictions`) and
+//! `max_targets_per_source` targets each (beyond it attempts are only counted).
+
+use super::obs::{ArpObs, Obs};
+use super::{Ctx, Detector, DetectorStats, Emit};
+use crate::alert::{proto_label, rfc3339, Alert};
+use crate::flow::Refusal;
+use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// `[detect.port_scan]` in a rules file.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    pub enabled: bool,
+    /// Window per initiator, from its first attempt.
+    pub window_secs: u64,
+    /// An attempt without any answer after this long has failed.
+    pub answer_wait_secs: u64,
+    pub min_ports_per_host: u32,
+    pub min_hosts_per_port: u32,
+    pub min_sweep_hosts: u32,
+    pub min_sweep_failed: u32,
+    /// `"info"` .. `"critical"`; raised one level (to at most critical) when
+    /// targets are in another top-level zone than the scanner.
+    pub severity: String,
+    /// Initiators never judged (monitoring and vulnerability scanners): CIDRs.
+    pub ignore_sources: Vec<String>,
+    pub max_sources: usize,
+    pub max_targets_per_source: usize,
+    /// Addresses and ports listed in an alert's samples.
+    pub sample_size: usize,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            enabled: true,
+            window_secs: 60,
+            answer_wait_secs: 3,
+            min_ports_per_host: 20,
+            min_hosts_per_port: 20,
+            min_sweep_hosts: 20,
+            min_sweep_failed: 10,
+            severity: "medium".into(),
+            ignore_sources: Vec::new(),
+            max_sources: 65_536,
+            max_targets_per_source: 16_384,
+            sample_size: 10,
+        }
+    }
+}
+
+/// How a target was probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Probe {
+    Tcp,
+    Udp,
+    /// ICMP echo, ARP request or bare TCP ACK: "is the host there?"
+    Ping,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Target {
+    dst: Addr,
+    proto: u8,
+    port: u16,
+}
+
+/// One attempt as observed.
+struct Attempted {
+    ts: u64,
+    src: SrcKey,
+    target: Target,
+    probe: Probe,
+    vlan: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    probe: Probe,
+    answered: bool,
+    refused: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SrcKey {
+    src: Addr,
+    v6: bool,
+}
+
+#[derive(Default)]
+struct Window {
+    first_ns: u64,
+    last_ns: u64,
+    attempts: BTreeMap<Target, Attempt>,
+    /// Attempts beyond `max_targets_per_source` (counted only).
+    overflow: u64,
+    total: u64,
+    vlan: Option<u16>,
+}
+
+struct Source {
+    /// End of the current window; judged at `end + answer_wait`.
+    end: u64,
+    cur: Window,
+    /// Attempts after `end` while the current window waits for answers.
+    next: Window,
+    due: u64,
+}
+
+/// The scan / sweep detector.
+pub struct ScanDetector {
+    cfg: ScanConfig,
+    ignore: Vec<ipnet::IpNet>,
+    sources: HashMap<SrcKey, Source>,
+    /// (judgement time, source): what is due, soonest first.
+    due: BTreeSet<(u64, SrcKey)>,
+    stats: DetectorStats,
+}
+
+const NS: u64 = 1_000_000_000;
+
+impl ScanDetector {
+    pub fn new(cfg: ScanConfig) -> ScanDetector {
+        let ignore = cfg
+            .ignore_sources
+            .iter()
+            .filter_map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| c.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+            })
+            .collect();
+        ScanDetector {
+            cfg,
+            ignore,
+            sources: HashMap::default(),
+            due: BTreeSet::new(),
+            stats: DetectorStats::default(),
+        }
+    }
+
+    fn window_ns(&self) -> u64 {
+        self.cfg.window_secs.saturating_mul(NS).max(1)
+    }
+
+    fn wait_ns(&self) -> u64 {
+        self.cfg.answer_wait_secs.saturating_mul(NS)
+    }
+
+    fn attempt(&mut self, a: Attempted, cx: &Ctx, out: &mut Emit) {
+        let Attempted {
+            ts,
+            src,
+            target: t,
+            probe,
+            vlan,
+        } = a;
+        if self
+            .ignore
+            .iter()
+            .any(|n| n.contains(&to_ip(&src.src, src.v6)))
+        {
+            return;
+        }
+        if !self.sources.contains_key(&src) && self.sources.len() >= self.cfg.max_sources {
+            // Judge the source due soonest now to make room (nothing is lost).
+            if let Some(&(d, k)) = self.due.iter().next() {
+                self.due.remove(&(d, k));
+                self.stats.state_evictions += 1;
+                self.judge(k, d.min(ts), cx, out);
+                self.sources.remove(&k);
+            }
+        }
+        let (window, wait) = (self.window_ns(), self.wait_ns());
+        let max_targets = self.cfg.max_targets_per_source;
+        let s = self.sources.entry(src).or_insert_with(|| Source {
+            end: ts.saturating_add(window),
+            cur: Window::default(),
+            next: Window::default(),
+            due: ts.saturating_add(window).saturating_add(wait),
+        });
+        if s.cur.total == 0 && s.next.total == 0 {
+            s.end = ts.saturating_add(window);
+            s.due = s.end.saturating_add(wait);
+            self.due.insert((s.due, src));
+        }
+        let w = if ts < s.end { &mut s.cur } else { &mut s.next };
+        if w.total == 0 {
+            w.first_ns = ts;
+            w.vlan = vlan;
+        }
+        w.total += 1;
+        w.last_ns = w.last_ns.max(ts);
+        if w.attempts.len() >= max_targets && !w.attempts.contains_key(&t) {
+            w.overflow += 1;
+            return;
+        }
+        w.attempts.entry(t).or_insert(Attempt {
+            probe,
+            answered: false,
+            refused: false,
+        });
+    }
+
+    /// Mark the attempt of `src` to `t` answered or refused.
+    fn outcome(&mut self, src: SrcKey, t: Target, refused: bool) {
+        if let Some(s) = self.sources.get_mut(&src) {
+            for w in [&mut s.cur, &mut s.next] {
+                if let Some(a) = w.attempts.get_mut(&t) {
+                    if refused {
+                        a.refused = true;
+                    } else {
+                        a.answered = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Judge every source due at or before `now`.
+    fn close_due(&mut self, now: u64, cx: &Ctx, out: &mut Emit) {
+        while let Some(&(d, k)) = self.due.iter().next() {
+            if d > now {
+                break;
+            }
+            self.due.remove(&(d, k));
+            self.judge(k, d, cx, out);
+            // The attempts made while this window waited start the next one.
+            let (window, wait) = (self.window_ns(), self.wait_ns());
+            let mut gone = false;
+            if let Some(s) = self.sources.get_mut(&k) {
+                s.cur = std::mem::take(&mut s.next);
+                if s.cur.total == 0 {
+                    gone = true;
+                } else {
+                    s.end = s.cur.first_ns.saturating_add(window);
+                    s.due = s.end.saturating_add(wait).max(d);
+                    self.due.insert((s.due, k));
+                }
+            }
+            if gone {
+                self.sources.remove(&k);
+            }
+        }
+    }
+
+    /// Judge the current window of `k` at time `at`.
+    fn judge(&mut self, k: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
+        let Some(s) = self.sources.get(&k) else {
+            return;
+        };
+        let w = &s.cur;
+        if w.total == 0 {
+            return;
+        }
+        let failed = |a: &Attempt| a.refused || !a.answered;
+        // Failed ports per host and failed hosts per (proto, port).
+        let mut per_host: BTreeMap<Addr, BTreeSet<(u8, u16)>> = BTreeMap::new();
+        let mut per_port: BTreeMap<(u8, u16), BTreeSet<Addr>> = BTreeMap::new();
+        let mut sweep_hosts: BTreeSet<Addr> = BTreeSet::new();
+        let mut sweep_failed: BTreeSet<Addr> = BTreeSet::new();
+        let (mut answered, mut refused, mut unanswered) = (0u64, 0u64, 0u64);
+        let mut hosts: BTreeSet<Addr> = BTreeSet::new();
+        let mut ports: BTreeSet<u16> = BTreeSet::new();
+        let mut protos: BTreeSet<u8> = BTreeSet::new();
+        for (t, a) in &w.attempts {
+            hosts.insert(t.dst);
+            protos.insert(t.proto);
+            if a.refused {
+                refused += 1;
+            } else if a.answered {
+                answered += 1;
+            } else {
+                unanswered += 1;
+            }
+            match a.probe {
+                Probe::Ping => {
+                    sweep_hosts.insert(t.dst);
+                    if !a.answered && !a.refused {
+                        sweep_failed.insert(t.dst);
+                    }
+                }
+                Probe::Tcp | Probe::Udp => {
+                    ports.insert(t.port);
+                    if failed(a) {
+                        per_host.entry(t.dst).or_default().insert((t.proto, t.port));
+                        per_port.entry((t.proto, t.port)).or_default().insert(t.dst);
+                    }
+                }
+            }
+        }
+        let vertical = per_host
+            .iter()
+            .map(|(h, p)| (p.len(), *h))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let horizontal = per_port
+            .iter()
+            .map(|(p, h)| (h.len(), *p))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let c = &self.cfg;
+        let is_vertical =
+            vertical.is_some_and(|(n, _)| n as u64 >= u64::from(c.min_ports_per_host));
+        let is_horizontal =
+            horizontal.is_some_and(|(n, _)| n as u64 >= u64::from(c.min_hosts_per_port));
+        let is_sweep = sweep_hosts.len() as u64 >= u64::from(c.min_sweep_hosts)
+            && sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed);
+        if !(is_vertical || is_horizontal || is_sweep) {
+            return;
+        }
+        let src_ip = to_ip(&k.src, k.v6);
+        let src_zone = cx.zone(src_ip, w.vlan);
+        let mut dst_zones: BTreeMap<String, u64> = BTreeMap::new();
+        for h in &hosts {
+            if let Some(z) = cx.zone(to_ip(h, k.v6), w.vlan) {
+                *dst_zones.entry(z).or_default() += 1;
+            }
+        }
+        let top = |z: &str| z.split('.').next().unwrap_or(z).to_string();
+        let crosses = src_zone
+            .as_deref()
+            .is_some_and(|sz| dst_zones.keys().any(|d| top(d) != top(sz)));
+        let mut severity =
+            crate::policy::Severity::parse(&c.severity).unwrap_or(crate::policy::Severity::Medium);
+        if crosses {
+            severity = crate::policy::Severity::ALL
+                .get(severity as usize + 1)
+                .copied()
+                .unwrap_or(crate::policy::Severity::Critical);
+        }
+        let mut types = Vec::new();
+        if is_vertical {
+            types.push("vertical");
+        }
+        if is_horizontal {
+            types.push("horizontal");
+        }
+        if is_sweep {
+            types.push("sweep");
+        }
+        // One port on many hosts and nothing else is a TCP/UDP ping sweep
+        // (nmap -PS/-PU) as much as a horizontal scan: call it a sweep.
+        let tcp_sweep = is_horizontal && !is_vertical && ports.len() == 1;
+        if tcp_sweep {
+            types.push("tcp_sweep");
+        }
+        let kind = if (is_vertical || is_horizontal) && !tcp_sweep {
+            "port_scan"
+        } else {
+            "host_sweep"
+        };
+        let n = c.sample_size;
+        let sample_hosts: Vec<String> = hosts
+            .iter()
+            .take(n)
+            .map(|h| to_ip(h, k.v6).to_string())
+            .collect();
+        let sample_ports: Vec<u16> = ports.iter().take(n).copied().collect();
+        // A single destination (or port) only when exactly one host (port)
+        // crossed the threshold; several are in the samples.
+        let scanned_hosts = per_host
+            .values()
+            .filter(|p| p.len() as u64 >= u64::from(c.min_ports_per_host))
+            .count();
+        let scanned_ports = per_port
+            .values()
+            .filter(|h| h.len() as u64 >= u64::from(c.min_hosts_per_port))
+            .count();
+        let (dst_ip, dst_port, proto) = if is_vertical {
+            let h = vertical.map(|(_, h)| h).unwrap_or_default();
+            let p = per_host.get(&h).and_then(|p| p.iter().next()).map(|p| p.0);
+            ((scanned_hosts == 1).then(|| to_ip(&h, k.v6)), None, p)
+        } else if is_horizontal {
+            let (p, port) = horizontal.map(|(_, p)| p).unwrap_or_default();
+            (None, (scanned_ports == 1).then_some(port), Some(p))
+        } else {
+            (None, None, protos.iter().next().copied())
+        };
+        let dst_zone = dst_zones
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(z, _)| z.clone());
+        let reason = match kind {
+            "port_scan" if is_vertical => format!(
+                "{src_ip} probed {} ports on {} ({} failed) in {:.1} s",
+                per_host
+                    .get(&vertical.map(|(_, h)| h).unwrap_or_default())
+                    .map_or(0, |p| p.len()),
+                dst_ip.map(|i| i.to_string()).unwrap_or_default(),
+                vertical.map_or(0, |(n, _)| n),
+                (w.last_ns - w.first_ns) as f64 / 1e9
+            ),
+            "port_scan" => format!(
+                "{src_ip} probed port {} on {} hosts that refused or did not answer, in {:.1} s",
+                dst_port.unwrap_or(0),
+                horizontal.map_or(0, |(n, _)| n),
+                (w.last_ns - w.first_ns) as f64 / 1e9
+            ),
+            _ => format!(
+                "{src_ip} swept {} hosts ({} never answered) in {:.1} s",
+                sweep_hosts.len(),
+                sweep_failed.len(),
+                (w.last_ns - w.first_ns) as f64 / 1e9
+            ),
+        };
+        let evidence = serde_json::json!({
+            "scan_types": types,
+            "attempts": w.total,
+            "targets": hosts.len(),
+            "ports": ports.len(),
+            "answered": answered,
+            "refused": refused,
+            "unanswered": unanswered,
+            "not_tracked": w.overflow,
+            "sweep_hosts": sweep_hosts.len(),
+            "sweep_unanswered": sweep_failed.len(),
+            "sample_targets": sample_hosts,
+            "sample_ports": sample_ports,
+            "dst_zones": dst_zones,
+            "window_secs": c.window_secs,
+        });
+        self.stats.alerts += 1;
+        out.push(
+            at,
+            Alert {
+                timestamp: rfc3339(w.first_ns),
+                kind,
+                severity: severity.as_str(),
+                src_ip: Some(src_ip),
+                dst_ip,
+                dst_port,
+                proto: proto.map(|p| {
+                    if p == 0 {
+                        "arp".to_string()
+                    } else {
+                        proto_label(p)
+                    }
+                }),
+                vlan: w.vlan.into_iter().collect(),
+                src_zone,
+                dst_zone,
+                rule: format!("detect.port_scan.{}", types.join("+")),
+                reason,
+                count: w.total,
+                first_seen: rfc3339(w.first_ns),
+                last_seen: rfc3339(w.last_ns),
+                evidence: Some(evidence),
+                ..Alert::default()
+            },
+        );
+    }
+}
+
+/// What a new flow's first packet probes, if it is an attempt.
+fn probe_of(key: &FlowKey, tcp: u8, from_initiator: bool) -> Option<Probe> {
+    if !from_initiator {
+        return None;
+    }
+    match key.proto {
+        proto::TCP if tcp & tcp_flags::SYN != 0 && tcp & tcp_flags::ACK == 0 => Some(Probe::Tcp),
+        proto::TCP
+            if tcp & tcp_flags::ACK != 0
+                && tcp & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0 =>
+        {
+            Some(Probe::Ping)
+        }
+        // From a service port to a high port: a reply or a reflection (DNS,
+        // NTP amplification), not a probe.
+        proto::UDP if key.sport < 1024 && key.dport >= 1024 => None,
+        proto::UDP => Some(Probe::Udp),
+        // Echo request, as port equivalents: ICMP type 8, ICMPv6 128.
+        proto::ICMP if key.sport == 8 => Some(Probe::Ping),
+        proto::ICMPV6 if key.sport == 128 => Some(Probe::Ping),
+        _ => None,
+    }
+}
+
+fn target(key: &FlowKey) -> Target {
+    Target {
+        dst: key.dst,
+        proto: key.proto,
+        port: if matches!(key.proto, proto::ICMP | proto::ICMPV6) {
+            0
+        } else {
+            key.dport
+        },
+    }
+}
+
+fn vlan_of(v: [u16; 2]) -> Option<u16> {
+    v.iter().rev().copied().find(|&x| x != 0)
+}
+
+impl Detector for ScanDetector {
+    fn name(&self) -> &'static str {
+        "port_scan"
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit) {
+        self.close_due(o.ts_ns(), cx, out);
+        match o {
+            Obs::Start(s) if !s.quote_keyed => {
+                let Some(p) = probe_of(&s.key, s.tcp_flags, s.mac_is_initiator) else {
+                    return;
+                };
+                self.stats.observed += 1;
+                let src = SrcKey {
+                    src: s.key.src,
+                    v6: s.key.v6,
+                };
+                let a = Attempted {
+                    ts: s.ts_ns,
+                    src,
+                    target: target(&s.key),
+                    probe: p,
+                    vlan: vlan_of(s.key.vlan),
+                };
+                self.attempt(a, cx, out);
+            }
+            Obs::Answered { key, .. } => {
+                self.outcome(
+                    SrcKey {
+                        src: key.src,
+                        v6: key.v6,
+                    },
+                    target(key),
+                    false,
+                );
+            }
+            Obs::Refused { key, how, .. } => {
+                let refused = match how {
+                    Refusal::Rst | Refusal::IcmpError => true,
+                };
+                self.outcome(
+                    SrcKey {
+                        src: key.src,
+                        v6: key.v6,
+                    },
+                    target(key),
+                    refused,
+                );
+            }
+            Obs::Arp(a) => self.arp(a, cx, out),
+            _ => {}
+        }
+    }
+
+    fn advance(&mut self, now_ns: u64, cx: &Ctx, out: &mut Emit) {
+        self.close_due(now_ns, cx, out);
+    }
+
+    fn stats(&self) -> DetectorStats {
+        self.stats.clone()
+    }
+}
+
+impl ScanDetector {
+    fn arp(&mut self, a: &ArpObs, cx: &Ctx, out: &mut Emit) {
+        let t = |dst: Addr| Target {
+            dst,
+            proto: 0,
+            port: 0,
+        };
+        match a.op {
+            1 if a.sender != a.target => {
+                self.stats.observed += 1;
+                let src = SrcKey {
+                    src: a.sender,
+                    v6: false,
+                };
+                let at = Attempted {
+                    ts: a.ts_ns,
+                    src,
+                    target: t(a.target),
+                    probe: Probe::Ping,
+                    vlan: vlan_of(a.vlan),
+                };
+                self.attempt(at, cx, out);
+            }
+            // A reply answers the request of its target.
+            2 => self.outcome(
+                SrcKey {
+                    src: a.target,
+                    v6: false,
+                },
+                t(a.sender),
+                false,
+            ),
+            _ => {}
+        }
+    }
+}

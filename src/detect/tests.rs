@@ -1,0 +1,221 @@
+//! Detector framework and scan detector: crafted observations.
+
+use super::merge::Merger;
+use super::obs::Obs;
+use super::scan::{ScanConfig, ScanDetector};
+use super::*;
+use crate::flow::{FlowStart, Refusal};
+use crate::packet::{proto, tcp_flags, FlowKey};
+
+const S: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * S;
+
+fn key(p: u8, src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
+    let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+    FlowKey::new(p, ip(src), sport, ip(dst), dport)
+}
+
+fn start(ts: u64, k: FlowKey, flags: u8) -> Obs {
+    Obs::Start(FlowStart {
+        key: k,
+        ts_ns: ts,
+        tag: 0,
+        quote_keyed: false,
+        mac: [2, 0, 0, 0, 0, 1],
+        mac_is_initiator: true,
+        tcp_flags: flags,
+    })
+}
+
+/// Run the scan detector over `obs` (already in order) and return its alerts.
+fn scan(cfg: ScanConfig, obs: &[Obs]) -> Vec<Alert> {
+    let mut d = ScanDetector::new(cfg);
+    let cx = Ctx { policy: None };
+    let mut out = Emit::default();
+    for o in obs {
+        d.observe(o, &cx, &mut out);
+    }
+    d.advance(u64::MAX, &cx, &mut out);
+    out.items.into_iter().map(|(_, _, a)| a).collect()
+}
+
+fn ev(a: &Alert, k: &str) -> u64 {
+    a.evidence
+        .as_ref()
+        .and_then(|e| e[k].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn vertical_scan_counts_refused_and_unanswered_not_answered() {
+    let mut obs = Vec::new();
+    for p in 1..=30u16 {
+        let k = key(proto::TCP, "192.0.2.70", 40000 + p, "192.0.2.34", p);
+        let ts = T0 + u64::from(p) * 10_000_000;
+        obs.push(start(ts, k, tcp_flags::SYN));
+        match p {
+            // 22 and 25 open: SYN-ACK.
+            22 | 25 => obs.push(Obs::Answered {
+                ts_ns: ts + 1000,
+                key: k,
+            }),
+            // 1..=10 closed: RST.
+            1..=10 => obs.push(Obs::Refused {
+                ts_ns: ts + 1000,
+                key: k,
+                how: Refusal::Rst,
+            }),
+            _ => {}
+        }
+    }
+    let a = scan(ScanConfig::default(), &obs);
+    assert_eq!(a.len(), 1, "{a:#?}");
+    let a = &a[0];
+    assert_eq!((a.kind, a.severity), ("port_scan", "medium"));
+    assert_eq!(
+        a.dst_ip.map(|i| i.to_string()).as_deref(),
+        Some("192.0.2.34")
+    );
+    assert_eq!(
+        (
+            ev(a, "attempts"),
+            ev(a, "answered"),
+            ev(a, "refused"),
+            ev(a, "unanswered")
+        ),
+        (30, 2, 10, 18)
+    );
+    assert_eq!(a.timestamp, crate::alert::rfc3339(T0 + 10_000_000));
+    // Below the threshold (19 failed ports): nothing.
+    let fewer: Vec<_> = obs
+        .iter()
+        .filter(|o| !matches!(o, Obs::Start(s) if s.key.dport > 19))
+        .copied()
+        .collect();
+    assert!(scan(ScanConfig::default(), &fewer).is_empty());
+}
+
+#[test]
+fn a_monitoring_server_pinging_live_hosts_is_no_sweep_but_a_dead_range_is() {
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    for h in 1..=40u8 {
+        let k = key(proto::ICMP, "192.0.2.230", 8, &format!("192.0.2.{h}"), 0);
+        let ts = T0 + u64::from(h) * S / 10;
+        live.push(start(ts, k, 0));
+        live.push(Obs::Answered {
+            ts_ns: ts + 500_000,
+            key: k,
+        });
+        dead.push(start(ts, k, 0));
+        if h <= 5 {
+            dead.push(Obs::Answered {
+                ts_ns: ts + 500_000,
+                key: k,
+            });
+        }
+    }
+    assert!(scan(ScanConfig::default(), &live).is_empty());
+    let a = scan(ScanConfig::default(), &dead);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].kind, "host_sweep");
+    assert_eq!(
+        (ev(&a[0], "sweep_hosts"), ev(&a[0], "sweep_unanswered")),
+        (40, 35)
+    );
+    // An ignored source never alerts.
+    let cfg = ScanConfig {
+        ignore_sources: vec!["192.0.2.224/28".into()],
+        ..ScanConfig::default()
+    };
+    assert!(scan(cfg, &dead).is_empty());
+}
+
+#[test]
+fn one_alert_per_window_and_the_next_window_starts_at_the_next_attempt() {
+    let mut obs = Vec::new();
+    for round in 0..2u64 {
+        for p in 1..=25u16 {
+            let k = key(proto::TCP, "192.0.2.70", 1000 + p, "192.0.2.34", p);
+            obs.push(start(
+                T0 + round * 100 * S + u64::from(p) * S,
+                k,
+                tcp_flags::SYN,
+            ));
+        }
+    }
+    let a = scan(ScanConfig::default(), &obs);
+    assert_eq!(a.len(), 2, "{a:#?}");
+    assert!(a.iter().all(|a| ev(a, "attempts") == 25));
+    // Bounded targets: beyond the cap attempts are counted, not stored.
+    let cfg = ScanConfig {
+        max_targets_per_source: 10,
+        min_ports_per_host: 5,
+        ..ScanConfig::default()
+    };
+    let a = scan(cfg, &obs[..25]);
+    assert_eq!((ev(&a[0], "attempts"), ev(&a[0], "not_tracked")), (25, 15));
+}
+
+#[test]
+fn merger_releases_the_same_order_for_any_split_across_workers() {
+    let mut all = Vec::new();
+    for i in 0..200u64 {
+        let k = key(
+            proto::TCP,
+            "192.0.2.70",
+            1000 + (i % 97) as u16,
+            "192.0.2.34",
+            (i % 50) as u16,
+        );
+        // Equal timestamps in pairs, to exercise the key tie-break.
+        all.push(start(T0 + (i / 2) * 1_000_000, k, tcp_flags::SYN));
+    }
+    let run = |workers: usize| {
+        let mut m = Merger::new(workers, S);
+        let mut got = Vec::new();
+        for (i, o) in all.iter().enumerate() {
+            let w = (o.sort_key().4 as usize) % workers;
+            assert!(m.push(w, *o).is_none());
+            if i % 7 == 6 {
+                let upto = m.watermark(w, o.ts_ns());
+                while let Some((_, o)) = m.pop_tagged(upto) {
+                    got.push(o);
+                }
+            }
+        }
+        for w in 0..workers {
+            m.watermark(w, u64::MAX);
+        }
+        while let Some((_, o)) = m.pop_tagged(u64::MAX) {
+            got.push(o);
+        }
+        got
+    };
+    let one = run(1);
+    assert_eq!(one.len(), 200);
+    assert!(one.windows(2).all(|w| w[0].sort_key() <= w[1].sort_key()));
+    assert_eq!(run(3), one);
+    assert_eq!(run(4), one);
+}
+
+#[test]
+fn detect_table_in_a_rules_file_rejects_unknown_keys_with_location() {
+    let text = "[detect.port_scan]\nwindow_secs = 30\nmin_ports = 5\n";
+    match Policy::from_source("site.toml", text) {
+        Err(crate::policy::LoadError::Invalid { errors, .. }) => {
+            let e = errors[0].to_string();
+            assert!(e.starts_with("site.toml:3:1"), "{e}");
+            assert!(e.contains("min_ports"), "{e}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("unknown key accepted"),
+    }
+    let (p, _) =
+        Policy::from_source("site.toml", "[detect.port_scan]\nwindow_secs = 30\n").expect("loads");
+    assert_eq!(p.detect.port_scan.window_secs, 30);
+    assert_eq!(
+        p.detect.port_scan.min_ports_per_host,
+        ScanConfig::default().min_ports_per_host
+    );
+}
