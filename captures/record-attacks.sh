@@ -271,6 +271,7 @@ scan_udp() {
 }
 sweep_ping() {
     on "$ns_nt" 120 nmap -sn -PE --disable-arp-ping -n -T4 192.0.2.64/27 | tee -a "$work/tools.log"
+    sleep 3 # the router's ARP for the dead addresses fails: ICMP host unreachable
 }
 sweep_arp() {
     on "$(lg_ns 70)" 120 nmap -sn -PR -n -T4 192.0.2.64/27 | tee -a "$work/tools.log"
@@ -286,6 +287,9 @@ bruteforce_ssh() {
     sleep 1
     echo "sshd log: $(grep -c 'Failed password' "$work/ssh/sshd.log" || true) 'Failed password'," \
         "$(grep -c 'Invalid user' "$work/ssh/sshd.log" || true) 'Invalid user' lines" >&2
+    echo "sshd 'Failed password' per client port:" \
+        "$(grep 'Failed password' "$work/ssh/sshd.log" | sed 's/.* port \([0-9]*\) .*/\1/' |
+            sort | uniq -c | tr -s ' \n' ' ')" >&2
 }
 dos_syn() {
     local i hp=()
@@ -323,7 +327,6 @@ flush_arp; record bruteforce-ssh.pcap "$ns_tap" bruteforce_ssh
 # The floods hit UDP 53 closed: stop the UDP/SMTP services first.
 kill "$svc_pid" 2>/dev/null || true
 wait "$svc_pid" 2>/dev/null || true
-flush_arp; record dos-syn-flood.pcap "$ns_tap" dos_syn
 flush_arp; record dos-udp-flood.pcap "$ns_tap" dos_udp
 flush_arp; record dos-icmp-flood.pcap "$ns_tap" dos_icmp
 flush_arp; record benign-web.pcap "$ns_tap" benign_web
@@ -336,5 +339,8 @@ stop_tcpdump
 editcap -F pcap -s 128 "$work/benign-download-full.pcap" "$outdir/benign-download.pcap"
 chmod 0644 "$outdir/benign-download.pcap"
 echo "wrote $outdir/benign-download.pcap (128 bytes per frame)" >&2
+# Last: the victim retransmits SYN-ACKs to the spoofed sources for a minute
+# after the flood, which would leak into any capture recorded after it.
+flush_arp; record dos-syn-flood.pcap "$ns_tap" dos_syn
 echo "hping3 (syn x20, udp, icmp):" >&2
 grep 'packets transmitted' "$work/hping.log" | sort | uniq -c >&2

@@ -17,6 +17,10 @@
 //! replay and a live run of the same traffic, with any worker count, give the
 //! same alerts in the same order.
 
+pub mod admin;
+pub mod brute;
+pub mod dos;
+pub mod hosts;
 pub mod merge;
 pub mod obs;
 pub mod scan;
@@ -37,6 +41,10 @@ use std::sync::Arc;
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     pub port_scan: scan::ScanConfig,
+    pub brute_force: brute::BruteConfig,
+    pub admin_access: admin::AdminConfig,
+    pub hosts: hosts::HostsConfig,
+    pub dos: dos::DosConfig,
 }
 
 impl DetectConfig {
@@ -44,6 +52,10 @@ impl DetectConfig {
     pub fn none() -> DetectConfig {
         let mut c = DetectConfig::default();
         c.port_scan.enabled = false;
+        c.brute_force.enabled = false;
+        c.admin_access.enabled = false;
+        c.hosts.enabled = false;
+        c.dos.enabled = false;
         c
     }
 }
@@ -105,6 +117,20 @@ pub fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
     let mut v: Vec<Box<dyn Detector>> = Vec::new();
     if cfg.port_scan.enabled {
         v.push(Box::new(scan::ScanDetector::new(cfg.port_scan.clone())));
+    }
+    if cfg.brute_force.enabled {
+        v.push(Box::new(brute::BruteDetector::new(cfg.brute_force.clone())));
+    }
+    if cfg.admin_access.enabled {
+        v.push(Box::new(admin::AdminDetector::new(
+            cfg.admin_access.clone(),
+        )));
+    }
+    if cfg.hosts.enabled {
+        v.push(Box::new(hosts::HostsDetector::new(cfg.hosts.clone())));
+    }
+    if cfg.dos.enabled {
+        v.push(Box::new(dos::DosDetector::new(cfg.dos.clone())));
     }
     v
 }
