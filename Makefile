@@ -57,10 +57,13 @@ criterion: deps
 
 # Re-record the bundled captures from real tools in network namespaces (root).
 # record-zones.sh records zones.pcap (IPv4; zones-vlan.pcap = it tagged VLAN 900
-# by tcprewrite) and zones-v6.pcap (IPv6); captures/README.md has the ground truth.
+# by tcprewrite) and zones-v6.pcap (IPv6); record-attacks.sh records the scan, sweep,
+# brute-force, flood and benign look-alike captures (nmap, hping3, hydra, sshd, curl);
+# captures/README.md has the ground truth.
 captures: deps
 	bash captures/record-sample.sh
 	bash captures/record-zones.sh
+	bash captures/record-attacks.sh
 
 clean:
 	$(CARGO) clean
