@@ -21,6 +21,7 @@ use crate::alert::fold::FoldConfig;
 use crate::alert::AlertSink;
 use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
+use crate::detect::dos::DosCounter;
 use crate::detect::obs::{ArpObs, Obs};
 use crate::detect::{AnalysisConfig, AnalysisMsg, AnalysisStats, DetectConfig};
 use crate::flow::{
@@ -272,6 +273,11 @@ pub fn run<S: PacketSource + ?Sized>(
                     events: Vec::new(),
                     sent_ns: 0,
                     all: detecting,
+                    dos: cfg
+                        .detect
+                        .as_ref()
+                        .filter(|d| d.dos.enabled)
+                        .map(|d| Box::new(DosCounter::new(&d.dos))),
                 }),
                 _ => None,
             },
@@ -551,6 +557,7 @@ fn worker(
                 }
                 table.update_batch(&b.pkts, &mut sink);
                 table.expire(b.now_ns, &mut sink);
+                sink.dos_count(&b.pkts, b.now_ns);
                 sink.maybe_ship();
                 sink.alerts_up_to(b.now_ns);
                 b.pkts.clear();
@@ -591,6 +598,8 @@ struct AlertOut {
     all: bool,
     /// Watermark last sent.
     sent_ns: u64,
+    /// Per-packet DoS counts by window (detector `dos` enabled).
+    dos: Option<Box<DosCounter>>,
 }
 
 /// A worker tells the alert thread its clock at least this often (packet
@@ -643,8 +652,42 @@ impl ChunkSink {
         }
     }
 
+    /// Count a batch for the DoS detector and ship every window the clock
+    /// (`now_ns`) has left, before the watermark that says so.
+    fn dos_count(&mut self, pkts: &[PacketMeta], now_ns: u64) {
+        let Some(a) = &mut self.alerts else { return };
+        let Some(d) = &mut a.dos else { return };
+        for m in pkts {
+            if let Some(p) = d.count(m) {
+                let _ = a.tx.send(AnalysisMsg::Dos {
+                    worker: a.worker,
+                    part: Box::new(p),
+                });
+            }
+        }
+        if let Some(p) = d.flush_before(now_ns) {
+            let _ = a.tx.send(AnalysisMsg::Dos {
+                worker: a.worker,
+                part: Box::new(p),
+            });
+        }
+    }
+
     /// The worker has flushed its table.
     fn alerts_done(&mut self) {
+        if let Some(p) = self
+            .alerts
+            .as_mut()
+            .and_then(|a| a.dos.as_mut())
+            .and_then(|d| d.finish())
+        {
+            if let Some(a) = &self.alerts {
+                let _ = a.tx.send(AnalysisMsg::Dos {
+                    worker: a.worker,
+                    part: Box::new(p),
+                });
+            }
+        }
         if let Some(a) = &mut self.alerts {
             if !a.events.is_empty() {
                 a.send(a.sent_ns);

@@ -13,11 +13,18 @@ fn alerts(rel: &str, workers: &str) -> (Vec<Map<String, Value>>, String, Value) 
     let p = path.to_str().expect("utf-8 temp path");
     let out = util::replay(&[&util::public(rel)], &["-w", workers, "--alerts", p]);
     let raw = std::fs::read_to_string(&path).expect("alerts written");
+    // Scan and sweep alerts only: the other detectors have their own tests.
     let v = raw
         .lines()
         .map(|l| match serde_json::from_str::<Value>(l) {
             Ok(Value::Object(m)) => m,
             other => panic!("{rel}: alert line is not an object ({other:?}): {l}"),
+        })
+        .filter(|m| {
+            matches!(
+                m.get("kind").and_then(Value::as_str),
+                Some("port_scan" | "host_sweep")
+            )
         })
         .collect();
     (v, raw, out.summary)
@@ -203,5 +210,126 @@ fn scan_alerts_are_byte_identical_for_one_and_four_workers() {
         let (_, four, _) = alerts(e.file, "4");
         assert!(!one.is_empty());
         assert_eq!(one, four, "{}: 1 and 4 workers differ", e.file);
+    }
+}
+
+const SITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
+
+/// Scan alerts of a bundled capture replayed with the example site.
+fn bundled_scans(file: &str, workers: &str) -> (Vec<Map<String, Value>>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.jsonl");
+    let p = path.to_str().expect("utf-8 temp path");
+    util::replay(
+        &[&util::bundled(file)],
+        &["-w", workers, "--rules", SITE, "--alerts", p],
+    );
+    let raw = std::fs::read_to_string(&path).expect("alerts written");
+    let v = raw
+        .lines()
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            _ => panic!("{file}: bad alert line {l}"),
+        })
+        .filter(|m| {
+            matches!(
+                m.get("kind").and_then(Value::as_str),
+                Some("port_scan" | "host_sweep")
+            )
+        })
+        .collect();
+    (v, raw)
+}
+
+/// The project's own recordings (captures/README.md ground truth): nmap SYN,
+/// connect and UDP scans of 192.0.2.34 (mynumber.srv) from 203.0.113.66
+/// (internet), an ICMP ping sweep of lgwan.term across the router, an ARP
+/// sweep on the LGWAN segment.
+#[test]
+fn recorded_scans_and_sweeps_match_their_ground_truth() {
+    for file in ["scan-nmap-syn.pcap", "scan-nmap-connect.pcap"] {
+        let (a, raw) = bundled_scans(file, "2");
+        assert_eq!(a.len(), 1, "{file}:\n{raw}");
+        let a = &a[0];
+        assert_eq!(
+            (s(a, "kind"), s(a, "severity")),
+            ("port_scan", "critical"),
+            "{file}"
+        );
+        assert_eq!(
+            (s(a, "src_ip"), s(a, "dst_ip")),
+            ("203.0.113.66", "192.0.2.34")
+        );
+        assert_eq!(
+            (s(a, "src_zone"), s(a, "dst_zone")),
+            ("internet", "mynumber.srv")
+        );
+        // 1,024 ports; 1,020 closed ones answered RST; none unanswered.
+        assert_eq!(
+            (ev(a, "ports"), ev(a, "refused"), ev(a, "unanswered")),
+            (1024, 1020, 0),
+            "{file}"
+        );
+    }
+    let (a, raw) = bundled_scans("scan-nmap-udp.pcap", "2");
+    assert_eq!(a.len(), 1, "{raw}");
+    assert_eq!(
+        (s(&a[0], "kind"), s(&a[0], "dst_ip")),
+        ("port_scan", "192.0.2.34")
+    );
+    // 50 UDP ports (plus nmap's discovery SYN to 443); 53 and 123 answered.
+    assert!(ev(&a[0], "ports") >= 50, "{raw}");
+    assert!(ev(&a[0], "answered") >= 2, "{raw}");
+
+    // 32 addresses pinged, 6 live: one sweep by the attacker, none by the
+    // router that resolves the swept addresses on its LGWAN side.
+    let (a, raw) = bundled_scans("sweep-ping.pcap", "2");
+    assert_eq!(a.len(), 1, "{raw}");
+    assert_eq!(
+        (s(&a[0], "kind"), s(&a[0], "src_ip")),
+        ("host_sweep", "203.0.113.66")
+    );
+    assert_eq!(s(&a[0], "dst_zone"), "lgwan.term");
+    assert_eq!(ev(&a[0], "sweep_unanswered"), 26, "{raw}");
+    // ARP sweep of 31 addresses by 192.0.2.70, 5 neighbours answered.
+    let (a, raw) = bundled_scans("sweep-arp.pcap", "2");
+    assert_eq!(a.len(), 1, "{raw}");
+    assert_eq!(
+        (s(&a[0], "kind"), s(&a[0], "src_ip")),
+        ("host_sweep", "192.0.2.70")
+    );
+    assert_eq!(
+        (ev(&a[0], "sweep_hosts"), ev(&a[0], "sweep_unanswered")),
+        (31, 26)
+    );
+    assert_eq!(a[0].get("proto").and_then(Value::as_str), Some("arp"));
+}
+
+/// Busy but benign traffic and other attacks raise no scan or sweep: 300 web
+/// requests from 10 clients, a 20 MiB download, hydra against one sshd,
+/// SYN / UDP / ICMP floods of one port or host.
+#[test]
+fn recorded_benign_and_other_attacks_raise_no_scan() {
+    for file in [
+        "benign-web.pcap",
+        "benign-download.pcap",
+        "bruteforce-ssh.pcap",
+        "dos-syn-flood.pcap",
+        "dos-udp-flood.pcap",
+        "dos-icmp-flood.pcap",
+        "zones.pcap",
+        "sample.pcap",
+    ] {
+        let (a, raw) = bundled_scans(file, "2");
+        assert!(a.is_empty(), "{file}:\n{raw}");
+    }
+}
+
+#[test]
+fn recorded_scan_alerts_are_byte_identical_for_one_and_four_workers() {
+    for file in ["scan-nmap-syn.pcap", "sweep-ping.pcap", "sweep-arp.pcap"] {
+        let (_, one) = bundled_scans(file, "1");
+        let (_, four) = bundled_scans(file, "4");
+        assert_eq!(one, four, "{file}");
     }
 }

@@ -8,6 +8,9 @@
 mod alerts;
 mod check;
 mod detect;
+mod detect_access;
+mod detect_dos;
+mod detect_hosts;
 mod determinism;
 mod flows;
 mod live;

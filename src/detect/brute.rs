@@ -1,34 +1,533 @@
-//! Stub: to be filled in (detector `brute_force`).
+//! Password guessing against authentication services (`brute_force`).
+//!
+//! Counts, per (initiator, service port), the TCP *connections* it opens to
+//! an authentication service (SSH 22, RDP 3389, SMB 445, ...: `ports`) in a
+//! window of packet time anchored at its first connection, as the scan
+//! detector does. Connections, not passwords: a guessing tool such as hydra
+//! opens several connections in parallel and sshd lets each carry a few
+//! password attempts, none of which is visible in encrypted traffic; the
+//! connection pattern is.
+//!
+//! Each connection ends up as one of:
+//!
+//! - **failed**: refused (RST before the handshake, ICMP error), reset or
+//!   closed before the handshake completed, or never answered;
+//! - **short**: established, then closed or reset within
+//!   `max_connection_secs` of its first packet, or with at most
+//!   `short_max_bytes` (frame bytes, both directions) whenever it closed;
+//! - **long**: established and neither short nor closed when the window is
+//!   judged: a session that worked. Long connections never count.
+//!
+//! Only targets whose service *talked* in the window count: at least one
+//! established connection on which both sides sent data (PSH). A brute force
+//! needs a conversation with the service; a SYN or connect scan of port 22
+//! across a subnet (port_scan's job) or a client retrying a dead server has
+//! none. Once a target has talked, its later refusals and silences (a
+//! fail2ban block, MaxStartups) count as failed attempts.
+//!
+//! The window is judged once, `max(answer_wait_secs, max_connection_secs)`
+//! after it ends (so every connection started in it is either closed or
+//! known to be long): one alert when the counted (failed + short) connections
+//! reach `min_attempts`. Spread over ≥ `min_spray_targets` hosts with at most
+//! `spray_max_attempts_per_target` each on average, it is password spraying:
+//! `evidence.spraying = true`, rule `detect.brute_force.spray`.
+//!
+//! State is bounded: `max_keys` (initiator, port) pairs (beyond it the one due
+//! soonest is judged early, counted in `state_evictions`),
+//! `max_targets_per_key` targets and `max_pending_per_key` open connections
+//! per window (beyond them connections are only counted, `not_tracked`).
 
+use super::admin::{de_severity, Cidr};
 use super::obs::Obs;
 use super::{Ctx, Detector, DetectorStats, Emit};
+use crate::alert::{rfc3339, Alert};
+use crate::flow::FlowClose;
+use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
+use crate::policy::Severity;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// `[detect.brute_force]` in a rules file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BruteConfig {
     pub enabled: bool,
+    /// TCP ports of the authentication services watched.
+    pub ports: Vec<u16>,
+    /// Window per (initiator, port), from its first connection.
+    pub window_secs: u64,
+    /// Counted (failed + short) connections that make an alert.
+    pub min_attempts: u32,
+    /// An established connection closed within this long is short.
+    pub max_connection_secs: u64,
+    /// An established connection with at most this many frame bytes (both
+    /// directions) is short whatever its duration.
+    pub short_max_bytes: u64,
+    /// A connection without any answer after this long has failed.
+    pub answer_wait_secs: u64,
+    /// Distinct targets that make a brute force password spraying...
+    pub min_spray_targets: u32,
+    /// ...when the counted connections per target are at most this on average.
+    pub spray_max_attempts_per_target: u32,
+    /// `"info"` .. `"critical"`; raised one level (to at most critical) when
+    /// the targets are in another top-level zone than the initiator.
+    #[serde(deserialize_with = "de_severity")]
+    pub severity: String,
+    /// Initiators never judged (jump hosts, monitoring): CIDRs or addresses.
+    pub ignore_sources: Vec<Cidr>,
+    pub max_keys: usize,
+    pub max_targets_per_key: usize,
+    pub max_pending_per_key: usize,
+    /// Addresses listed in an alert's samples.
+    pub sample_size: usize,
 }
+
+/// The authentication services watched by default.
+pub const DEFAULT_PORTS: [u16; 12] = [21, 22, 23, 88, 389, 445, 636, 3389, 5900, 5985, 5986, 139];
 
 impl Default for BruteConfig {
     fn default() -> Self {
-        BruteConfig { enabled: true }
+        BruteConfig {
+            enabled: true,
+            ports: DEFAULT_PORTS.to_vec(),
+            window_secs: 300,
+            min_attempts: 8,
+            max_connection_secs: 30,
+            short_max_bytes: 4096,
+            answer_wait_secs: 3,
+            min_spray_targets: 5,
+            spray_max_attempts_per_target: 3,
+            severity: "high".into(),
+            ignore_sources: Vec::new(),
+            max_keys: 65_536,
+            max_targets_per_key: 4096,
+            max_pending_per_key: 4096,
+            sample_size: 10,
+        }
     }
 }
 
+/// Name of a well-known authentication service port.
+pub fn service_name(port: u16) -> Option<&'static str> {
+    Some(match port {
+        21 => "ftp",
+        22 => "ssh",
+        23 => "telnet",
+        88 => "kerberos",
+        139 => "netbios-ssn",
+        161 => "snmp",
+        389 => "ldap",
+        445 => "smb",
+        623 => "ipmi",
+        636 => "ldaps",
+        3389 => "rdp",
+        5900 => "vnc",
+        5985 => "winrm",
+        5986 => "winrm-https",
+        8443 => "https-mgmt",
+        _ => return None,
+    })
+}
+
+/// (initiator, service port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    src: Addr,
+    v6: bool,
+    port: u16,
+}
+
+/// Outcomes on one target.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    connections: u64,
+    refused: u64,
+    unanswered: u64,
+    /// Closed or reset before the handshake completed (not refused).
+    not_established: u64,
+    short: u64,
+    long: u64,
+    /// Established connections on which both sides sent data.
+    talked: u64,
+}
+
+impl Tally {
+    fn failed(&self) -> u64 {
+        self.refused + self.unanswered + self.not_established
+    }
+    fn counted(&self) -> u64 {
+        self.failed() + self.short
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    answered: bool,
+}
+
+#[derive(Default)]
+struct Window {
+    first_ns: u64,
+    last_ns: u64,
+    vlan: Option<u16>,
+    connections: u64,
+    not_tracked: u64,
+    /// Open connections by (target, initiator port).
+    pending: BTreeMap<(Addr, u16), Pending>,
+    targets: BTreeMap<Addr, Tally>,
+}
+
+struct Slot {
+    /// End of the current window; judged at `end + wait`.
+    end: u64,
+    cur: Window,
+    /// Connections after `end` while the current window waits.
+    next: Window,
+    due: u64,
+}
+
+/// The brute-force / password-spraying detector.
 pub struct BruteDetector {
-    #[allow(dead_code)]
     cfg: BruteConfig,
+    /// Bit per watched port.
+    ports: Vec<u64>,
+    keys: HashMap<Key, Slot>,
+    due: BTreeSet<(u64, Key)>,
     stats: DetectorStats,
+}
+
+const NS: u64 = 1_000_000_000;
+
+fn vlan_of(v: [u16; 2]) -> Option<u16> {
+    v.iter().rev().copied().find(|&x| x != 0)
+}
+
+fn top(z: &str) -> &str {
+    z.split('.').next().unwrap_or(z)
 }
 
 impl BruteDetector {
     pub fn new(cfg: BruteConfig) -> BruteDetector {
+        let mut ports = vec![0u64; 1024];
+        for &p in &cfg.ports {
+            if let Some(w) = ports.get_mut(usize::from(p) / 64) {
+                *w |= 1 << (p % 64);
+            }
+        }
         BruteDetector {
             cfg,
+            ports,
+            keys: HashMap::default(),
+            due: BTreeSet::new(),
             stats: DetectorStats::default(),
         }
+    }
+
+    fn watched(&self, port: u16) -> bool {
+        self.ports
+            .get(usize::from(port) / 64)
+            .is_some_and(|w| w & (1 << (port % 64)) != 0)
+    }
+
+    fn window_ns(&self) -> u64 {
+        self.cfg.window_secs.saturating_mul(NS).max(1)
+    }
+
+    /// How long after its end a window is judged.
+    fn wait_ns(&self) -> u64 {
+        self.cfg
+            .answer_wait_secs
+            .max(self.cfg.max_connection_secs)
+            .saturating_mul(NS)
+    }
+
+    fn start(&mut self, key: &FlowKey, ts: u64, cx: &Ctx, out: &mut Emit) {
+        let k = Key {
+            src: key.src,
+            v6: key.v6,
+            port: key.dport,
+        };
+        let ip = to_ip(&k.src, k.v6);
+        if self.cfg.ignore_sources.iter().any(|c| c.0.contains(&ip)) {
+            return;
+        }
+        self.stats.observed += 1;
+        if !self.keys.contains_key(&k) && self.keys.len() >= self.cfg.max_keys.max(1) {
+            // Judge the key due soonest now to make room.
+            if let Some(&(d, old)) = self.due.iter().next() {
+                self.due.remove(&(d, old));
+                self.stats.state_evictions += 1;
+                self.judge(old, d.min(ts), cx, out);
+                self.keys.remove(&old);
+            }
+        }
+        let (window, wait) = (self.window_ns(), self.wait_ns());
+        let (max_t, max_p) = (self.cfg.max_targets_per_key, self.cfg.max_pending_per_key);
+        let s = self.keys.entry(k).or_insert_with(|| Slot {
+            end: ts.saturating_add(window),
+            cur: Window::default(),
+            next: Window::default(),
+            due: ts.saturating_add(window).saturating_add(wait),
+        });
+        if s.cur.connections == 0 && s.next.connections == 0 {
+            s.end = ts.saturating_add(window);
+            s.due = s.end.saturating_add(wait);
+            self.due.insert((s.due, k));
+        }
+        let w = if ts < s.end { &mut s.cur } else { &mut s.next };
+        if w.connections == 0 {
+            w.first_ns = ts;
+            w.vlan = vlan_of(key.vlan);
+        }
+        w.connections += 1;
+        w.last_ns = w.last_ns.max(ts);
+        let new_target = !w.targets.contains_key(&key.dst);
+        if (new_target && w.targets.len() >= max_t) || w.pending.len() >= max_p {
+            w.not_tracked += 1;
+            return;
+        }
+        w.targets.entry(key.dst).or_default().connections += 1;
+        w.pending
+            .insert((key.dst, key.sport), Pending { answered: false });
+    }
+
+    /// The pending connection `key` of the key's windows, removed if `take`.
+    fn find(&mut self, key: &FlowKey) -> Option<(&mut Window, (Addr, u16))> {
+        if key.proto != proto::TCP || !self.watched(key.dport) {
+            return None;
+        }
+        let s = self.keys.get_mut(&Key {
+            src: key.src,
+            v6: key.v6,
+            port: key.dport,
+        })?;
+        let c = (key.dst, key.sport);
+        // The newer window first: a reused source port belongs to it.
+        if s.next.pending.contains_key(&c) {
+            Some((&mut s.next, c))
+        } else if s.cur.pending.contains_key(&c) {
+            Some((&mut s.cur, c))
+        } else {
+            None
+        }
+    }
+
+    fn answered(&mut self, key: &FlowKey) {
+        if let Some((w, c)) = self.find(key) {
+            if let Some(p) = w.pending.get_mut(&c) {
+                p.answered = true;
+            }
+        }
+    }
+
+    fn refused(&mut self, key: &FlowKey) {
+        if let Some((w, c)) = self.find(key) {
+            w.pending.remove(&c);
+            w.targets.entry(c.0).or_default().refused += 1;
+        }
+    }
+
+    fn closed(&mut self, cl: &FlowClose) {
+        let max_ns = self.cfg.max_connection_secs.saturating_mul(NS);
+        let few = self.cfg.short_max_bytes;
+        if let Some((w, c)) = self.find(&cl.key) {
+            w.pending.remove(&c);
+            let t = w.targets.entry(c.0).or_default();
+            if !cl.established {
+                t.not_established += 1;
+                return;
+            }
+            let both = tcp_flags::PSH;
+            if cl.flags_orig & both != 0 && cl.flags_resp & both != 0 {
+                t.talked += 1;
+            }
+            let secs_ok = cl.ts_ns.saturating_sub(cl.first_ns) <= max_ns;
+            let bytes_ok = cl.orig_bytes.saturating_add(cl.resp_bytes) <= few;
+            if secs_ok || bytes_ok {
+                t.short += 1;
+            } else {
+                t.long += 1;
+            }
+        }
+    }
+
+    /// Judge every key due at or before `now`.
+    fn close_due(&mut self, now: u64, cx: &Ctx, out: &mut Emit) {
+        while let Some(&(d, k)) = self.due.iter().next() {
+            if d > now {
+                break;
+            }
+            self.due.remove(&(d, k));
+            self.judge(k, d, cx, out);
+            let (window, wait) = (self.window_ns(), self.wait_ns());
+            let mut gone = false;
+            if let Some(s) = self.keys.get_mut(&k) {
+                s.cur = std::mem::take(&mut s.next);
+                if s.cur.connections == 0 {
+                    gone = true;
+                } else {
+                    s.end = s.cur.first_ns.saturating_add(window);
+                    s.due = s.end.saturating_add(wait).max(d);
+                    self.due.insert((s.due, k));
+                }
+            }
+            if gone {
+                self.keys.remove(&k);
+            }
+        }
+    }
+
+    /// Judge the current window of `k` at time `at`.
+    fn judge(&mut self, k: Key, at: u64, cx: &Ctx, out: &mut Emit) {
+        let Some(s) = self.keys.get_mut(&k) else {
+            return;
+        };
+        let w = &mut s.cur;
+        if w.connections == 0 {
+            return;
+        }
+        // What is still open: unanswered has failed, answered is a session
+        // that has lasted (the judgement is at least max_connection_secs
+        // after the window's end).
+        let mut open = 0u64;
+        for ((dst, _), p) in std::mem::take(&mut w.pending) {
+            let t = w.targets.entry(dst).or_default();
+            if p.answered {
+                t.long += 1;
+                open += 1;
+            } else {
+                t.unanswered += 1;
+            }
+        }
+        let w = &s.cur;
+        let mut sum = Tally::default();
+        let mut silent = 0u64; // connections to targets that never talked
+        let mut counted: BTreeMap<Addr, u64> = BTreeMap::new();
+        for (dst, t) in &w.targets {
+            if t.talked == 0 {
+                silent += t.connections;
+                continue;
+            }
+            sum.connections += t.connections;
+            sum.refused += t.refused;
+            sum.unanswered += t.unanswered;
+            sum.not_established += t.not_established;
+            sum.short += t.short;
+            sum.long += t.long;
+            sum.talked += t.talked;
+            if t.counted() > 0 {
+                counted.insert(*dst, t.counted());
+            }
+        }
+        let c = &self.cfg;
+        let attempts = sum.counted();
+        if attempts < u64::from(c.min_attempts.max(1)) {
+            return;
+        }
+        let targets = counted.len() as u64;
+        let max_per_target = counted.values().copied().max().unwrap_or(0);
+        let spraying = targets >= u64::from(c.min_spray_targets.max(1))
+            && attempts <= u64::from(c.spray_max_attempts_per_target).saturating_mul(targets);
+        let src_ip = to_ip(&k.src, k.v6);
+        let src_zone = cx.zone(src_ip, w.vlan);
+        let mut dst_zones: BTreeMap<String, u64> = BTreeMap::new();
+        for h in counted.keys() {
+            if let Some(z) = cx.zone(to_ip(h, k.v6), w.vlan) {
+                *dst_zones.entry(z).or_default() += 1;
+            }
+        }
+        let crosses = src_zone
+            .as_deref()
+            .is_some_and(|sz| dst_zones.keys().any(|d| top(d) != top(sz)));
+        let mut severity = Severity::parse(&c.severity).unwrap_or(Severity::High);
+        if crosses {
+            severity = Severity::ALL
+                .get(severity as usize + 1)
+                .copied()
+                .unwrap_or(Severity::Critical);
+        }
+        let dst_zone = dst_zones
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(z, _)| z.clone());
+        let dst_ip = if targets == 1 {
+            counted.keys().next().map(|h| to_ip(h, k.v6))
+        } else {
+            None
+        };
+        let service = service_name(k.port)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("tcp/{}", k.port));
+        let secs = w.last_ns.saturating_sub(w.first_ns) as f64 / 1e9;
+        let failed = sum.failed();
+        let on = match dst_ip {
+            Some(d) => d.to_string(),
+            None => format!("{targets} hosts (at most {max_per_target} each)"),
+        };
+        let reason = format!(
+            "{src_ip} opened {attempts} short or failed {service} connections (port {}) to {on} \
+             in {secs:.1} s: {failed} failed, {} short{}",
+            k.port,
+            sum.short,
+            if spraying { "; password spraying" } else { "" }
+        );
+        let sample: Vec<String> = counted
+            .keys()
+            .take(c.sample_size)
+            .map(|h| to_ip(h, k.v6).to_string())
+            .collect();
+        let evidence = serde_json::json!({
+            "service": service,
+            "port": k.port,
+            "attempts": attempts,
+            "failed": failed,
+            "refused": sum.refused,
+            "unanswered": sum.unanswered,
+            "not_established": sum.not_established,
+            "short": sum.short,
+            "long": sum.long,
+            "open": open,
+            "talked": sum.talked,
+            "connections": sum.connections,
+            "connections_to_silent_targets": silent,
+            "not_tracked": w.not_tracked,
+            "targets": targets,
+            "max_per_target": max_per_target,
+            "sample_targets": sample,
+            "spraying": spraying,
+            "src_zone": src_zone,
+            "dst_zones": dst_zones,
+            "window_secs": c.window_secs,
+        });
+        self.stats.alerts += 1;
+        out.push(
+            at,
+            Alert {
+                timestamp: rfc3339(w.first_ns),
+                kind: "brute_force",
+                severity: severity.as_str(),
+                src_ip: Some(src_ip),
+                dst_ip,
+                dst_port: Some(k.port),
+                proto: Some("tcp".into()),
+                vlan: w.vlan.into_iter().collect(),
+                src_zone,
+                dst_zone,
+                rule: if spraying {
+                    "detect.brute_force.spray".into()
+                } else {
+                    "detect.brute_force".into()
+                },
+                reason,
+                count: attempts,
+                first_seen: rfc3339(w.first_ns),
+                last_seen: rfc3339(w.last_ns),
+                evidence: Some(evidence),
+                ..Alert::default()
+            },
+        );
     }
 }
 
@@ -36,9 +535,400 @@ impl Detector for BruteDetector {
     fn name(&self) -> &'static str {
         "brute_force"
     }
-    fn observe(&mut self, _o: &Obs, _cx: &Ctx, _out: &mut Emit) {}
-    fn advance(&mut self, _now_ns: u64, _cx: &Ctx, _out: &mut Emit) {}
+
+    fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit) {
+        self.close_due(o.ts_ns(), cx, out);
+        match o {
+            Obs::Start(s)
+                if !s.quote_keyed
+                    && s.mac_is_initiator
+                    && s.key.proto == proto::TCP
+                    && s.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+                    && self.watched(s.key.dport) =>
+            {
+                self.start(&s.key, s.ts_ns, cx, out);
+            }
+            Obs::Answered { key, .. } => self.answered(key),
+            Obs::Refused { key, .. } => self.refused(key),
+            Obs::Closed(c) => self.closed(c),
+            _ => {}
+        }
+    }
+
+    fn advance(&mut self, now_ns: u64, cx: &Ctx, out: &mut Emit) {
+        self.close_due(now_ns, cx, out);
+    }
+
     fn stats(&self) -> DetectorStats {
         self.stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{FlowStart, Refusal, TcpState};
+    use crate::policy::Policy;
+    use std::net::IpAddr;
+
+    const S: u64 = 1_000_000_000;
+    const T0: u64 = 1_700_000_000 * S;
+    const ATT: &str = "192.0.2.130";
+    const VIC: &str = "192.0.2.34";
+
+    fn key(src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+        FlowKey::new(proto::TCP, ip(src), sport, ip(dst), dport)
+    }
+
+    fn start(ts: u64, k: FlowKey) -> Obs {
+        Obs::Start(FlowStart {
+            key: k,
+            ts_ns: ts,
+            tag: 0,
+            quote_keyed: false,
+            mac: [2, 0, 0, 0, 0, 1],
+            mac_is_initiator: true,
+            tcp_flags: tcp_flags::SYN,
+        })
+    }
+
+    /// A connection as the flow table reports it: start, answer, close after
+    /// `secs` with `bytes` in all; `talk` = both sides sent data.
+    fn conn(obs: &mut Vec<Obs>, ts: u64, k: FlowKey, secs: f64, bytes: u64, talk: bool) {
+        obs.push(start(ts, k));
+        obs.push(Obs::Answered {
+            ts_ns: ts + 1000,
+            key: k,
+        });
+        let psh = if talk { tcp_flags::PSH } else { 0 };
+        obs.push(Obs::Closed(FlowClose {
+            key: k,
+            first_ns: ts,
+            ts_ns: ts + (secs * 1e9) as u64,
+            orig_pkts: 10,
+            orig_bytes: bytes / 2,
+            resp_pkts: 10,
+            resp_bytes: bytes / 2,
+            state: TcpState::Closed,
+            established: true,
+            flags_orig: tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | psh,
+            flags_resp: tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | psh,
+        }));
+    }
+
+    fn run_with(cfg: BruteConfig, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
+        obs.sort_by_key(Obs::sort_key);
+        let mut d = BruteDetector::new(cfg);
+        let cx = Ctx { policy };
+        let mut out = Emit::default();
+        for o in &obs {
+            d.observe(o, &cx, &mut out);
+        }
+        d.advance(u64::MAX, &cx, &mut out);
+        out.items.into_iter().map(|(t, _, a)| (t, a)).collect()
+    }
+
+    fn run(obs: Vec<Obs>) -> Vec<Alert> {
+        run_with(BruteConfig::default(), None, obs)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    fn ev(a: &Alert, k: &str) -> serde_json::Value {
+        a.evidence
+            .as_ref()
+            .map(|e| e[k].clone())
+            .unwrap_or_default()
+    }
+
+    /// hydra -t 4: a few parallel connections, each carrying several
+    /// passwords and closed by sshd within a second.
+    fn hydra(n: u16, src: &str, dst: &str, t0: u64) -> Vec<Obs> {
+        let mut obs = Vec::new();
+        for i in 0..n {
+            let ts = t0 + u64::from(i / 4) * 30 * S + u64::from(i) * 1_000_000;
+            conn(&mut obs, ts, key(src, 40000 + i, dst, 22), 0.2, 5000, true);
+        }
+        obs
+    }
+
+    #[test]
+    fn hydra_connections_alert_once_at_the_threshold() {
+        let a = run(hydra(9, ATT, VIC, T0));
+        assert_eq!(a.len(), 1, "{a:#?}");
+        let a = &a[0];
+        assert_eq!((a.kind, a.severity), ("brute_force", "high"));
+        assert_eq!(a.rule, "detect.brute_force");
+        assert_eq!(a.src_ip.map(|i| i.to_string()).as_deref(), Some(ATT));
+        assert_eq!(a.dst_ip.map(|i| i.to_string()).as_deref(), Some(VIC));
+        assert_eq!((a.dst_port, a.count), (Some(22), 9));
+        assert_eq!(ev(a, "short"), 9);
+        assert_eq!(ev(a, "failed"), 0);
+        assert_eq!(ev(a, "targets"), 1);
+        assert_eq!(ev(a, "service"), "ssh");
+        assert_eq!(ev(a, "spraying"), false);
+        assert_eq!(a.first_seen, rfc3339(T0));
+        // One below the threshold: nothing.
+        assert!(run(hydra(7, ATT, VIC, T0)).is_empty());
+    }
+
+    #[test]
+    fn long_sessions_do_not_count() {
+        let mut obs = Vec::new();
+        // 12 working sessions: an hour each with 1 MB, or 40 s with 20 kB.
+        for i in 0..12u16 {
+            let (secs, bytes) = if i % 2 == 0 {
+                (3600.0, 1 << 20)
+            } else {
+                (40.0, 20_000)
+            };
+            conn(
+                &mut obs,
+                T0 + u64::from(i) * S,
+                key(ATT, 30000 + i, VIC, 22),
+                secs,
+                bytes,
+                true,
+            );
+        }
+        assert!(run(obs.clone()).is_empty());
+        // Sessions still open when judged are long too.
+        let mut open = Vec::new();
+        for i in 0..12u16 {
+            let k = key(ATT, 41000 + i, VIC, 3389);
+            open.push(start(T0 + u64::from(i) * S, k));
+            open.push(Obs::Answered {
+                ts_ns: T0 + u64::from(i) * S + 1000,
+                key: k,
+            });
+        }
+        assert!(run(open).is_empty());
+        // 7 short guesses + the 12 sessions: 7 < 8, nothing; an 8th alerts
+        // with the long ones reported but not counted.
+        let mut more = obs.clone();
+        more.extend(hydra(7, ATT, VIC, T0 + 100 * S));
+        assert!(run(more).is_empty());
+        let mut more = obs;
+        more.extend(hydra(8, ATT, VIC, T0 + 100 * S));
+        let a = run(more);
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (a[0].count, ev(&a[0], "long")),
+            (8, serde_json::json!(12)),
+            "{:?}",
+            a[0].evidence
+        );
+    }
+
+    #[test]
+    fn a_long_connection_with_few_bytes_is_short() {
+        let mut obs = Vec::new();
+        for i in 0..8u16 {
+            // Held open at the password prompt until the login grace time.
+            conn(
+                &mut obs,
+                T0 + u64::from(i) * S,
+                key(ATT, 40000 + i, VIC, 22),
+                120.0,
+                3000,
+                true,
+            );
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 1);
+        assert_eq!(ev(&a[0], "short"), 8);
+    }
+
+    #[test]
+    fn windows_are_anchored_at_the_first_connection() {
+        // 5 + 5 connections 6 minutes apart: two windows of 5, nothing.
+        let mut obs = hydra(5, ATT, VIC, T0);
+        obs.extend(hydra(5, ATT, VIC, T0 + 360 * S));
+        assert!(run(obs).is_empty());
+        // 9 within 290 s of the first: one alert; 9 more later: a second one.
+        let mut obs = Vec::new();
+        for i in 0..18u16 {
+            let ts = T0 + u64::from(i % 9) * 36 * S + u64::from(i / 9) * 400 * S;
+            conn(&mut obs, ts, key(ATT, 40000 + i, VIC, 22), 0.1, 4000, true);
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 2, "{a:#?}");
+        assert_eq!((a[0].count, a[1].count), (9, 9));
+        assert_eq!(a[1].first_seen, rfc3339(T0 + 400 * S));
+    }
+
+    #[test]
+    fn refusals_after_the_service_talked_count_as_failed() {
+        // 3 guesses, then fail2ban: 4 refused and 2 unanswered SYNs.
+        let mut obs = hydra(3, ATT, VIC, T0);
+        for i in 0..6u16 {
+            let k = key(ATT, 50000 + i, VIC, 22);
+            let ts = T0 + 60 * S + u64::from(i) * S;
+            obs.push(start(ts, k));
+            if i < 4 {
+                obs.push(Obs::Refused {
+                    ts_ns: ts + 1000,
+                    key: k,
+                    how: Refusal::Rst,
+                });
+            }
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 1, "{a:#?}");
+        let a = &a[0];
+        assert_eq!(a.count, 9);
+        assert_eq!(
+            (
+                ev(a, "failed"),
+                ev(a, "refused"),
+                ev(a, "unanswered"),
+                ev(a, "short")
+            ),
+            (6.into(), 4.into(), 2.into(), 3.into())
+        );
+    }
+
+    #[test]
+    fn a_scan_of_the_port_is_no_brute_force() {
+        // SYN scan of port 22 on 60 hosts: refused, unanswered, or answered
+        // and reset by the scanner; connect scan: established, no data.
+        let mut obs = Vec::new();
+        for i in 0..60u16 {
+            let dst = format!("198.51.100.{}", i + 1);
+            let k = key(ATT, 40000 + i, &dst, 22);
+            let ts = T0 + u64::from(i) * 10_000_000;
+            match i % 3 {
+                0 => obs.push(start(ts, k)),
+                1 => {
+                    obs.push(start(ts, k));
+                    obs.push(Obs::Refused {
+                        ts_ns: ts + 1000,
+                        key: k,
+                        how: Refusal::Rst,
+                    });
+                }
+                _ => conn(&mut obs, ts, k, 0.001, 200, false),
+            }
+        }
+        assert!(run(obs).is_empty());
+    }
+
+    #[test]
+    fn spraying_over_many_hosts_is_flagged() {
+        let mut obs = Vec::new();
+        for i in 0..12u16 {
+            let dst = format!("198.51.100.{}", i + 1);
+            for j in 0..2u16 {
+                let ts = T0 + u64::from(i) * S + u64::from(j) * 100_000_000;
+                conn(
+                    &mut obs,
+                    ts,
+                    key(ATT, 40000 + i * 2 + j, &dst, 445),
+                    0.3,
+                    6000,
+                    true,
+                );
+            }
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 1, "{a:#?}");
+        let a = &a[0];
+        assert_eq!(a.rule, "detect.brute_force.spray");
+        assert_eq!(ev(a, "spraying"), true);
+        assert_eq!((a.count, ev(a, "targets")), (24, 12.into()));
+        assert_eq!(ev(a, "max_per_target"), 2);
+        assert_eq!(ev(a, "service"), "smb");
+        assert_eq!(a.dst_ip, None);
+        // Samples: the smallest addresses, whatever the order of arrival.
+        assert_eq!(ev(a, "sample_targets")[0], "198.51.100.1");
+        assert_eq!(ev(a, "sample_targets").as_array().map(Vec::len), Some(10));
+    }
+
+    #[test]
+    fn output_is_ordered_by_due_time_then_key() {
+        // Two attackers starting at the same instant, on two services; a third
+        // later. Due times tie for the first three: key order decides.
+        let mut obs = hydra(9, "192.0.2.140", VIC, T0);
+        obs.extend(hydra(9, ATT, VIC, T0));
+        let mut rdp = Vec::new();
+        for i in 0..9u16 {
+            conn(
+                &mut rdp,
+                T0 + u64::from(i) * S / 10,
+                key(ATT, 45000 + i, VIC, 3389),
+                0.5,
+                5000,
+                true,
+            );
+        }
+        obs.extend(rdp);
+        obs.extend(hydra(9, "192.0.2.131", VIC, T0 + 10 * S));
+        let a = run_with(BruteConfig::default(), None, obs.clone());
+        let got: Vec<(u64, String, Option<u16>)> = a
+            .iter()
+            .map(|(t, a)| {
+                (
+                    *t,
+                    a.src_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    a.dst_port,
+                )
+            })
+            .collect();
+        let due = T0 + 330 * S;
+        assert_eq!(
+            got,
+            vec![
+                (due, ATT.to_string(), Some(22)),
+                (due, ATT.to_string(), Some(3389)),
+                (due, "192.0.2.140".to_string(), Some(22)),
+                (due + 10 * S, "192.0.2.131".to_string(), Some(22)),
+            ]
+        );
+        // The same observations again: the same alerts.
+        assert_eq!(run_with(BruteConfig::default(), None, obs), a);
+    }
+
+    #[test]
+    fn config_ignores_sources_and_rejects_bad_values() {
+        let cfg = BruteConfig {
+            ignore_sources: vec![Cidr::try_from("192.0.2.128/27".to_string()).expect("cidr")],
+            ..BruteConfig::default()
+        };
+        assert!(run_with(cfg, None, hydra(20, ATT, VIC, T0)).is_empty());
+        // Ports not watched: nothing.
+        let cfg = BruteConfig {
+            ports: vec![3389],
+            ..BruteConfig::default()
+        };
+        assert!(run_with(cfg, None, hydra(20, ATT, VIC, T0)).is_empty());
+        let (p, _) = Policy::from_source(
+            "site.toml",
+            "[detect.brute_force]\nmin_attempts = 3\nports = [2222]\nignore_sources = [\"192.0.2.1\"]\n",
+        )
+        .expect("loads");
+        assert_eq!(p.detect.brute_force.min_attempts, 3);
+        assert_eq!(p.detect.brute_force.ports, vec![2222]);
+        for bad in [
+            "[detect.brute_force]\nseverity = \"urgent\"\n",
+            "[detect.brute_force]\nignore_sources = [\"192.0.2.300\"]\n",
+            "[detect.brute_force]\nmin_tries = 3\n",
+        ] {
+            assert!(Policy::from_source("site.toml", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn zones_raise_the_severity_across_top_level_zones() {
+        let text = "[[zone]]\nid = \"inet.term\"\ncidrs = [\"192.0.2.128/27\"]\n\
+                    [[zone]]\nid = \"mynumber.srv\"\ncidrs = [\"192.0.2.32/28\"]\n";
+        let (p, _) = Policy::from_source("site.toml", text).expect("loads");
+        let a = run_with(BruteConfig::default(), Some(&p), hydra(9, ATT, VIC, T0));
+        assert_eq!(a.len(), 1);
+        let a = &a[0].1;
+        assert_eq!(a.severity, "critical");
+        assert_eq!(a.src_zone.as_deref(), Some("inet.term"));
+        assert_eq!(a.dst_zone.as_deref(), Some("mynumber.srv"));
     }
 }

@@ -1,14 +1,19 @@
 //! Deterministic merge of the workers' observation streams by packet time.
 //!
 //! Each worker reports in packet order and says how far its clock has got
-//! (its watermark). Observations wait in one queue per worker, kept sorted by
-//! [`Obs::sort_key`]; once every worker's watermark is past an observation by
-//! the reorder slack, nothing that sorts before it can still arrive (input
-//! timestamps are monotonic up to the slack), and a k-way merge of the queue
-//! heads releases it. The released sequence is the same for any worker count.
+//! (its watermark). Observations wait in one queue per worker, kept in time
+//! order (an append, but for input out of order); once every worker's
+//! watermark is past a time by the reorder slack, nothing earlier can still
+//! arrive (input timestamps are monotonic up to the slack). Release takes the
+//! earliest time among the queue heads, gathers every observation of exactly
+//! that time from all queues, and hands them out sorted by [`Obs::sort_key`]:
+//! the released sequence is the same for any worker count.
 
 use super::obs::Obs;
 use std::collections::VecDeque;
+
+/// Observations of one instant, sorted, being handed out (reversed: pop from the end).
+type Run = Vec<(usize, Obs)>;
 
 /// Per-worker sorted queues and watermarks.
 pub struct Merger {
@@ -20,6 +25,7 @@ pub struct Merger {
     /// Observations older than what was already released (input out of
     /// order by more than the slack): handed out at once, counted.
     pub late: u64,
+    run: Run,
 }
 
 impl Merger {
@@ -31,6 +37,7 @@ impl Merger {
             slack_ns,
             released_ns: 0,
             late: 0,
+            run: Vec::new(),
         }
     }
 
@@ -43,11 +50,12 @@ impl Merger {
         }
         let n = self.queues.len();
         let q = &mut self.queues[w.min(n - 1)];
-        let key = o.sort_key();
-        if q.back().map_or(true, |b| b.sort_key() <= key) {
+        let ts = o.ts_ns();
+        if q.back().map_or(true, |b| b.ts_ns() <= ts) {
             q.push_back(o);
         } else {
-            let at = q.partition_point(|x| x.sort_key() <= key);
+            // Input time went back within the slack: keep the queue in time order.
+            let at = q.partition_point(|x| x.ts_ns() <= ts);
             q.insert(at, o);
         }
         None
@@ -75,20 +83,27 @@ impl Merger {
     /// The next observation at or before `upto`, in release order, with the
     /// worker that reported it.
     pub fn pop_tagged(&mut self, upto: u64) -> Option<(usize, Obs)> {
-        let mut best: Option<(usize, super::obs::SortKey)> = None;
-        for (i, q) in self.queues.iter().enumerate() {
-            if let Some(h) = q.front() {
-                if h.ts_ns() <= upto {
-                    let k = h.sort_key();
-                    if best.as_ref().map_or(true, |(_, b)| k < *b) {
-                        best = Some((i, k));
-                    }
+        if let Some(x) = self.run.pop() {
+            return Some(x);
+        }
+        let t = self
+            .queues
+            .iter()
+            .filter_map(|q| q.front().map(Obs::ts_ns))
+            .min()
+            .filter(|&t| t <= upto)?;
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            while q.front().is_some_and(|o| o.ts_ns() == t) {
+                if let Some(o) = q.pop_front() {
+                    self.run.push((i, o));
                 }
             }
         }
-        let (i, _) = best?;
-        let o = self.queues[i].pop_front()?;
-        self.released_ns = self.released_ns.max(o.ts_ns());
-        Some((i, o))
+        // Reverse order, so `pop` hands out the smallest key first.
+        // Stable: equal keys (one flow, one worker) keep their queue order.
+        self.run
+            .sort_by_key(|(_, o)| std::cmp::Reverse(o.sort_key()));
+        self.released_ns = self.released_ns.max(t);
+        self.run.pop()
     }
 }

@@ -109,6 +109,11 @@ pub trait Detector: Send {
     fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit);
     /// Every observation up to `now_ns` has been seen: close what ended.
     fn advance(&mut self, now_ns: u64, cx: &Ctx, out: &mut Emit);
+    /// A worker's per-packet window ([`dos::DosPartial`]); only the `dos`
+    /// detector uses it.
+    fn dos_partial(&mut self, p: &dos::DosPartial) {
+        let _ = p;
+    }
     fn stats(&self) -> DetectorStats;
 }
 
@@ -151,6 +156,12 @@ pub enum AnalysisMsg {
         worker: usize,
         slot: u8,
         policy: Arc<Policy>,
+    },
+    /// A worker's per-packet DoS counts of one window of packet time (sent
+    /// before any watermark past the window's end).
+    Dos {
+        worker: usize,
+        part: Box<dos::DosPartial>,
     },
     /// The worker has finished (flushed its table).
     Done { worker: usize },
@@ -233,6 +244,12 @@ pub fn serve(
                     *g = Some(policy.clone());
                 }
                 current = Some(policy);
+                continue;
+            }
+            AnalysisMsg::Dos { worker: _, part } => {
+                for d in run.dets.iter_mut() {
+                    d.dos_partial(&part);
+                }
                 continue;
             }
             AnalysisMsg::Done { worker } => {

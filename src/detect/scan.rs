@@ -13,6 +13,10 @@
 //!   ACK, of which ≥ `min_sweep_failed` never answered (a monitoring server
 //!   pinging live hosts does not alert).
 //!
+//! Severity: `severity` (default medium), one level higher when targets are in
+//! another top-level zone than the scanner, critical when any target is in
+//! the My Number zone (`mynumber`) and the scanner is not.
+//!
 //! One alert per initiator and window: `port_scan` if a port-scan rule holds,
 //! else `host_sweep`, with the counts, the zones involved and samples (the
 //! smallest addresses and ports, so they do not depend on arrival order).
@@ -119,7 +123,8 @@ struct SrcKey {
 struct Window {
     first_ns: u64,
     last_ns: u64,
-    attempts: BTreeMap<Target, Attempt>,
+    /// Hashed for the per-observation lookups; sorted only when judged.
+    attempts: HashMap<Target, Attempt>,
     /// Attempts beyond `max_targets_per_source` (counted only).
     overflow: u64,
     total: u64,
@@ -142,10 +147,22 @@ pub struct ScanDetector {
     sources: HashMap<SrcKey, Source>,
     /// (judgement time, source): what is due, soonest first.
     due: BTreeSet<(u64, SrcKey)>,
+    /// IPv4 destinations of recent attempts and when: an ARP request for one
+    /// of them right after is a router resolving a forwarded packet, not a
+    /// sweep of its own.
+    recent_dst: HashMap<Addr, u64>,
     stats: DetectorStats,
 }
 
+/// How long a forwarded packet explains an ARP request for its destination.
+const FORWARD_ARP_NS: u64 = 5_000_000_000;
+/// Destinations remembered for that at most (older ones are pruned first).
+const MAX_RECENT_DST: usize = 65_536;
+
 const NS: u64 = 1_000_000_000;
+
+/// Top-level zone id of the My Number zone in the presets (rules/presets/).
+const MY_NUMBER: &str = "mynumber";
 
 impl ScanDetector {
     pub fn new(cfg: ScanConfig) -> ScanDetector {
@@ -163,6 +180,7 @@ impl ScanDetector {
             ignore,
             sources: HashMap::default(),
             due: BTreeSet::new(),
+            recent_dst: HashMap::default(),
             stats: DetectorStats::default(),
         }
     }
@@ -183,10 +201,11 @@ impl ScanDetector {
             probe,
             vlan,
         } = a;
-        if self
-            .ignore
-            .iter()
-            .any(|n| n.contains(&to_ip(&src.src, src.v6)))
+        if !self.ignore.is_empty()
+            && self
+                .ignore
+                .iter()
+                .any(|n| n.contains(&to_ip(&src.src, src.v6)))
         {
             return;
         }
@@ -223,23 +242,34 @@ impl ScanDetector {
             w.overflow += 1;
             return;
         }
-        w.attempts.entry(t).or_insert(Attempt {
-            probe,
-            answered: false,
-            refused: false,
-        });
+        w.attempts
+            .entry(t)
+            // A port probed after a ping to it (nmap's ACK ping to 80, then
+            // the SYN scan of 80) counts as a probed port.
+            .and_modify(|a| {
+                if a.probe == Probe::Ping {
+                    a.probe = probe;
+                }
+            })
+            .or_insert(Attempt {
+                probe,
+                answered: false,
+                refused: false,
+            });
     }
 
     /// Mark the attempt of `src` to `t` answered or refused.
     fn outcome(&mut self, src: SrcKey, t: Target, refused: bool) {
         if let Some(s) = self.sources.get_mut(&src) {
-            for w in [&mut s.cur, &mut s.next] {
-                if let Some(a) = w.attempts.get_mut(&t) {
-                    if refused {
-                        a.refused = true;
-                    } else {
-                        a.answered = true;
-                    }
+            let a = match s.cur.attempts.get_mut(&t) {
+                Some(a) => Some(a),
+                None => s.next.attempts.get_mut(&t),
+            };
+            if let Some(a) = a {
+                if refused {
+                    a.refused = true;
+                } else {
+                    a.answered = true;
                 }
             }
         }
@@ -291,7 +321,7 @@ impl ScanDetector {
         let mut hosts: BTreeSet<Addr> = BTreeSet::new();
         let mut ports: BTreeSet<u16> = BTreeSet::new();
         let mut protos: BTreeSet<u8> = BTreeSet::new();
-        for (t, a) in &w.attempts {
+        for (t, a) in w.attempts.iter() {
             hosts.insert(t.dst);
             protos.insert(t.proto);
             if a.refused {
@@ -304,7 +334,9 @@ impl ScanDetector {
             match a.probe {
                 Probe::Ping => {
                     sweep_hosts.insert(t.dst);
-                    if !a.answered && !a.refused {
+                    // A host is there if it answered (a RST to an ACK ping is
+                    // an answer); an ICMP unreachable says it is not.
+                    if !a.answered {
                         sweep_failed.insert(t.dst);
                     }
                 }
@@ -337,10 +369,15 @@ impl ScanDetector {
         }
         let src_ip = to_ip(&k.src, k.v6);
         let src_zone = cx.zone(src_ip, w.vlan);
+        // Attempts per destination zone (one look-up per host).
+        let mut zone_of_host: BTreeMap<Addr, Option<String>> = BTreeMap::new();
         let mut dst_zones: BTreeMap<String, u64> = BTreeMap::new();
-        for h in &hosts {
-            if let Some(z) = cx.zone(to_ip(h, k.v6), w.vlan) {
-                *dst_zones.entry(z).or_default() += 1;
+        for t in w.attempts.keys() {
+            let z = zone_of_host
+                .entry(t.dst)
+                .or_insert_with(|| cx.zone(to_ip(&t.dst, k.v6), w.vlan));
+            if let Some(z) = z {
+                *dst_zones.entry(z.clone()).or_default() += 1;
             }
         }
         let top = |z: &str| z.split('.').next().unwrap_or(z).to_string();
@@ -354,6 +391,12 @@ impl ScanDetector {
                 .get(severity as usize + 1)
                 .copied()
                 .unwrap_or(crate::policy::Severity::Critical);
+        }
+        // Probing the My Number zone from outside it is always critical.
+        let into_mynumber = dst_zones.keys().any(|d| top(d) == MY_NUMBER)
+            && src_zone.as_deref().map_or(true, |sz| top(sz) != MY_NUMBER);
+        if into_mynumber {
+            severity = crate::policy::Severity::Critical;
         }
         let mut types = Vec::new();
         if is_vertical {
@@ -484,6 +527,8 @@ fn probe_of(key: &FlowKey, tcp: u8, from_initiator: bool) -> Option<Probe> {
         return None;
     }
     match key.proto {
+        // Both ports 0: a non-first fragment's flow (no transport header).
+        proto::UDP if key.sport == 0 && key.dport == 0 => None,
         proto::TCP if tcp & tcp_flags::SYN != 0 && tcp & tcp_flags::ACK == 0 => Some(Probe::Tcp),
         proto::TCP
             if tcp & tcp_flags::ACK != 0
@@ -535,6 +580,9 @@ impl Detector for ScanDetector {
                     src: s.key.src,
                     v6: s.key.v6,
                 };
+                if !s.key.v6 {
+                    self.remember_dst(s.key.dst, s.ts_ns);
+                }
                 let a = Attempted {
                     ts: s.ts_ns,
                     src,
@@ -582,14 +630,30 @@ impl Detector for ScanDetector {
 }
 
 impl ScanDetector {
+    fn remember_dst(&mut self, dst: Addr, ts: u64) {
+        if self.recent_dst.len() >= MAX_RECENT_DST {
+            self.recent_dst
+                .retain(|_, t| ts.saturating_sub(*t) < FORWARD_ARP_NS);
+            if self.recent_dst.len() >= MAX_RECENT_DST {
+                self.stats.state_evictions += self.recent_dst.len() as u64;
+                self.recent_dst.clear();
+            }
+        }
+        self.recent_dst.insert(dst, ts);
+    }
+
     fn arp(&mut self, a: &ArpObs, cx: &Ctx, out: &mut Emit) {
         let t = |dst: Addr| Target {
             dst,
             proto: 0,
             port: 0,
         };
+        let forwarding = self
+            .recent_dst
+            .get(&a.target)
+            .is_some_and(|&t| a.ts_ns.saturating_sub(t) < FORWARD_ARP_NS);
         match a.op {
-            1 if a.sender != a.target => {
+            1 if a.sender != a.target && !forwarding => {
                 self.stats.observed += 1;
                 let src = SrcKey {
                     src: a.sender,
