@@ -273,6 +273,7 @@ pub fn run<S: PacketSource + ?Sized>(
                     events: Vec::new(),
                     sent_ns: 0,
                     all: detecting,
+                    closed_ports: closed_ports(cfg.detect.as_ref()),
                     dos: cfg
                         .detect
                         .as_ref()
@@ -586,6 +587,21 @@ struct ChunkSink {
     spare: Receiver<Vec<u8>>,
 }
 
+/// The `brute_force` service ports as a bit set, if that detector runs.
+fn closed_ports(d: Option<&DetectConfig>) -> Option<Box<[u64; 1024]>> {
+    let b = &d?.brute_force;
+    if !b.enabled {
+        return None;
+    }
+    let mut set = Box::new([0u64; 1024]);
+    for &p in &b.ports {
+        if let Some(w) = set.get_mut(usize::from(p >> 6)) {
+            *w |= 1 << (p & 63);
+        }
+    }
+    Some(set)
+}
+
 /// A worker's side of the alert thread's queue.
 struct AlertOut {
     tx: Sender<AnalysisMsg>,
@@ -596,6 +612,9 @@ struct AlertOut {
     events: Vec<Obs>,
     /// Detectors run: forward every observation, not only violating starts.
     all: bool,
+    /// Responder ports whose TCP closes a detector needs (`brute_force`
+    /// services), as a 65536-bit set; closes elsewhere are not forwarded.
+    closed_ports: Option<Box<[u64; 1024]>>,
     /// Watermark last sent.
     sent_ns: u64,
     /// Per-packet DoS counts by window (detector `dos` enabled).
@@ -764,7 +783,14 @@ impl FlowSink for ChunkSink {
 
     fn flow_closed(&mut self, close: &FlowClose) {
         if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
-            a.events.push(Obs::Closed(*close));
+            let p = close.key.dport;
+            let wanted = a.closed_ports.as_ref().is_some_and(|set| {
+                set.get(usize::from(p >> 6))
+                    .is_some_and(|w| w & (1 << (p & 63)) != 0)
+            });
+            if wanted {
+                a.events.push(Obs::Closed(*close));
+            }
         }
     }
 

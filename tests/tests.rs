@@ -14,6 +14,7 @@ mod detect_hosts;
 mod determinism;
 mod flows;
 mod live;
+mod live_alerts;
 mod policy_flows;
 mod reload;
 mod replay;

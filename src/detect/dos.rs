@@ -467,8 +467,11 @@ impl DosCounter {
         a.bytes += bytes;
         a.first_ns = a.first_ns.min(m.ts_ns);
         a.last_ns = a.last_ns.max(m.ts_ns);
-        if a.vlan == 0 {
-            a.vlan = k.vlan.iter().rev().copied().find(|&x| x != 0).unwrap_or(0);
+        // The smallest innermost VLAN seen: the same whichever worker saw which
+        // packet (merge takes the minimum too).
+        let v = k.vlan.iter().rev().copied().find(|&x| x != 0).unwrap_or(0);
+        if v != 0 && (a.vlan == 0 || v < a.vlan) {
+            a.vlan = v;
         }
         let sh = addr_hash(&k.src, k.v6);
         hll_add(&mut a.src_hll, sh);
