@@ -7,7 +7,16 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             let e = anyhow::Error::from(e);
-            eprintln!("zonewatch: error: {e:#}");
+            // The cause chain, skipping causes a message already quotes
+            // (errors that print "{path}: {source}" also keep the source).
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg = format!("{msg}: {c}");
+                }
+            }
+            eprintln!("zonewatch: error: {msg}");
             ExitCode::from(2)
         }
     }

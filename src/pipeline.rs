@@ -43,6 +43,8 @@ use std::time::{Duration, Instant};
 pub const TICK_NS: u64 = 1_000_000_000;
 /// Same for live capture, where latency matters more than batching.
 pub const LIVE_TICK_NS: u64 = 100_000_000;
+/// Longest a live capture keeps reading its buffer after a stop signal.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// Flow-line bytes a worker collects before handing a chunk to the writer.
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -327,9 +329,20 @@ pub fn run<S: PacketSource + ?Sized>(
         batch_size,
     };
 
+    // Live: after a stop signal, read what the capture buffer already holds
+    // (until the source is idle, at most DRAIN_LIMIT), so frames the kernel
+    // handed over are analysed rather than silently lost.
+    let mut draining: Option<Instant> = None;
     let stop_cause = loop {
-        if stop.load(Ordering::Relaxed) {
-            break StopCause::Signal;
+        match draining {
+            None if stop.load(Ordering::Relaxed) => {
+                if !live {
+                    break StopCause::Signal;
+                }
+                draining = Some(Instant::now());
+            }
+            Some(t) if t.elapsed() >= DRAIN_LIMIT => break StopCause::Signal,
+            _ => {}
         }
         // Matched in place: binding the result first (`source.next()?`) moved the
         // frame through the stack with overlapping partial copies that stalled
@@ -389,6 +402,9 @@ pub fn run<S: PacketSource + ?Sized>(
                 }
             }
             Ok(Next::Idle { now_ns }) => {
+                if draining.is_some() {
+                    break StopCause::Signal;
+                }
                 if let Some(now) = now_ns {
                     clock = clock.max(now);
                 }
