@@ -7,7 +7,10 @@
 //! byte counts by class (TCP SYN, SYN-ACK, UDP, ICMP, UDP from amplification
 //! ports, UDP non-first fragments), two 64-register HyperLogLogs (distinct
 //! sources, distinct flows) and a bottom-k sample of sources (the `SAMPLE`
-//! sources with the smallest address hash, with exact counts), plus a
+//! sources with the smallest address hash, with exact counts: every source,
+//! so the exact top sources, when a flood has at most `SAMPLE` of them; a
+//! uniform sample when sources are spoofed, where "top" means nothing, and
+//! the only summary that stays the same whatever the worker count), plus a
 //! count-min sketch keyed by *source* for what a host sends (SYNs, SYN-ACKs,
 //! UDP, queries to amplification ports). Nothing grows with spoofed sources.
 //! When the worker's clock leaves a window it ships the window as a
@@ -115,7 +118,7 @@ const SETS: usize = 1024;
 const WAYS: usize = 4;
 const SLOTS: usize = SETS * WAYS;
 /// Sources sampled per destination (bottom-k by address hash).
-pub const SAMPLE: usize = 4;
+pub const SAMPLE: usize = 8;
 const HLL: usize = 64;
 const CMS_ROWS: usize = 2;
 const CMS_COLS: usize = 4096;
@@ -975,6 +978,9 @@ impl DosDetector {
             "sources_estimate": sources,
             "flows_estimate": hll_estimate(&a.flow_hll),
             "top_sources": top,
+            // All sources, ranked, when there are at most SAMPLE of them; else
+            // a uniform sample (smallest address hash) with exact counts.
+            "top_sources_complete": sources <= SAMPLE as u64,
             "amp_ports": amp_ports,
             "amp_bytes": a.amp_bytes,
             "dst_zone": dst_zone,
