@@ -1,7 +1,9 @@
 //! brute_force and admin_access on real captures: hydra against a real sshd
 //! (captures/bruteforce-ssh.pcap, ground truth in captures/README.md) and the
 //! public brute-force captures raise what their facts say; office and benign
-//! traffic raises no brute force; a management-port rule flags the non-admin
+//! traffic raises no brute force; Kerberos guessing over UDP
+//! (captures/bruteforce-kerberos.pcap) raises one UDP alert and no public
+//! capture a UDP one; a management-port rule flags the non-admin
 //! SSH client and admits it once listed; 1 and 4 workers write the same bytes.
 
 use crate::util;
@@ -189,6 +191,72 @@ fn non_admin_ssh_to_a_my_number_server_is_admin_access() {
     assert_eq!(of_kind(&a, "brute_force").len(), 1, "{raw}");
 }
 
+/// captures/README.md (make-kerberos.py): 192.0.2.70 sends 60 UDP
+/// datagrams to the KDC 192.0.2.100:88 in 29.5 s, each from a new source
+/// port; 20 are answered, 40 not. One UDP brute_force alert with those
+/// numbers. The benign logon (6 requests from 192.0.2.71, all answered)
+/// raises none.
+#[test]
+fn kerberos_guessing_over_udp_is_one_brute_force_alert() {
+    let (a, raw) = alerts(&util::bundled("bruteforce-kerberos.pcap"), None, "2");
+    let bf = of_kind(&a, "brute_force");
+    assert_eq!(bf.len(), 1, "{raw}");
+    let b = bf[0];
+    assert_eq!(
+        (b["src_ip"].as_str(), b["dst_ip"].as_str()),
+        (Some("192.0.2.70"), Some("192.0.2.100"))
+    );
+    assert_eq!(
+        (
+            b["dst_port"].as_u64(),
+            b["proto"].as_str(),
+            b["count"].as_u64()
+        ),
+        (Some(88), Some("udp"), Some(60))
+    );
+    assert_eq!(b["rule"], "detect.brute_force");
+    assert_eq!(b["first_seen"], "2025-11-24T16:00:00.000000Z");
+    assert_eq!(b["last_seen"], "2025-11-24T16:00:29.500000Z");
+    for (k, v) in [
+        ("attempts", 60),
+        ("connections", 60),
+        ("failed", 40),
+        ("unanswered", 40),
+        ("refused", 0),
+        ("short", 20),
+        ("talked", 20),
+        ("targets", 1),
+    ] {
+        assert_eq!(ev(b, k), v, "evidence {k}: {b:?}");
+    }
+    assert_eq!(b["evidence"]["service"], "kerberos");
+    assert_eq!(b["evidence"]["spraying"], false);
+
+    let (a, raw) = alerts(&util::bundled("benign-kerberos.pcap"), None, "2");
+    assert!(of_kind(&a, "brute_force").is_empty(), "{raw}");
+}
+
+/// No public capture (office Windows/SMB traffic, scans that touch UDP 88,
+/// DNS amplification) raises a UDP brute_force alert. The unreadable
+/// libpcap_pcap-invalid-version-1.pcap is left out: replay rejects it.
+#[test]
+fn no_public_capture_raises_a_udp_brute_force() {
+    let mut n = 0;
+    for p in util::public_index() {
+        if p.rel.ends_with("pcap-invalid-version-1.pcap") {
+            continue;
+        }
+        let (a, raw) = alerts(&util::public(&p.rel), None, "2");
+        let udp: Vec<_> = of_kind(&a, "brute_force")
+            .into_iter()
+            .filter(|b| b["proto"] != "tcp")
+            .collect();
+        assert!(udp.is_empty(), "{}: {raw}", p.rel);
+        n += 1;
+    }
+    assert!(n >= 40, "only {n} public captures replayed");
+}
+
 #[test]
 fn access_alerts_are_byte_identical_for_one_and_four_workers() {
     let rules = golden("admin-site.toml");
@@ -199,6 +267,7 @@ fn access_alerts_are_byte_identical_for_one_and_four_workers() {
             None,
         ),
         (util::public("c_bruteforce/zeek_ftp_bruteforce.pcap"), None),
+        (util::bundled("bruteforce-kerberos.pcap"), None),
     ];
     for (f, r) in cases {
         let (a, one) = alerts(&f, r, "1");

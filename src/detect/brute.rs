@@ -32,7 +32,17 @@
 //! `spray_max_attempts_per_target` each on average, it is password spraying:
 //! `evidence.spraying = true`, rule `detect.brute_force.spray`.
 //!
-//! State is bounded: `max_keys` (initiator, port) pairs (beyond it the one due
+//! **UDP** (Kerberos 88: `udp_ports`). Password sprayers such as kerbrute
+//! send one AS-REQ per guess, each from a new source port: a new UDP flow.
+//! Every UDP flow an initiator starts to a watched UDP port is an attempt,
+//! counted per (initiator, port, UDP) apart from TCP: **failed** when refused
+//! by an ICMP error or unanswered after `answer_wait_secs`, otherwise
+//! **short** (the KDC answered: one request/response exchange, which is what
+//! a wrong password gets, `KRB-ERROR`). A target has *talked* once it
+//! answered one. A normal Windows logon makes several Kerberos requests
+//! itself, so UDP has its own, higher threshold `min_udp_attempts`.
+//!
+//! State is bounded: `max_keys` (initiator, port, protocol) keys (beyond it the one due
 //! soonest is judged early, counted in `state_evictions`),
 //! `max_targets_per_key` targets and `max_pending_per_key` open connections
 //! per window (beyond them connections are only counted, `not_tracked`).
@@ -56,10 +66,14 @@ pub struct BruteConfig {
     pub enabled: bool,
     /// TCP ports of the authentication services watched.
     pub ports: Vec<u16>,
+    /// UDP ports of the authentication services watched (Kerberos 88).
+    pub udp_ports: Vec<u16>,
     /// Window per (initiator, port), from its first connection.
     pub window_secs: u64,
     /// Counted (failed + short) connections that make an alert.
     pub min_attempts: u32,
+    /// Counted (failed + answered) UDP requests that make an alert.
+    pub min_udp_attempts: u32,
     /// An established connection closed within this long is short.
     pub max_connection_secs: u64,
     /// An established connection with at most this many frame bytes (both
@@ -87,13 +101,18 @@ pub struct BruteConfig {
 /// The authentication services watched by default.
 pub const DEFAULT_PORTS: [u16; 12] = [21, 22, 23, 88, 389, 445, 636, 3389, 5900, 5985, 5986, 139];
 
+/// The UDP authentication services watched by default: Kerberos.
+pub const DEFAULT_UDP_PORTS: [u16; 1] = [88];
+
 impl Default for BruteConfig {
     fn default() -> Self {
         BruteConfig {
             enabled: true,
             ports: DEFAULT_PORTS.to_vec(),
+            udp_ports: DEFAULT_UDP_PORTS.to_vec(),
             window_secs: 300,
             min_attempts: 8,
+            min_udp_attempts: 40,
             max_connection_secs: 30,
             short_max_bytes: 4096,
             answer_wait_secs: 3,
@@ -131,12 +150,13 @@ pub fn service_name(port: u16) -> Option<&'static str> {
     })
 }
 
-/// (initiator, service port).
+/// (initiator, service port, IP protocol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
     src: Addr,
     v6: bool,
     port: u16,
+    proto: u8,
 }
 
 /// Outcomes on one target.
@@ -191,8 +211,10 @@ struct Slot {
 /// The brute-force / password-spraying detector.
 pub struct BruteDetector {
     cfg: BruteConfig,
-    /// Bit per watched port.
+    /// Bit per watched TCP port.
     ports: Vec<u64>,
+    /// Bit per watched UDP port.
+    udp_ports: Vec<u64>,
     keys: HashMap<Key, Slot>,
     due: BTreeSet<(u64, Key)>,
     stats: DetectorStats,
@@ -210,24 +232,33 @@ fn top(z: &str) -> &str {
 
 impl BruteDetector {
     pub fn new(cfg: BruteConfig) -> BruteDetector {
-        let mut ports = vec![0u64; 1024];
-        for &p in &cfg.ports {
-            if let Some(w) = ports.get_mut(usize::from(p) / 64) {
-                *w |= 1 << (p % 64);
+        let bits = |list: &[u16]| {
+            let mut set = vec![0u64; 1024];
+            for &p in list {
+                if let Some(w) = set.get_mut(usize::from(p) / 64) {
+                    *w |= 1 << (p % 64);
+                }
             }
-        }
+            set
+        };
         BruteDetector {
+            ports: bits(&cfg.ports),
+            udp_ports: bits(&cfg.udp_ports),
             cfg,
-            ports,
             keys: HashMap::default(),
             due: BTreeSet::new(),
             stats: DetectorStats::default(),
         }
     }
 
-    fn watched(&self, port: u16) -> bool {
-        self.ports
-            .get(usize::from(port) / 64)
+    /// Whether `port` of IP protocol `p` (TCP or UDP) is watched.
+    fn watched(&self, p: u8, port: u16) -> bool {
+        let set = match p {
+            proto::TCP => &self.ports,
+            proto::UDP => &self.udp_ports,
+            _ => return false,
+        };
+        set.get(usize::from(port) / 64)
             .is_some_and(|w| w & (1 << (port % 64)) != 0)
     }
 
@@ -248,6 +279,7 @@ impl BruteDetector {
             src: key.src,
             v6: key.v6,
             port: key.dport,
+            proto: key.proto,
         };
         let ip = to_ip(&k.src, k.v6);
         if self.cfg.ignore_sources.iter().any(|c| c.0.contains(&ip)) {
@@ -295,13 +327,14 @@ impl BruteDetector {
 
     /// The pending connection `key` of the key's windows, removed if `take`.
     fn find(&mut self, key: &FlowKey) -> Option<(&mut Window, (Addr, u16))> {
-        if key.proto != proto::TCP || !self.watched(key.dport) {
+        if !self.watched(key.proto, key.dport) {
             return None;
         }
         let s = self.keys.get_mut(&Key {
             src: key.src,
             v6: key.v6,
             port: key.dport,
+            proto: key.proto,
         })?;
         let c = (key.dst, key.sport);
         // The newer window first: a reused source port belongs to it.
@@ -315,8 +348,15 @@ impl BruteDetector {
     }
 
     fn answered(&mut self, key: &FlowKey) {
+        let udp = key.proto == proto::UDP;
         if let Some((w, c)) = self.find(key) {
-            if let Some(p) = w.pending.get_mut(&c) {
+            if udp {
+                // One request, one answer: done, and the service talked.
+                w.pending.remove(&c);
+                let t = w.targets.entry(c.0).or_default();
+                t.short += 1;
+                t.talked += 1;
+            } else if let Some(p) = w.pending.get_mut(&c) {
                 p.answered = true;
             }
         }
@@ -332,6 +372,9 @@ impl BruteDetector {
     fn closed(&mut self, cl: &FlowClose) {
         let max_ns = self.cfg.max_connection_secs.saturating_mul(NS);
         let few = self.cfg.short_max_bytes;
+        if cl.key.proto != proto::TCP {
+            return;
+        }
         if let Some((w, c)) = self.find(&cl.key) {
             w.pending.remove(&c);
             let t = w.targets.entry(c.0).or_default();
@@ -422,8 +465,14 @@ impl BruteDetector {
             }
         }
         let c = &self.cfg;
+        let udp = k.proto == proto::UDP;
         let attempts = sum.counted();
-        if attempts < u64::from(c.min_attempts.max(1)) {
+        let min = if udp {
+            c.min_udp_attempts
+        } else {
+            c.min_attempts
+        };
+        if attempts < u64::from(min.max(1)) {
             return;
         }
         let targets = counted.len() as u64;
@@ -457,22 +506,30 @@ impl BruteDetector {
         } else {
             None
         };
+        let label = if udp { "udp" } else { "tcp" };
         let service = service_name(k.port)
             .map(str::to_string)
-            .unwrap_or_else(|| format!("tcp/{}", k.port));
+            .unwrap_or_else(|| format!("{label}/{}", k.port));
         let secs = w.last_ns.saturating_sub(w.first_ns) as f64 / 1e9;
         let failed = sum.failed();
         let on = match dst_ip {
             Some(d) => d.to_string(),
             None => format!("{targets} hosts (at most {max_per_target} each)"),
         };
-        let reason = format!(
-            "{src_ip} opened {attempts} short or failed {service} connections (port {}) to {on} \
-             in {secs:.1} s: {failed} failed, {} short{}",
-            k.port,
-            sum.short,
-            if spraying { "; password spraying" } else { "" }
-        );
+        let spray = if spraying { "; password spraying" } else { "" };
+        let reason = if udp {
+            format!(
+                "{src_ip} sent {attempts} {service} requests (udp port {}) to {on} in {secs:.1} s: \
+                 {failed} failed (refused or unanswered), {} answered{spray}",
+                k.port, sum.short
+            )
+        } else {
+            format!(
+                "{src_ip} opened {attempts} short or failed {service} connections (port {}) to {on} \
+                 in {secs:.1} s: {failed} failed, {} short{spray}",
+                k.port, sum.short
+            )
+        };
         let sample: Vec<String> = counted
             .keys()
             .take(c.sample_size)
@@ -511,7 +568,7 @@ impl BruteDetector {
                 src_ip: Some(src_ip),
                 dst_ip,
                 dst_port: Some(k.port),
-                proto: Some("tcp".into()),
+                proto: Some(label.into()),
                 vlan: w.vlan.into_iter().collect(),
                 src_zone,
                 dst_zone,
@@ -542,9 +599,9 @@ impl Detector for BruteDetector {
             Obs::Start(s)
                 if !s.quote_keyed
                     && s.mac_is_initiator
-                    && s.key.proto == proto::TCP
-                    && s.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-                    && self.watched(s.key.dport) =>
+                    && (s.key.proto == proto::UDP
+                        || s.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
+                    && self.watched(s.key.proto, s.key.dport) =>
             {
                 self.start(&s.key, s.ts_ns, cx, out);
             }
@@ -917,6 +974,263 @@ mod tests {
         ] {
             assert!(Policy::from_source("site.toml", bad).is_err(), "{bad}");
         }
+    }
+
+    fn ukey(src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+        FlowKey::new(proto::UDP, ip(src), sport, ip(dst), dport)
+    }
+
+    fn udp_start(ts: u64, k: FlowKey) -> Obs {
+        Obs::Start(FlowStart {
+            tcp_flags: 0,
+            ..match start(ts, k) {
+                Obs::Start(s) => s,
+                _ => unreachable!("start() makes a Start"),
+            }
+        })
+    }
+
+    #[derive(Clone, Copy)]
+    enum Udp {
+        Answered,
+        Refused,
+        Silent,
+    }
+
+    /// `n` Kerberos AS-REQs from `src` to `kdc`:88, one every `gap_ms`, each
+    /// from a new source port, with the outcome `how(i)`.
+    fn asreqs(
+        n: u16,
+        src: &str,
+        kdc: &str,
+        t0: u64,
+        gap_ms: u64,
+        how: impl Fn(u16) -> Udp,
+    ) -> Vec<Obs> {
+        let mut obs = Vec::new();
+        for i in 0..n {
+            let k = ukey(src, 50000 + i, kdc, 88);
+            let ts = t0 + u64::from(i) * gap_ms * 1_000_000;
+            obs.push(udp_start(ts, k));
+            match how(i) {
+                Udp::Answered => obs.push(Obs::Answered {
+                    ts_ns: ts + 2_000_000,
+                    key: k,
+                }),
+                Udp::Refused => obs.push(Obs::Refused {
+                    ts_ns: ts + 1_000_000,
+                    key: k,
+                    how: Refusal::IcmpError,
+                }),
+                Udp::Silent => {}
+            }
+        }
+        obs
+    }
+
+    #[test]
+    fn forty_kerberos_as_reqs_over_udp_alert() {
+        // kerbrute: every guess gets a KRB-ERROR (preauth failed) back.
+        let a = run(asreqs(40, ATT, VIC, T0, 250, |_| Udp::Answered));
+        assert_eq!(a.len(), 1, "{a:#?}");
+        let a = &a[0];
+        assert_eq!((a.kind, a.severity), ("brute_force", "high"));
+        assert_eq!(a.rule, "detect.brute_force");
+        assert_eq!(a.proto.as_deref(), Some("udp"));
+        assert_eq!(a.src_ip.map(|i| i.to_string()).as_deref(), Some(ATT));
+        assert_eq!(a.dst_ip.map(|i| i.to_string()).as_deref(), Some(VIC));
+        assert_eq!((a.dst_port, a.count), (Some(88), 40));
+        assert_eq!(ev(a, "service"), "kerberos");
+        assert_eq!(ev(a, "short"), 40);
+        assert_eq!((ev(a, "failed"), ev(a, "talked")), (0.into(), 40.into()));
+        assert_eq!((ev(a, "connections"), ev(a, "long")), (40.into(), 0.into()));
+        assert_eq!(a.first_seen, rfc3339(T0));
+        assert_eq!(a.last_seen, rfc3339(T0 + 39 * 250_000_000));
+        assert!(
+            a.reason.contains("40 kerberos requests (udp port 88)"),
+            "{}",
+            a.reason
+        );
+        // One below min_udp_attempts: nothing.
+        assert!(run(asreqs(39, ATT, VIC, T0, 250, |_| Udp::Answered)).is_empty());
+    }
+
+    #[test]
+    fn a_logon_sized_kerberos_burst_is_no_brute_force() {
+        // A Windows logon: AS-REQ, AS-REQ with preauth, TGS-REQs (host, cifs,
+        // ldap ...): 8 requests, all answered. 8 is min_attempts for TCP, and
+        // the same 8 over TCP 88 would alert: UDP has its own threshold.
+        assert!(run(asreqs(8, ATT, VIC, T0, 100, |_| Udp::Answered)).is_empty());
+        // Four such logons within the window (a shared PC): 32, still none.
+        let mut obs = Vec::new();
+        for l in 0..4u64 {
+            let mut one = asreqs(8, ATT, VIC, T0 + l * 60 * S, 100, |_| Udp::Answered);
+            for o in &mut one {
+                if let Obs::Start(s) = o {
+                    s.key.sport = s.key.sport.wrapping_add(l as u16 * 100);
+                } else if let Obs::Answered { key, .. } = o {
+                    key.sport = key.sport.wrapping_add(l as u16 * 100);
+                }
+            }
+            obs.extend(one);
+        }
+        assert!(run(obs).is_empty());
+        // UDP and TCP 88 are counted apart: 8 UDP + 8 TCP 88 connections
+        // alert only for TCP.
+        let mut obs = asreqs(8, ATT, VIC, T0, 100, |_| Udp::Answered);
+        for i in 0..8u16 {
+            conn(
+                &mut obs,
+                T0 + u64::from(i) * S,
+                key(ATT, 40000 + i, VIC, 88),
+                0.1,
+                3000,
+                true,
+            );
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 1, "{a:#?}");
+        assert_eq!((a[0].proto.as_deref(), a[0].count), (Some("tcp"), 8));
+    }
+
+    #[test]
+    fn icmp_refused_and_unanswered_kerberos_requests_are_failed() {
+        // The KDC answers 10, then its port is closed (ICMP port unreachable)
+        // for 30: 40 attempts, 30 failed.
+        let a = run(asreqs(40, ATT, VIC, T0, 500, |i| {
+            if i < 10 {
+                Udp::Answered
+            } else {
+                Udp::Refused
+            }
+        }));
+        assert_eq!(a.len(), 1, "{a:#?}");
+        let a = &a[0];
+        assert_eq!(a.count, 40);
+        assert_eq!(
+            (
+                ev(a, "failed"),
+                ev(a, "refused"),
+                ev(a, "unanswered"),
+                ev(a, "short")
+            ),
+            (30.into(), 30.into(), 0.into(), 10.into())
+        );
+        // 20 answered, 40 unanswered (the capture's shape).
+        let a = run(asreqs(60, ATT, VIC, T0, 500, |i| {
+            if i % 3 == 0 {
+                Udp::Answered
+            } else {
+                Udp::Silent
+            }
+        }));
+        assert_eq!(a.len(), 1, "{a:#?}");
+        assert_eq!(
+            (a[0].count, ev(&a[0], "unanswered"), ev(&a[0], "short")),
+            (60, 40.into(), 20.into())
+        );
+        // A host that never answers is no KDC under attack (a UDP scan or a
+        // dead server: port_scan's business): nothing.
+        assert!(run(asreqs(60, ATT, VIC, T0, 500, |_| Udp::Refused)).is_empty());
+        assert!(run(asreqs(60, ATT, VIC, T0, 500, |_| Udp::Silent)).is_empty());
+    }
+
+    #[test]
+    fn kerberos_spraying_over_several_kdcs_is_one_alert() {
+        // 12 AS-REQs to each of 4 KDCs: below min_udp_attempts on each, 48
+        // for the source.
+        let mut obs = Vec::new();
+        for (n, kdc) in [
+            "198.51.100.14",
+            "198.51.100.11",
+            "198.51.100.13",
+            "198.51.100.12",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut one = asreqs(12, ATT, kdc, T0 + n as u64 * 7 * S, 300, |_| Udp::Answered);
+            for o in &mut one {
+                match o {
+                    Obs::Start(s) => s.key.sport += n as u16 * 20,
+                    Obs::Answered { key, .. } => key.sport += n as u16 * 20,
+                    _ => {}
+                }
+            }
+            obs.extend(one);
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 1, "{a:#?}");
+        let a = &a[0];
+        assert_eq!((a.count, ev(a, "targets")), (48, 4.into()));
+        assert_eq!(ev(a, "max_per_target"), 12);
+        assert_eq!(a.dst_ip, None);
+        assert_eq!(a.rule, "detect.brute_force");
+        assert_eq!(ev(a, "sample_targets")[0], "198.51.100.11");
+        // 3 each on 15 hosts: few per target, the spray variant.
+        let mut obs = Vec::new();
+        for h in 0..15u16 {
+            let dst = format!("198.51.100.{}", h + 20);
+            let mut one = asreqs(3, ATT, &dst, T0 + u64::from(h) * S, 100, |_| Udp::Answered);
+            for o in &mut one {
+                match o {
+                    Obs::Start(s) => s.key.sport += h * 3,
+                    Obs::Answered { key, .. } => key.sport += h * 3,
+                    _ => {}
+                }
+            }
+            obs.extend(one);
+        }
+        let a = run(obs);
+        assert_eq!(a.len(), 1, "{a:#?}");
+        assert_eq!(a[0].rule, "detect.brute_force.spray");
+        assert_eq!((a[0].count, ev(&a[0], "targets")), (45, 15.into()));
+        assert_eq!(ev(&a[0], "spraying"), true);
+    }
+
+    #[test]
+    fn udp_ports_and_min_udp_attempts_are_configurable() {
+        let obs = asreqs(40, ATT, VIC, T0, 250, |_| Udp::Answered);
+        let off = BruteConfig {
+            udp_ports: Vec::new(),
+            ..BruteConfig::default()
+        };
+        assert!(run_with(off, None, obs.clone()).is_empty());
+        // Watching TCP 88 does not watch UDP 88.
+        let tcp_only = BruteConfig {
+            udp_ports: vec![464],
+            ..BruteConfig::default()
+        };
+        assert!(run_with(tcp_only, None, obs.clone()).is_empty());
+        let (p, _) = Policy::from_source(
+            "site.toml",
+            "[detect.brute_force]
+udp_ports = [88, 464]
+min_udp_attempts = 10
+",
+        )
+        .expect("loads");
+        let b = &p.detect.brute_force;
+        assert_eq!(
+            (b.udp_ports.clone(), b.min_udp_attempts),
+            (vec![88, 464], 10)
+        );
+        let a = run_with(
+            b.clone(),
+            None,
+            asreqs(10, ATT, VIC, T0, 250, |_| Udp::Answered),
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(BruteConfig::default().udp_ports, vec![88]);
+        assert_eq!(BruteConfig::default().min_udp_attempts, 40);
+        assert!(Policy::from_source(
+            "site.toml",
+            "[detect.brute_force]
+udp_ports = [70000]
+"
+        )
+        .is_err());
     }
 
     #[test]
