@@ -49,15 +49,14 @@
 
 use super::admin::{de_severity, Cidr};
 use super::obs::Obs;
+use super::window::{WindowState, Windows};
 use super::{Ctx, Detector, DetectorStats, Emit};
 use crate::alert::{rfc3339, Alert};
 use crate::flow::FlowClose;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use crate::policy::Severity;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::collections::BTreeMap;
 
 /// `[detect.brute_force]` in a rules file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -199,13 +198,13 @@ struct Window {
     targets: BTreeMap<Addr, Tally>,
 }
 
-struct Slot {
-    /// End of the current window; judged at `end + wait`.
-    end: u64,
-    cur: Window,
-    /// Connections after `end` while the current window waits.
-    next: Window,
-    due: u64,
+impl WindowState for Window {
+    fn events(&self) -> u64 {
+        self.connections
+    }
+    fn first_ns(&self) -> u64 {
+        self.first_ns
+    }
 }
 
 /// The brute-force / password-spraying detector.
@@ -215,8 +214,8 @@ pub struct BruteDetector {
     ports: Vec<u64>,
     /// Bit per watched UDP port.
     udp_ports: Vec<u64>,
-    keys: HashMap<Key, Slot>,
-    due: BTreeSet<(u64, Key)>,
+    /// Per (initiator, service): its window, judged at its end + the wait.
+    keys: Windows<Key, Window>,
     stats: DetectorStats,
 }
 
@@ -241,12 +240,17 @@ impl BruteDetector {
             }
             set
         };
+        let keys = Windows::new(
+            cfg.window_secs.saturating_mul(NS),
+            cfg.answer_wait_secs
+                .max(cfg.max_connection_secs)
+                .saturating_mul(NS),
+        );
         BruteDetector {
             ports: bits(&cfg.ports),
             udp_ports: bits(&cfg.udp_ports),
             cfg,
-            keys: HashMap::default(),
-            due: BTreeSet::new(),
+            keys,
             stats: DetectorStats::default(),
         }
     }
@@ -262,18 +266,6 @@ impl BruteDetector {
             .is_some_and(|w| w & (1 << (port % 64)) != 0)
     }
 
-    fn window_ns(&self) -> u64 {
-        self.cfg.window_secs.saturating_mul(NS).max(1)
-    }
-
-    /// How long after its end a window is judged.
-    fn wait_ns(&self) -> u64 {
-        self.cfg
-            .answer_wait_secs
-            .max(self.cfg.max_connection_secs)
-            .saturating_mul(NS)
-    }
-
     fn start(&mut self, key: &FlowKey, ts: u64, cx: &Ctx, out: &mut Emit) {
         let k = Key {
             src: key.src,
@@ -286,29 +278,16 @@ impl BruteDetector {
             return;
         }
         self.stats.observed += 1;
-        if !self.keys.contains_key(&k) && self.keys.len() >= self.cfg.max_keys.max(1) {
+        if !self.keys.contains(&k) && self.keys.len() >= self.cfg.max_keys.max(1) {
             // Judge the key due soonest now to make room.
-            if let Some(&(d, old)) = self.due.iter().next() {
-                self.due.remove(&(d, old));
+            if let Some((old, d)) = self.keys.soonest() {
                 self.stats.state_evictions += 1;
                 self.judge(old, d.min(ts), cx, out);
                 self.keys.remove(&old);
             }
         }
-        let (window, wait) = (self.window_ns(), self.wait_ns());
         let (max_t, max_p) = (self.cfg.max_targets_per_key, self.cfg.max_pending_per_key);
-        let s = self.keys.entry(k).or_insert_with(|| Slot {
-            end: ts.saturating_add(window),
-            cur: Window::default(),
-            next: Window::default(),
-            due: ts.saturating_add(window).saturating_add(wait),
-        });
-        if s.cur.connections == 0 && s.next.connections == 0 {
-            s.end = ts.saturating_add(window);
-            s.due = s.end.saturating_add(wait);
-            self.due.insert((s.due, k));
-        }
-        let w = if ts < s.end { &mut s.cur } else { &mut s.next };
+        let w = self.keys.window_for(k, ts);
         if w.connections == 0 {
             w.first_ns = ts;
             w.vlan = vlan_of(key.vlan);
@@ -396,29 +375,12 @@ impl BruteDetector {
         }
     }
 
-    /// Judge every key due at or before `now`.
+    /// Judge every key due at or before `now`; connections made while a
+    /// window waited start the key's next one.
     fn close_due(&mut self, now: u64, cx: &Ctx, out: &mut Emit) {
-        while let Some(&(d, k)) = self.due.iter().next() {
-            if d > now {
-                break;
-            }
-            self.due.remove(&(d, k));
+        while let Some((k, d)) = self.keys.next_due(now) {
             self.judge(k, d, cx, out);
-            let (window, wait) = (self.window_ns(), self.wait_ns());
-            let mut gone = false;
-            if let Some(s) = self.keys.get_mut(&k) {
-                s.cur = std::mem::take(&mut s.next);
-                if s.cur.connections == 0 {
-                    gone = true;
-                } else {
-                    s.end = s.cur.first_ns.saturating_add(window);
-                    s.due = s.end.saturating_add(wait).max(d);
-                    self.due.insert((s.due, k));
-                }
-            }
-            if gone {
-                self.keys.remove(&k);
-            }
+            self.keys.roll(k, d);
         }
     }
 

@@ -24,6 +24,7 @@ pub mod hosts;
 pub mod merge;
 pub mod obs;
 pub mod scan;
+pub mod window;
 
 use crate::alert::fold::{FoldConfig, Folder};
 use crate::alert::{Alert, AlertSink, AlertStats, Event};

@@ -28,6 +28,7 @@
 //! `max_targets_per_source` targets each (beyond it attempts are only counted).
 
 use super::obs::{ArpObs, Obs};
+use super::window::{WindowState, Windows};
 use super::{Ctx, Detector, DetectorStats, Emit};
 use crate::alert::{proto_label, rfc3339, Alert};
 use crate::flow::Refusal;
@@ -131,22 +132,21 @@ struct Window {
     vlan: Option<u16>,
 }
 
-struct Source {
-    /// End of the current window; judged at `end + answer_wait`.
-    end: u64,
-    cur: Window,
-    /// Attempts after `end` while the current window waits for answers.
-    next: Window,
-    due: u64,
+impl WindowState for Window {
+    fn events(&self) -> u64 {
+        self.total
+    }
+    fn first_ns(&self) -> u64 {
+        self.first_ns
+    }
 }
 
 /// The scan / sweep detector.
 pub struct ScanDetector {
     cfg: ScanConfig,
     ignore: Vec<ipnet::IpNet>,
-    sources: HashMap<SrcKey, Source>,
-    /// (judgement time, source): what is due, soonest first.
-    due: BTreeSet<(u64, SrcKey)>,
+    /// Per initiator: its window, judged at its end + `answer_wait_secs`.
+    win: Windows<SrcKey, Window>,
     /// IPv4 destinations of recent attempts and when: an ARP request for one
     /// of them right after is a router resolving a forwarded packet, not a
     /// sweep of its own.
@@ -175,22 +175,17 @@ impl ScanDetector {
                     .or_else(|| c.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
             })
             .collect();
+        let win = Windows::new(
+            cfg.window_secs.saturating_mul(NS),
+            cfg.answer_wait_secs.saturating_mul(NS),
+        );
         ScanDetector {
             cfg,
             ignore,
-            sources: HashMap::default(),
-            due: BTreeSet::new(),
+            win,
             recent_dst: HashMap::default(),
             stats: DetectorStats::default(),
         }
-    }
-
-    fn window_ns(&self) -> u64 {
-        self.cfg.window_secs.saturating_mul(NS).max(1)
-    }
-
-    fn wait_ns(&self) -> u64 {
-        self.cfg.answer_wait_secs.saturating_mul(NS)
     }
 
     fn attempt(&mut self, a: Attempted, cx: &Ctx, out: &mut Emit) {
@@ -209,29 +204,16 @@ impl ScanDetector {
         {
             return;
         }
-        if !self.sources.contains_key(&src) && self.sources.len() >= self.cfg.max_sources {
+        if !self.win.contains(&src) && self.win.len() >= self.cfg.max_sources {
             // Judge the source due soonest now to make room (nothing is lost).
-            if let Some(&(d, k)) = self.due.iter().next() {
-                self.due.remove(&(d, k));
+            if let Some((k, d)) = self.win.soonest() {
                 self.stats.state_evictions += 1;
                 self.judge(k, d.min(ts), cx, out);
-                self.sources.remove(&k);
+                self.win.remove(&k);
             }
         }
-        let (window, wait) = (self.window_ns(), self.wait_ns());
         let max_targets = self.cfg.max_targets_per_source;
-        let s = self.sources.entry(src).or_insert_with(|| Source {
-            end: ts.saturating_add(window),
-            cur: Window::default(),
-            next: Window::default(),
-            due: ts.saturating_add(window).saturating_add(wait),
-        });
-        if s.cur.total == 0 && s.next.total == 0 {
-            s.end = ts.saturating_add(window);
-            s.due = s.end.saturating_add(wait);
-            self.due.insert((s.due, src));
-        }
-        let w = if ts < s.end { &mut s.cur } else { &mut s.next };
+        let w = self.win.window_for(src, ts);
         if w.total == 0 {
             w.first_ns = ts;
             w.vlan = vlan;
@@ -260,7 +242,7 @@ impl ScanDetector {
 
     /// Mark the attempt of `src` to `t` answered or refused.
     fn outcome(&mut self, src: SrcKey, t: Target, refused: bool) {
-        if let Some(s) = self.sources.get_mut(&src) {
+        if let Some(s) = self.win.get_mut(&src) {
             let a = match s.cur.attempts.get_mut(&t) {
                 Some(a) => Some(a),
                 None => s.next.attempts.get_mut(&t),
@@ -275,36 +257,18 @@ impl ScanDetector {
         }
     }
 
-    /// Judge every source due at or before `now`.
+    /// Judge every source due at or before `now`; the attempts made while a
+    /// window waited start the source's next one.
     fn close_due(&mut self, now: u64, cx: &Ctx, out: &mut Emit) {
-        while let Some(&(d, k)) = self.due.iter().next() {
-            if d > now {
-                break;
-            }
-            self.due.remove(&(d, k));
+        while let Some((k, d)) = self.win.next_due(now) {
             self.judge(k, d, cx, out);
-            // The attempts made while this window waited start the next one.
-            let (window, wait) = (self.window_ns(), self.wait_ns());
-            let mut gone = false;
-            if let Some(s) = self.sources.get_mut(&k) {
-                s.cur = std::mem::take(&mut s.next);
-                if s.cur.total == 0 {
-                    gone = true;
-                } else {
-                    s.end = s.cur.first_ns.saturating_add(window);
-                    s.due = s.end.saturating_add(wait).max(d);
-                    self.due.insert((s.due, k));
-                }
-            }
-            if gone {
-                self.sources.remove(&k);
-            }
+            self.win.roll(k, d);
         }
     }
 
     /// Judge the current window of `k` at time `at`.
     fn judge(&mut self, k: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
-        let Some(s) = self.sources.get(&k) else {
+        let Some(s) = self.win.get(&k) else {
             return;
         };
         let w = &s.cur;
