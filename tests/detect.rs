@@ -6,28 +6,15 @@
 use crate::util;
 use serde_json::{Map, Value};
 
-/// `replay --alerts` without rules (detectors only): the alert objects.
+fn scans(k: &str) -> bool {
+    matches!(k, "port_scan" | "host_sweep")
+}
+
+/// `replay --alerts` without rules (detectors only): the scan and sweep
+/// alerts (the other detectors have their own tests), the raw file, the summary.
 fn alerts(rel: &str, workers: &str) -> (Vec<Map<String, Value>>, String, Value) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("alerts.jsonl");
-    let p = path.to_str().expect("utf-8 temp path");
-    let out = util::replay(&[&util::public(rel)], &["-w", workers, "--alerts", p]);
-    let raw = std::fs::read_to_string(&path).expect("alerts written");
-    // Scan and sweep alerts only: the other detectors have their own tests.
-    let v = raw
-        .lines()
-        .map(|l| match serde_json::from_str::<Value>(l) {
-            Ok(Value::Object(m)) => m,
-            other => panic!("{rel}: alert line is not an object ({other:?}): {l}"),
-        })
-        .filter(|m| {
-            matches!(
-                m.get("kind").and_then(Value::as_str),
-                Some("port_scan" | "host_sweep")
-            )
-        })
-        .collect();
-    (v, raw, out.summary)
+    let r = util::replay_alerts(&[&util::public(rel)], &["-w", workers]);
+    (r.kinds(scans), r.raw, r.summary)
 }
 
 fn s<'a>(a: &'a Map<String, Value>, k: &str) -> &'a str {
@@ -217,28 +204,8 @@ const SITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml
 
 /// Scan alerts of a bundled capture replayed with the example site.
 fn bundled_scans(file: &str, workers: &str) -> (Vec<Map<String, Value>>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("alerts.jsonl");
-    let p = path.to_str().expect("utf-8 temp path");
-    util::replay(
-        &[&util::bundled(file)],
-        &["-w", workers, "--rules", SITE, "--alerts", p],
-    );
-    let raw = std::fs::read_to_string(&path).expect("alerts written");
-    let v = raw
-        .lines()
-        .map(|l| match serde_json::from_str::<Value>(l) {
-            Ok(Value::Object(m)) => m,
-            _ => panic!("{file}: bad alert line {l}"),
-        })
-        .filter(|m| {
-            matches!(
-                m.get("kind").and_then(Value::as_str),
-                Some("port_scan" | "host_sweep")
-            )
-        })
-        .collect();
-    (v, raw)
+    let r = util::replay_alerts(&[&util::bundled(file)], &["-w", workers, "--rules", SITE]);
+    (r.kinds(scans), r.raw)
 }
 
 /// The project's own recordings (captures/README.md ground truth): nmap SYN,

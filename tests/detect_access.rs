@@ -14,26 +14,12 @@ type Obj = Map<String, Value>;
 
 /// `replay --alerts [--rules R]` with `workers`: (alert objects, raw file).
 fn alerts(file: &Path, rules: Option<&Path>, workers: &str) -> (Vec<Obj>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("alerts.jsonl");
-    let p = path.to_str().expect("utf-8 temp path");
-    let mut extra = vec!["-w", workers, "--alerts", p];
+    let mut extra = vec!["-w", workers];
     if let Some(r) = rules {
         extra.extend(["--rules", r.to_str().expect("utf-8 rules path")]);
     }
-    util::replay(&[file], &extra);
-    let raw = std::fs::read_to_string(&path).expect("alerts written");
-    let v = raw
-        .lines()
-        .map(|l| match serde_json::from_str::<Value>(l) {
-            Ok(Value::Object(m)) => m,
-            other => panic!(
-                "{}: alert line is not an object ({other:?}): {l}",
-                file.display()
-            ),
-        })
-        .collect();
-    (v, raw)
+    let r = util::replay_alerts(&[file], &extra);
+    (r.alerts, r.raw)
 }
 
 fn of_kind<'a>(a: &'a [Obj], kind: &str) -> Vec<&'a Obj> {

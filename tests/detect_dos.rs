@@ -10,24 +10,8 @@ use std::path::Path;
 
 /// `replay -w N --alerts` (detectors only): the dos_* alerts and the raw file.
 fn dos(file: &Path, workers: &str) -> (Vec<Map<String, Value>>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("alerts.jsonl");
-    let p = path.to_str().expect("utf-8 temp path");
-    util::replay(&[file], &["-w", workers, "--alerts", p]);
-    let raw = std::fs::read_to_string(&path).expect("alerts written");
-    let v = raw
-        .lines()
-        .map(|l| match serde_json::from_str::<Value>(l) {
-            Ok(Value::Object(m)) => m,
-            other => panic!("alert line is not an object ({other:?}): {l}"),
-        })
-        .filter(|m| {
-            m.get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.starts_with("dos_"))
-        })
-        .collect();
-    (v, raw)
+    let r = util::replay_alerts(&[file], &["-w", workers]);
+    (r.kinds(|k| k.starts_with("dos_")), r.raw)
 }
 
 fn s<'a>(a: &'a Map<String, Value>, k: &str) -> &'a str {

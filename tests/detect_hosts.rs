@@ -20,24 +20,9 @@ fn alerts(
     workers: &str,
     kind: &str,
 ) -> (Vec<Map<String, Value>>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("alerts.jsonl");
-    let p = path.to_str().expect("utf-8 temp path");
     let r = rules.to_str().expect("utf-8 rules path");
-    util::replay(&[file], &["-w", workers, "--rules", r, "--alerts", p]);
-    let raw = std::fs::read_to_string(&path).expect("alerts written");
-    let v = raw
-        .lines()
-        .map(|l| match serde_json::from_str::<Value>(l) {
-            Ok(Value::Object(m)) => m,
-            other => panic!(
-                "{}: alert line is not an object ({other:?}): {l}",
-                file.display()
-            ),
-        })
-        .filter(|m| m.get("kind").and_then(Value::as_str) == Some(kind))
-        .collect();
-    (v, raw)
+    let run = util::replay_alerts(&[file], &["-w", workers, "--rules", r]);
+    (run.kinds(|k| k == kind), run.raw)
 }
 
 fn s<'a>(a: &'a Map<String, Value>, k: &str) -> &'a str {

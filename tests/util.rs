@@ -5,7 +5,7 @@
 //! Everything here fails loudly: a missing tool, a missing file or a process that
 //! hangs is a test failure with the reason, never a skip.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -353,6 +353,49 @@ pub fn replay(files: &[&Path], extra: &[&str]) -> Outputs {
     let run = run_cmd(cmd);
     run.assert_ok();
     out.collect(run)
+}
+
+/// What `replay --alerts` wrote.
+pub struct AlertRun {
+    /// Every alert line, parsed, in file order.
+    pub alerts: Vec<Map<String, Value>>,
+    /// The alert file as written.
+    pub raw: String,
+    pub summary: Value,
+}
+
+impl AlertRun {
+    /// The alerts whose `kind` satisfies `keep`.
+    pub fn kinds(&self, keep: impl Fn(&str) -> bool) -> Vec<Map<String, Value>> {
+        self.alerts
+            .iter()
+            .filter(|a| a.get("kind").and_then(Value::as_str).is_some_and(&keep))
+            .cloned()
+            .collect()
+    }
+}
+
+/// `zonewatch replay -q --summary --flows --alerts A [extra..] FILES..`; must
+/// exit 0. Every alert line must be a JSON object.
+pub fn replay_alerts(files: &[&Path], extra: &[&str]) -> AlertRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.jsonl");
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["--alerts", path.to_str().expect("utf-8 temp path")]);
+    let out = replay(files, &args);
+    let raw = std::fs::read_to_string(&path).expect("alerts written");
+    let alerts = raw
+        .lines()
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            other => panic!("{files:?}: alert line is not an object ({other:?}): {l}"),
+        })
+        .collect();
+    AlertRun {
+        alerts,
+        raw,
+        summary: out.summary,
+    }
 }
 
 /// A counter from the summary: `summary[section][key]`, or `summary[key]` when

@@ -497,34 +497,14 @@ impl Detector for AdminDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FlowStart;
+    use crate::detect::testkit::{ev, key, start, S, T0};
     use crate::policy::Policy;
-
-    const S: u64 = 1_000_000_000;
-    const T0: u64 = 1_700_000_000 * S;
     const TERM: &str = "192.0.2.130";
     const SRV: &str = "192.0.2.34";
     const ADMIN: &str = "192.0.2.230";
 
-    fn key(p: u8, src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
-        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
-        FlowKey::new(p, ip(src), sport, ip(dst), dport)
-    }
-
     fn syn(ts: u64, k: FlowKey) -> Obs {
-        Obs::Start(FlowStart {
-            key: k,
-            ts_ns: ts,
-            tag: 0,
-            quote_keyed: false,
-            mac: [2, 0, 0, 0, 0, 1],
-            mac_is_initiator: true,
-            tcp_flags: if k.proto == proto::TCP {
-                tcp_flags::SYN
-            } else {
-                0
-            },
-        })
+        start(ts, k)
     }
 
     fn cidrs(v: &[&str]) -> Vec<Cidr> {
@@ -540,23 +520,8 @@ mod tests {
         }
     }
 
-    fn run(cfg: AdminConfig, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
-        obs.sort_by_key(Obs::sort_key);
-        let mut d = AdminDetector::new(cfg);
-        let cx = Ctx { policy };
-        let mut out = Emit::default();
-        for o in &obs {
-            d.observe(o, &cx, &mut out);
-        }
-        d.advance(u64::MAX, &cx, &mut out);
-        out.items.into_iter().map(|(t, _, a)| (t, a)).collect()
-    }
-
-    fn ev(a: &Alert, k: &str) -> serde_json::Value {
-        a.evidence
-            .as_ref()
-            .map(|e| e[k].clone())
-            .unwrap_or_default()
+    fn run(cfg: AdminConfig, policy: Option<&Policy>, obs: Vec<Obs>) -> Vec<(u64, Alert)> {
+        crate::detect::testkit::run(&mut AdminDetector::new(cfg), policy, obs)
     }
 
     /// `n` SSH connections from `src` to `dst`, a second apart, answered.

@@ -586,30 +586,18 @@ impl Detector for BruteDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{FlowStart, Refusal, TcpState};
+    use crate::detect::testkit::{self, ev, S, T0};
+    use crate::flow::{Refusal, TcpState};
     use crate::policy::Policy;
-    use std::net::IpAddr;
-
-    const S: u64 = 1_000_000_000;
-    const T0: u64 = 1_700_000_000 * S;
     const ATT: &str = "192.0.2.130";
     const VIC: &str = "192.0.2.34";
 
     fn key(src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
-        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
-        FlowKey::new(proto::TCP, ip(src), sport, ip(dst), dport)
+        testkit::key(proto::TCP, src, sport, dst, dport)
     }
 
     fn start(ts: u64, k: FlowKey) -> Obs {
-        Obs::Start(FlowStart {
-            key: k,
-            ts_ns: ts,
-            tag: 0,
-            quote_keyed: false,
-            mac: [2, 0, 0, 0, 0, 1],
-            mac_is_initiator: true,
-            tcp_flags: tcp_flags::SYN,
-        })
+        testkit::start(ts, k)
     }
 
     /// A connection as the flow table reports it: start, answer, close after
@@ -636,16 +624,8 @@ mod tests {
         }));
     }
 
-    fn run_with(cfg: BruteConfig, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
-        obs.sort_by_key(Obs::sort_key);
-        let mut d = BruteDetector::new(cfg);
-        let cx = Ctx { policy };
-        let mut out = Emit::default();
-        for o in &obs {
-            d.observe(o, &cx, &mut out);
-        }
-        d.advance(u64::MAX, &cx, &mut out);
-        out.items.into_iter().map(|(t, _, a)| (t, a)).collect()
+    fn run_with(cfg: BruteConfig, policy: Option<&Policy>, obs: Vec<Obs>) -> Vec<(u64, Alert)> {
+        testkit::run(&mut BruteDetector::new(cfg), policy, obs)
     }
 
     fn run(obs: Vec<Obs>) -> Vec<Alert> {
@@ -653,13 +633,6 @@ mod tests {
             .into_iter()
             .map(|(_, a)| a)
             .collect()
-    }
-
-    fn ev(a: &Alert, k: &str) -> serde_json::Value {
-        a.evidence
-            .as_ref()
-            .map(|e| e[k].clone())
-            .unwrap_or_default()
     }
 
     /// hydra -t 4: a few parallel connections, each carrying several
@@ -939,18 +912,11 @@ mod tests {
     }
 
     fn ukey(src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
-        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
-        FlowKey::new(proto::UDP, ip(src), sport, ip(dst), dport)
+        testkit::key(proto::UDP, src, sport, dst, dport)
     }
 
     fn udp_start(ts: u64, k: FlowKey) -> Obs {
-        Obs::Start(FlowStart {
-            tcp_flags: 0,
-            ..match start(ts, k) {
-                Obs::Start(s) => s,
-                _ => unreachable!("start() makes a Start"),
-            }
-        })
+        testkit::start(ts, k)
     }
 
     #[derive(Clone, Copy)]

@@ -24,6 +24,8 @@ pub mod hosts;
 pub mod merge;
 pub mod obs;
 pub mod scan;
+#[cfg(test)]
+mod testkit;
 pub mod window;
 
 use crate::alert::fold::{FoldConfig, Folder};

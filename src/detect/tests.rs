@@ -4,39 +4,17 @@ use super::merge::Merger;
 use super::obs::Obs;
 use super::scan::{ScanConfig, ScanDetector};
 use super::*;
-use crate::flow::{FlowStart, Refusal};
-use crate::packet::{proto, tcp_flags, FlowKey};
+use crate::flow::Refusal;
+use crate::packet::{proto, tcp_flags};
 
-const S: u64 = 1_000_000_000;
-const T0: u64 = 1_700_000_000 * S;
+use super::testkit::{key, run, start_flags as start, S, T0};
 
-fn key(p: u8, src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
-    let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
-    FlowKey::new(p, ip(src), sport, ip(dst), dport)
-}
-
-fn start(ts: u64, k: FlowKey, flags: u8) -> Obs {
-    Obs::Start(FlowStart {
-        key: k,
-        ts_ns: ts,
-        tag: 0,
-        quote_keyed: false,
-        mac: [2, 0, 0, 0, 0, 1],
-        mac_is_initiator: true,
-        tcp_flags: flags,
-    })
-}
-
-/// Run the scan detector over `obs` (already in order) and return its alerts.
+/// Run the scan detector over `obs` and return its alerts.
 fn scan(cfg: ScanConfig, obs: &[Obs]) -> Vec<Alert> {
-    let mut d = ScanDetector::new(cfg);
-    let cx = Ctx { policy: None };
-    let mut out = Emit::default();
-    for o in obs {
-        d.observe(o, &cx, &mut out);
-    }
-    d.advance(u64::MAX, &cx, &mut out);
-    out.items.into_iter().map(|(_, _, a)| a).collect()
+    run(&mut ScanDetector::new(cfg), None, obs.to_vec())
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
 }
 
 fn ev(a: &Alert, k: &str) -> u64 {

@@ -1,0 +1,66 @@
+//! Test helpers shared by the detectors' unit tests: crafted keys and flow
+//! starts, and a run of one detector over observations in release order.
+
+use super::obs::Obs;
+use super::{Ctx, Detector, Emit};
+use crate::alert::Alert;
+use crate::flow::FlowStart;
+use crate::packet::{proto, tcp_flags, FlowKey};
+use crate::policy::Policy;
+use std::net::IpAddr;
+
+pub const S: u64 = 1_000_000_000;
+pub const T0: u64 = 1_700_000_000 * S;
+
+/// A flow key between two test addresses.
+pub fn key(p: u8, src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
+    let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+    FlowKey::new(p, ip(src), sport, ip(dst), dport)
+}
+
+/// A new flow from its initiator: a SYN for TCP, the first datagram else.
+pub fn start(ts: u64, k: FlowKey) -> Obs {
+    start_flags(
+        ts,
+        k,
+        if k.proto == proto::TCP {
+            tcp_flags::SYN
+        } else {
+            0
+        },
+    )
+}
+
+/// A new flow whose first packet carried `flags`.
+pub fn start_flags(ts: u64, k: FlowKey, flags: u8) -> Obs {
+    Obs::Start(FlowStart {
+        key: k,
+        ts_ns: ts,
+        tag: 0,
+        quote_keyed: false,
+        mac: [2, 0, 0, 0, 0, 1],
+        mac_is_initiator: true,
+        tcp_flags: flags,
+    })
+}
+
+/// Run `d` over `obs` (sorted into release order first) and the end of input:
+/// its alerts with their due times.
+pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
+    obs.sort_by_key(Obs::sort_key);
+    let cx = Ctx { policy };
+    let mut out = Emit::default();
+    for o in &obs {
+        d.observe(o, &cx, &mut out);
+    }
+    d.advance(u64::MAX, &cx, &mut out);
+    out.items.into_iter().map(|(t, _, a)| (t, a)).collect()
+}
+
+/// An evidence value of an alert (`null` when missing).
+pub fn ev(a: &Alert, k: &str) -> serde_json::Value {
+    a.evidence
+        .as_ref()
+        .map(|e| e[k].clone())
+        .unwrap_or_default()
+}
