@@ -27,7 +27,6 @@ use crate::live::{require_root, Netns};
 use crate::util::{self, ChildGuard};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,25 +65,7 @@ struct Watched {
 impl Watched {
     fn spawn(name: &'static str, cmd: Command) -> Watched {
         let mut guard = ChildGuard::spawn(cmd);
-        let mut err = guard
-            .child
-            .as_mut()
-            .and_then(|c| c.stderr.take())
-            .expect("stderr piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let buf = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = err.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(chunk.get(..n).unwrap_or_default());
-                buf.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&text);
-            }
-        });
+        let (stderr, reader) = util::tap_stderr(&mut guard);
         Watched {
             guard,
             name,

@@ -355,6 +355,37 @@ pub fn replay(files: &[&Path], extra: &[&str]) -> Outputs {
     out.collect(run)
 }
 
+/// Collect a piped child's stderr into a shared string as it arrives (a
+/// thread per child), so a test can wait for a line while the child runs.
+pub fn tap_stderr(
+    guard: &mut ChildGuard,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::Read;
+    let mut err = guard
+        .child
+        .as_mut()
+        .and_then(|c| c.stderr.take())
+        .expect("stderr piped");
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let buf = stderr.clone();
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = err.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(chunk.get(..n).unwrap_or_default());
+            buf.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&text);
+        }
+    });
+    (stderr, reader)
+}
+
 /// What `replay --alerts` wrote.
 pub struct AlertRun {
     /// Every alert line, parsed, in file order.
