@@ -15,10 +15,14 @@ SAMPLE ?= captures/zones.pcap
 #   tcpreplay        tcprewrite adds VLAN tags to captures; overload tests
 #   hyperfine time   whole-process benchmarks (median of runs, peak RSS)
 #   nmap hping3 hydra openssh-server   real scans, floods and brute force in the attack captures
+#   prometheus       promtool checks the scrape config and tests the alerting rules (grafana/check.sh)
+#   rsyslog          validates and runs the alert-shipping example (grafana/shipping/rsyslog-zonewatch.conf)
+#   python3-yaml     grafana/check.sh reads the Grafana provisioning and Prometheus YAML
 DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl netcat-openbsd \
-            python3 tcpreplay hyperfine time nmap hping3 hydra openssh-server
+            python3 tcpreplay hyperfine time nmap hping3 hydra openssh-server prometheus rsyslog \
+            python3-yaml
 
-.PHONY: all deps build run test lint bench criterion captures fuzz clean
+.PHONY: all deps build run test lint bench criterion captures fuzz clean grafana-check
 
 all: build
 
@@ -40,8 +44,13 @@ build: deps
 run: build
 	./target/release/zonewatch replay --rules rules/example-site.toml --alerts - $(SAMPLE)
 
-test: deps
+test: deps grafana-check
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
+
+# Prometheus rules (promtool check + unit tests), scrape configs, dashboard, queries on a real
+# Prometheus, and the alert-shipping example (grafana/README.md).
+grafana-check: deps
+	bash grafana/check.sh
 
 lint: deps
 	$(CARGO) fmt --check
