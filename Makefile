@@ -74,6 +74,12 @@ captures: deps
 	bash captures/record-zones.sh
 	bash captures/record-attacks.sh
 
+# Fuzz the decoder and the rules loader for FUZZ_SECS seconds each (nightly toolchain; corpora
+# seeded from captures/, the public captures and the rules files; crashes in fuzz/artifacts/).
+FUZZ_SECS ?= 600
+fuzz: deps
+	bash fuzz/run.sh $(FUZZ_SECS)
+
 clean:
 	$(CARGO) clean
 	rm -rf bench-data

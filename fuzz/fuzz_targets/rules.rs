@@ -1,0 +1,49 @@
+//! The rules loader never panics on any text: it returns a policy or a list
+//! of diagnostics. A policy that loads also renders its `check` report and
+//! answers verdicts and zone look-ups for a few addresses.
+//! Input: the bytes of a rules file (invalid UTF-8 is replaced).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::net::IpAddr;
+use zonewatch::policy::{render_check, LoadError, Policy};
+
+const ADDRS: [&str; 6] = [
+    "192.0.2.10",
+    "198.51.100.130",
+    "203.0.113.200",
+    "2001:db8:0:110::10",
+    "2001:db8:ffff:20::1",
+    "0.0.0.0",
+];
+
+fuzz_target!(|input: &[u8]| {
+    let text = String::from_utf8_lossy(input);
+    match Policy::from_source("fuzz.toml", &text) {
+        Ok((policy, warnings)) => {
+            let _ = render_check("fuzz.toml", &policy, &warnings);
+            for a in ADDRS {
+                let src: IpAddr = a.parse().expect("constant address");
+                for b in ADDRS {
+                    let dst: IpAddr = b.parse().expect("constant address");
+                    for (proto, port, vlan) in [(6u8, 443u16, None), (17, 53, Some(110)), (1, 0, Some(4095))] {
+                        let v = policy.verdict(src, dst, proto, port, vlan);
+                        let _ = policy.describe(&v);
+                        let _ = policy.zone_of(src, vlan);
+                    }
+                }
+            }
+        }
+        Err(LoadError::Invalid { errors, warnings }) => {
+            // Every diagnostic renders (file:line:col) and there is at least one error.
+            assert!(!errors.is_empty());
+            for d in errors.iter().chain(&warnings) {
+                let _ = d.to_string();
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+});
