@@ -4,7 +4,9 @@
 
 use crate::alert::{AlertSink, Collect, JsonLines};
 use crate::capture::{CaptureError, FileSource, LiveConfig, LiveSource, Paced, PacketSource};
-use crate::cli::{CheckArgs, Cli, Command, CommonArgs};
+use crate::cli::{CheckArgs, Cli, Command, CommonArgs, Listen};
+use crate::metrics::server::MetricsServer;
+use crate::metrics::Metrics;
 use crate::pipeline::{self, Outputs, PipelineConfig, PipelineError, Progress};
 use crate::policy::{Diagnostic, LoadError, Policy};
 use crate::summary::{AlertSummary, PolicySummary, Summary};
@@ -33,6 +35,10 @@ pub enum AppError {
     Signal(io::Error),
     #[error(transparent)]
     Policy(#[from] crate::policy::LoadError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::server::ServerError),
+    #[error(transparent)]
+    MetricsSetup(#[from] crate::metrics::MetricsError),
 }
 
 /// Exit status of a successful run.
@@ -49,9 +55,12 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 return Ok(EXIT_RULES_INVALID);
             };
             let files = FileSource::open(&args.files)?;
-            let cfg = base_config(&args.common, policy);
+            // A replay serves metrics only when asked (`--metrics-listen`).
+            let serving = start_metrics(&args.common, None, policy.as_deref())?;
+            let mut cfg = base_config(&args.common, policy);
+            cfg.metrics = serving.as_ref().map(|s| s.metrics.clone());
             // Concrete source types: the reader inlines into the capture loop.
-            match args.speed {
+            let code = match args.speed {
                 Some(speed) => execute(
                     Paced::new(files, speed, stop.clone()),
                     &args.common,
@@ -60,7 +69,20 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                     None,
                 ),
                 None => execute(files, &args.common, cfg, &stop, None),
+            }?;
+            if let Some(s) = serving {
+                if args.hold {
+                    eprintln!(
+                        "zonewatch: replay done; serving http://{}/metrics until SIGINT/SIGTERM (--hold)",
+                        s.server.addr()
+                    );
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                s.server.stop();
             }
+            Ok(code)
         }
         Command::Run(args) => {
             let Some(policy) = load_rules(args.common.rules.as_deref())? else {
@@ -69,8 +91,16 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             // SIGHUP reloads --rules (live only: a replay's verdicts stay
             // reproducible). Installed before the capture opens, so an early
             // SIGHUP never takes the default action (exit without a summary).
+            // A live sensor serves metrics unless told `--metrics-listen none`.
+            let default: std::net::SocketAddr = crate::metrics::DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 9464)));
+            let serving = start_metrics(&args.common, Some(default), policy.as_deref())?;
+            let metrics = serving.as_ref().map(|s| s.metrics.clone());
             let reloader = match (&args.common.rules, &policy) {
-                (Some(path), Some(p)) => Some(Reloader::start(path.clone(), p.clone())?),
+                (Some(path), Some(p)) => {
+                    Some(Reloader::start(path.clone(), p.clone(), metrics.clone())?)
+                }
                 _ => None,
             };
             let live = LiveSource::open(&LiveConfig {
@@ -104,9 +134,14 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 max_frames: args.count,
                 max_duration: args.duration_secs.map(Duration::from_secs),
                 policy_updates: reloader.as_ref().map(|r| r.cell.clone()),
+                metrics,
                 ..base_config(&args.common, policy)
             };
-            execute(live, &args.common, cfg, &stop, reloader)
+            let result = execute(live, &args.common, cfg, &stop, reloader);
+            if let Some(s) = serving {
+                s.server.stop();
+            }
+            result
         }
     }
 }
@@ -166,6 +201,59 @@ fn load_rules(path: Option<&Path>) -> Result<Option<Option<Arc<Policy>>>, AppErr
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A running `/metrics` endpoint and the registry it serves.
+struct Serving {
+    metrics: Arc<Metrics>,
+    server: MetricsServer,
+}
+
+/// Start the endpoint `--metrics-listen` asks for (or `default` when the flag
+/// is absent), with build and policy info set; `None` = no metrics.
+fn start_metrics(
+    c: &CommonArgs,
+    default: Option<std::net::SocketAddr>,
+    policy: Option<&Policy>,
+) -> Result<Option<Serving>, AppError> {
+    let (addr, asked) = match (&c.metrics_listen, default) {
+        (Some(Listen::Off), _) | (None, None) => return Ok(None),
+        (Some(Listen::Addr(a)), _) => (*a, true),
+        (None, Some(a)) => (a, false),
+    };
+    let metrics = Arc::new(Metrics::new(c.workers.get())?);
+    set_policy_info(&metrics, c.rules.as_deref(), policy);
+    let server = match MetricsServer::start(&addr.to_string(), metrics.clone()) {
+        Ok(s) => s,
+        // The default address taken (another sensor on this host): capture
+        // matters more than the endpoint, so go on without it and say so.
+        Err(e) if !asked => {
+            eprintln!(
+                "zonewatch: warning: {e}; going on without /metrics (choose one with --metrics-listen ADDR, or none)"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("zonewatch: metrics on http://{}/metrics", server.addr());
+    Ok(Some(Serving { metrics, server }))
+}
+
+/// `zonewatch_policy_info` for `policy`, loaded from `path` (hashed as it is
+/// now), or `"-"` labels without rules.
+fn set_policy_info(m: &Metrics, path: Option<&Path>, policy: Option<&Policy>) {
+    let (Some(path), Some(p)) = (path, policy) else {
+        m.set_policy("-", "-", "-");
+        return;
+    };
+    let sha = std::fs::read(path)
+        .map(|b| crate::metrics::sha256_12(&b))
+        .unwrap_or_else(|_| "-".into());
+    m.set_policy(
+        p.site_name.as_deref().unwrap_or("-"),
+        p.preset.as_deref().unwrap_or("-"),
+        &sha,
+    );
 }
 
 fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
@@ -370,7 +458,11 @@ struct Reloader {
 }
 
 impl Reloader {
-    fn start(path: PathBuf, initial: Arc<Policy>) -> Result<Reloader, AppError> {
+    fn start(
+        path: PathBuf,
+        initial: Arc<Policy>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Reloader, AppError> {
         use signal_hook::consts::SIGHUP;
         let mut signals =
             signal_hook::iterator::Signals::new([SIGHUP]).map_err(AppError::Signal)?;
@@ -382,7 +474,23 @@ impl Reloader {
             .name("zw-reload".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    match Policy::load(&path) {
+                    // The file as it is now: policy_info's hash names what loaded.
+                    let bytes = std::fs::read(&path);
+                    let loaded = Policy::load(&path);
+                    if let Some(m) = &metrics {
+                        let unix = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64());
+                        m.reload(loaded.is_ok(), unix);
+                        if let (Ok((p, _)), Ok(b)) = (&loaded, &bytes) {
+                            m.set_policy(
+                                p.site_name.as_deref().unwrap_or("-"),
+                                p.preset.as_deref().unwrap_or("-"),
+                                &crate::metrics::sha256_12(b),
+                            );
+                        }
+                    }
+                    match loaded {
                         Ok((p, warnings)) => {
                             let mut err = io::stderr().lock();
                             for d in &warnings {

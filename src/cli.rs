@@ -69,6 +69,10 @@ pub struct ReplayArgs {
     /// Default: as fast as possible.
     #[arg(long, value_name = "X", value_parser = parse_speed)]
     pub speed: Option<f64>,
+    /// After the replay ends, keep serving --metrics-listen until SIGINT or
+    /// SIGTERM (the summary is written first).
+    #[arg(long, requires = "metrics_listen")]
+    pub hold: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -137,6 +141,29 @@ pub struct CommonArgs {
     /// No human summary and no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics (IP:PORT; port 0 = any
+    /// free port; the bound address is printed on stderr). `run` serves on
+    /// 127.0.0.1:9464 unless given another ADDR or `none`; `replay` serves only
+    /// when given.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub metrics_listen: Option<Listen>,
+}
+
+/// Where `--metrics-listen` serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// `none`: no endpoint.
+    Off,
+    Addr(std::net::SocketAddr),
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s == "none" {
+        return Ok(Listen::Off);
+    }
+    s.parse()
+        .map(Listen::Addr)
+        .map_err(|_| format!("'{s}' is not IP:PORT (e.g. 127.0.0.1:9464) or 'none'"))
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+pub mod metrics;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;

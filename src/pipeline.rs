@@ -19,7 +19,7 @@
 
 use crate::alert::fold::FoldConfig;
 use crate::alert::AlertSink;
-use crate::capture::{CaptureError, Next, PacketSource, SourceReport};
+use crate::capture::{CaptureError, LiveCounters, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
 use crate::detect::dos::DosCounter;
 use crate::detect::obs::{ArpObs, Obs};
@@ -28,6 +28,7 @@ use crate::flow::{
     EndReason, FlowClose, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats,
     FlowTable, Refusal,
 };
+use crate::metrics::{CapturePub, Metrics, WorkerPub};
 use crate::packet::{FlowKey, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
 use arc_swap::ArcSwap;
@@ -82,6 +83,10 @@ pub struct PipelineConfig {
     /// Detectors and their thresholds (with `Outputs::alerts`); `None` = only
     /// separation violations.
     pub detect: Option<DetectConfig>,
+    /// Prometheus metrics (`--metrics-listen`): every thread publishes its
+    /// plain counters into it once per batch (workers) or every 1024 frames
+    /// (capture). `None` = no metrics work at all.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for PipelineConfig {
@@ -98,6 +103,7 @@ impl Default for PipelineConfig {
             policy_updates: None,
             fold: FoldConfig::default(),
             detect: None,
+            metrics: None,
         }
     }
 }
@@ -167,6 +173,8 @@ pub enum PipelineError {
 struct Batch {
     pkts: Vec<PacketMeta>,
     now_ns: u64,
+    /// When the capture thread sent it (metrics on only: one clock read per batch).
+    sent: Option<Instant>,
 }
 
 enum Msg {
@@ -241,6 +249,7 @@ pub fn run<S: PacketSource + ?Sized>(
                 fold: cfg.fold,
                 policy: cfg.policy.clone(),
                 detect: cfg.detect.clone().unwrap_or_else(DetectConfig::none),
+                metrics: cfg.metrics.clone(),
             };
             let h = thread::Builder::new()
                 .name("zw-analysis".into())
@@ -293,9 +302,10 @@ pub fn run<S: PacketSource + ?Sized>(
             spare: spare_rx.clone(),
         };
         let updates = cfg.policy_updates.clone();
+        let publish = cfg.metrics.clone().map(|m| WorkerPub::new(m, i));
         let h = thread::Builder::new()
             .name(format!("zw-worker-{i}"))
-            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, updates, sink))
+            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, updates, sink, publish))
             .map_err(PipelineError::Spawn)?;
         to_worker.push(tx);
         recycled.push(ret_rx);
@@ -327,7 +337,11 @@ pub fn run<S: PacketSource + ?Sized>(
         queue_drops: &mut queue_drops,
         when_full,
         batch_size,
+        stamp: cfg.metrics.is_some(),
     };
+    let mut publish = cfg.metrics.as_deref().map(CapturePub::new);
+    // libpcap's counters cost a system call: read them at most this often.
+    let mut live_stats_at = Instant::now();
 
     // Live: after a stop signal, read what the capture buffer already holds
     // (until the source is idle, at most DRAIN_LIMIT), so frames the kernel
@@ -390,6 +404,13 @@ pub fn run<S: PacketSource + ?Sized>(
                     }
                 }
                 if frames & 0x3ff == 0 {
+                    if let Some(m) = &mut publish {
+                        m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
+                        if live && live_stats_at.elapsed() >= LIVE_STATS_EVERY {
+                            live_stats_at = Instant::now();
+                            publish_live(source, m);
+                        }
+                    }
                     if let Some(p) = progress {
                         let (done, total) = source.progress();
                         p.update(done, total, frames);
@@ -409,6 +430,13 @@ pub fn run<S: PacketSource + ?Sized>(
                     clock = clock.max(now);
                 }
                 dispatch.send_all(&mut pending, clock);
+                if let Some(m) = &mut publish {
+                    m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
+                    if live_stats_at.elapsed() >= LIVE_STATS_EVERY {
+                        live_stats_at = Instant::now();
+                        publish_live(source, m);
+                    }
+                }
                 if limit_reached(cfg, frames, started) {
                     break StopCause::Limit;
                 }
@@ -422,6 +450,9 @@ pub fn run<S: PacketSource + ?Sized>(
     // the capture has stopped, nothing more can be lost by waiting).
     dispatch.when_full = WhenFull::Block;
     dispatch.send_all(&mut pending, clock);
+    if let Some(m) = &mut publish {
+        m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
+    }
     let end = match stop_cause {
         StopCause::EndOfInput => EndReason::EndOfCapture,
         StopCause::Signal | StopCause::Limit => EndReason::Shutdown,
@@ -473,7 +504,11 @@ pub fn run<S: PacketSource + ?Sized>(
         flows,
         source: {
             source.refresh_counters();
-            source.report()
+            let report = source.report();
+            if let Some(m) = &mut publish {
+                m.live(live_totals(&report));
+            }
+            report
         },
         queue_drops,
         links: links.list().collect(),
@@ -481,6 +516,26 @@ pub fn run<S: PacketSource + ?Sized>(
         elapsed: started.elapsed(),
         alerts,
     })
+}
+
+/// How often a live capture publishes libpcap's counters (a system call).
+const LIVE_STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Re-read libpcap's counters and publish them (live only; once a second).
+fn publish_live<S: PacketSource + ?Sized>(source: &mut S, m: &mut CapturePub) {
+    source.refresh_counters();
+    m.live(live_totals(&source.report()));
+}
+
+/// libpcap's counters summed over the inputs.
+fn live_totals(r: &SourceReport) -> LiveCounters {
+    let mut t = LiveCounters::default();
+    for c in r.inputs.iter().filter_map(|i| i.live) {
+        t.received += c.received;
+        t.dropped += c.dropped;
+        t.if_dropped += c.if_dropped;
+    }
+    t
 }
 
 fn limit_reached(cfg: &PipelineConfig, frames: u64, started: Instant) -> bool {
@@ -502,6 +557,8 @@ struct Dispatch<'a> {
     queue_drops: &'a mut [u64],
     when_full: WhenFull,
     batch_size: usize,
+    /// Stamp each batch with the wall clock (metrics: latency).
+    stamp: bool,
 }
 
 impl Dispatch<'_> {
@@ -530,7 +587,16 @@ impl Dispatch<'_> {
             },
         };
         let full = std::mem::replace(batch, fresh);
-        let msg = Msg::Batch(Batch { pkts: full, now_ns });
+        let sent = if self.stamp {
+            Some(Instant::now())
+        } else {
+            None
+        };
+        let msg = Msg::Batch(Batch {
+            pkts: full,
+            now_ns,
+            sent,
+        });
         let sent = match self.when_full {
             WhenFull::Block => self.to_worker[w].send(msg).map_err(|e| e.into_inner()),
             WhenFull::DropNewest => self.to_worker[w].try_send(msg).map_err(|e| e.into_inner()),
@@ -556,11 +622,16 @@ fn worker(
     policy: Option<Arc<Policy>>,
     updates: Option<Arc<ArcSwap<Policy>>>,
     mut sink: ChunkSink,
+    mut publish: Option<WorkerPub>,
 ) -> FlowStats {
     let mut table = FlowTable::with_policy(&cfg, policy);
+    if publish.is_some() {
+        table.count_zone_pairs();
+    }
     for msg in rx {
         match msg {
             Msg::Batch(mut b) => {
+                let started = publish.as_ref().map(|_| Instant::now());
                 if let Some(u) = &updates {
                     let current = u.load();
                     if !table.policy().is_some_and(|p| Arc::ptr_eq(p, &current)) {
@@ -577,14 +648,30 @@ fn worker(
                 sink.dos_count(&b.pkts, b.now_ns);
                 sink.maybe_ship();
                 sink.alerts_up_to(b.now_ns);
+                // Latency of packets: clock ticks (empty batches) carry none.
+                let sent = b.sent.filter(|_| !b.pkts.is_empty());
                 b.pkts.clear();
                 let _ = ret.try_send(b.pkts);
+                if let (Some(p), Some(t)) = (&mut publish, started) {
+                    p.batch_done(sent, t);
+                    p.flows(table.stats());
+                    if let Some(c) = table.zone_cells() {
+                        p.zone_cells(c);
+                    }
+                }
             }
             Msg::Finish(reason) => {
                 table.flush(reason, &mut sink);
                 break;
             }
         }
+    }
+    if let Some(p) = &mut publish {
+        p.flows(table.stats());
+        if let Some(c) = table.zone_cells() {
+            p.zone_cells(c);
+        }
+        p.flush_hists(true);
     }
     sink.ship();
     sink.alerts_done();

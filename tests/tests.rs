@@ -15,6 +15,7 @@ mod determinism;
 mod flows;
 mod live;
 mod live_alerts;
+mod metrics;
 mod policy_flows;
 mod reload;
 mod replay;

@@ -189,6 +189,9 @@ pub struct AnalysisConfig {
     /// The rules at start (slot 0 of every worker), if any.
     pub policy: Option<Arc<Policy>>,
     pub detect: DetectConfig,
+    /// Metrics: `zonewatch_alerts_total` per line written and the open DoS
+    /// episodes (`dos_start` minus `dos_end` written).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The analysis thread: merges the workers' observations in packet-time order,
@@ -212,7 +215,10 @@ pub fn serve(
     let mut emit = Emit::default();
     let mut result = Ok(());
     let mut done = 0;
-    let mut written = Written::default();
+    let mut written = Written {
+        metrics: cfg.metrics.clone().map(crate::metrics::AlertPub::new),
+        ..Written::default()
+    };
     let mut run = Run {
         gens: &mut gens,
         folder: &mut folder,
@@ -346,6 +352,7 @@ impl Run<'_> {
 struct Written {
     by_kind: std::collections::BTreeMap<&'static str, u64>,
     by_severity: [u64; 5],
+    metrics: Option<crate::metrics::AlertPub>,
 }
 
 fn write(
@@ -360,6 +367,9 @@ fn write(
     items.sort_by_key(|(at, rank, _)| (*at, *rank));
     for (_, _, a) in items.drain(..) {
         *written.by_kind.entry(a.kind).or_default() += 1;
+        if let Some(m) = &mut written.metrics {
+            m.alert(&a);
+        }
         if let Some(s) = crate::policy::Severity::parse(a.severity) {
             if let Some(n) = written.by_severity.get_mut(s as usize) {
                 *n += 1;

@@ -138,6 +138,9 @@
 //!   a flow needs no hash: the table never hashes keys, it trusts `meta.hash`.
 //! - So 96 + 16 + 4 = 116 B per flow when the table is full
 //!   (benches/flow_table.rs measures resident memory at 1M flows).
+//! - With metrics on ([`FlowTable::count_zone_pairs`]), a `u16` per entry beside
+//!   the slab names the flow's (zones, verdict) cell, set at creation;
+//!   each packet adds to its cell ([`crate::metrics::zones`]); +2 B per flow.
 //! - One intrusive doubly linked list per timeout class, ordered by the
 //!   "epoch" of each flow's last packet: `last_seen >> shift`, with `2^shift`
 //!   ns the largest power of two ≤ 1/8 of the class timeout (e.g. 4.3 s for
@@ -161,6 +164,7 @@ use super::record::{
     Refusal, TcpState,
 };
 use super::FlowSink;
+use crate::metrics::zones::ZoneCells;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, Severity, Verdict, POLICY_GENERATIONS};
 
@@ -536,6 +540,10 @@ pub struct FlowTable {
     /// Live flows whose tag names each slot (tag ≠ 0 only); changed only when
     /// a flow is created or emitted.
     live: [u32; POLICY_GENERATIONS],
+    /// Packets and bytes by (zone, zone, verdict) cell: a `u16` per slab entry
+    /// beside the slab (entries stay 96 B); `None` unless
+    /// [`count_zone_pairs`](Self::count_zone_pairs) turned it on (metrics).
+    cells: Option<Box<ZoneCells>>,
 }
 
 /// Ask for transparent huge pages over a big table (a hint; refusals are fine).
@@ -613,7 +621,20 @@ impl FlowTable {
             gens: std::array::from_fn(|i| if i == 0 { policy.clone() } else { None }),
             cur: 0,
             live: [0; POLICY_GENERATIONS],
+            cells: None,
         }
+    }
+
+    /// Count packets and bytes per (source zone, destination zone, verdict)
+    /// of their flow, for the metrics ([`ZoneCells`]): one side-array write
+    /// per new flow, one cell add per packet. Call before the first packet.
+    pub fn count_zone_pairs(&mut self) {
+        self.cells = Some(Box::new(ZoneCells::new(self.max_flows)));
+    }
+
+    /// The zone-pair counts since the last drain, if counting is on.
+    pub fn zone_cells(&mut self) -> Option<&mut ZoneCells> {
+        self.cells.as_deref_mut()
     }
 
     pub fn stats(&self) -> &FlowStats {
@@ -670,14 +691,22 @@ impl FlowTable {
         if live[slot] > 0 {
             let tag_slot = slot as u8;
             let mut n = 0u64;
-            for e in self.slab.iter_mut() {
+            if let Some(c) = &mut self.cells {
+                c.slot_reused(tag_slot);
+            }
+            for (i, e) in self.slab.iter_mut().enumerate() {
                 if e.class() == FREE || e.tag == 0 || generation_of(e.tag) != tag_slot {
                     continue;
                 }
                 e.tag = judge(&p, &e.key).pack_in(tag_slot);
+                if let Some(c) = &mut self.cells {
+                    c.flow_created(i as u32, &e.key, e.tag, Some(&p), policy_vlan(&e.key));
+                }
                 n += 1;
             }
             self.stats.policy_rejudged += n;
+        } else if let Some(c) = &mut self.cells {
+            c.slot_reused(slot as u8);
         }
         self.gens[slot] = Some(p);
         self.cur = slot as u8;
@@ -728,6 +757,9 @@ impl FlowTable {
                 match self.timed_out(idx, ts) {
                     Some(reason) => self.end(idx, reason, sink),
                     None => {
+                        if let Some(c) = &mut self.cells {
+                            c.count(idx, meta.wire_len);
+                        }
                         if let Some(e) = self.slab.get_mut(idx as usize) {
                             e.add_icmp_error();
                             let k = e.key;
@@ -801,6 +833,13 @@ impl FlowTable {
             let p = e as *const Entry as *const u8;
             prefetch(p);
             prefetch(p.wrapping_add(ENTRY_BYTES - 1));
+            if let Some(c) = &self.cells {
+                // The zone cell index beside the slab (a u16 per entry).
+                let idx = (e as *const Entry as usize - self.slab.as_ptr() as usize) / ENTRY_BYTES;
+                if let Some(x) = c.cell_ptr(idx as u32) {
+                    prefetch(x);
+                }
+            }
         }
     }
 
@@ -979,6 +1018,9 @@ impl FlowTable {
     /// Count a packet on an existing flow.
     #[inline]
     fn touch(&mut self, idx: u32, is_orig: bool, meta: &PacketMeta, sink: &mut impl FlowSink) {
+        if let Some(c) = &mut self.cells {
+            c.count(idx, meta.wire_len);
+        }
         let Some(e) = self.slab.get_mut(idx as usize) else {
             return;
         };
@@ -1149,6 +1191,11 @@ impl FlowTable {
         };
         self.index_insert(hash, idx);
         self.link_tail(idx, class);
+        if let Some(c) = &mut self.cells {
+            let p = self.gens.get(usize::from(cur)).and_then(Option::as_deref);
+            c.flow_created(idx, &stored, e.tag, p, policy_vlan(&stored));
+            c.count(idx, meta.wire_len);
+        }
         self.stats.created += 1;
         self.stats.active += 1;
         if self.stats.active > self.stats.peak_active {
