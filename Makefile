@@ -43,6 +43,10 @@ build: deps
 
 run: build
 	./target/release/zonewatch replay --rules rules/example-site.toml --alerts - $(SAMPLE)
+	@echo
+	@echo "Metrics: a live sensor (zonewatch run -i IFACE ...) serves http://127.0.0.1:9464/metrics (--metrics-listen IP:PORT to change); a replay serves them with --metrics-listen ADDR --hold."
+	@echo "Prometheus: add each sensor's ADDR as a target with its sensor label in grafana/prometheus/prometheus.yml (loads grafana/prometheus/rules/), then: prometheus --config.file=grafana/prometheus/prometheus.yml"
+	@echo "Grafana: copy grafana/provisioning/datasources/prometheus.yaml and grafana/provisioning/dashboards/zonewatch.yaml into /etc/grafana/provisioning/, and grafana/dashboards/zonewatch-overview.json into /var/lib/grafana/dashboards/zonewatch/ (grafana/README.md)."
 
 test: deps grafana-check
 	$(CARGO) test --lib --bins --tests -- --test-threads=2

@@ -17,6 +17,7 @@ mod live;
 mod live_alerts;
 mod metrics;
 mod policy_flows;
+mod prometheus;
 mod reload;
 mod replay;
 mod shutdown;

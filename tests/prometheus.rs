@@ -1,0 +1,441 @@
+//! A real Prometheus (Debian's `prometheus` package, `make deps`) scrapes
+//! zonewatch during a paced replay, and every PromQL expression of the Grafana
+//! dashboard and of the alerting rules (grafana/queries.txt) is run on what it
+//! scraped: each must return data, except the few listed in [`EMPTY`] with the
+//! reason (and those must really be empty, with a probe showing the metric is
+//! there). The alerting rules are loaded by that Prometheus and must evaluate
+//! without error; the critical separation-violation and the DoS rules must fire.
+
+use crate::util::{bundled, send_signal, tap_stderr, ChildGuard, BIN};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `sensor` target label of the scrape (as in grafana/prometheus/prometheus.yml).
+const SENSOR: &str = "test1";
+
+/// queries.txt stands `$sensor` for this regex (grafana/queries.py SENSORS).
+const SENSOR_REGEX_IN_QUERIES: &str = "(example-city-core1|example-city-lgwan1)";
+
+/// Replay pace: the four captures span 2568 s of packet time (zones.pcap, then
+/// 42 min later the scan, brute force and flood), so the replay lasts ~10 s and
+/// the attacks arrive after Prometheus has scraped the zones traffic.
+const SPEED: &str = "250";
+
+/// Captures merged in one replay: zone traffic with violations of every
+/// severity, a SYN scan, an SSH brute force and an ICMP flood (DoS episode).
+const CAPTURES: [&str; 4] = [
+    "zones.pcap",
+    "scan-nmap-syn.pcap",
+    "dos-icmp-flood.pcap",
+    "bruteforce-ssh.pcap",
+];
+
+/// Expressions of queries.txt (by name) that are rightly empty for this
+/// traffic: (name, why, probe). The probe must return data, showing that the
+/// metric and its labels are there and only the value filters the result out.
+const EMPTY: [(&str, &str, &str); 5] = [
+    (
+        "ポリシー再読込 / Policy reload",
+        "no reload in a replay (changes() > 0 of the reload timestamp)",
+        "zonewatch_policy_last_reload_timestamp_seconds{sensor=\"test1\"} == 0",
+    ),
+    (
+        "ポリシー / Policy in force [C]",
+        "seconds since the last reload: blank until the first reload (timestamp 0 = none yet)",
+        "zonewatch_policy_last_reload_timestamp_seconds{sensor=\"test1\"} == 0",
+    ),
+    (
+        "ZonewatchCaptureDrops",
+        "nothing dropped: the drop ratio is 0, not > 0.001",
+        "sum by (sensor) (rate(zonewatch_dropped_packets_total{sensor=\"test1\"}[5m])) == 0",
+    ),
+    (
+        "ZonewatchSensorDown",
+        "the sensor is up",
+        "up{job=\"zonewatch\", sensor=\"test1\"} == 1",
+    ),
+    (
+        "ZonewatchSensorAbsent",
+        "the sensor is scraped",
+        "up{job=\"zonewatch\", sensor=\"test1\"}",
+    ),
+];
+
+/// Bounds of each wait (the whole test takes ~15 s).
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Scrapes (1 s apart) and rule evaluations after the replay ends.
+const SETTLE: Duration = Duration::from_secs(4);
+
+/// Percent-encode a query-string value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// GET `path` from Prometheus over HTTP/1.0 and parse the JSON body.
+fn api(port: u16, path: &str) -> Value {
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let resp = String::from_utf8_lossy(&resp);
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: not an HTTP response: {resp}"));
+    serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {head}\n{body}"))
+}
+
+/// Run an instant query at the current time; Err(message) when Prometheus
+/// refuses it.
+fn query(port: u16, expr: &str) -> Result<Value, String> {
+    let r = api(port, &format!("/api/v1/query?query={}", encode(expr)));
+    if r["status"] != "success" {
+        return Err(format!("{}: {}", r["errorType"], r["error"]));
+    }
+    Ok(r["data"].clone())
+}
+
+/// Number of series (vector, matrix) or 1 (scalar, string) in a query result.
+fn result_len(data: &Value) -> usize {
+    match data["resultType"].as_str() {
+        Some("vector") | Some("matrix") => data["result"].as_array().map_or(0, Vec::len),
+        _ => 1,
+    }
+}
+
+/// A free loopback port (bound, then released for Prometheus).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Wait until `done(stderr so far)` holds; panic with the stderr at `timeout`
+/// or if the child exits first.
+fn wait_stderr(
+    guard: &mut ChildGuard,
+    stderr: &Arc<Mutex<String>>,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if done(&text) {
+            return text;
+        }
+        if let Some(Ok(Some(st))) = guard.child.as_mut().map(|c| c.try_wait()) {
+            panic!("{} exited ({st}) before {what}:\n{text}", guard.cmdline);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {what} within {timeout:?}:\n{text}",
+            guard.cmdline
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The alerting rule files (not the promtool unit tests `*.test.yml`).
+fn rule_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/prometheus/rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.ends_with(".yml") && !n.ends_with(".test.yml")
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no rule files in {}", dir.display());
+    files
+}
+
+/// grafana/queries.txt as (kind, name, expr) with `$sensor` = SENSOR.
+fn queries() -> Vec<(String, String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/queries.txt");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let out: Vec<(String, String, String)> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let (Some(k), Some(n), Some(e)) = (f.next(), f.next(), f.next()) else {
+                panic!("queries.txt: not KIND\\tNAME\\tEXPR: {l}");
+            };
+            let e = e.replace(SENSOR_REGEX_IN_QUERIES, SENSOR);
+            assert!(
+                !e.contains("example-city"),
+                "queries.txt names sensors other than {SENSOR_REGEX_IN_QUERIES} (grafana/queries.py SENSORS changed?): {e}"
+            );
+            (k.to_string(), n.to_string(), e)
+        })
+        .collect();
+    assert!(out.len() >= 30, "queries.txt has only {} lines", out.len());
+    out
+}
+
+#[test]
+fn prometheus_scrapes_a_replay_and_every_dashboard_and_rule_query_returns_data() {
+    let t0 = Instant::now();
+    let version = Command::new("prometheus").arg("--version").output();
+    assert!(
+        version.as_ref().is_ok_and(|o| o.status.success()),
+        "`prometheus` is not runnable from PATH ({version:?}): it comes with Debian's \
+         `prometheus` package, which `make deps` installs"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_path = dir.path().to_path_buf();
+
+    // 1. zonewatch: paced replay, metrics on a free port, held afterwards.
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["replay", "-q", "--speed", SPEED, "--rules", rules])
+        .arg("--alerts")
+        .arg(dir.path().join("alerts.jsonl"))
+        .args(["--metrics-listen", "127.0.0.1:0", "--hold"]);
+    for c in CAPTURES {
+        cmd.arg(bundled(c));
+    }
+    let mut zw = ChildGuard::spawn(cmd);
+    let (zw_err, zw_reader) = tap_stderr(&mut zw);
+    let text = wait_stderr(&mut zw, &zw_err, START_TIMEOUT, "metrics address", |t| {
+        t.contains("metrics on http://") && t.contains("/metrics\n")
+    });
+    let target = text
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split("/metrics").next())
+        .expect("address")
+        .to_string();
+
+    // 2. Prometheus on loopback: temporary config and data dir, 1 s scrapes
+    //    and rule evaluations, the shipped rule files.
+    let port = free_port();
+    let rule_list: String = rule_files()
+        .iter()
+        .map(|p| format!("  - \"{}\"\n", p.display()))
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n{rule_list}\
+         scrape_configs:\n  - job_name: zonewatch\n    metrics_path: /metrics\n    \
+         scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      \
+         - targets: [\"{target}\"]\n        labels:\n          sensor: {SENSOR}\n"
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, &config).expect("write prometheus.yml");
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let mut prom = ChildGuard::spawn(cmd);
+    let (prom_err, prom_reader) = tap_stderr(&mut prom);
+    let prom_log = || prom_err.lock().unwrap_or_else(|e| e.into_inner()).clone();
+
+    // The target must be up while the replay still runs (the attacks come at
+    // ~10 s), so rates are measured over a changing counter.
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(Ok(Some(st))) = prom.child.as_mut().map(|c| c.try_wait()) {
+            panic!("prometheus exited ({st}):\n{}", prom_log());
+        }
+        let up = TcpStream::connect(("127.0.0.1", port)).is_ok() && {
+            let t = api(port, "/api/v1/targets");
+            t["data"]["activeTargets"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["health"] == "up"))
+        };
+        if up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "target {target} not up in prometheus within {START_TIMEOUT:?}:\n{}",
+            prom_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let up_at = t0.elapsed();
+    assert!(
+        !zw_err.lock().unwrap().contains("replay done"),
+        "the replay ended before Prometheus scraped it (target up after {up_at:?}); \
+         lower --speed"
+    );
+    wait_stderr(&mut zw, &zw_err, REPLAY_TIMEOUT, "end of replay", |t| {
+        t.contains("replay done")
+    });
+    std::thread::sleep(SETTLE);
+
+    // 3. Every expression of the dashboard and the rules.
+    let qs = queries();
+    let names: BTreeSet<&str> = qs.iter().map(|(_, n, _)| n.as_str()).collect();
+    let mut problems = Vec::new();
+    for (name, why, _) in EMPTY {
+        if !names.contains(name) {
+            problems.push(format!("EMPTY lists {name:?} ({why}), not in queries.txt"));
+        }
+    }
+    for (kind, name, expr) in &qs {
+        let data = match query(port, expr) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{kind} {name}: refused: {e}\n    {expr}"));
+                continue;
+            }
+        };
+        let n = result_len(&data);
+        match EMPTY.iter().find(|(e, _, _)| e == name) {
+            None if n == 0 => problems.push(format!("{kind} {name}: no data\n    {expr}")),
+            None => {}
+            Some((_, why, _)) if n > 0 => problems.push(format!(
+                "{kind} {name}: listed as empty ({why}) but returns {}\n    {expr}",
+                data["result"]
+            )),
+            Some((_, why, probe)) => match query(port, probe) {
+                Ok(p) if result_len(&p) > 0 => {}
+                other => problems.push(format!(
+                    "{kind} {name}: empty ({why}) but its probe {probe} returns {other:?}"
+                )),
+            },
+        }
+    }
+    // Scraped during the replay: rates are not all zero.
+    let rate = query(
+        port,
+        "sum(rate(zonewatch_capture_packets_total{sensor=\"test1\"}[1m])) > 0",
+    )
+    .expect("rate query");
+    if result_len(&rate) == 0 {
+        problems.push(
+            "rate(zonewatch_capture_packets_total[1m]) is 0: no scrape during the replay".into(),
+        );
+    }
+
+    // The rules: all loaded and evaluated without error; the critical
+    // separation violation and the DoS start fire for this traffic.
+    let r = api(port, "/api/v1/rules");
+    let rules: Vec<&Value> = r["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .collect();
+    let rule_names: BTreeSet<&str> = rules.iter().filter_map(|r| r["name"].as_str()).collect();
+    for (kind, name, _) in qs.iter().filter(|(k, _, _)| k == "rule") {
+        if !rule_names.contains(name.as_str()) {
+            problems.push(format!("{kind} {name}: not loaded by prometheus: {r}"));
+        }
+    }
+    for rule in &rules {
+        if rule["health"] != "ok" {
+            problems.push(format!(
+                "rule {}: health {} ({})",
+                rule["name"], rule["health"], rule["lastError"]
+            ));
+        }
+    }
+    for (name, src, dst) in [
+        (
+            "ZonewatchCriticalSeparationViolation",
+            Some("internet"),
+            "mynumber.srv",
+        ),
+        ("ZonewatchDosStarted", None, "mynumber.srv"),
+    ] {
+        let rule = rules.iter().find(|r| r["name"] == name);
+        let active: Vec<&Value> = rule
+            .and_then(|r| r["alerts"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|a| a["state"] == "firing" || a["state"] == "pending")
+            .collect();
+        let hit = active.iter().any(|a| {
+            a["labels"]["sensor"] == SENSOR
+                && a["labels"]["dst_zone"] == dst
+                && src.is_none_or(|s| a["labels"]["src_zone"] == s)
+        });
+        if !hit {
+            problems.push(format!(
+                "rule {name}: no firing/pending alert for {src:?} -> {dst} on {SENSOR}: {rule:?}"
+            ));
+        }
+    }
+
+    // 4. Clean up: SIGTERM ends zonewatch with 0; Prometheus stops; the
+    //    temporary directory goes.
+    send_signal(zw.id(), "TERM");
+    let mut child = zw.child.take().expect("zonewatch running");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let st = loop {
+        if let Some(st) = child.try_wait().expect("wait zonewatch") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "zonewatch ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    zw_reader.join().expect("zonewatch stderr reader");
+    let zw_text = zw_err.lock().unwrap().clone();
+    assert!(
+        st.success(),
+        "zonewatch exit after SIGTERM: {st}\n{zw_text}"
+    );
+    assert!(!zw_text.contains("panicked"), "{zw_text}");
+
+    send_signal(prom.id(), "TERM");
+    let mut child = prom.child.take().expect("prometheus running");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if child.try_wait().expect("wait prometheus").is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    prom_reader.join().expect("prometheus stderr reader");
+    drop(dir);
+    assert!(!dir_path.exists(), "{} not deleted", dir_path.display());
+
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) with {} queries against a real Prometheus:\n{}\n\nprometheus log tail:\n{}",
+        problems.len(),
+        qs.len(),
+        problems.join("\n"),
+        prom_log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+}
