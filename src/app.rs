@@ -5,6 +5,7 @@
 use crate::alert::{AlertSink, Collect, JsonLines};
 use crate::capture::{CaptureError, FileSource, LiveConfig, LiveSource, Paced, PacketSource};
 use crate::cli::{CheckArgs, Cli, Command, CommonArgs, Listen};
+use crate::metrics::openmetrics::{Recorder, Tee};
 use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Outputs, PipelineConfig, PipelineError, Progress};
@@ -55,10 +56,32 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 return Ok(EXIT_RULES_INVALID);
             };
             let files = FileSource::open(&args.files)?;
+            let om_out = match &args.openmetrics {
+                Some(p) => Some((p.clone(), open_output(p)?)),
+                None => None,
+            };
             // A replay serves metrics only when asked (`--metrics-listen`).
             let serving = start_metrics(&args.common, None, policy.as_deref())?;
+            // `--openmetrics` snapshots the registry, served or not.
+            let metrics = match (&serving, &om_out) {
+                (Some(s), _) => Some(s.metrics.clone()),
+                (None, Some(_)) => {
+                    let m = Arc::new(Metrics::new(args.common.workers.get())?);
+                    set_policy_info(&m, args.common.rules.as_deref(), policy.as_deref());
+                    Some(m)
+                }
+                (None, None) => None,
+            };
+            let recorder = match (&metrics, &om_out) {
+                (Some(m), Some(_)) => Some(Arc::new(Recorder::new(
+                    m.clone(),
+                    args.openmetrics_interval_secs,
+                ))),
+                _ => None,
+            };
             let mut cfg = base_config(&args.common, policy);
-            cfg.metrics = serving.as_ref().map(|s| s.metrics.clone());
+            cfg.metrics = metrics;
+            cfg.openmetrics = recorder.clone();
             // Concrete source types: the reader inlines into the capture loop.
             let code = match args.speed {
                 Some(speed) => execute(
@@ -70,6 +93,18 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 ),
                 None => execute(files, &args.common, cfg, &stop, None),
             }?;
+            if let (Some(r), Some((path, mut out))) = (recorder, om_out) {
+                let w = r
+                    .write(&mut out)
+                    .and_then(|w| out.flush().map(|()| w))
+                    .map_err(|source| AppError::Output { path, source })?;
+                if w.skipped > 0 {
+                    eprintln!(
+                        "zonewatch: warning: --openmetrics kept {} snapshots, skipped {} past the cap; use a longer --openmetrics-interval-secs",
+                        w.snapshots, w.skipped
+                    );
+                }
+            }
             if let Some(s) = serving {
                 if args.hold {
                     eprintln!(
@@ -291,6 +326,14 @@ fn execute<S: PacketSource>(
     let alerts = match &common.alerts {
         Some(p) => Some(Box::new(JsonLines(open_output(p)?)) as Box<dyn AlertSink>),
         None => None,
+    };
+    // `--openmetrics` counts alert lines by their own time (openmetrics docs).
+    let alerts = match (alerts, &cfg.openmetrics) {
+        (Some(inner), Some(r)) => Some(Box::new(Tee {
+            inner,
+            recorder: r.clone(),
+        }) as Box<dyn AlertSink>),
+        (a, _) => a,
     };
     let summary_out = match &common.summary {
         Some(p) => Some((p.clone(), open_output(p)?)),

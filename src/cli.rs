@@ -73,6 +73,16 @@ pub struct ReplayArgs {
     /// SIGTERM (the summary is written first).
     #[arg(long, requires = "metrics_listen")]
     pub hold: bool,
+    /// Write the metrics to FILE ('-' = stdout) in the OpenMetrics text format:
+    /// the registry every --openmetrics-interval-secs of packet time, each sample
+    /// stamped with that packet time, for `promtool tsdb create-blocks-from
+    /// openmetrics FILE DIR` (backfill: the dashboard shows the capture when it
+    /// happened). Needs no --metrics-listen.
+    #[arg(long, value_name = "FILE")]
+    pub openmetrics: Option<PathBuf>,
+    /// Packet-time seconds between two --openmetrics snapshots.
+    #[arg(long, default_value_t = crate::metrics::openmetrics::DEFAULT_INTERVAL_SECS, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "openmetrics")]
+    pub openmetrics_interval_secs: u64,
     #[command(flatten)]
     pub common: CommonArgs,
 }

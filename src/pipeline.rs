@@ -28,6 +28,7 @@ use crate::flow::{
     EndReason, FlowClose, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats,
     FlowTable, Refusal,
 };
+use crate::metrics::openmetrics::Recorder;
 use crate::metrics::{CapturePub, Metrics, WorkerPub};
 use crate::packet::{FlowKey, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
@@ -87,6 +88,10 @@ pub struct PipelineConfig {
     /// plain counters into it once per batch (workers) or every 1024 frames
     /// (capture). `None` = no metrics work at all.
     pub metrics: Option<Arc<Metrics>>,
+    /// `replay --openmetrics`: the capture thread snapshots `metrics` (which
+    /// must be set) at every interval boundary of packet time, after a barrier
+    /// with the workers (see `metrics::openmetrics`). `None` = no snapshots.
+    pub openmetrics: Option<Arc<Recorder>>,
 }
 
 impl Default for PipelineConfig {
@@ -104,6 +109,7 @@ impl Default for PipelineConfig {
             fold: FoldConfig::default(),
             detect: None,
             metrics: None,
+            openmetrics: None,
         }
     }
 }
@@ -180,6 +186,9 @@ struct Batch {
 enum Msg {
     Batch(Batch),
     Finish(EndReason),
+    /// Barrier (openmetrics snapshot): answer once every earlier batch is
+    /// accounted and published.
+    Sync(Sender<()>),
 }
 
 /// Runs the pipeline until the source ends, `stop` is set, or a limit is hit.
@@ -340,6 +349,10 @@ pub fn run<S: PacketSource + ?Sized>(
         stamp: cfg.metrics.is_some(),
     };
     let mut publish = cfg.metrics.as_deref().map(CapturePub::new);
+    // Openmetrics snapshots: the next boundary of packet time (0 = none yet).
+    let snapshots = cfg.openmetrics.as_deref().filter(|_| publish.is_some());
+    let mut next_snapshot = 0u64;
+    let (sync_tx, sync_rx) = bounded::<()>(n);
     // libpcap's counters cost a system call: read them at most this often.
     let mut live_stats_at = Instant::now();
 
@@ -363,6 +376,30 @@ pub fn run<S: PacketSource + ?Sized>(
         // store-to-load forwarding once per packet.
         match source.next() {
             Ok(Next::Frame(frame)) => {
+                if let (Some(rec), Some(m)) = (snapshots, &mut publish) {
+                    if frame.ts_ns >= next_snapshot {
+                        // Everything before this frame is accounted, then snapshot.
+                        dispatch.send_all(&mut pending, clock);
+                        for tx in dispatch.to_worker {
+                            let _ = tx.send(Msg::Sync(sync_tx.clone()));
+                        }
+                        for _ in 0..n {
+                            let _ = sync_rx.recv();
+                        }
+                        m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
+                        let iv = rec.interval_ns();
+                        let floor = frame.ts_ns / iv * iv;
+                        if next_snapshot == 0 {
+                            rec.snapshot(frame.ts_ns, false);
+                        } else {
+                            rec.snapshot(next_snapshot, false);
+                            if floor > next_snapshot {
+                                rec.snapshot(floor, false);
+                            }
+                        }
+                        next_snapshot = floor.saturating_add(iv);
+                    }
+                }
                 frames += 1;
                 bytes += frame.data.len() as u64;
                 wire_bytes += u64::from(frame.orig_len);
@@ -491,6 +528,9 @@ pub fn run<S: PacketSource + ?Sized>(
         return Err(PipelineError::WorkerPanic);
     }
     write_result.map_err(PipelineError::Output)?;
+    if let Some(rec) = snapshots.filter(|_| frames > 0) {
+        rec.snapshot(clock, true);
+    }
 
     Ok(RunReport {
         live,
@@ -663,6 +703,12 @@ fn worker(
             Msg::Finish(reason) => {
                 table.flush(reason, &mut sink);
                 break;
+            }
+            Msg::Sync(ack) => {
+                if let Some(p) = &mut publish {
+                    p.flush_hists(true);
+                }
+                let _ = ack.send(());
             }
         }
     }

@@ -6,6 +6,7 @@
 //! capture set at ../shared/captures/public next to the crate.
 
 mod alerts;
+mod backfill;
 mod check;
 mod detect;
 mod detect_access;

@@ -19,6 +19,7 @@
 //! - Latency and batch work time are recorded per batch into per-worker
 //!   hdrhistograms and exported as summaries (quantiles 0.5/0.9/0.99/0.999).
 
+pub mod openmetrics;
 pub mod server;
 pub mod zones;
 
