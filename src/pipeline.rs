@@ -179,7 +179,8 @@ pub enum PipelineError {
 struct Batch {
     pkts: Vec<PacketMeta>,
     now_ns: u64,
-    /// When the capture thread sent it (metrics on only: one clock read per batch).
+    /// When the capture thread read the batch's first packet (metrics on only:
+    /// one clock read per batch), so latency covers the oldest packet's wait.
     sent: Option<Instant>,
 }
 
@@ -347,6 +348,7 @@ pub fn run<S: PacketSource + ?Sized>(
         when_full,
         batch_size,
         stamp: cfg.metrics.is_some(),
+        first_at: vec![None; n],
     };
     let mut publish = cfg.metrics.as_deref().map(CapturePub::new);
     // Openmetrics snapshots: the next boundary of packet time (0 = none yet).
@@ -426,6 +428,9 @@ pub fn run<S: PacketSource + ?Sized>(
                     meta.hash = hasher.hash_packet(&meta);
                     let w = worker_of(meta.hash, n);
                     let batch = &mut pending[w];
+                    if dispatch.stamp && batch.is_empty() {
+                        dispatch.first_at[w] = Some(Instant::now());
+                    }
                     batch.push(meta);
                     if batch.len() >= batch_size {
                         dispatch.send(w, &mut pending[w], clock.max(frame.ts_ns));
@@ -599,6 +604,8 @@ struct Dispatch<'a> {
     batch_size: usize,
     /// Stamp each batch with the wall clock (metrics: latency).
     stamp: bool,
+    /// Per worker: when the first packet of its pending batch was read.
+    first_at: Vec<Option<Instant>>,
 }
 
 impl Dispatch<'_> {
@@ -610,6 +617,7 @@ impl Dispatch<'_> {
             // this check and the `try_send` below.)
             self.queue_drops[w] += batch.len() as u64;
             batch.clear();
+            self.first_at[w] = None;
             return;
         }
         let fresh = match self.recycled[w].try_recv() {
@@ -622,16 +630,13 @@ impl Dispatch<'_> {
                 WhenFull::DropNewest => {
                     self.queue_drops[w] += batch.len() as u64;
                     batch.clear();
+                    self.first_at[w] = None;
                     return;
                 }
             },
         };
         let full = std::mem::replace(batch, fresh);
-        let sent = if self.stamp {
-            Some(Instant::now())
-        } else {
-            None
-        };
+        let sent = self.first_at.get_mut(w).and_then(Option::take);
         let msg = Msg::Batch(Batch {
             pkts: full,
             now_ns,

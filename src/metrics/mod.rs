@@ -138,7 +138,7 @@ impl M {
             M::FlowsEvicted => ("zonewatch_flows_evicted_total", Counter, &[], "Flows evicted because a table was full (also in flows_ended{reason=\"evicted\"})"),
             M::Alerts => ("zonewatch_alerts_total", Counter, &["kind", "severity", "src_zone", "dst_zone"], "Alert lines written"),
             M::DosEpisodesActive => ("zonewatch_dos_episodes_active", Gauge, &[], "Open DoS episodes (dos_start written, dos_end not yet)"),
-            M::VerdictLatency => ("zonewatch_packet_verdict_latency_seconds", Summary, &[], "Wall time from a batch leaving the capture thread to its worker having accounted it (queueing + work), per batch"),
+            M::VerdictLatency => ("zonewatch_packet_verdict_latency_seconds", Summary, &[], "Wall time from reading the first (oldest) packet of a batch to its worker having accounted it (batch fill, queueing, work), per batch"),
             M::BatchWork => ("zonewatch_batch_work_seconds", Summary, &["worker"], "Worker time spent on one batch"),
             M::CaptureTime => ("zonewatch_capture_time_seconds", Gauge, &[], "Packet time of the newest packet read (Unix seconds)"),
         };
