@@ -673,6 +673,7 @@ fn worker(
     if publish.is_some() {
         table.count_zone_pairs();
     }
+    let mut finished = None;
     for msg in rx {
         match msg {
             Msg::Batch(mut b) => {
@@ -707,6 +708,7 @@ fn worker(
             }
             Msg::Finish(reason) => {
                 table.flush(reason, &mut sink);
+                finished = Some(reason);
                 break;
             }
             Msg::Sync(ack) => {
@@ -725,7 +727,7 @@ fn worker(
         p.flush_hists(true);
     }
     sink.ship();
-    sink.alerts_done();
+    sink.alerts_done(finished == Some(EndReason::Shutdown));
     table.stats().clone()
 }
 
@@ -847,7 +849,7 @@ impl ChunkSink {
     }
 
     /// The worker has flushed its table.
-    fn alerts_done(&mut self) {
+    fn alerts_done(&mut self, shutdown: bool) {
         if let Some(p) = self
             .alerts
             .as_mut()
@@ -865,7 +867,10 @@ impl ChunkSink {
             if !a.events.is_empty() {
                 a.send(a.sent_ns);
             }
-            let _ = a.tx.send(AnalysisMsg::Done { worker: a.worker });
+            let _ = a.tx.send(AnalysisMsg::Done {
+                worker: a.worker,
+                shutdown,
+            });
         }
     }
 

@@ -749,7 +749,7 @@ impl DosDetector {
                 if t.started.is_some() {
                     let at = (t.last_hot + 1 + quiet).saturating_mul(NS);
                     let by = if end_of_input && t.last_hot + 1 + quiet > upto {
-                        "end_of_input"
+                        cx.end
                     } else {
                         "quiet"
                     };
@@ -1101,7 +1101,10 @@ mod tests {
             parts.reverse();
         }
         let mut d = DosDetector::new(cfg);
-        let cx = Ctx { policy: None };
+        let cx = Ctx {
+            policy: None,
+            end: crate::detect::END_OF_INPUT,
+        };
         let mut out = Emit::default();
         for p in &parts {
             d.partial(p);

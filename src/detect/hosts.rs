@@ -849,7 +849,10 @@ mod tests {
         obs: &[Obs],
         step: bool,
     ) -> Vec<(u64, Alert)> {
-        let cx = Ctx { policy: p };
+        let cx = Ctx {
+            policy: p,
+            end: crate::detect::END_OF_INPUT,
+        };
         let mut out = Emit::default();
         for o in obs {
             d.observe(o, &cx, &mut out);

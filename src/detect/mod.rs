@@ -67,7 +67,15 @@ impl DetectConfig {
 pub struct Ctx<'a> {
     /// The rules in force (zone names), if any.
     pub policy: Option<&'a Policy>,
+    /// Why input ends, for what the final `advance(u64::MAX)` closes:
+    /// [`END_OF_INPUT`] (replay) or [`SHUTDOWN`] (signal or limit).
+    pub end: &'static str,
 }
+
+/// `Ctx::end` when every input ended.
+pub const END_OF_INPUT: &str = "end_of_input";
+/// `Ctx::end` when a signal or a limit stopped the capture.
+pub const SHUTDOWN: &str = "shutdown";
 
 impl Ctx<'_> {
     /// Zone id of an address, if there are rules and it is in a zone.
@@ -166,8 +174,9 @@ pub enum AnalysisMsg {
         worker: usize,
         part: Box<dos::DosPartial>,
     },
-    /// The worker has finished (flushed its table).
-    Done { worker: usize },
+    /// The worker has finished (flushed its table); `shutdown`: a signal or a
+    /// limit stopped the capture (else every input ended).
+    Done { worker: usize, shutdown: bool },
 }
 
 /// What the analysis thread counted.
@@ -224,6 +233,7 @@ pub fn serve(
         folder: &mut folder,
         dets: &mut dets,
         emit: &mut emit,
+        end: END_OF_INPUT,
     };
     for msg in rx {
         let upto = match msg {
@@ -261,8 +271,11 @@ pub fn serve(
                 }
                 continue;
             }
-            AnalysisMsg::Done { worker } => {
+            AnalysisMsg::Done { worker, shutdown } => {
                 done += 1;
+                if shutdown {
+                    run.end = SHUTDOWN;
+                }
                 merger.watermark(worker, u64::MAX)
             }
         };
@@ -296,6 +309,7 @@ struct Run<'a> {
     folder: &'a mut Folder,
     dets: &'a mut Vec<Box<dyn Detector>>,
     emit: &'a mut Emit,
+    end: &'static str,
 }
 
 impl Run<'_> {
@@ -303,7 +317,10 @@ impl Run<'_> {
         if let Obs::Start(s) = o {
             self.violation(worker, s);
         }
-        let cx = Ctx { policy: current };
+        let cx = Ctx {
+            policy: current,
+            end: self.end,
+        };
         for (i, d) in self.dets.iter_mut().enumerate() {
             self.emit.rank = i + 1;
             d.observe(o, &cx, self.emit);
@@ -332,7 +349,10 @@ impl Run<'_> {
     fn advance(&mut self, upto: u64, current: Option<&Policy>) {
         self.folder.close_until(upto);
         self.collect_folder();
-        let cx = Ctx { policy: current };
+        let cx = Ctx {
+            policy: current,
+            end: self.end,
+        };
         for (i, d) in self.dets.iter_mut().enumerate() {
             self.emit.rank = i + 1;
             d.advance(upto, &cx, self.emit);

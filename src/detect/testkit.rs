@@ -48,7 +48,10 @@ pub fn start_flags(ts: u64, k: FlowKey, flags: u8) -> Obs {
 /// its alerts with their due times.
 pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
     obs.sort_by_key(Obs::sort_key);
-    let cx = Ctx { policy };
+    let cx = Ctx {
+        policy,
+        end: crate::detect::END_OF_INPUT,
+    };
     let mut out = Emit::default();
     for o in &obs {
         d.observe(o, &cx, &mut out);
