@@ -367,7 +367,9 @@ struct Sighting {
 pub struct HostsDetector {
     cfg: HostsConfig,
     routers: BTreeSet<[u8; 6]>,
-    macs: BTreeMap<[u8; 6], MacState>,
+    /// Hashed: looked up once per flow start; never iterated (`by_age` and
+    /// `pending` give the deterministic orders).
+    macs: std::collections::HashMap<[u8; 6], MacState, foldhash::fast::RandomState>,
     /// (first seen, MAC): eviction order.
     by_age: BTreeSet<(u64, [u8; 6])>,
     /// (judgement time, MAC).
@@ -382,7 +384,7 @@ impl HostsDetector {
         HostsDetector {
             routers: cfg.routers.iter().map(|m| m.0).collect(),
             cfg,
-            macs: BTreeMap::new(),
+            macs: std::collections::HashMap::default(),
             by_age: BTreeSet::new(),
             pending: BTreeSet::new(),
             rogues: BTreeSet::new(),
