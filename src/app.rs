@@ -40,6 +40,8 @@ pub enum AppError {
     Metrics(#[from] crate::metrics::server::ServerError),
     #[error(transparent)]
     MetricsSetup(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    User(#[from] privs::UserError),
 }
 
 /// Exit status of a successful run.
@@ -83,15 +85,17 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             cfg.metrics = metrics;
             cfg.openmetrics = recorder.clone();
             // Concrete source types: the reader inlines into the capture loop.
+            let outputs = OpenedOutputs::open(&args.common)?;
             let code = match args.speed {
                 Some(speed) => execute(
                     Paced::new(files, speed, stop.clone()),
+                    outputs,
                     &args.common,
                     cfg,
                     &stop,
                     None,
                 ),
-                None => execute(files, &args.common, cfg, &stop, None),
+                None => execute(files, outputs, &args.common, cfg, &stop, None),
             }?;
             if let (Some(r), Some((path, mut out))) = (recorder, om_out) {
                 let w = r
@@ -123,6 +127,13 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             let Some(policy) = load_rules(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
             };
+            // `--user`: look the account up and check we are root before
+            // opening anything, so a typo fails at once (exit 2), and while
+            // NSS still works as it did for the caller.
+            let account = match &args.user {
+                Some(name) => Some(privs::Account::lookup(name)?),
+                None => None,
+            };
             // SIGHUP reloads --rules (live only: a replay's verdicts stay
             // reproducible). Installed before the capture opens, so an early
             // SIGHUP never takes the default action (exit without a summary).
@@ -138,31 +149,20 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 }
                 _ => None,
             };
-            let live = LiveSource::open(&LiveConfig {
-                iface: args.iface.clone(),
-                promisc: !args.no_promisc,
-                snaplen: args.snaplen,
-                buffer_bytes: args.buffer_bytes,
-                filter: args.filter.clone(),
-                timeout_ms: 100,
-            });
-            let live = match live {
-                Ok(l) => {
-                    // As tcpdump does: the capture is open from here on (scripts
-                    // and tests wait for this line).
-                    eprintln!(
-                        "zonewatch: listening on {}, link-type {}, snaplen {} bytes",
-                        args.iface,
-                        l.link_type().as_str(),
-                        args.snaplen
-                    );
-                    l
-                }
+            // Order of set-up with privileges: metrics bound (above), capture
+            // opened, output files opened, then `--user` drops root for good.
+            // Everything that needs root is held as a descriptor by then.
+            let opened = open_live(&args, account.as_ref());
+            let (live, outputs) = match opened {
+                Ok(o) => o,
                 Err(e) => {
                     if let Some(r) = reloader {
                         r.stop();
                     }
-                    return Err(e.into());
+                    if let Some(s) = serving {
+                        s.server.stop();
+                    }
+                    return Err(e);
                 }
             };
             let cfg = PipelineConfig {
@@ -172,13 +172,46 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 metrics,
                 ..base_config(&args.common, policy)
             };
-            let result = execute(live, &args.common, cfg, &stop, reloader);
+            let result = execute(live, outputs, &args.common, cfg, &stop, reloader);
             if let Some(s) = serving {
                 s.server.stop();
             }
             result
         }
     }
+}
+
+/// `run`'s privileged steps, in order: open the capture, open the output
+/// files, drop to `account` (`--user`) if given.
+fn open_live(
+    args: &crate::cli::RunArgs,
+    account: Option<&privs::Account>,
+) -> Result<(LiveSource, OpenedOutputs), AppError> {
+    let live = LiveSource::open(&LiveConfig {
+        iface: args.iface.clone(),
+        promisc: !args.no_promisc,
+        snaplen: args.snaplen,
+        buffer_bytes: args.buffer_bytes,
+        filter: args.filter.clone(),
+        timeout_ms: 100,
+    })?;
+    // As tcpdump does: the capture is open from here on (scripts and tests
+    // wait for this line).
+    eprintln!(
+        "zonewatch: listening on {}, link-type {}, snaplen {} bytes",
+        args.iface,
+        live.link_type().as_str(),
+        args.snaplen
+    );
+    let outputs = OpenedOutputs::open(&args.common)?;
+    if let Some(a) = account {
+        a.become_user()?;
+        eprintln!(
+            "zonewatch: dropped root: now user {} (uid {}, gid {}); root cannot be regained",
+            a.name, a.uid, a.gid
+        );
+    }
+    Ok((live, outputs))
 }
 
 /// Exit status of `check` when the rules have errors.
@@ -312,21 +345,49 @@ fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
     cfg
 }
 
+/// The `--flows`, `--alerts` and `--summary` outputs, opened (created 0640)
+/// before the pipeline starts, and before `run --user` drops root.
+struct OpenedOutputs {
+    flows: Option<Box<dyn Write + Send>>,
+    alerts: Option<Box<dyn AlertSink>>,
+    summary: Option<(PathBuf, Box<dyn Write + Send>)>,
+}
+
+impl OpenedOutputs {
+    fn open(common: &CommonArgs) -> Result<OpenedOutputs, AppError> {
+        let flows = match &common.flows {
+            Some(p) => Some(open_output(p)?),
+            None => None,
+        };
+        let alerts = match &common.alerts {
+            Some(p) => Some(Box::new(JsonLines(open_output(p)?)) as Box<dyn AlertSink>),
+            None => None,
+        };
+        let summary = match &common.summary {
+            Some(p) => Some((p.clone(), open_output(p)?)),
+            None => None,
+        };
+        Ok(OpenedOutputs {
+            flows,
+            alerts,
+            summary,
+        })
+    }
+}
+
 fn execute<S: PacketSource>(
     mut source: S,
+    outputs: OpenedOutputs,
     common: &CommonArgs,
     cfg: PipelineConfig,
     stop: &AtomicBool,
     reloader: Option<Reloader>,
 ) -> Result<i32, AppError> {
-    let flows = match &common.flows {
-        Some(p) => Some(open_output(p)?),
-        None => None,
-    };
-    let alerts = match &common.alerts {
-        Some(p) => Some(Box::new(JsonLines(open_output(p)?)) as Box<dyn AlertSink>),
-        None => None,
-    };
+    let OpenedOutputs {
+        flows,
+        alerts,
+        summary: summary_out,
+    } = outputs;
     // `--openmetrics` counts alert lines by their own time (openmetrics docs).
     let alerts = match (alerts, &cfg.openmetrics) {
         (Some(inner), Some(r)) => Some(Box::new(Tee {
@@ -334,10 +395,6 @@ fn execute<S: PacketSource>(
             recorder: r.clone(),
         }) as Box<dyn AlertSink>),
         (a, _) => a,
-    };
-    let summary_out = match &common.summary {
-        Some(p) => Some((p.clone(), open_output(p)?)),
-        None => None,
     };
     let stdout_is_data =
         is_stdout(&common.flows) || is_stdout(&common.summary) || is_stdout(&common.alerts);
@@ -604,5 +661,234 @@ impl Progress for Bar {
     fn update(&self, done: u64, _total: u64, frames: u64) {
         self.0.set_position(done);
         self.0.set_message(format!("{frames} packets"));
+    }
+}
+
+/// `run --user NAME`: give up root for good once the capture, the outputs and
+/// the metrics socket are open (the descriptors keep working: the kernel checks
+/// privileges when a packet socket is opened, not when it is read).
+///
+/// The switch is the classic one, in the only order that works: supplementary
+/// groups to just NAME's primary group, then real/effective/saved gid, then
+/// real/effective/saved uid (the filesystem ids follow the effective ones).
+/// Leaving uid 0 clears every capability (no `PR_SET_KEEPCAPS`). glibc's
+/// `set*id` wrappers apply the change to every thread of the process (the
+/// metrics server and SIGHUP threads already run); the kernel call alone would
+/// change only the calling thread. Then it checks that `setuid(0)` and
+/// `setgid(0)` fail and that every id is NAME's.
+mod privs {
+    use std::ffi::CString;
+    use std::io;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum UserError {
+        #[error("--user {name}: no such user")]
+        Unknown { name: String },
+        #[error("--user {name}: a user name cannot contain a NUL byte")]
+        Nul { name: String },
+        #[error("--user {name}: looking the user up failed: {source}")]
+        Lookup {
+            name: String,
+            #[source]
+            source: io::Error,
+        },
+        #[error("--user {name}: uid {uid} gid {gid} is root or the root group; name an unprivileged user")]
+        Privileged { name: String, uid: u32, gid: u32 },
+        #[error("--user {name}: dropping privileges needs root, but zonewatch runs as uid {euid}; run it as root, or drop --user and give the binary the capture capabilities (setcap cap_net_raw,cap_net_admin=eip)")]
+        NotRoot { name: String, euid: u32 },
+        #[error("--user {name}: {call} failed: {source}")]
+        Switch {
+            name: String,
+            call: &'static str,
+            #[source]
+            source: io::Error,
+        },
+        #[error("--user {name}: after switching to uid {uid} gid {gid}, {what}; refusing to run")]
+        NotDropped {
+            name: String,
+            uid: u32,
+            gid: u32,
+            what: String,
+        },
+    }
+
+    /// An unprivileged account from the user database.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Account {
+        pub name: String,
+        pub uid: libc::uid_t,
+        pub gid: libc::gid_t,
+    }
+
+    /// Largest getpwnam_r buffer tried (an entry larger than this is refused).
+    const MAX_BUF: usize = 1 << 20;
+
+    impl Account {
+        /// Look `name` up (getpwnam_r: /etc/passwd or whatever NSS says) and
+        /// check that the switch can happen: an unprivileged account, and
+        /// zonewatch running as root.
+        pub fn lookup(name: &str) -> Result<Account, UserError> {
+            let a = Account::find(name)?;
+            if a.uid == 0 || a.gid == 0 {
+                return Err(UserError::Privileged {
+                    name: a.name,
+                    uid: a.uid,
+                    gid: a.gid,
+                });
+            }
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if euid != 0 {
+                return Err(UserError::NotRoot { name: a.name, euid });
+            }
+            Ok(a)
+        }
+
+        /// The user database entry for `name`, whoever runs this.
+        pub fn find(name: &str) -> Result<Account, UserError> {
+            let cname = CString::new(name).map_err(|_| UserError::Nul {
+                name: name.escape_debug().to_string(),
+            })?;
+            let mut buf: Vec<libc::c_char> = vec![0; 1024];
+            loop {
+                // SAFETY: `passwd` is a plain C struct of integers and pointers;
+                // all-zero is a valid value, and getpwnam_r overwrites it.
+                let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+                let mut found: *mut libc::passwd = std::ptr::null_mut();
+                // SAFETY: every pointer is valid for the call: a NUL-terminated
+                // name, a passwd to fill, `buf` with its true length for the
+                // strings, and the result pointer. Nothing is kept afterwards
+                // except the two integers copied out below.
+                let rc = unsafe {
+                    libc::getpwnam_r(
+                        cname.as_ptr(),
+                        &mut pwd,
+                        buf.as_mut_ptr(),
+                        buf.len(),
+                        &mut found,
+                    )
+                };
+                if rc == libc::ERANGE && buf.len() < MAX_BUF {
+                    buf.resize(buf.len() * 2, 0);
+                    continue;
+                }
+                // Not found is rc 0 and no result (POSIX); some NSS modules say
+                // ENOENT or ESRCH instead (getpwnam_r(3)).
+                if found.is_null() && matches!(rc, 0 | libc::ENOENT | libc::ESRCH) {
+                    return Err(UserError::Unknown {
+                        name: name.to_string(),
+                    });
+                }
+                if rc != 0 || found.is_null() {
+                    return Err(UserError::Lookup {
+                        name: name.to_string(),
+                        source: io::Error::from_raw_os_error(rc),
+                    });
+                }
+                return Ok(Account {
+                    name: name.to_string(),
+                    uid: pwd.pw_uid,
+                    gid: pwd.pw_gid,
+                });
+            }
+        }
+
+        /// Become this user for good (see the module docs), and prove it.
+        pub fn become_user(&self) -> Result<(), UserError> {
+            let fail = |call: &'static str| UserError::Switch {
+                name: self.name.clone(),
+                call,
+                source: io::Error::last_os_error(),
+            };
+            let groups = [self.gid];
+            // SAFETY: a pointer to one gid_t and the count 1.
+            if unsafe { libc::setgroups(1, groups.as_ptr()) } != 0 {
+                return Err(fail("setgroups"));
+            }
+            // SAFETY: plain integer arguments.
+            if unsafe { libc::setresgid(self.gid, self.gid, self.gid) } != 0 {
+                return Err(fail("setresgid"));
+            }
+            // SAFETY: plain integer arguments.
+            if unsafe { libc::setresuid(self.uid, self.uid, self.uid) } != 0 {
+                return Err(fail("setresuid"));
+            }
+            self.verify()
+        }
+
+        /// Every id is this account's, and root cannot be regained.
+        fn verify(&self) -> Result<(), UserError> {
+            let not = |what: String| UserError::NotDropped {
+                name: self.name.clone(),
+                uid: self.uid,
+                gid: self.gid,
+                what,
+            };
+            // SAFETY: plain integer arguments; success here is the error case.
+            if unsafe { libc::setuid(0) } == 0 {
+                return Err(not("setuid(0) still succeeds".into()));
+            }
+            // SAFETY: as above.
+            if unsafe { libc::setgid(0) } == 0 {
+                return Err(not("setgid(0) still succeeds".into()));
+            }
+            let (mut r, mut e, mut s) = (0, 0, 0);
+            // SAFETY: three valid out-pointers.
+            if unsafe { libc::getresuid(&mut r, &mut e, &mut s) } != 0 {
+                return Err(not(format!(
+                    "getresuid failed: {}",
+                    io::Error::last_os_error()
+                )));
+            }
+            if [r, e, s] != [self.uid; 3] {
+                return Err(not(format!("uids are real {r} effective {e} saved {s}")));
+            }
+            // SAFETY: three valid out-pointers.
+            if unsafe { libc::getresgid(&mut r, &mut e, &mut s) } != 0 {
+                return Err(not(format!(
+                    "getresgid failed: {}",
+                    io::Error::last_os_error()
+                )));
+            }
+            if [r, e, s] != [self.gid; 3] {
+                return Err(not(format!("gids are real {r} effective {e} saved {s}")));
+            }
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod test {
+        use super::*;
+
+        #[test]
+        fn root_is_found_with_uid_and_gid_zero_and_refused_as_a_target() {
+            let root = Account::find("root").expect("root is in every user database");
+            assert_eq!((root.uid, root.gid), (0, 0));
+            match Account::lookup("root") {
+                Err(e @ UserError::Privileged { .. }) => {
+                    assert!(e.to_string().contains("unprivileged user"), "{e}")
+                }
+                other => panic!("--user root accepted: {other:?}"),
+            }
+        }
+
+        #[test]
+        fn unknown_user_is_named_in_the_error() {
+            match Account::find("zw-no-such-user-x") {
+                Err(e @ UserError::Unknown { .. }) => {
+                    assert_eq!(e.to_string(), "--user zw-no-such-user-x: no such user")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn nul_in_the_name_is_an_error_not_a_panic() {
+            assert!(matches!(
+                Account::find("no\0body"),
+                Err(UserError::Nul { .. })
+            ));
+        }
     }
 }

@@ -110,6 +110,14 @@ pub struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration_secs: Option<u64>,
+    /// Drop root for good once set up: the capture is opened, then the output
+    /// files (0640), and the metrics endpoint is already bound, all as root;
+    /// then the supplementary groups become just NAME's primary group and the
+    /// real, effective and saved uid/gid become NAME's. Needs root; unknown
+    /// users exit 2. SIGHUP then reloads --rules as NAME. Without root, grant
+    /// the binary `setcap cap_net_raw,cap_net_admin=eip` instead.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
