@@ -23,7 +23,7 @@ DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl net
             python3 tcpreplay hyperfine time nmap hping3 hydra openssh-server prometheus rsyslog \
             python3-yaml systemd
 
-.PHONY: all deps build run test lint bench criterion captures fuzz clean grafana-check
+.PHONY: all deps build run test lint bench bench-flood criterion captures fuzz clean grafana-check
 
 all: build
 
@@ -64,6 +64,31 @@ lint: deps
 # Whole-process throughput against tcpdump on generated 10M-packet captures.
 bench: deps
 	bash benches/run.sh
+
+# Memory bound under a spoofed SYN flood (benches/README.md "Spoofed flood"): FLOOD_PACKETS
+# SYNs, each from its own source in 2001:db8::/32, at FLOOD_RATE pps of packet time, replayed
+# with every detector on; prints peak RSS (GNU time), evictions and the dos_start, and fails
+# if the flood is not detected or nothing was evicted.
+FLOOD_PACKETS ?= 10000000
+FLOOD_RATE ?= 1000000
+FLOOD_MAX_FLOWS ?= 1048576
+bench-flood: deps
+	$(CARGO) build --release --bins
+	mkdir -p bench-data
+	set -euo pipefail; f=bench-data/synflood-p$(FLOOD_PACKETS)-r$(FLOOD_RATE).pcap; \
+	if [ ! -s $$f ]; then ./target/release/zonewatch-gen --out $$f.tmp --profile synflood \
+	  --packets $(FLOOD_PACKETS) --rate-pps $(FLOOD_RATE) && mv $$f.tmp $$f; fi; \
+	/usr/bin/time -v -o bench-data/flood-time.txt ./target/release/zonewatch replay -q -w 2 \
+	  --max-flows $(FLOOD_MAX_FLOWS) --alerts bench-data/flood-alerts.jsonl \
+	  --summary bench-data/flood-summary.json $$f; \
+	grep -E "Maximum resident|Elapsed" bench-data/flood-time.txt; \
+	python3 -c 'import json,sys; s=json.load(open("bench-data/flood-summary.json")); \
+	a=[json.loads(l) for l in open("bench-data/flood-alerts.jsonl")]; \
+	d=[x for x in a if x["kind"]=="dos_start"]; f=s["flows"]; \
+	print("packets", s["packets"], "flows created", f["created"], "evicted", f["evicted"], "peak active", f["peak_active"]); \
+	print("detector state_evictions", {k: v["state_evictions"] for k, v in s["alerts"]["detectors"].items()}); \
+	print("dos_start", [(x["dst_ip"], x["reason"]) for x in d]); \
+	sys.exit(0 if d and f["evicted"] > 0 else "bench-flood: flood not detected or nothing evicted")'
 
 # Per-stage criterion benches (decode, flow table, pipeline).
 criterion: deps

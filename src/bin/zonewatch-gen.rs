@@ -40,6 +40,13 @@
 //!
 //! Timestamps: microsecond pcap, non-decreasing, gaps uniform in [0, 2/rate) so the
 //! mean rate is `--rate-pps` (default 1 Mpps), starting 2024-04-01T00:00:00Z.
+//!
+//! `--profile synflood` writes something else: a spoofed-source TCP SYN flood on one
+//! victim, [`FLOOD_VICTIM`] port 80, for the memory-bound benchmark (`make bench-flood`).
+//! Every packet is an IPv6 SYN (86-byte frame, with options) from its own source in
+//! 2001:db8::/32: bits 32–63 of the address are random and bits 64–127 are a bijection
+//! of the packet number, so every source is distinct (10 M packets = 10 M sources = 10 M
+//! half-open flows). `--concurrent-flows` does not apply.
 
 use clap::{Parser, ValueEnum};
 use std::fs::File;
@@ -54,6 +61,8 @@ enum Profile {
     Imix,
     /// Minimum-size frames: 60 captured bytes (64 on the wire).
     Small,
+    /// A spoofed SYN flood on one victim: every packet a new source and a new flow.
+    Synflood,
 }
 
 /// Generate a large, deterministic benchmark pcap (classic, microsecond, Ethernet).
@@ -580,7 +589,7 @@ impl Generator {
     /// Payload length of a data packet whose frame has `hdr` bytes of headers.
     fn data_len(&self, rng: &mut Rng, kind: u8, ip_hdrs: usize, hdr: usize) -> usize {
         match self.profile {
-            Profile::Small => MIN_FRAME.saturating_sub(hdr).max(1),
+            Profile::Small | Profile::Synflood => MIN_FRAME.saturating_sub(hdr).max(1),
             Profile::Imix => match kind {
                 op::REQUEST => rng.range(40, 520) as usize,
                 _ => {
@@ -648,13 +657,13 @@ impl Generator {
                     (&self.dns.responses, &self.dns.small_response)
                 };
                 dns = match self.profile {
-                    Profile::Small => set.1,
+                    Profile::Small | Profile::Synflood => set.1,
                     Profile::Imix => set.0.get(t).map_or(set.1.as_slice(), |v| v.as_slice()),
                 };
                 dns.len()
             }
             op::ECHO_REQUEST | op::ECHO_REPLY => match self.profile {
-                Profile::Small => MIN_FRAME.saturating_sub(hdr),
+                Profile::Small | Profile::Synflood => MIN_FRAME.saturating_sub(hdr),
                 Profile::Imix => 56, // ping's default
             },
             _ => 0,
@@ -829,6 +838,9 @@ fn generate<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report> {
     out.write_all(&262_144u32.to_le_bytes())?;
     out.write_all(&1u32.to_le_bytes())?;
 
+    if args.profile == Profile::Synflood {
+        return generate_flood(args, out);
+    }
     let mut rng = Rng::new(args.seed);
     let mut factory = FlowFactory::new(&mut rng);
     let n_slots = args.concurrent_flows.get() as usize;
@@ -888,6 +900,97 @@ fn generate<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report> {
     })
 }
 
+// ---------------------------------------------------------------- SYN flood
+
+/// The flood's victim: 2001:db8:ff::50, port 80.
+const FLOOD_VICTIM: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50,
+];
+const FLOOD_PORT: u16 = 80;
+/// Ethernet + IPv6 + TCP with SYN options.
+const FLOOD_FRAME: usize = 14 + 40 + 32;
+
+/// SplitMix64's finaliser: a bijection of `u64` (each step is invertible).
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The spoofed source of the `k`-th SYN: 2001:db8:, 32 random bits, then a bijection of
+/// `k + key` in the low 64 bits, so sources never repeat.
+fn flood_source(rng: &mut Rng, k: u64, key: u64) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    a[4..8].copy_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+    a[8..].copy_from_slice(&mix64(k.wrapping_add(key)).to_be_bytes());
+    a
+}
+
+/// `--profile synflood`: one IPv6 SYN per packet from a distinct spoofed source to
+/// [`FLOOD_VICTIM`]; random source port, sequence number, flow label and hop limit.
+fn generate_flood<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report> {
+    let mut rng = Rng::new(args.seed);
+    let key = rng.next_u64();
+    let mut frame = [0u8; FLOOD_FRAME];
+    frame[0..6].copy_from_slice(&[0x02, 0x00, 0x0c, 0x00, 0xff, 0x50]);
+    frame[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    frame[18..20].copy_from_slice(&32u16.to_be_bytes()); // payload length
+    frame[20] = 6; // next header: TCP
+    frame[38..54].copy_from_slice(&FLOOD_VICTIM);
+    let tcp = 54;
+    frame[tcp + 2..tcp + 4].copy_from_slice(&FLOOD_PORT.to_be_bytes());
+    frame[tcp + 12] = 8 << 4; // 32-byte header
+    frame[tcp + 13] = 0x02; // SYN
+    frame[tcp + 14..tcp + 16].copy_from_slice(&64_240u16.to_be_bytes());
+    frame[tcp + 20..tcp + 32].copy_from_slice(&[2, 4, 0x05, 0xa0, 1, 1, 4, 2, 1, 3, 3, 7]);
+
+    let mean_gap_ns = 1_000_000_000 / args.rate_pps.max(1);
+    let mut ts_ns: u64 = 1_711_929_600 * 1_000_000_000;
+    let mut rec = [0u8; 16];
+    rec[8..12].copy_from_slice(&(FLOOD_FRAME as u32).to_le_bytes());
+    rec[12..16].copy_from_slice(&(FLOOD_FRAME as u32).to_le_bytes());
+    for k in 0..args.packets {
+        // Traffic reaches the victim through one of the four gateways.
+        frame[6..12].copy_from_slice(&gateway_mac(rng.below(4) as u16));
+        let label = rng.next_u64() as u32 & 0xf_ffff;
+        frame[14..18].copy_from_slice(&(0x6000_0000 | label).to_be_bytes());
+        frame[21] = rng.range(40, 250) as u8; // hop limit: spoofers vary it
+        frame[22..38].copy_from_slice(&flood_source(&mut rng, k, key));
+        let sport = rng.range(1024, 65_535) as u16;
+        frame[tcp..tcp + 2].copy_from_slice(&sport.to_be_bytes());
+        frame[tcp + 4..tcp + 8].copy_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+        frame[tcp + 16..tcp + 18].fill(0);
+        let pseudo = sum16(&frame[22..54], 0) + 32 + 6;
+        let c = fold(sum16(&frame[tcp..], pseudo));
+        frame[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
+
+        ts_ns += rng.below(2 * mean_gap_ns + 1);
+        rec[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+        rec[4..8].copy_from_slice(&((ts_ns % 1_000_000_000 / 1000) as u32).to_le_bytes());
+        out.write_all(&rec)?;
+        out.write_all(&frame)?;
+    }
+    let n = args.packets;
+    Ok(Report {
+        stats: Stats {
+            packets: n,
+            frame_bytes: n * FLOOD_FRAME as u64,
+            tagged: 0,
+            qinq: 0,
+            v6: n,
+            tcp: n,
+            udp: 0,
+            icmp: 0,
+            min_frame: FLOOD_FRAME,
+            max_frame: FLOOD_FRAME,
+        },
+        flows: n,
+        by_kind: [n, 0, 0, 0],
+        completed: 0,
+    })
+}
+
 fn run(args: &Args) -> std::io::Result<()> {
     let started = Instant::now();
     let file = File::create(&args.out)
@@ -917,6 +1020,14 @@ fn run(args: &Args) -> std::io::Result<()> {
         if s.packets == 0 { 0 } else { s.min_frame },
         s.max_frame
     );
+    if args.profile == Profile::Synflood {
+        println!(
+            "  syn flood on [{}]:{FLOOD_PORT}: {} distinct spoofed sources in 2001:db8::/32, \
+             one SYN (one half-open flow) each",
+            std::net::Ipv6Addr::from(FLOOD_VICTIM),
+            report.flows
+        );
+    }
     let [tcp, dns, bulk, echo] = report.by_kind;
     println!(
         "  distinct flows {} (tcp {tcp}, dns {dns}, udp bulk {bulk}, icmp echo {echo}); \
@@ -1147,6 +1258,34 @@ mod tests {
         );
         // 2 000 slots over 40 000 packets: the slots turn over several times.
         assert!(report.flows > 6_000, "{} flows", report.flows);
+    }
+
+    #[test]
+    fn synflood_is_one_syn_per_distinct_spoofed_source_to_one_victim() {
+        let a = args(30_000, Profile::Synflood, 1, 3);
+        let (file, report) = generated(&a);
+        let recs = records(&file);
+        assert_eq!(recs.len(), 30_000);
+        assert!(recs.windows(2).all(|w| w[0].0 <= w[1].0));
+        let mut seen = Seen::default();
+        let mut sources = HashSet::new();
+        for (_, frame) in &recs {
+            // Checksums, lengths, documentation addresses, SYN options.
+            check_frame(frame, &mut seen);
+            assert_eq!(frame.len(), FLOOD_FRAME);
+            assert_eq!(&frame[38..54], &FLOOD_VICTIM, "one victim");
+            assert_eq!(be16(frame, 56), usize::from(FLOOD_PORT));
+            assert_eq!(frame[54 + 13], 0x02, "a bare SYN");
+            sources.insert(frame[22..38].to_vec());
+        }
+        assert_eq!(sources.len(), 30_000, "every source is distinct");
+        assert_eq!(seen.flows.len(), 30_000, "every SYN is a new flow");
+        assert_eq!(seen.v6, 30_000);
+        assert_eq!(report.flows, 30_000);
+        assert_eq!(report.completed, 0);
+        // Deterministic, and the seed matters.
+        assert_eq!(generated(&a).0, file);
+        assert_ne!(generated(&args(30_000, Profile::Synflood, 1, 4)).0, file);
     }
 
     #[test]
