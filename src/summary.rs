@@ -82,6 +82,9 @@ pub struct AlertSummary {
     pub detectors: BTreeMap<&'static str, crate::detect::DetectorStats>,
     /// Detector observations out of time order by more than the reorder slack.
     pub observations_late: u64,
+    /// Observations released before every worker was past them because the
+    /// merge was full (a flood): alerts may then depend on the worker count.
+    pub observations_forced: u64,
     pub by_severity: SeverityCounts,
     pub violating_flows: u64,
     pub folded_by_flow: u64,
@@ -100,6 +103,7 @@ impl AlertSummary {
             by_kind: a.written_by_kind.clone(),
             detectors: a.detectors.iter().cloned().collect(),
             observations_late: a.late,
+            observations_forced: a.forced,
             by_severity: SeverityCounts {
                 critical: sev(Severity::Critical),
                 high: sev(Severity::High),
@@ -143,6 +147,13 @@ impl AlertSummary {
                 s,
                 "  separation     {} violating flows; folded {} by flow, {} by source (window {} s)",
                 self.violating_flows, self.folded_by_flow, self.folded_by_source, self.fold_window_secs
+            );
+        }
+        if self.observations_forced > 0 {
+            let _ = writeln!(
+                s,
+                "                 {} observations released early: the merge was full (flood)",
+                self.observations_forced
             );
         }
         if self.closed_early + self.late + self.observations_late > 0 {

@@ -25,10 +25,27 @@ pub struct Merger {
     /// Observations older than what was already released (input out of
     /// order by more than the slack): handed out at once, counted.
     pub late: u64,
+    /// Observations released before every worker was past them because
+    /// more than `max_queued` were waiting (a flood): memory stays bounded,
+    /// and only then can the order depend on the worker count.
+    pub forced: u64,
+    queued: usize,
+    max_queued: usize,
     run: Run,
 }
 
+/// Observations the merge holds at most (about 100 bytes each, so ~100 MB;
+/// about 1M observations within the 1 s reorder slack): beyond it the
+/// oldest are released without waiting for the slowest worker.
+pub const MAX_QUEUED: usize = 1 << 20;
+
 impl Merger {
+    /// Hold at most `max` observations (tests; default [`MAX_QUEUED`]).
+    pub fn with_max_queued(mut self, max: usize) -> Merger {
+        self.max_queued = max.max(1);
+        self
+    }
+
     pub fn new(workers: usize, slack_ns: u64) -> Merger {
         let n = workers.max(1);
         Merger {
@@ -37,6 +54,9 @@ impl Merger {
             slack_ns,
             released_ns: 0,
             late: 0,
+            forced: 0,
+            queued: 0,
+            max_queued: MAX_QUEUED,
             run: Vec::new(),
         }
     }
@@ -50,6 +70,7 @@ impl Merger {
         }
         let n = self.queues.len();
         let q = &mut self.queues[w.min(n - 1)];
+        self.queued += 1;
         let ts = o.ts_ns();
         if q.back().map_or(true, |b| b.ts_ns() <= ts) {
             q.push_back(o);
@@ -86,6 +107,9 @@ impl Merger {
         if let Some(x) = self.run.pop() {
             return Some(x);
         }
+        // Over the bound: release the oldest now, whatever the watermarks.
+        let forcing = self.queued > self.max_queued;
+        let upto = if forcing { u64::MAX } else { upto };
         let t = self
             .queues
             .iter()
@@ -95,11 +119,15 @@ impl Merger {
         for (i, q) in self.queues.iter_mut().enumerate() {
             while q.front().is_some_and(|o| o.ts_ns() == t) {
                 if let Some(o) = q.pop_front() {
+                    self.queued -= 1;
                     self.run.push((i, o));
                 }
             }
         }
         // Reverse order, so `pop` hands out the smallest key first.
+        if forcing {
+            self.forced += self.run.len() as u64;
+        }
         // Stable: equal keys (one flow, one worker) keep their queue order.
         self.run
             .sort_by_key(|(_, o)| std::cmp::Reverse(o.sort_key()));

@@ -189,6 +189,8 @@ pub struct AnalysisStats {
     pub detectors: Vec<(&'static str, DetectorStats)>,
     /// Observations out of time order by more than the reorder slack.
     pub late: u64,
+    /// Observations released early because the merge held [`merge::MAX_QUEUED`].
+    pub forced: u64,
 }
 
 /// The analysis thread's setup.
@@ -299,6 +301,7 @@ pub fn serve(
         separation: run.folder.stats().clone(),
         detectors: run.dets.iter().map(|d| (d.name(), d.stats())).collect(),
         late: merger.late,
+        forced: merger.forced,
     };
     (stats, result)
 }

@@ -197,3 +197,29 @@ fn detect_table_in_a_rules_file_rejects_unknown_keys_with_location() {
         ScanConfig::default().min_ports_per_host
     );
 }
+
+#[test]
+fn merger_holds_at_most_max_queued_and_counts_what_it_released_early() {
+    // Worker 1 never reports: without the bound everything would wait.
+    let mut m = Merger::new(2, S).with_max_queued(10);
+    for i in 0..30u64 {
+        let k = key(proto::TCP, "192.0.2.70", 1000 + i as u16, "192.0.2.34", 80);
+        assert!(m.push(0, start(T0 + i * S, k, tcp_flags::SYN)).is_none());
+    }
+    let upto = m.watermark(0, T0 + 40 * S);
+    assert_eq!(upto, 0, "worker 1 has not reported");
+    let mut got = Vec::new();
+    while let Some((_, o)) = m.pop_tagged(upto) {
+        got.push(o.ts_ns());
+    }
+    assert_eq!(got.len(), 20, "released down to the bound, oldest first");
+    assert!(got.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(got[0], T0);
+    assert_eq!(m.forced, 20);
+    // Once worker 1 is past them, the rest go in order, not forced.
+    let upto = m.watermark(1, T0 + 40 * S);
+    let rest: Vec<u64> =
+        std::iter::from_fn(|| m.pop_tagged(upto).map(|(_, o)| o.ts_ns())).collect();
+    assert_eq!(rest.len(), 10);
+    assert_eq!(m.forced, 20);
+}
