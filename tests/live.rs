@@ -13,6 +13,45 @@ pub struct Netns {
     pub name: String,
 }
 
+/// Two fresh namespaces joined by a veth pair with unique interface names,
+/// both ends up and without addresses: the capture end `cap_if` in `cap`, the
+/// sender end `snd_if` in `snd`. Tests add the addresses and routes they need.
+/// The namespaces (and so the pair) are deleted on drop.
+pub struct Veth {
+    pub cap: Netns,
+    pub snd: Netns,
+    pub cap_if: String,
+    pub snd_if: String,
+}
+
+impl Veth {
+    /// `prefix` (≤ 4 characters) names the interfaces `PREFIXcTAG` / `PREFIXsTAG`.
+    pub fn new(prefix: &str) -> Veth {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let (cap_if, snd_if) = (format!("{prefix}c{tag}"), format!("{prefix}s{tag}"));
+        let cap = Netns::new();
+        let snd = Netns::new();
+        let mut c = Command::new("ip");
+        c.args(["link", "add", "name", &cap_if, "netns", &cap.name])
+            .args(["type", "veth", "peer", "name", &snd_if, "netns", &snd.name]);
+        let r = util::run_cmd(c);
+        assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
+        cap.run(&["ip", "link", "set", &cap_if, "up"]);
+        snd.run(&["ip", "link", "set", &snd_if, "up"]);
+        Veth {
+            cap,
+            snd,
+            cap_if,
+            snd_if,
+        }
+    }
+}
+
 impl Netns {
     /// A new namespace with a unique name: zw-t-PID-N.
     pub fn new() -> Netns {

@@ -25,13 +25,12 @@
 //! `--duration-secs` rather than SIGTERM: the duration limit is checked when the
 //! capture ring is drained, while SIGTERM stops reading at once.
 
-use crate::live::{require_root, Netns};
+use crate::live::{require_root, Netns, Veth};
 use crate::util::{self, ChildGuard};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -186,16 +185,9 @@ struct Link {
 
 impl Link {
     fn new() -> Link {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let (cap_if, snd_if) = (format!("zwac{tag}"), format!("zwas{tag}"));
-        let cap = Netns::new();
-        let snd = Netns::new();
-        for ns in [&cap, &snd] {
+        let v = Veth::new("zwa");
+        // No IPv6: the kernel then sends nothing of its own on the link.
+        for ns in [&v.cap, &v.snd] {
             for key in ["all", "default"] {
                 ns_run(
                     ns,
@@ -207,18 +199,11 @@ impl Link {
                 );
             }
         }
-        let mut c = Command::new("ip");
-        c.args(["link", "add", "name", &cap_if, "netns", &cap.name])
-            .args(["type", "veth", "peer", "name", &snd_if, "netns", &snd.name]);
-        let r = util::run_cmd(c);
-        assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
-        ns_run(&cap, &["ip", "link", "set", &cap_if, "up"]);
-        ns_run(&snd, &["ip", "link", "set", &snd_if, "up"]);
         Link {
-            cap,
-            snd,
-            cap_if,
-            snd_if,
+            cap: v.cap,
+            snd: v.snd,
+            cap_if: v.cap_if,
+            snd_if: v.snd_if,
         }
     }
 }

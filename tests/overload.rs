@@ -5,10 +5,9 @@
 //! counts the drops at their source (kernel ring or worker queue), and the
 //! `dos_start` already written during the run is still in the alert file, whole.
 
-use crate::live::{require_root, Netns};
+use crate::live::{require_root, Netns, Veth};
 use crate::util::{self, ChildGuard};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Kernel capture buffer: small, so a top-speed sender overruns it.
@@ -58,23 +57,18 @@ fn scrape(cap: &Netns, addr: &str) -> (Duration, String) {
 #[test]
 fn overloaded_live_capture_stays_responsive_and_counts_its_drops() {
     require_root();
-    let cap = Netns::new();
-    let snd = Netns::new();
-    let tag = std::process::id() % 100_000;
-    let (cap_if, snd_if) = (format!("zwoc{tag}"), format!("zwos{tag}"));
+    let Veth {
+        cap,
+        snd,
+        cap_if,
+        snd_if,
+    } = Veth::new("zwo");
     for ns in [&cap, &snd] {
         for key in ["all", "default"] {
             let k = format!("net.ipv6.conf.{key}.disable_ipv6=1");
             ns_run(ns, &["sysctl", "-qw", &k]);
         }
     }
-    let mut c = Command::new("ip");
-    c.args(["link", "add", "name", &cap_if, "netns", &cap.name])
-        .args(["type", "veth", "peer", "name", &snd_if, "netns", &snd.name]);
-    let r = util::run_cmd(c);
-    assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
-    ns_run(&cap, &["ip", "link", "set", &cap_if, "up"]);
-    ns_run(&snd, &["ip", "link", "set", &snd_if, "up"]);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let alerts = dir.path().join("alerts.jsonl");

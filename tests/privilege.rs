@@ -9,7 +9,7 @@
 //!   the ambient CAP_NET_RAW and CAP_NET_ADMIN (no_new_privs set) captures.
 //! - `systemd-analyze verify` accepts `dist/zonewatch.service`.
 
-use crate::live::{require_root, Netns};
+use crate::live::{require_root, Netns, Veth};
 use crate::stops::Watched;
 use crate::util::{self, ChildGuard};
 use std::os::unix::fs::PermissionsExt;
@@ -29,23 +29,15 @@ fn id_of(flag: &str, user: &str) -> u32 {
         .unwrap_or_else(|e| panic!("{}: {e}: {}", r.cmdline, r.stdout))
 }
 
-/// A veth pair `ifc` (capture side, 192.0.2.1) / `ifs` (sender, 192.0.2.2)
-/// between two fresh namespaces.
-fn veth(ifc: &str, ifs: &str) -> (Netns, Netns) {
-    let cap = Netns::new();
-    let snd = Netns::new();
-    let mut link = Command::new("ip");
-    link.args([
-        "link", "add", "name", ifc, "netns", &cap.name, "type", "veth", "peer", "name", ifs,
-        "netns", &snd.name,
-    ]);
-    let r = util::run_cmd(link);
-    assert_eq!(r.code(), 0, "{}: {}", r.cmdline, r.stderr);
-    cap.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", ifc]);
-    snd.run(&["ip", "addr", "add", "192.0.2.2/24", "dev", ifs]);
-    cap.run(&["ip", "link", "set", ifc, "up"]);
-    snd.run(&["ip", "link", "set", ifs, "up"]);
-    (cap, snd)
+/// A veth pair between two fresh namespaces: capture side 192.0.2.1, sender
+/// 192.0.2.2.
+fn veth() -> Veth {
+    let v = Veth::new("zwp");
+    v.cap
+        .run(&["ip", "addr", "add", "192.0.2.1/24", "dev", &v.cap_if]);
+    v.snd
+        .run(&["ip", "addr", "add", "192.0.2.2/24", "dev", &v.snd_if]);
+    v
 }
 
 /// 5 echo requests from the sender: 10 packets on the capture side.
@@ -85,7 +77,9 @@ fn run_user_nobody_drops_root_in_every_thread_and_still_captures() {
         u64::from(id_of("-g", "nobody")),
     );
     assert_ne!(uid, 0, "nobody is root on this machine?");
-    let (cap, snd) = veth("zwpriv", "zwprivsnd");
+    let Veth {
+        cap, snd, cap_if, ..
+    } = veth();
     let dir = tempfile::tempdir().expect("tempdir");
     let (alerts, flows, summary) = (
         dir.path().join("alerts.jsonl"),
@@ -95,7 +89,7 @@ fn run_user_nobody_drops_root_in_every_thread_and_still_captures() {
     // umask 022 so the mode seen is the one zonewatch asks for (0640).
     let mut zw = cap.cmd("sh");
     zw.args(["-c", "umask 022; exec \"$@\"", "sh", util::BIN])
-        .args(["run", "-i", "zwpriv", "-q", "-w", "2", "--user", "nobody"])
+        .args(["run", "-i", &cap_if, "-q", "-w", "2", "--user", "nobody"])
         .args(["--metrics-listen", "127.0.0.1:0", "--duration-secs", "6"])
         .arg("--alerts")
         .arg(&alerts)
@@ -211,7 +205,9 @@ fn run_user_errors_are_clear_and_exit_2() {
 #[test]
 fn unprivileged_user_with_ambient_capture_capabilities_captures() {
     require_root();
-    let (cap, snd) = veth("zwamb", "zwambsnd");
+    let Veth {
+        cap, snd, cap_if, ..
+    } = veth();
     let dir = tempfile::tempdir().expect("tempdir");
     // nobody must be able to create its files there.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
@@ -232,7 +228,7 @@ fn unprivileged_user_with_ambient_capture_capabilities_captures() {
             util::BIN,
             "run",
             "-i",
-            "zwamb",
+            &cap_if,
             "-q",
             "--metrics-listen",
             "127.0.0.1:0",
@@ -244,7 +240,7 @@ fn unprivileged_user_with_ambient_capture_capabilities_captures() {
         .arg("--summary")
         .arg(&summary);
     let mut w = Watched::spawn(zw);
-    w.wait_stderr("listening on zwamb");
+    w.wait_stderr(&format!("listening on {cap_if}"));
     let status = std::fs::read_to_string(format!("/proc/{}/status", w.pid())).expect("status");
     let uid = u64::from(id_of("-u", "nobody"));
     assert_eq!(status_field(&status, "Uid"), [uid; 4]);

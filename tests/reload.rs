@@ -9,12 +9,11 @@
 //! in flow-start order, so once the alert of a later "sentinel" flow is in the
 //! file, any alert of an earlier flow would be too.
 
-use crate::live::{require_root, Netns};
+use crate::live::{require_root, Netns, Veth};
 use crate::util::{self, ChildGuard};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,25 +71,15 @@ struct Link {
 
 impl Link {
     fn new() -> Link {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let (cap_if, snd_if) = (format!("zwrc{tag}"), format!("zwrs{tag}"));
-        let cap = Netns::new();
-        let snd = Netns::new();
-        let mut c = Command::new("ip");
-        c.args(["link", "add", "name", &cap_if, "netns", &cap.name])
-            .args(["type", "veth", "peer", "name", &snd_if, "netns", &snd.name]);
-        let r = util::run_cmd(c);
-        assert_eq!(r.code(), 0, "{} failed: {}", r.cmdline, r.stderr);
+        let Veth {
+            cap,
+            snd,
+            cap_if,
+            snd_if,
+        } = Veth::new("zwr");
         // Different /24s on one link: each side routes the other's block onto it.
         cap.run(&["ip", "addr", "add", &format!("{DST}/24"), "dev", &cap_if]);
         snd.run(&["ip", "addr", "add", &format!("{SRC}/24"), "dev", &snd_if]);
-        cap.run(&["ip", "link", "set", &cap_if, "up"]);
-        snd.run(&["ip", "link", "set", &snd_if, "up"]);
         cap.run(&["ip", "route", "add", "192.0.2.0/24", "dev", &cap_if]);
         snd.run(&["ip", "route", "add", "198.51.100.0/24", "dev", &snd_if]);
         Link { cap, snd, cap_if }
