@@ -2,14 +2,14 @@
 //! handlers, runs the pipeline, writes the summary. `main.rs` only maps the
 //! result to an exit code.
 
-use crate::alert::{AlertSink, Collect, JsonLines};
+use crate::alert::{AlertSink, Collect, Discard, JsonLines};
 use crate::capture::{CaptureError, FileSource, LiveConfig, LiveSource, Paced, PacketSource};
 use crate::cli::{CheckArgs, Cli, Command, CommonArgs, Listen};
 use crate::metrics::openmetrics::{Recorder, Tee};
 use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Outputs, PipelineConfig, PipelineError, Progress};
-use crate::policy::{Diagnostic, LoadError, Policy};
+use crate::policy::{Diagnostic, LoadError, Policy, Severity};
 use crate::summary::{AlertSummary, PolicySummary, Summary};
 use arc_swap::ArcSwap;
 use std::fs::OpenOptions;
@@ -46,6 +46,31 @@ pub enum AppError {
 
 /// Exit status of a successful run.
 pub const EXIT_OK: i32 = 0;
+
+/// Exit status of a successful run that raised an alert at or above `--fail-on`.
+pub const EXIT_ALERTS: i32 = 1;
+
+/// Alerts at or above `min`, from counts indexed by `Severity as usize`.
+fn at_or_above(by_severity: &[u64; 5], min: Severity) -> u64 {
+    by_severity.iter().skip(min as usize).sum()
+}
+
+/// The exit status `--fail-on` asks for, with a note on stderr when it fails.
+fn fail_on_status(min: Option<Severity>, by_severity: &[u64; 5], quiet: bool) -> i32 {
+    let Some(min) = min else { return EXIT_OK };
+    let n = at_or_above(by_severity, min);
+    if n == 0 {
+        return EXIT_OK;
+    }
+    if !quiet {
+        eprintln!(
+            "zonewatch: {n} alert{} at or above {} (--fail-on): exit {EXIT_ALERTS}",
+            if n == 1 { "" } else { "s" },
+            min.as_str()
+        );
+    }
+    EXIT_ALERTS
+}
 
 pub fn run(cli: Cli) -> Result<i32, AppError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -325,8 +350,9 @@ fn set_policy_info(m: &Metrics, path: Option<&Path>, policy: Option<&Policy>) {
 }
 
 fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
-    // With --alerts the detectors run, with the rules' [detect] thresholds.
-    let detect = c.alerts.as_ref().map(|_| {
+    // With --alerts (or --fail-on, which counts the alerts) the detectors
+    // run, with the rules' [detect] thresholds.
+    let detect = (c.alerts.is_some() || c.fail_on.is_some()).then(|| {
         policy
             .as_ref()
             .map(|p| p.detect.clone())
@@ -396,6 +422,11 @@ fn execute<S: PacketSource>(
         }) as Box<dyn AlertSink>),
         (a, _) => a,
     };
+    // `--fail-on` without `--alerts`: the alerts are computed and counted, not written.
+    let alerts = match (alerts, common.fail_on) {
+        (None, Some(_)) => Some(Box::new(Discard) as Box<dyn AlertSink>),
+        (a, _) => a,
+    };
     let stdout_is_data =
         is_stdout(&common.flows) || is_stdout(&common.summary) || is_stdout(&common.alerts);
     let bar = if !common.quiet && !source.is_live() && io::stderr().is_terminal() {
@@ -424,7 +455,8 @@ fn execute<S: PacketSource>(
         }
         summary.policy = Some(p);
     }
-    if let Some(a) = &report.alerts {
+    // The summary's alert section counts lines written: only with --alerts.
+    if let (Some(a), Some(_)) = (&report.alerts, &common.alerts) {
         summary.alerts = Some(AlertSummary::new(a, cfg.fold.window_ns));
     }
     if let Some((path, mut out)) = summary_out {
@@ -443,7 +475,11 @@ fn execute<S: PacketSource>(
             io::stdout().write_all(text.as_bytes())
         };
     }
-    Ok(EXIT_OK)
+    let by_severity = report
+        .alerts
+        .as_ref()
+        .map_or([0; 5], |a| a.written_by_severity);
+    Ok(fail_on_status(common.fail_on, &by_severity, common.quiet))
 }
 
 fn is_stdout(p: &Option<PathBuf>) -> bool {
@@ -532,7 +568,13 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
         }
     }
     write_stdout(&crate::alert::render_dry_run(&header, &alerts))?;
-    Ok(EXIT_OK)
+    let mut by_severity = [0u64; 5];
+    for a in &alerts {
+        if let Some(n) = Severity::parse(a.severity).and_then(|s| by_severity.get_mut(s as usize)) {
+            *n += 1;
+        }
+    }
+    Ok(fail_on_status(args.fail_on, &by_severity, false))
 }
 
 /// A report on stdout, flushed; a closed pipe or full disk is an error.

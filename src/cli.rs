@@ -1,6 +1,7 @@
 //! Command-line flags (clap) and their validation into the types the library uses.
 //! Raw flags are checked once here; the rest of the crate sees validated values.
 
+use crate::policy::Severity;
 use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -33,6 +34,10 @@ pub struct CheckArgs {
     pub against: Vec<PathBuf>,
     #[command(flatten)]
     pub alerts: AlertArgs,
+    /// With --against: exit 1 when the dry run would raise an alert of this
+    /// severity or higher (info, low, medium, high, critical); 0 otherwise.
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity, requires = "against")]
+    pub fail_on: Option<Severity>,
 }
 
 /// How `separation_violation` alerts fold (see `alert` module docs).
@@ -147,6 +152,11 @@ pub struct CommonArgs {
     pub alerts: Option<PathBuf>,
     #[command(flatten)]
     pub alert: AlertArgs,
+    /// Exit 1 (instead of 0) when the run raised an alert of this severity or
+    /// higher: info, low, medium, high, critical. The alerts are computed
+    /// even without --alerts (then counted, not written). Errors exit 2.
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<Severity>,
     /// Flow-table cap per worker; beyond it the oldest half-open, then idle flows are evicted.
     #[arg(long, default_value = "1048576", value_name = "N")]
     pub max_flows: NonZeroUsize,
@@ -182,6 +192,13 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     s.parse()
         .map(Listen::Addr)
         .map_err(|_| format!("'{s}' is not IP:PORT (e.g. 127.0.0.1:9464) or 'none'"))
+}
+
+/// `--fail-on`: one of the policy's severities, by name.
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| {
+        format!("'{s}' is not a severity; expected one of info, low, medium, high, critical")
+    })
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {

@@ -140,6 +140,16 @@ impl AlertSink for Collect {
     }
 }
 
+/// Drops every alert: the analysis thread still runs and counts what it
+/// would write (`--fail-on` without `--alerts`).
+pub struct Discard;
+
+impl AlertSink for Discard {
+    fn alert(&mut self, _: &Alert) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Counts of the alert path, for the summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct AlertStats {
