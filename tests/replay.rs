@@ -271,3 +271,34 @@ fn unsupported_link_type_is_refused_by_name() {
         run.stderr
     );
 }
+
+/// A directory of rotated captures replays as the merge of its files (hidden
+/// files skipped), exactly as listing them; a non-capture file in it is refused.
+#[test]
+fn a_directory_replays_as_its_files_merged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["zones.pcap", "zones-v6.pcap", "scan-nmap-syn.pcap"];
+    for n in names {
+        std::fs::copy(util::bundled(n), dir.path().join(n)).expect("copy capture");
+    }
+    std::fs::write(dir.path().join(".partial"), b"not a capture").expect("hidden file");
+    let from_dir = util::replay(&[dir.path()], &[]);
+    let listed: Vec<std::path::PathBuf> = names.iter().map(|n| util::bundled(n)).collect();
+    let listed: Vec<&std::path::Path> = listed.iter().map(|p| p.as_path()).collect();
+    let from_files = util::replay(&listed, &[]);
+    assert_eq!(
+        util::count(&from_dir.summary, "", "packets"),
+        util::count(&from_files.summary, "", "packets")
+    );
+    assert_eq!(
+        from_dir.summary["sources"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        util::sorted(&from_dir.flows),
+        util::sorted(&from_files.flows)
+    );
+    std::fs::write(dir.path().join("notes.txt"), b"rotation log").expect("stray file");
+    let r = refused(dir.path());
+    assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
+}

@@ -917,6 +917,36 @@ impl Input {
     }
 }
 
+/// `paths` with each directory replaced by its regular, non-hidden files in
+/// name order (the merge orders packets by time whatever the file order).
+fn expand_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let io = |source| CaptureError::Io {
+            path: p.clone(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(p).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if path.is_file() && !hidden {
+                files.push(path);
+            }
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
 impl FileSource {
     /// Open every file (format by magic, not extension). Fails if any file cannot be
     /// opened, is not a capture, or uses an unsupported link type.
@@ -928,7 +958,12 @@ impl FileSource {
     /// described and none has a supported link type, that is
     /// [`CaptureError::UnsupportedLinkType`]. Packets on unsupported interfaces of a
     /// file that has supported ones are skipped and counted.
+    /// A directory among `paths` stands for every regular file in it (not
+    /// hidden), so a directory of rotated captures replays as one merged run
+    /// in packet-time order; a file in it that is not a capture is an error.
     pub fn open(paths: &[PathBuf]) -> Result<FileSource, CaptureError> {
+        let expanded = expand_dirs(paths)?;
+        let paths = expanded.as_slice();
         if paths.is_empty() {
             return Err(CaptureError::NoInput);
         }
