@@ -26,14 +26,11 @@
 //! capture ring is drained, while SIGTERM stops reading at once.
 
 use crate::live::{require_root, Netns, Veth};
-use crate::util::{self, ChildGuard};
+use crate::util::{self, Watched};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, ExitStatus};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
 
@@ -55,93 +52,15 @@ const DURATION_SECS: u64 = 9;
 /// Longest wait for a capture to start listening or a process to exit.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A child whose stderr is collected by a thread while it runs.
-struct Watched {
-    guard: ChildGuard,
-    name: &'static str,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Watched {
-    fn spawn(name: &'static str, cmd: Command) -> Watched {
-        let mut guard = ChildGuard::spawn(cmd);
-        let (stderr, reader) = util::tap_stderr(&mut guard);
-        Watched {
-            guard,
-            name,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        let child = self.guard.child.as_mut().expect("child running");
-        child
-            .try_wait()
-            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.name))
-    }
-
-    /// Wait (at most WAIT) until stderr contains `needle`.
-    fn wait_stderr(&mut self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if self.stderr().contains(needle) {
-                return;
-            }
-            let gone = self.exited();
-            assert!(
-                gone.is_none() && Instant::now() < deadline,
-                "waited for {needle:?} on the stderr of {}{}; stderr:\n{}",
-                self.name,
-                gone.map(|s| format!(" (it exited: {s})"))
-                    .unwrap_or_default(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Wait (at most `timeout`) for exit 0; returns stderr.
-    fn finish(mut self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(st) = self.exited() {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?}; stderr:\n{}",
-                self.name,
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.guard.child = None;
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let stderr = self.stderr();
-        assert!(
-            !stderr.contains("panicked"),
-            "{} panicked:\n{stderr}",
-            self.name
-        );
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "{} exited with {status}; stderr:\n{stderr}",
-            self.name
-        );
-        stderr
-    }
+/// Wait (at most `timeout`) for `w` to exit 0; its stderr.
+fn finish_ok(w: Watched, what: &str, timeout: Duration) -> String {
+    let (status, stderr) = w.finish(timeout);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{what} exited with {status}; stderr:\n{stderr}"
+    );
+    stderr
 }
 
 /// Run a command in a namespace; it must succeed. Returns its stdout.
@@ -257,13 +176,13 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
         .arg(&alerts_live)
         .arg("--summary")
         .arg(&summary_live);
-    let mut zw = Watched::spawn("zonewatch run", zw);
+    let mut zw = Watched::spawn(zw);
 
     let mut td = link.cap.cmd("tcpdump");
     td.args(["-n", "-i", &link.cap_if, "--time-stamp-precision=nano"])
         .args(["-s", "262144", "-B", "65536", "-w"])
         .arg(&recording);
-    let mut td = Watched::spawn("tcpdump", td);
+    let mut td = Watched::spawn(td);
 
     zw.wait_stderr("zonewatch: listening on ");
     td.wait_stderr("listening on ");
@@ -281,9 +200,13 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
     }
 
     // zonewatch stops by itself (duration limit, checked with the ring drained).
-    zw.finish(Duration::from_secs(DURATION_SECS) + WAIT);
-    util::send_signal(td.guard.id(), "TERM");
-    let td_err = td.finish(WAIT);
+    finish_ok(
+        zw,
+        "zonewatch run",
+        Duration::from_secs(DURATION_SECS) + WAIT,
+    );
+    util::send_signal(td.pid(), "TERM");
+    let td_err = finish_ok(td, "tcpdump", WAIT);
 
     let summary: Value = serde_json::from_str(&read(&summary_live))
         .unwrap_or_else(|e| panic!("live summary is not JSON ({e})"));

@@ -10,7 +10,7 @@
 //! - `systemd-analyze verify` accepts `dist/zonewatch.service`.
 
 use crate::live::{require_root, Netns, Veth};
-use crate::stops::Watched;
+use crate::util::Watched;
 use crate::util::{self, ChildGuard};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -6,99 +6,14 @@
 //! line has several chances to show.
 
 use crate::live::{require_root, Netns};
-use crate::util::{self, ChildGuard};
+use crate::util::{self, ChildGuard, Watched};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Longest wait for a line on stderr, or for the exit after SIGTERM.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A child whose stderr is collected while it runs.
-pub struct Watched {
-    guard: ChildGuard,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Watched {
-    pub fn spawn(cmd: Command) -> Watched {
-        let mut guard = ChildGuard::spawn(cmd);
-        let (stderr, reader) = util::tap_stderr(&mut guard);
-        Watched {
-            guard,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.guard.id()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        let child = self.guard.child.as_mut().expect("child running");
-        child
-            .try_wait()
-            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.guard.cmdline))
-    }
-
-    /// Wait (at most WAIT) until stderr contains `needle`; the child must
-    /// still be running.
-    pub fn wait_stderr(&mut self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.stderr().contains(needle) {
-            let gone = self.exited();
-            assert!(
-                gone.is_none() && Instant::now() < deadline,
-                "waited for {needle:?} on the stderr of {}{}; stderr:\n{}",
-                self.guard.cmdline,
-                gone.map(|s| format!(" (it exited: {s})"))
-                    .unwrap_or_default(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Wait (at most `timeout`) for the exit; (status, stderr). No panic allowed.
-    pub fn finish(mut self, timeout: Duration) -> (ExitStatus, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(st) = self.exited() {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?}; stderr:\n{}",
-                self.guard.cmdline,
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        self.guard.child = None;
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let stderr = self.stderr();
-        assert!(
-            !stderr.contains("panicked"),
-            "{} panicked:\n{stderr}",
-            self.guard.cmdline
-        );
-        (status, stderr)
-    }
-}
 
 /// The three outputs of one run, in their own directory.
 struct Files {
