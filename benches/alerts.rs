@@ -71,6 +71,7 @@ fn events(p: &Arc<Policy>, shape: &str) -> Vec<(usize, Event)> {
             (
                 w,
                 Event {
+                    source: 0,
                     ts_ns: ts,
                     key,
                     verdict,

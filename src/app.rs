@@ -82,7 +82,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             let Some(policy) = load_rules(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
             };
-            let files = FileSource::open(&args.files)?;
+            let files = FileSource::open_named(&named_inputs(&args.files))?;
             let om_out = match &args.openmetrics {
                 Some(p) => Some((p.clone(), open_output(p)?)),
                 None => None,
@@ -107,6 +107,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 _ => None,
             };
             let mut cfg = base_config(&args.common, policy);
+            cfg.sources = files.labels();
             cfg.metrics = metrics;
             cfg.openmetrics = recorder.clone();
             // Concrete source types: the reader inlines into the capture loop.
@@ -195,6 +196,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 max_duration: args.duration_secs.map(Duration::from_secs),
                 policy_updates: reloader.as_ref().map(|r| r.cell.clone()),
                 metrics,
+                sources: vec![args.iface.clone()],
                 ..base_config(&args.common, policy)
             };
             let result = execute(live, outputs, &args.common, cfg, &stop, reloader);
@@ -368,7 +370,52 @@ fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
         ..PipelineConfig::default()
     };
     cfg.flow.max_flows = c.max_flows;
+    cfg.sensor = Some(c.sensor.clone().unwrap_or_else(host_name));
+    cfg.evidence = c.evidence.evidence.as_ref().map(|dir| {
+        let e = &c.evidence;
+        crate::evidence::EvidenceConfig {
+            dir: dir.clone(),
+            ring_packets: usize::try_from(e.evidence_packets).unwrap_or(usize::MAX),
+            alert_bytes: e.evidence_max_bytes,
+            total_bytes: e.evidence_total_bytes,
+            buffer_bytes: e.evidence_buffer_bytes,
+            follow_ns: e.evidence_follow_secs.saturating_mul(1_000_000_000),
+            // The slowest alert is written a fold window (or a detector's
+            // window, at most a few minutes) after its flows were active.
+            keep_ns: cfg.fold.window_ns.saturating_add(300_000_000_000),
+            ..crate::evidence::EvidenceConfig::default()
+        }
+    });
     cfg
+}
+
+/// Replay arguments as (source name, path): `NAME=PATH` names a link (when
+/// no file is literally called that), else the file's or directory's name.
+fn named_inputs(files: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    files
+        .iter()
+        .map(|p| {
+            let split = p
+                .to_str()
+                .filter(|_| !p.exists())
+                .and_then(|s| s.split_once('='))
+                .filter(|(name, path)| !name.is_empty() && !name.contains('/') && !path.is_empty());
+            match split {
+                Some((name, path)) => (name.to_string(), PathBuf::from(path)),
+                None => (crate::capture::file::default_label(p), p.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The machine's host name (`--sensor` default), or "zonewatch".
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "zonewatch".to_string())
 }
 
 /// The `--flows`, `--alerts` and `--summary` outputs, opened (created 0640)
@@ -393,6 +440,12 @@ impl OpenedOutputs {
             Some(p) => Some((p.clone(), open_output(p)?)),
             None => None,
         };
+        if let Some(dir) = &common.evidence.evidence {
+            std::fs::create_dir_all(dir).map_err(|source| AppError::Output {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         Ok(OpenedOutputs {
             flows,
             alerts,

@@ -157,6 +157,12 @@ pub struct CommonArgs {
     /// even without --alerts (then counted, not written). Errors exit 2.
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     pub fail_on: Option<Severity>,
+    /// Name of this sensor, written as `host` in every alert line.
+    /// Default: the machine's host name.
+    #[arg(long, value_name = "NAME")]
+    pub sensor: Option<String>,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
     /// Flow-table cap per worker; beyond it the oldest half-open, then idle flows are evicted.
     #[arg(long, default_value = "1048576", value_name = "N")]
     pub max_flows: NonZeroUsize,
@@ -175,6 +181,32 @@ pub struct CommonArgs {
     /// when given.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub metrics_listen: Option<Listen>,
+}
+
+/// `--evidence DIR`: a pcap per alert (see docs/alerts.md, "Evidence files").
+#[derive(Args, Clone, Debug)]
+pub struct EvidenceArgs {
+    /// Write, per alert, DIR/<alert id>.pcap with the packets of its flows:
+    /// up to --evidence-packets per flow from before the detection, then what
+    /// follows for --evidence-follow-secs, within the byte caps. The alert
+    /// line names its file (`evidence_pcap`). DIR is created if missing.
+    #[arg(long, value_name = "DIR", requires = "alerts")]
+    pub evidence: Option<PathBuf>,
+    /// Packets kept per flow for evidence before a detection (the ring).
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000), requires = "evidence")]
+    pub evidence_packets: u64,
+    /// Packet-time seconds a file keeps collecting after its alert is written.
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400), requires = "evidence")]
+    pub evidence_follow_secs: u64,
+    /// Bytes one evidence file may hold (pcap headers included).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(64..), requires = "evidence")]
+    pub evidence_max_bytes: u64,
+    /// Bytes all evidence files of the run may hold together; alerts past it get no file (counted).
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(64..), requires = "evidence")]
+    pub evidence_total_bytes: u64,
+    /// Memory for the per-flow rings; beyond it the least recently active flows' rings go first (counted).
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1 << 16..), requires = "evidence")]
+    pub evidence_buffer_bytes: u64,
 }
 
 /// Where `--metrics-listen` serves.

@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod detect;
+pub mod evidence;
 pub mod flow;
 pub mod metrics;
 pub mod packet;

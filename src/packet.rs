@@ -46,6 +46,20 @@ impl LinkType {
         })
     }
 
+    /// The LINKTYPE_* number to write in a pcap header for this framing.
+    pub fn number(self) -> u32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::Raw => 101,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::LinuxSll2 => 276,
+        }
+    }
+
     /// Stable lower-case name used in summaries and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -228,7 +242,7 @@ pub fn addr_v4(a: [u8; 4]) -> Addr {
 /// For ICMP/ICMPv6, `sport` is the ICMP type and `dport` the code (as in the
 /// Community ID spec). For ARP, `src`/`dst` are the sender/target protocol
 /// addresses and `sport` is the ARP opcode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(C)]
 pub struct FlowKey {
     pub src: Addr,
@@ -340,6 +354,8 @@ pub struct PacketMeta {
     pub has_quote: bool,
     /// IP TTL / hop limit.
     pub ttl: u8,
+    /// Index of the input the frame came from ([`RawFrame::source`]).
+    pub source: u16,
 }
 
 impl fmt::Display for FlowKey {

@@ -92,6 +92,14 @@ pub struct PipelineConfig {
     /// must be set) at every interval boundary of packet time, after a barrier
     /// with the workers (see `metrics::openmetrics`). `None` = no snapshots.
     pub openmetrics: Option<Arc<Recorder>>,
+    /// Alerts' `host` (`--sensor`).
+    pub sensor: Option<String>,
+    /// Names of the capture sources by input index (alerts' `in_iface`):
+    /// the interface, or each replayed input's name.
+    pub sources: Vec<String>,
+    /// `--evidence DIR` (with `Outputs::alerts`): the capture thread copies
+    /// every analysed frame for the analysis thread's evidence store.
+    pub evidence: Option<crate::evidence::EvidenceConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -110,6 +118,9 @@ impl Default for PipelineConfig {
             detect: None,
             metrics: None,
             openmetrics: None,
+            sensor: None,
+            sources: Vec::new(),
+            evidence: None,
         }
     }
 }
@@ -260,6 +271,9 @@ pub fn run<S: PacketSource + ?Sized>(
                 policy: cfg.policy.clone(),
                 detect: cfg.detect.clone().unwrap_or_else(DetectConfig::none),
                 metrics: cfg.metrics.clone(),
+                sensor: cfg.sensor.clone(),
+                sources: cfg.sources.clone(),
+                evidence: cfg.evidence.clone(),
             };
             let h = thread::Builder::new()
                 .name("zw-analysis".into())
@@ -322,7 +336,16 @@ pub fn run<S: PacketSource + ?Sized>(
         handles.push(h);
     }
     drop(chunk_tx);
-    drop(alert_tx);
+    // The capture thread keeps a sender only for evidence frames.
+    let evidence = match (&cfg.evidence, alert_tx) {
+        (Some(_), Some(tx)) => Some(EvidenceOut {
+            tx,
+            batch: crate::evidence::Batch::default(),
+            live,
+            dropped: 0,
+        }),
+        _ => None,
+    };
 
     let mut pending: Vec<Vec<PacketMeta>> = recycled
         .iter()
@@ -349,6 +372,7 @@ pub fn run<S: PacketSource + ?Sized>(
         batch_size,
         stamp: cfg.metrics.is_some(),
         first_at: vec![None; n],
+        evidence,
     };
     let mut publish = cfg.metrics.as_deref().map(CapturePub::new);
     // Openmetrics snapshots: the next boundary of packet time (0 = none yet).
@@ -425,6 +449,14 @@ pub fn run<S: PacketSource + ?Sized>(
                     sound && matches!(meta.l3, L3::Ipv4 | L3::Ipv6 | L3::Arp)
                 };
                 if forward {
+                    meta.source = frame.source;
+                    if let Some(ev) = &mut dispatch.evidence {
+                        ev.batch
+                            .push(&frame, &crate::flow::table::flow_key_of(&meta));
+                        if ev.batch.is_full() {
+                            ev.flush();
+                        }
+                    }
                     meta.hash = hasher.hash_packet(&meta);
                     let w = worker_of(meta.hash, n);
                     let batch = &mut pending[w];
@@ -492,6 +524,8 @@ pub fn run<S: PacketSource + ?Sized>(
     // the capture has stopped, nothing more can be lost by waiting).
     dispatch.when_full = WhenFull::Block;
     dispatch.send_all(&mut pending, clock);
+    // (send_all handed over the last evidence frames first.)
+    let not_copied = dispatch.evidence.take().map_or(0, |e| e.dropped);
     if let Some(m) = &mut publish {
         m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
     }
@@ -519,8 +553,11 @@ pub fn run<S: PacketSource + ?Sized>(
     drop(spare_tx);
     let alerts = match alerter {
         Some(h) => {
-            let (stats, result) = h.join().map_err(|_| PipelineError::WorkerPanic)?;
+            let (mut stats, result) = h.join().map_err(|_| PipelineError::WorkerPanic)?;
             result.map_err(PipelineError::AlertOutput)?;
+            if let Some(e) = &mut stats.evidence {
+                e.frames_not_copied = not_copied;
+            }
             Some(stats)
         }
         None => None,
@@ -606,11 +643,45 @@ struct Dispatch<'a> {
     stamp: bool,
     /// Per worker: when the first packet of its pending batch was read.
     first_at: Vec<Option<Instant>>,
+    /// `--evidence`: frames copied for the analysis thread.
+    evidence: Option<EvidenceOut>,
+}
+
+/// The capture thread's evidence copies, sent before any worker batch that
+/// holds the same frames: by the time a worker's watermark passes a frame,
+/// the analysis thread has it queued.
+struct EvidenceOut {
+    tx: Sender<AnalysisMsg>,
+    batch: crate::evidence::Batch,
+    live: bool,
+    /// Frames dropped because the analysis thread was behind (live only).
+    dropped: u64,
+}
+
+impl EvidenceOut {
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let b = Box::new(std::mem::take(&mut self.batch));
+        let n = b.recs.len() as u64;
+        let sent = if self.live {
+            self.tx.try_send(AnalysisMsg::Frames(b)).is_ok()
+        } else {
+            self.tx.send(AnalysisMsg::Frames(b)).is_ok()
+        };
+        if !sent {
+            self.dropped += n;
+        }
+    }
 }
 
 impl Dispatch<'_> {
     /// Hand `batch` to worker `w` and put an empty recycled one in its place.
     fn send(&mut self, w: usize, batch: &mut Vec<PacketMeta>, now_ns: u64) {
+        if let Some(ev) = &mut self.evidence {
+            ev.flush();
+        }
         if self.when_full == WhenFull::DropNewest && self.to_worker[w].is_full() {
             // The worker is behind: drop this batch's packets, keep the vector.
             // (This thread is the only sender, so the queue cannot fill between

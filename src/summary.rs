@@ -92,6 +92,9 @@ pub struct AlertSummary {
     pub closed_early: u64,
     pub late: u64,
     pub fold_window_secs: f64,
+    /// `--evidence DIR`: files written and what was cut, by reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::evidence::EvidenceStats>,
 }
 
 impl AlertSummary {
@@ -117,6 +120,7 @@ impl AlertSummary {
             closed_early: s.closed_early,
             late: s.late,
             fold_window_secs: window_ns as f64 / 1e9,
+            evidence: a.evidence.clone(),
         }
     }
 
@@ -162,6 +166,38 @@ impl AlertSummary {
                 "                 closed early (too many open) {}, late (input out of order) {}",
                 self.closed_early,
                 self.late + self.observations_late
+            );
+        }
+        if let Some(e) = &self.evidence {
+            let cut = e.alerts_without_file
+                + e.frames_over_alert_cap
+                + e.frames_over_total_cap
+                + e.frames_other_link
+                + e.flows_over_cap
+                + e.frames_evicted
+                + e.write_errors
+                + e.frames_not_copied;
+            let _ = writeln!(
+                s,
+                "  evidence       {} files, {} packets, {} bytes{}",
+                e.files,
+                e.packets,
+                e.bytes,
+                if cut == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "; cut: {} alerts without file (total cap), {} frames over the per-alert cap, {} over the total cap, {} of another link type, {} flows over cap, {} frames evicted from full rings, {} write errors, {} frames not copied (analysis behind)",
+                        e.alerts_without_file,
+                        e.frames_over_alert_cap,
+                        e.frames_over_total_cap,
+                        e.frames_other_link,
+                        e.flows_over_cap,
+                        e.frames_evicted,
+                        e.write_errors,
+                        e.frames_not_copied
+                    )
+                }
             );
         }
     }

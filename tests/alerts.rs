@@ -81,16 +81,16 @@ fn a_scan_across_the_boundary_folds_into_max_per_source_plus_one_alerts() {
     assert_eq!(n(src, "distinct_dst"), 1);
     // The 20 per-flow groups hold 20 ports (their repeats fold into them), the
     // per-source alert the other 980 of the 1000 ports.
-    let ports: BTreeSet<u64> = by_flow.iter().map(|a| n(a, "dst_port")).collect();
+    let ports: BTreeSet<u64> = by_flow.iter().map(|a| n(a, "dest_port")).collect();
     assert_eq!(ports.len(), 20);
     assert_eq!(n(src, "distinct_dst_port"), 1000 - 20);
     for a in &r.alerts {
         assert_eq!(
-            (s(a, "src_ip"), s(a, "dst_ip"), s(a, "severity")),
+            (s(a, "src_ip"), s(a, "dest_ip"), s(a, "severity")),
             ("172.16.0.8", "64.13.134.52", "critical")
         );
         assert_eq!(
-            (s(a, "src_zone"), s(a, "dst_zone"), s(a, "rule")),
+            (s(a, "src_zone"), s(a, "dest_zone"), s(a, "rule")),
             ("mynumber", "internet", "mynumber->*")
         );
     }
@@ -108,7 +108,7 @@ fn a_scan_across_the_boundary_folds_into_max_per_source_plus_one_alerts() {
 fn without_the_source_cap_one_alert_per_port_and_repeats_fold() {
     let r = replay(SYNSCAN, "2", &["--alert-max-per-source", "0"]);
     assert_eq!(r.alerts.len(), 1000, "one per (src, dst, proto, port)");
-    let ports: BTreeSet<u64> = r.alerts.iter().map(|a| n(a, "dst_port")).collect();
+    let ports: BTreeSet<u64> = r.alerts.iter().map(|a| n(a, "dest_port")).collect();
     assert_eq!(ports.len(), 1000);
     assert_eq!(total_count(&r), 1994);
     assert!(r.alerts.iter().all(|a| (1..=2).contains(&n(a, "count"))));
@@ -152,6 +152,6 @@ fn masscan_alerts_carry_the_vlan_and_fold_per_window() {
     for a in &r.alerts {
         let vlan = a["vlan"].as_array().expect("vlan array");
         assert_eq!(vlan.len(), 1, "every frame is tagged: {a:?}");
-        assert_eq!(s(a, "dst_ip"), "198.124.152.15");
+        assert_eq!(s(a, "dest_ip"), "198.124.152.15");
     }
 }

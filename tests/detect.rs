@@ -121,13 +121,13 @@ fn public_scans_raise_one_alert_each_with_their_facts() {
         assert_eq!(s(a, "kind"), e.kind, "{}", e.file);
         assert_eq!(s(a, "src_ip"), e.src, "{}", e.file);
         assert_eq!(
-            a.get("dst_ip").and_then(Value::as_str),
+            a.get("dest_ip").and_then(Value::as_str),
             e.dst_ip,
             "{}",
             e.file
         );
         assert_eq!(
-            a.get("dst_port").and_then(Value::as_u64),
+            a.get("dest_port").and_then(Value::as_u64),
             e.dst_port,
             "{}",
             e.file
@@ -224,11 +224,11 @@ fn recorded_scans_and_sweeps_match_their_ground_truth() {
             "{file}"
         );
         assert_eq!(
-            (s(a, "src_ip"), s(a, "dst_ip")),
+            (s(a, "src_ip"), s(a, "dest_ip")),
             ("203.0.113.66", "192.0.2.34")
         );
         assert_eq!(
-            (s(a, "src_zone"), s(a, "dst_zone")),
+            (s(a, "src_zone"), s(a, "dest_zone")),
             ("internet", "mynumber.srv")
         );
         // 1,024 ports; 1,020 closed ones answered RST; none unanswered.
@@ -241,7 +241,7 @@ fn recorded_scans_and_sweeps_match_their_ground_truth() {
     let (a, raw) = bundled_scans("scan-nmap-udp.pcap", "2");
     assert_eq!(a.len(), 1, "{raw}");
     assert_eq!(
-        (s(&a[0], "kind"), s(&a[0], "dst_ip")),
+        (s(&a[0], "kind"), s(&a[0], "dest_ip")),
         ("port_scan", "192.0.2.34")
     );
     // 50 UDP ports (plus nmap's discovery SYN to 443); 53 and 123 answered.
@@ -256,7 +256,7 @@ fn recorded_scans_and_sweeps_match_their_ground_truth() {
         (s(&a[0], "kind"), s(&a[0], "src_ip")),
         ("host_sweep", "203.0.113.66")
     );
-    assert_eq!(s(&a[0], "dst_zone"), "lgwan.term");
+    assert_eq!(s(&a[0], "dest_zone"), "lgwan.term");
     assert_eq!(ev(&a[0], "sweep_unanswered"), 26, "{raw}");
     // ARP sweep of 31 addresses by 192.0.2.70, 5 neighbours answered.
     let (a, raw) = bundled_scans("sweep-arp.pcap", "2");

@@ -49,9 +49,9 @@ fn hydra_against_sshd_is_one_brute_force_alert() {
     assert_eq!(bf.len(), 1, "{raw}");
     let b = bf[0];
     assert_eq!(b["src_ip"], "192.0.2.130");
-    assert_eq!(b["dst_ip"], "192.0.2.34");
+    assert_eq!(b["dest_ip"], "192.0.2.34");
     assert_eq!(
-        (b["dst_port"].as_u64(), b["count"].as_u64()),
+        (b["dest_port"].as_u64(), b["count"].as_u64()),
         (Some(22), Some(9))
     );
     assert_eq!(b["rule"], "detect.brute_force");
@@ -82,8 +82,8 @@ fn public_brute_force_captures_raise_their_facts() {
     let bf = of_kind(&a, "brute_force");
     assert_eq!(bf.len(), 1, "{raw}");
     assert_eq!(bf[0]["src_ip"], "192.168.56.1");
-    assert_eq!(bf[0]["dst_ip"], "192.168.56.101");
-    assert_eq!(bf[0]["dst_port"], 21);
+    assert_eq!(bf[0]["dest_ip"], "192.168.56.101");
+    assert_eq!(bf[0]["dest_port"], 21);
     assert_eq!((ev(bf[0], "attempts"), ev(bf[0], "targets")), (30, 1));
     assert_eq!(bf[0]["evidence"]["service"], "ftp");
 
@@ -96,10 +96,10 @@ fn public_brute_force_captures_raise_their_facts() {
     assert_eq!(bf.len(), 4, "{raw}");
     for b in &bf {
         assert_eq!(
-            (b["src_ip"].as_str(), b["dst_ip"].as_str()),
+            (b["src_ip"].as_str(), b["dest_ip"].as_str()),
             (Some("240.0.1.2"), Some("240.125.0.2"))
         );
-        assert_eq!(b["dst_port"], 22);
+        assert_eq!(b["dest_port"], 22);
     }
     let total: u64 = bf.iter().map(|b| ev(b, "attempts")).sum();
     assert_eq!(total, 61, "{raw}");
@@ -144,11 +144,11 @@ fn non_admin_ssh_to_a_my_number_server_is_admin_access() {
     assert_eq!(adm.len(), 1, "{raw}");
     let x = adm[0];
     assert_eq!(
-        (x["src_ip"].as_str(), x["dst_ip"].as_str()),
+        (x["src_ip"].as_str(), x["dest_ip"].as_str()),
         (Some("192.0.2.130"), Some("192.0.2.34"))
     );
     assert_eq!(
-        (x["dst_port"].as_u64(), x["count"].as_u64()),
+        (x["dest_port"].as_u64(), x["count"].as_u64()),
         (Some(22), Some(9))
     );
     assert_eq!(
@@ -156,7 +156,7 @@ fn non_admin_ssh_to_a_my_number_server_is_admin_access() {
         (Some("critical"), Some("detect.admin_access"))
     );
     assert_eq!(
-        (x["src_zone"].as_str(), x["dst_zone"].as_str()),
+        (x["src_zone"].as_str(), x["dest_zone"].as_str()),
         (Some("inet.term"), Some("mynumber.srv"))
     );
     assert_eq!(x["evidence"]["answered"], true);
@@ -189,12 +189,12 @@ fn kerberos_guessing_over_udp_is_one_brute_force_alert() {
     assert_eq!(bf.len(), 1, "{raw}");
     let b = bf[0];
     assert_eq!(
-        (b["src_ip"].as_str(), b["dst_ip"].as_str()),
+        (b["src_ip"].as_str(), b["dest_ip"].as_str()),
         (Some("192.0.2.70"), Some("192.0.2.100"))
     );
     assert_eq!(
         (
-            b["dst_port"].as_u64(),
+            b["dest_port"].as_u64(),
             b["proto"].as_str(),
             b["count"].as_u64()
         ),

@@ -110,7 +110,7 @@ fn floods_raise_one_episode_with_the_ground_truth() {
             "{name}: one episode: {kinds:?}"
         );
         for x in &a {
-            assert_eq!(s(x, "dst_ip"), e.victim, "{name}");
+            assert_eq!(s(x, "dest_ip"), e.victim, "{name}");
             assert_eq!(s(x, "rule"), e.rule, "{name}");
             assert_eq!(s(x, "proto"), e.proto, "{name}");
         }

@@ -56,9 +56,9 @@ fn dual_homed_pc_is_one_critical_zone_bridge_and_the_router_none() {
     assert_eq!(s(a, "severity"), "critical");
     assert_eq!(s(a, "rule"), "detect.hosts.zone_bridge.zones");
     assert_eq!(s(a, "src_ip"), "192.0.2.10");
-    assert_eq!(s(a, "dst_ip"), "192.0.2.70");
+    assert_eq!(s(a, "dest_ip"), "192.0.2.70");
     assert_eq!(s(a, "src_zone"), "mynumber.term");
-    assert_eq!(s(a, "dst_zone"), "lgwan.term");
+    assert_eq!(s(a, "dest_zone"), "lgwan.term");
     // Frame 1 (the PC's ARP request) is the first evidence.
     assert_eq!(s(a, "timestamp"), "2026-01-01T00:00:00.000000Z");
     let e = &a["evidence"];

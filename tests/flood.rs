@@ -146,7 +146,7 @@ fn check(run: &FloodRun, sources: u64) {
         .collect();
     assert_eq!(starts.len(), 1, "one dos_start:\n{}", run.alerts);
     let a = &starts[0];
-    assert_eq!(a["dst_ip"], VICTIM, "{a:#}");
+    assert_eq!(a["dest_ip"], VICTIM, "{a:#}");
     assert_eq!(a["rule"], "detect.dos.syn_flood", "{a:#}");
     let est = a["evidence"]["sources_estimate"].as_u64().unwrap_or(0);
     assert!(

@@ -166,6 +166,8 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
     let alerts_replay = dir.path().join("B.jsonl");
     let summary_live = dir.path().join("S.json");
     let recording = dir.path().join("T.pcap");
+    let ev_live = dir.path().join("ev-live");
+    let ev_replay = dir.path().join("ev-replay");
 
     let mut zw = link.cap.cmd(util::BIN);
     zw.args(["run", "-q", "-i", &link.cap_if, "-w", "2"])
@@ -175,7 +177,9 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
         .arg("--alerts")
         .arg(&alerts_live)
         .arg("--summary")
-        .arg(&summary_live);
+        .arg(&summary_live)
+        .arg("--evidence")
+        .arg(&ev_live);
     let mut zw = Watched::spawn(zw);
 
     let mut td = link.cap.cmd("tcpdump");
@@ -244,6 +248,8 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
         "live run should stop at --duration-secs: {summary:#}"
     );
 
+    // Named after the interface it was recorded on, so `in_iface` agrees.
+    let named = format!("{}={}", link.cap_if, recording.display());
     let replay = util::zonewatch([
         "replay".as_ref(),
         "-q".as_ref(),
@@ -253,19 +259,66 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
         RULES.as_ref(),
         "--alerts".as_ref(),
         alerts_replay.as_os_str(),
-        recording.as_os_str(),
+        "--evidence".as_ref(),
+        ev_replay.as_os_str(),
+        named.as_ref(),
     ]);
     replay.assert_ok();
 
-    let live = read(&alerts_live);
+    // Evidence files: the same packets, byte for byte, for every alert (the
+    // files are paired by line: an alert's id hashes its line, so the one
+    // line that differs, below, names a different file).
+    let (live_lines, replay_lines) = (
+        parse_lines(&read(&alerts_live), "live alerts"),
+        parse_lines(&read(&alerts_replay), "replay alerts"),
+    );
+    assert_eq!(live_lines.len(), replay_lines.len());
+    for (x, y) in live_lines.iter().zip(&replay_lines) {
+        assert_eq!(x["in_iface"], link.cap_if.as_str(), "{x}");
+        let (fx, fy) = (
+            x["evidence_pcap"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no evidence file: {x}")),
+            y["evidence_pcap"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no evidence file: {y}")),
+        );
+        let (bx, by) = (
+            std::fs::read(fx).unwrap_or_else(|e| panic!("{fx}: {e}")),
+            std::fs::read(fy).unwrap_or_else(|e| panic!("{fy}: {e}")),
+        );
+        assert!(bx.len() > 24, "{fx} holds no packet");
+        assert!(bx == by, "evidence differs live vs replay for {x}");
+    }
+
+    let live = read(&alerts_live).replace(
+        &format!("{}/", ev_live.display()),
+        &format!("{}/", ev_replay.display()),
+    );
     let b = read(&alerts_replay);
-    // The one expected difference (module docs): why open episodes ended.
+    // The one expected difference (module docs): why open episodes ended,
+    // and so that line's id and evidence file name.
     assert!(
         live.contains(r#""ended_by":"shutdown""#),
         "the live run's open episode must end by shutdown:\n{live}"
     );
     assert!(!b.contains(r#""ended_by":"shutdown""#), "{b}");
-    let a = live.replace(r#""ended_by":"shutdown""#, r#""ended_by":"end_of_input""#);
+    let unid = |text: &str| -> String {
+        text.lines()
+            .map(|l| {
+                if !l.contains(r#""ended_by":"#) {
+                    return format!("{l}\n");
+                }
+                let mut v: Value = serde_json::from_str(l).expect("json");
+                let o = v.as_object_mut().expect("object");
+                o.remove("id");
+                o.remove("evidence_pcap");
+                format!("{v}\n")
+            })
+            .collect()
+    };
+    let a = unid(&live.replace(r#""ended_by":"shutdown""#, r#""ended_by":"end_of_input""#));
+    let b = unid(&b);
     let alerts = parse_lines(&live, "live alerts");
     assert!(!alerts.is_empty(), "the live run wrote no alerts");
     assert!(
@@ -303,7 +356,7 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
     };
     let scan = find("port_scan");
     assert_eq!(scan["src_ip"], "203.0.113.66", "{scan}");
-    assert_eq!(scan["dst_ip"], "192.0.2.34", "{scan}");
+    assert_eq!(scan["dest_ip"], "192.0.2.34", "{scan}");
     assert!(
         scan["evidence"]["ports"].as_u64() >= Some(1000),
         "nmap probed ports 1-1024: {scan}"
@@ -316,7 +369,7 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
         "nmap ARP-swept a /27: {sweep}"
     );
     let dos = find("dos_start");
-    assert_eq!(dos["dst_ip"], "192.0.2.34", "{dos}");
+    assert_eq!(dos["dest_ip"], "192.0.2.34", "{dos}");
     let types = dos["evidence"]["attack_types"].to_string();
     assert!(types.contains("icmp_flood"), "{dos}");
     // Both runs ended the episode at their end, not after quiet time (see the

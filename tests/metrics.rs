@@ -243,7 +243,7 @@ fn replay_hold_serves_metrics_that_match_the_summary_and_pass_promtool() {
             a["kind"].as_str().unwrap().to_string(),
             a["severity"].as_str().unwrap().to_string(),
             zone(&a["src_zone"]),
-            zone(&a["dst_zone"]),
+            zone(&a["dest_zone"]),
         ];
         *alerts_want.entry(k).or_default() += 1.0;
     }

@@ -253,7 +253,7 @@ fn overloaded_live_capture_stays_responsive_and_counts_its_drops() {
         "the dos_start written during the run is gone after SIGTERM:\n{dos_line}\n---\n{text}"
     );
     let a: Value = serde_json::from_str(&dos_line).expect("dos_start is JSON");
-    assert_eq!(a["dst_ip"], VICTIM, "{a:#}");
+    assert_eq!(a["dest_ip"], VICTIM, "{a:#}");
     assert_eq!(a["rule"], "detect.dos.syn_flood", "{a:#}");
     for l in text.lines() {
         serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("alert line ({e}): {l}"));

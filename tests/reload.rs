@@ -296,10 +296,10 @@ fn flow_from(
 
 fn assert_violation(alert: &Value, dport: u16) {
     assert_eq!(alert["kind"], "separation_violation", "{alert}");
-    assert_eq!(alert["dst_ip"], DST, "{alert}");
-    assert_eq!(alert["dst_port"], dport, "{alert}");
+    assert_eq!(alert["dest_ip"], DST, "{alert}");
+    assert_eq!(alert["dest_port"], dport, "{alert}");
     assert_eq!(alert["src_zone"], "a", "{alert}");
-    assert_eq!(alert["dst_zone"], "b", "{alert}");
+    assert_eq!(alert["dest_zone"], "b", "{alert}");
     assert_eq!(alert["severity"], "high", "{alert}");
 }
 
@@ -347,7 +347,7 @@ fn reload_swaps_rules_for_new_flows() {
     );
     let to_9999: Vec<&Value> = alerts
         .iter()
-        .filter(|a| a["proto"] == "udp" && a["dst_port"] == 9999)
+        .filter(|a| a["proto"] == "udp" && a["dest_port"] == 9999)
         .collect();
     assert_eq!(
         to_9999.len(),

@@ -302,3 +302,51 @@ fn a_directory_replays_as_its_files_merged() {
     let r = refused(dir.path());
     assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
 }
+
+/// Several links, merged by time: each alert names the input it came from
+/// (`NAME=PATH`, else the file's name), and the summary lists each input's label.
+#[test]
+fn inputs_from_several_links_are_merged_and_each_alert_is_tagged_with_its_source() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
+    let zones = util::bundled("zones.pcap");
+    let scan = util::bundled("scan-nmap-syn.pcap");
+    let core = format!("core-sw={}", zones.display());
+    // The scan is given by its plain path: its label is its file name.
+    let r = util::replay_alerts(&[Path::new(&core), &scan], &["--rules", rules]);
+    let mut by_iface = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for a in &r.alerts {
+        let iface = a["in_iface"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no in_iface: {a:?}"));
+        by_iface
+            .entry(iface.to_string())
+            .or_default()
+            .push(a["src_ip"].as_str().unwrap_or("").to_string());
+    }
+    let names: Vec<&String> = by_iface.keys().collect();
+    assert_eq!(names, ["core-sw", "scan-nmap-syn.pcap"], "{by_iface:?}");
+    // The scanner is only on the scan link; the zone capture's initiators only on core-sw.
+    assert!(by_iface["scan-nmap-syn.pcap"]
+        .iter()
+        .all(|s| s == "203.0.113.66"));
+    assert!(by_iface["core-sw"].iter().all(|s| s != "203.0.113.66"));
+    assert_eq!(by_iface["core-sw"].len(), 6, "the six planted violations");
+    let labels: Vec<&str> = r.summary["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .map(|s| s["label"].as_str().expect("label"))
+        .collect();
+    assert_eq!(labels, ["core-sw", "scan-nmap-syn.pcap"]);
+
+    // A file literally named NAME=PATH is that file, not a label.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let odd = dir.path().join("a=b.pcap");
+    std::fs::copy(&zones, &odd).expect("copy");
+    let r = util::replay_alerts(&[&odd], &["--rules", rules]);
+    assert!(
+        r.alerts.iter().all(|a| a["in_iface"] == "a=b.pcap"),
+        "{:?}",
+        r.alerts
+    );
+}

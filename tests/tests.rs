@@ -13,6 +13,7 @@ mod detect_access;
 mod detect_dos;
 mod detect_hosts;
 mod determinism;
+mod evidence;
 mod flood;
 mod flows;
 mod live;

@@ -333,12 +333,18 @@ fn num(f: &Map<String, Value>, k: &str) -> u64 {
 
 type Key = (String, String, String, u64);
 
+/// The key of a flow line (`dst_*`) or an alert line (EVE's `dest_*`).
 fn key(f: &Map<String, Value>) -> Key {
+    let (dst, dport) = if f.contains_key("dest_ip") {
+        ("dest_ip", "dest_port")
+    } else {
+        ("dst_ip", "dst_port")
+    };
     (
         s(f, "src_ip").to_string(),
-        s(f, "dst_ip").to_string(),
+        s(f, dst).to_string(),
         s(f, "proto").to_string(),
-        num(f, "dst_port"),
+        num(f, dport),
     )
 }
 
@@ -642,7 +648,7 @@ fn check_planted_alerts(c: &Capture) {
         assert_eq!(num(a, "count"), 1, "{a:?}");
         assert_eq!(s(a, "folded_by"), "flow", "{a:?}");
         assert_eq!(
-            (s(a, "src_zone"), s(a, "dst_zone")),
+            (s(a, "src_zone"), s(a, "dest_zone")),
             (p.src_zone, p.dst_zone),
             "{a:?}"
         );

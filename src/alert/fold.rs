@@ -146,6 +146,10 @@ pub struct Folder {
     /// Alerts written and the packet time they were written at.
     out: Vec<(u64, Alert)>,
     stats: AlertStats,
+    /// `--evidence`: every released flow's start time, the group (its `seq`)
+    /// it folded into and its key, in release order; drained by the analysis
+    /// thread.
+    pub(crate) folded: Option<Vec<(u64, u64, crate::packet::FlowKey)>>,
 }
 
 impl Folder {
@@ -163,6 +167,18 @@ impl Folder {
             next_prune_ns: 0,
             out: Vec::new(),
             stats: AlertStats::default(),
+            folded: None,
+        }
+    }
+
+    /// Log which group every flow folds into (for evidence files).
+    pub fn track_folds(&mut self) {
+        self.folded = Some(Vec::new());
+    }
+
+    fn log_fold(&mut self, seq: u64, ts_ns: u64, key: crate::packet::FlowKey) {
+        if let Some(v) = &mut self.folded {
+            v.push((ts_ns, seq, key));
         }
     }
 
@@ -293,16 +309,24 @@ impl Folder {
     fn close(&mut self, g: GroupRef, at: u64) {
         let alert = match g {
             GroupRef::Flow(k) => match self.flows.remove(&k) {
-                Some(g) => make_alert(&g.first, g.last_ns, g.count, None),
+                Some(g) => {
+                    let mut a = make_alert(&g.first, g.last_ns, g.count, None);
+                    a.evidence_slot = Some(g.seq);
+                    a
+                }
                 None => return,
             },
             GroupRef::Source(k) => match self.sources.get_mut(&k).and_then(|s| s.overflow.take()) {
-                Some(o) => make_alert(
-                    &o.group.first,
-                    o.group.last_ns,
-                    o.group.count,
-                    Some((o.dsts.len() as u64, o.ports.len() as u64)),
-                ),
+                Some(o) => {
+                    let mut a = make_alert(
+                        &o.group.first,
+                        o.group.last_ns,
+                        o.group.count,
+                        Some((o.dsts.len() as u64, o.ports.len() as u64)),
+                    );
+                    a.evidence_slot = Some(o.group.seq);
+                    a
+                }
                 None => return,
             },
         };
@@ -356,6 +380,8 @@ impl Folder {
                 g.count += 1;
                 g.last_ns = g.last_ns.max(e.ts_ns);
                 self.stats.folded_by_flow += 1;
+                let seq = g.seq;
+                self.log_fold(seq, e.ts_ns, e.key);
                 return;
             }
             // Its window is over but it is not closed yet (a late event): close it.
@@ -384,7 +410,9 @@ impl Folder {
                 let port = e.key.dport;
                 let st_has_overflow = st.overflow.is_some();
                 if st_has_overflow {
+                    let mut seq = None;
                     if let Some(o) = self.sources.get_mut(&sk).and_then(|s| s.overflow.as_mut()) {
+                        seq = Some(o.group.seq);
                         o.group.count += 1;
                         o.group.last_ns = o.group.last_ns.max(e.ts_ns);
                         if o.dsts.len() < DISTINCT_CAP {
@@ -394,8 +422,12 @@ impl Folder {
                             o.ports.insert(port);
                         }
                     }
+                    if let Some(seq) = seq {
+                        self.log_fold(seq, e.ts_ns, e.key);
+                    }
                 } else {
                     let group = self.open_group(e, GroupRef::Source(sk));
+                    self.log_fold(group.seq, group.first.ts_ns, group.first.key);
                     let mut dsts = HashSet::default();
                     dsts.insert(dst);
                     let mut ports = HashSet::default();
@@ -409,6 +441,7 @@ impl Folder {
             st.groups += 1;
         }
         let g = self.open_group(e, GroupRef::Flow(fk));
+        self.log_fold(g.seq, g.first.ts_ns, g.first.key);
         self.flows.insert(fk, g);
     }
 }

@@ -27,10 +27,10 @@
 //! | `timestamp` | packet time of the group's first flow, RFC 3339 UTC, µs |
 //! | `kind` | `"separation_violation"` |
 //! | `severity` | `"info"` .. `"critical"`, from the policy's `[severity]` table |
-//! | `src_ip`, `src_port`, `dst_ip`, `dst_port` | the group's first flow, initiator → responder (ICMP: Community ID port equivalents, as in flow lines) |
+//! | `src_ip`, `src_port`, `dest_ip`, `dest_port` | the group's first flow, initiator → responder (ICMP: Community ID port equivalents, as in flow lines) |
 //! | `proto` | as in flow lines (`"tcp"`, `"udp"`, `"icmp"`, `"ipv6-icmp"`, or the number) |
 //! | `vlan` | VLAN ids, outermost first (`[]` untagged) |
-//! | `src_zone`, `dst_zone` | zone ids (`"mynumber.term"`) |
+//! | `src_zone`, `dest_zone` | zone ids (`"mynumber.term"`) |
 //! | `rule` | the `[severity]` entry that decided the severity (`"mynumber->*"`), or `"default"` |
 //! | `reason` | one sentence: which zones, that no allow rule matched, and the severity entry |
 //! | `community_id` | Community ID v1 of the first flow |
@@ -63,6 +63,8 @@ pub struct Event {
     pub verdict: Verdict,
     /// The policy that judged it (zone and rule names come from here).
     pub policy: Arc<Policy>,
+    /// Input its first packet came from.
+    pub source: u16,
 }
 
 /// Alert kinds.
@@ -73,20 +75,32 @@ pub const SEPARATION_VIOLATION: &str = "separation_violation";
 #[derive(Clone, Debug, Serialize, PartialEq, Default)]
 pub struct Alert {
     pub timestamp: String,
+    /// Unique per alert, the same for the same traffic in any run (see [`stamp_id`]).
+    pub id: String,
+    /// Always `"alert"` once written (Suricata EVE's `event_type`).
+    pub event_type: &'static str,
+    /// The sensor's name (`--sensor`, default the host name), as EVE's `host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The capture source the alert's (first) evidence came from: the
+    /// interface, or the replayed input's name (`NAME=PATH`, else the file name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_iface: Option<String>,
     pub kind: &'static str,
     pub severity: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "dest_ip", skip_serializing_if = "Option::is_none")]
     pub dst_ip: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "dest_port", skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
     pub vlan: Vec<u16>,
     pub src_zone: Option<String>,
+    #[serde(rename = "dest_zone")]
     pub dst_zone: Option<String>,
     pub rule: String,
     pub reason: String,
@@ -104,6 +118,38 @@ pub struct Alert {
     /// Kind-specific facts (targets and ports counted, samples, rates...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<serde_json::Value>,
+    /// `--evidence DIR`: the pcap file holding this alert's packets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence_pcap: Option<String>,
+    /// The fold group this alert closes, whose flows the evidence store has
+    /// been collecting since the group opened (not written).
+    #[serde(skip)]
+    pub evidence_slot: Option<u64>,
+    /// Input the alert's (first) flow came from, when the producer knows it
+    /// (not written: `in_iface` is its name).
+    #[serde(skip)]
+    pub source: Option<u16>,
+}
+
+/// Give `a` its `id`: the first 16 hex digits of SHA-1 over the line as
+/// written so far (no `id`, `host`, `in_iface` or evidence file) and the packet
+/// time and rank it was written at. The same traffic gives the same ids in any
+/// run, live or replay, whatever the sensor or worker count; two alerts of one
+/// run differ in content or in `(due_ns, nth)`.
+pub fn stamp_id(a: &mut Alert, due_ns: u64, nth: u64) {
+    use sha1::{Digest, Sha1};
+    a.id.clear();
+    a.event_type = "alert";
+    let (host, iface, pcap) = (a.host.take(), a.in_iface.take(), a.evidence_pcap.take());
+    let mut h = Sha1::new();
+    if let Ok(line) = serde_json::to_vec(&*a) {
+        h.update(&line);
+    }
+    h.update(due_ns.to_be_bytes());
+    h.update(nth.to_be_bytes());
+    let d = h.finalize();
+    a.id = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    (a.host, a.in_iface, a.evidence_pcap) = (host, iface, pcap);
 }
 
 /// Where alerts go: a JSON-lines writer, or a collector (`check --against`, tests).
@@ -241,7 +287,8 @@ pub(crate) fn make_alert(
         }),
         distinct_dst: by_source.map(|(d, _)| d),
         distinct_dst_port: by_source.map(|(_, p)| p),
-        evidence: None,
+        source: Some(first.source),
+        ..Alert::default()
     }
 }
 

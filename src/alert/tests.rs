@@ -27,6 +27,7 @@ fn key(src: &str, dst: &str, sport: u16, dport: u16) -> FlowKey {
 fn event(p: &Arc<Policy>, ts_ns: u64, k: FlowKey) -> Event {
     let verdict = p.verdict(k.src_ip(), k.dst_ip(), k.proto, k.dport, None);
     Event {
+        source: 0,
         ts_ns,
         key: k,
         verdict,
@@ -295,12 +296,12 @@ fn json_line_has_the_documented_keys() {
         "severity",
         "src_ip",
         "src_port",
-        "dst_ip",
-        "dst_port",
+        "dest_ip",
+        "dest_port",
         "proto",
         "vlan",
         "src_zone",
-        "dst_zone",
+        "dest_zone",
         "rule",
         "reason",
         "community_id",

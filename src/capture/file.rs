@@ -138,6 +138,8 @@ const PREFETCH_BYTES: usize = 4096;
 /// One open capture file and its parse state and counters.
 struct Input {
     name: String,
+    /// Source name (`in_iface`), see [`FileSource::open_named`].
+    label: String,
     map: Mmap,
     pos: usize,
     kind: Kind,
@@ -223,6 +225,7 @@ impl Input {
 
         let mut input = Input {
             name: path.display().to_string(),
+            label: String::new(),
             map,
             pos: 0,
             kind: Kind::Empty,
@@ -902,6 +905,7 @@ impl Input {
         };
         InputReport {
             name: self.name.clone(),
+            label: self.label.clone(),
             format: format.to_string(),
             link_types: LinkType::ALL
                 .iter()
@@ -917,13 +921,21 @@ impl Input {
     }
 }
 
+/// The default source name of an input path: its last component.
+pub fn default_label(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
 /// `paths` with each directory replaced by its regular, non-hidden files in
-/// name order (the merge orders packets by time whatever the file order).
-fn expand_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
+/// name order (the merge orders packets by time whatever the file order);
+/// each file keeps the label of the argument it came from.
+fn expand_dirs(paths: &[(String, PathBuf)]) -> Result<Vec<(String, PathBuf)>, CaptureError> {
     let mut out = Vec::with_capacity(paths.len());
-    for p in paths {
+    for (label, p) in paths {
         if !p.is_dir() {
-            out.push(p.clone());
+            out.push((label.clone(), p.clone()));
             continue;
         }
         let io = |source| CaptureError::Io {
@@ -942,7 +954,7 @@ fn expand_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
             }
         }
         files.sort();
-        out.extend(files);
+        out.extend(files.into_iter().map(|f| (label.clone(), f)));
     }
     Ok(out)
 }
@@ -962,7 +974,19 @@ impl FileSource {
     /// hidden), so a directory of rotated captures replays as one merged run
     /// in packet-time order; a file in it that is not a capture is an error.
     pub fn open(paths: &[PathBuf]) -> Result<FileSource, CaptureError> {
-        let expanded = expand_dirs(paths)?;
+        let named: Vec<(String, PathBuf)> = paths
+            .iter()
+            .map(|p| (default_label(p), p.clone()))
+            .collect();
+        FileSource::open_named(&named)
+    }
+
+    /// [`open`](Self::open) with a source name per argument (`in_iface` of
+    /// alerts; a directory's files share its name).
+    pub fn open_named(named: &[(String, PathBuf)]) -> Result<FileSource, CaptureError> {
+        let expanded = expand_dirs(named)?;
+        let labels: Vec<String> = expanded.iter().map(|(l, _)| l.clone()).collect();
+        let expanded: Vec<PathBuf> = expanded.into_iter().map(|(_, p)| p).collect();
         let paths = expanded.as_slice();
         if paths.is_empty() {
             return Err(CaptureError::NoInput);
@@ -973,10 +997,13 @@ impl FileSource {
                 detail: format!("too many input files (at most {})", u16::MAX as usize + 1),
             });
         }
-        let inputs = paths
+        let mut inputs = paths
             .iter()
             .map(|p| Input::open(p))
             .collect::<Result<Vec<_>, _>>()?;
+        for (inp, l) in inputs.iter_mut().zip(labels) {
+            inp.label = l;
+        }
         let total_bytes = inputs.iter().map(|i| i.map.len() as u64).sum();
         Ok(FileSource {
             heads: vec![None; inputs.len()],
@@ -989,6 +1016,11 @@ impl FileSource {
 }
 
 impl FileSource {
+    /// Source names by input index ([`crate::packet::RawFrame::source`]).
+    pub fn labels(&self) -> Vec<String> {
+        self.inputs.iter().map(|i| i.label.clone()).collect()
+    }
+
     /// [`PacketSource::next`] over several inputs: a k-way merge by time.
     #[inline(never)]
     fn next_merged(&mut self) -> Result<Next<'_>, CaptureError> {

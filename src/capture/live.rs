@@ -229,6 +229,7 @@ impl PacketSource for LiveSource {
         SourceReport {
             inputs: vec![InputReport {
                 name: self.iface.clone(),
+                label: self.iface.clone(),
                 format: "live".to_string(),
                 link_types: vec![self.link.as_str().to_string()],
                 frames: self.frames,

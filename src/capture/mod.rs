@@ -79,6 +79,10 @@ pub struct SourceReport {
 pub struct InputReport {
     /// File path or interface name.
     pub name: String,
+    /// The source name alerts carry as `in_iface`: the interface, or for a
+    /// replay the `NAME` of `NAME=PATH`, else the file's (or its directory's) name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub label: String,
     /// "pcap", "pcap-ns" (nanosecond pcap), "pcapng", "empty" (0-byte file) or "live".
     pub format: String,
     /// Link types seen (LinkType::as_str names): a classic pcap's header link type;

@@ -829,6 +829,7 @@ mod tests {
             mac,
             mac_is_initiator: true,
             tcp_flags: 0x02,
+            source: 0,
         })
     }
 
@@ -1015,6 +1016,7 @@ mod tests {
             mac: M1,
             mac_is_initiator: false,
             tcp_flags: 0x12,
+            source: 0,
         });
         let obs = [resp, start(T0 + S, M1, "192.0.2.34", "192.0.2.226", 0)];
         assert!(run(HostsConfig::default(), Some(&p), &obs).is_empty());
@@ -1034,6 +1036,7 @@ mod tests {
                 mac: M1,
                 mac_is_initiator: true,
                 tcp_flags: 0,
+                source: 0,
             }),
             tun,
         ];

@@ -38,6 +38,9 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Thresholds of every detector: the `[detect]` table of a rules file
 /// (rules/README.md). Unknown keys are errors; every key has a default.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -177,6 +180,8 @@ pub enum AnalysisMsg {
     /// The worker has finished (flushed its table); `shutdown`: a signal or a
     /// limit stopped the capture (else every input ended).
     Done { worker: usize, shutdown: bool },
+    /// `--evidence`: frames the capture thread copied, in capture order.
+    Frames(Box<crate::evidence::Batch>),
 }
 
 /// What the analysis thread counted.
@@ -191,6 +196,8 @@ pub struct AnalysisStats {
     pub late: u64,
     /// Observations released early because the merge held [`merge::MAX_QUEUED`].
     pub forced: u64,
+    /// `--evidence`: files written and what was cut.
+    pub evidence: Option<crate::evidence::EvidenceStats>,
 }
 
 /// The analysis thread's setup.
@@ -203,6 +210,13 @@ pub struct AnalysisConfig {
     /// Metrics: `zonewatch_alerts_total` per line written and the open DoS
     /// episodes (`dos_start` minus `dos_end` written).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// `host` of every alert (`--sensor`).
+    pub sensor: Option<String>,
+    /// Names of the capture sources by input index (`in_iface`): the
+    /// interface, or each replayed input's name.
+    pub sources: Vec<String>,
+    /// `--evidence DIR`: a pcap per alert.
+    pub evidence: Option<crate::evidence::EvidenceConfig>,
 }
 
 /// The analysis thread: merges the workers' observations in packet-time order,
@@ -222,12 +236,18 @@ pub fn serve(
     let mut current = cfg.policy.clone();
     let mut merger = merge::Merger::new(workers, cfg.fold.slack_ns);
     let mut folder = Folder::new(cfg.fold, workers);
+    let mut evidence = cfg.evidence.clone().map(crate::evidence::Store::new);
+    if evidence.is_some() {
+        folder.track_folds();
+    }
     let mut dets = detectors(&cfg.detect);
     let mut emit = Emit::default();
     let mut result = Ok(());
     let mut done = 0;
     let mut written = Written {
         metrics: cfg.metrics.clone().map(crate::metrics::AlertPub::new),
+        sensor: cfg.sensor.clone(),
+        sources: cfg.sources.clone(),
         ..Written::default()
     };
     let mut run = Run {
@@ -246,6 +266,9 @@ pub fn serve(
             } => {
                 for o in obs.drain(..) {
                     if let Some(late) = merger.push(worker, o) {
+                        if let Obs::Start(s) = &late {
+                            written.seen(s);
+                        }
                         run.process(worker, &late, current.as_deref());
                     }
                 }
@@ -273,6 +296,12 @@ pub fn serve(
                 }
                 continue;
             }
+            AnalysisMsg::Frames(b) => {
+                if let Some(e) = &mut evidence {
+                    e.queue(*b);
+                }
+                continue;
+            }
             AnalysisMsg::Done { worker, shutdown } => {
                 done += 1;
                 if shutdown {
@@ -283,10 +312,25 @@ pub fn serve(
         };
         // Released in (time, key) order; the worker is kept for tag lookup.
         while let Some((w, o)) = merger.pop_tagged(upto) {
+            if let Obs::Start(s) = &o {
+                written.seen(s);
+            }
             run.process(w, &o, current.as_deref());
         }
         run.advance(upto, current.as_deref());
-        write(&mut run.emit.items, &mut *sink, &mut result, &mut written);
+        let folds = run.folder.folded.as_mut();
+        let ev = Evidence {
+            store: evidence.as_mut(),
+            folds,
+            upto,
+        };
+        write(
+            &mut run.emit.items,
+            ev,
+            &mut *sink,
+            &mut result,
+            &mut written,
+        );
         if done == workers {
             break;
         }
@@ -294,7 +338,22 @@ pub fn serve(
     run.advance(u64::MAX, current.as_deref());
     run.folder.close_all();
     run.collect_folder();
-    write(&mut run.emit.items, &mut *sink, &mut result, &mut written);
+    let folds = run.folder.folded.as_mut();
+    let ev = Evidence {
+        store: evidence.as_mut(),
+        folds,
+        upto: u64::MAX,
+    };
+    write(
+        &mut run.emit.items,
+        ev,
+        &mut *sink,
+        &mut result,
+        &mut written,
+    );
+    if let Some(e) = &mut evidence {
+        e.finish();
+    }
     let stats = AnalysisStats {
         written_by_kind: written.by_kind,
         written_by_severity: written.by_severity,
@@ -302,6 +361,7 @@ pub fn serve(
         detectors: run.dets.iter().map(|d| (d.name(), d.stats())).collect(),
         late: merger.late,
         forced: merger.forced,
+        evidence: evidence.map(|e| e.stats().clone()),
     };
     (stats, result)
 }
@@ -341,6 +401,7 @@ impl Run<'_> {
             .and_then(Option::as_ref);
         if let Some(policy) = policy {
             self.folder.fold_released(Event {
+                source: s.source,
                 ts_ns: s.ts_ns,
                 key: s.key,
                 verdict,
@@ -376,19 +437,105 @@ struct Written {
     by_kind: std::collections::BTreeMap<&'static str, u64>,
     by_severity: [u64; 5],
     metrics: Option<crate::metrics::AlertPub>,
+    sensor: Option<String>,
+    sources: Vec<String>,
+    /// The input each address was first seen on as an initiator or responder
+    /// (for alerts no single flow decides; bounded, see [`SEEN_ON_CAP`]).
+    seen_on: HashMap<crate::packet::Addr, u16>,
+    /// Due time of the last alert written and how many were written at it.
+    last_due: u64,
+    nth: u64,
+}
+
+/// The evidence store's share of a round: the flows the folder took in (start
+/// time, group, key, in release order) and how far the round released.
+struct Evidence<'a> {
+    store: Option<&'a mut crate::evidence::Store>,
+    folds: Option<&'a mut Vec<(u64, u64, crate::packet::FlowKey)>>,
+    upto: u64,
+}
+
+/// Addresses [`Written::seen_on`] remembers; past it the map starts over (a
+/// spoofed flood must not grow it), so a detector's alert may then name no input.
+pub const SEEN_ON_CAP: usize = 1 << 16;
+
+impl Written {
+    /// Note the input a new flow came from, for both its addresses.
+    fn seen(&mut self, s: &FlowStart) {
+        if self.sources.len() < 2 {
+            return;
+        }
+        if self.seen_on.len() >= SEEN_ON_CAP {
+            self.seen_on.clear();
+        }
+        // First sighting wins: later flows cannot change what an alert
+        // already due would have said, whatever the release rounds.
+        self.seen_on.entry(s.key.src).or_insert(s.source);
+        self.seen_on.entry(s.key.dst).or_insert(s.source);
+    }
+
+    /// `in_iface` of `a`: the input of its flow, else the only input, else
+    /// where its source (or destination) address was last seen.
+    fn iface_of(&self, a: &Alert) -> Option<String> {
+        if self.sources.len() == 1 {
+            return self.sources.first().cloned();
+        }
+        let idx = a.source.or_else(|| {
+            [a.src_ip, a.dst_ip].iter().flatten().find_map(|ip| {
+                let k = crate::packet::FlowKey::new(0, *ip, 0, *ip, 0);
+                self.seen_on.get(&k.src).copied()
+            })
+        })?;
+        self.sources.get(usize::from(idx)).cloned()
+    }
 }
 
 fn write(
     items: &mut Vec<(u64, usize, Alert)>,
+    ev: Evidence<'_>,
     sink: &mut dyn AlertSink,
     result: &mut io::Result<()>,
     written: &mut Written,
 ) {
+    // Evidence sees folds and alerts in packet-time order (folds first at
+    // equal times), whatever the round boundaries: a round holds every event
+    // up to `upto` and none later, so commits never run ahead of an event.
+    let mut store = ev.store;
+    let mut folds = ev.folds.map(std::mem::take).unwrap_or_default();
+    let mut folds_iter = folds.drain(..).peekable();
     if items.is_empty() {
+        if let Some(st) = store.as_deref_mut() {
+            for (t, slot, key) in folds_iter.by_ref() {
+                st.fold(slot, &key, t);
+            }
+            if ev.upto != u64::MAX {
+                st.commit(ev.upto);
+            }
+        }
         return;
     }
     items.sort_by_key(|(at, rank, _)| (*at, *rank));
-    for (_, _, a) in items.drain(..) {
+    for (at, _, mut a) in items.drain(..) {
+        if let Some(st) = store.as_deref_mut() {
+            while let Some((t, slot, key)) = folds_iter.next_if(|f| f.0 <= at) {
+                st.fold(slot, &key, t);
+            }
+        }
+        if at == written.last_due {
+            written.nth += 1;
+        } else {
+            (written.last_due, written.nth) = (at, 0);
+        }
+        crate::alert::stamp_id(&mut a, at, written.nth);
+        if a.host.is_none() {
+            a.host.clone_from(&written.sensor);
+        }
+        if a.in_iface.is_none() {
+            a.in_iface = written.iface_of(&a);
+        }
+        if let Some(st) = store.as_deref_mut() {
+            st.alert(&mut a, at);
+        }
         *written.by_kind.entry(a.kind).or_default() += 1;
         if let Some(m) = &mut written.metrics {
             m.alert(&a);
@@ -400,6 +547,14 @@ fn write(
         }
         if result.is_ok() {
             *result = sink.alert(&a);
+        }
+    }
+    if let Some(st) = store {
+        for (t, slot, key) in folds_iter {
+            st.fold(slot, &key, t);
+        }
+        if ev.upto != u64::MAX {
+            st.commit(ev.upto);
         }
     }
     if result.is_ok() {

@@ -41,6 +41,7 @@ pub fn start_flags(ts: u64, k: FlowKey, flags: u8) -> Obs {
         mac: [2, 0, 0, 0, 0, 1],
         mac_is_initiator: true,
         tcp_flags: flags,
+        source: 0,
     })
 }
 

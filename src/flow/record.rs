@@ -201,6 +201,8 @@ pub struct FlowStart {
     pub mac_is_initiator: bool,
     /// TCP flags of the creating packet (0 for other protocols).
     pub tcp_flags: u8,
+    /// Input the creating packet came from ([`crate::packet::RawFrame::source`]).
+    pub source: u16,
 }
 
 /// How an attempt was refused ([`FlowSink::flow_refused`](super::FlowSink::flow_refused)).

@@ -421,6 +421,16 @@ impl Entry {
     }
 }
 
+/// The key of the flow `meta` belongs to as this table stores it (ICMP port
+/// equivalents; an ICMP error: the flow it quotes), in either orientation.
+pub fn flow_key_of(meta: &PacketMeta) -> FlowKey {
+    if meta.has_quote {
+        canonical(&quoted_key(meta)).0
+    } else {
+        canonical(&meta.key).0
+    }
+}
+
 /// Replace ICMP type/code by the Community ID port equivalents (other keys
 /// unchanged); returns whether the key is a one-way ICMP type (matched only
 /// in its own direction).
@@ -1215,6 +1225,7 @@ impl FlowTable {
             mac: meta.src_mac,
             mac_is_initiator: is_orig,
             tcp_flags: if is_tcp { f } else { 0 },
+            source: meta.source,
         });
     }
 

@@ -1,0 +1,288 @@
+//! `--evidence DIR`: per alert, a pcap that tshark reads back holding exactly
+//! the packets the alert is about (checked against tshark's own filter of the
+//! original capture, frame time and MD5 of the bytes), the same for any worker
+//! count, within the byte caps, with every cut counted.
+
+use crate::util::{self, bundled};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
+
+/// One replay with evidence: the alert lines and the summary.
+struct EvRun {
+    _dir: tempfile::TempDir,
+    ev: PathBuf,
+    alerts: Vec<Map<String, Value>>,
+    summary: Value,
+}
+
+fn replay_evidence(file: &str, extra: &[&str]) -> EvRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("ev");
+    let ev_s = ev.to_str().expect("utf-8").to_string();
+    let mut args = vec!["--rules", RULES, "--evidence", ev_s.as_str()];
+    args.extend(extra);
+    let r = util::replay_alerts(&[&bundled(file)], &args);
+    EvRun {
+        _dir: dir,
+        ev,
+        alerts: r.alerts,
+        summary: r.summary,
+    }
+}
+
+/// (frame time, MD5 of the frame bytes) of every frame tshark reads from
+/// `file` that passes `filter` (all when empty).
+fn frames(file: &Path, filter: &str) -> Vec<(String, String)> {
+    let mut extra = vec!["-o", "frame.generate_md5_hash:TRUE"];
+    if !filter.is_empty() {
+        extra.extend(["-Y", filter]);
+    }
+    util::tshark_fields(file, &["frame.time_epoch", "frame.md5_hash"], &extra)
+        .into_iter()
+        .map(|v| (v[0].clone(), v[1].clone()))
+        .collect()
+}
+
+fn s<'a>(a: &'a Map<String, Value>, k: &str) -> &'a str {
+    a.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no {k} in {a:?}"))
+}
+
+fn evidence_of(a: &Map<String, Value>) -> PathBuf {
+    let p = PathBuf::from(s(a, "evidence_pcap"));
+    assert!(p.is_file(), "{} does not exist ({a:?})", p.display());
+    assert_eq!(
+        p.file_name().and_then(|n| n.to_str()),
+        Some(format!("{}.pcap", s(a, "id")).as_str()),
+        "the file is named by the alert id"
+    );
+    p
+}
+
+/// tshark's display filter for one flow of an alert line.
+fn flow_filter(a: &Map<String, Value>) -> String {
+    let (src, dst) = (s(a, "src_ip"), s(a, "dest_ip"));
+    let addr = if src.contains(':') {
+        "ipv6.addr"
+    } else {
+        "ip.addr"
+    };
+    let base = format!("{addr}=={src} && {addr}=={dst}");
+    let port = |k: &str| a.get(k).and_then(Value::as_u64).expect("port");
+    match s(a, "proto") {
+        p @ ("tcp" | "udp") => format!(
+            "{base} && {p}.port=={} && {p}.port=={}",
+            port("src_port"),
+            port("dest_port")
+        ),
+        "icmp" => format!("{base} && icmp"),
+        "ipv6-icmp" => format!("{base} && icmpv6"),
+        other => panic!("unexpected proto {other}"),
+    }
+}
+
+#[test]
+fn every_separation_alert_of_the_zone_captures_holds_exactly_its_flows_packets() {
+    for file in ["zones.pcap", "zones-v6.pcap", "zones-vlan.pcap"] {
+        let r = replay_evidence(file, &[]);
+        assert!(!r.alerts.is_empty(), "{file}: no alerts");
+        for a in &r.alerts {
+            assert_eq!(s(a, "kind"), "separation_violation", "{file}: {a:?}");
+            assert_eq!(a["count"], 1, "{file}: every planted violation is one flow");
+            let got = frames(&evidence_of(a), "");
+            let want = frames(&bundled(file), &flow_filter(a));
+            assert!(
+                !want.is_empty(),
+                "{file}: the filter {} finds nothing",
+                flow_filter(a)
+            );
+            assert_eq!(got, want, "{file}: evidence of {a:?}");
+        }
+        let files = std::fs::read_dir(&r.ev).expect("evidence dir").count();
+        assert_eq!(
+            files,
+            r.alerts.len(),
+            "{file}: one file per alert, no stray file"
+        );
+        assert_eq!(
+            util::count(&r.summary, "alerts", "written"),
+            r.alerts.len() as u64
+        );
+        let ev = &r.summary["alerts"]["evidence"];
+        assert_eq!(ev["files"], r.alerts.len(), "{file}: {ev}");
+        let cut: u64 = ev
+            .as_object()
+            .expect("evidence summary")
+            .iter()
+            .filter(|(k, _)| !["files", "packets", "bytes"].contains(&k.as_str()))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum();
+        assert_eq!(cut, 0, "{file}: nothing cut: {ev}");
+    }
+}
+
+const SCANNER: &str = "203.0.113.66";
+const TARGET: &str = "192.0.2.34";
+
+#[test]
+fn a_port_scan_alert_holds_every_frame_of_the_scanner_and_a_folded_group_its_flows() {
+    let file = "scan-nmap-syn.pcap";
+    let r = replay_evidence(file, &[]);
+    let scan = r
+        .alerts
+        .iter()
+        .find(|a| s(a, "kind") == "port_scan")
+        .expect("a port_scan alert");
+    // The scanner's frames of any protocol, its ARP included.
+    let any = format!(
+        "ip.addr=={SCANNER} || arp.src.proto_ipv4=={SCANNER} || arp.dst.proto_ipv4=={SCANNER}"
+    );
+    let mut got = frames(&evidence_of(scan), "");
+    let mut want = frames(&bundled(file), &any);
+    // Several flows interleave: a file lists them by time (ties by flow).
+    got.sort();
+    want.sort();
+    assert!(want.len() > 2000, "{}", want.len());
+    assert_eq!(got, want, "port_scan evidence");
+
+    // The per-source group: exactly the scanner's TCP flows to the target
+    // whose port has no group of its own.
+    let groups: BTreeSet<u64> = r
+        .alerts
+        .iter()
+        .filter(|a| a.get("folded_by").and_then(Value::as_str) == Some("flow"))
+        .filter(|a| a["proto"] == "tcp")
+        .map(|a| a["dest_port"].as_u64().expect("port"))
+        .collect();
+    let by_source = r
+        .alerts
+        .iter()
+        .find(|a| a.get("folded_by").and_then(Value::as_str) == Some("source"))
+        .expect("a folded_by source alert");
+    let ports: Vec<String> = groups.iter().map(u64::to_string).collect();
+    let set = ports.join(", ");
+    let flows = format!(
+        "ip.addr=={SCANNER} && ip.addr=={TARGET} && tcp && \
+         !((ip.src=={SCANNER} && tcp.dstport in {{{set}}}) || (ip.dst=={SCANNER} && tcp.srcport in {{{set}}}))"
+    );
+    let mut got = frames(&evidence_of(by_source), "");
+    let mut want = frames(&bundled(file), &flows);
+    got.sort();
+    want.sort();
+    let count = by_source["count"].as_u64().expect("count");
+    assert!(
+        want.len() as u64 >= count,
+        "{} frames for {count} flows",
+        want.len()
+    );
+    assert_eq!(got, want, "folded_by source evidence");
+}
+
+/// Every file of a run, by name, with its bytes.
+fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            (name, std::fs::read(&p).expect("read"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn evidence_files_are_the_same_for_one_and_three_workers() {
+    for file in [
+        "scan-nmap-syn.pcap",
+        "dos-syn-flood.pcap",
+        "bruteforce-ssh.pcap",
+    ] {
+        let one = replay_evidence(file, &["-w", "1"]);
+        let three = replay_evidence(file, &["-w", "3"]);
+        let (a, b) = (dir_bytes(&one.ev), dir_bytes(&three.ev));
+        assert_eq!(a.len(), one.alerts.len(), "{file}");
+        assert!(a == b, "{file}: evidence differs between 1 and 3 workers");
+    }
+}
+
+#[test]
+fn byte_caps_cut_files_at_their_tail_and_the_total_leaves_later_alerts_without_a_file() {
+    let file = "dos-syn-flood.pcap";
+    let full = replay_evidence(file, &[]);
+    let capped = replay_evidence(file, &["--evidence-max-bytes", "3000"]);
+    assert_eq!(full.alerts.len(), capped.alerts.len());
+    let mut cut = 0;
+    for (f, c) in full.alerts.iter().zip(&capped.alerts) {
+        let (pf, pc) = (evidence_of(f), evidence_of(c));
+        let size = std::fs::metadata(&pc).expect("size").len();
+        assert!(size <= 3000, "{}: {size} bytes", pc.display());
+        let (ff, fc) = (frames(&pf, ""), frames(&pc, ""));
+        assert!(
+            ff.starts_with(&fc),
+            "a capped file is a prefix of the full one"
+        );
+        if fc.len() < ff.len() {
+            cut += 1;
+        }
+    }
+    assert!(cut > 0, "the 3000-byte cap cut nothing");
+    assert!(
+        util::count(
+            &capped.summary["alerts"],
+            "evidence",
+            "frames_over_alert_cap"
+        ) > 0
+    );
+
+    let total = 20_000u64;
+    let t = replay_evidence(file, &["--evidence-total-bytes", &total.to_string()]);
+    let without: Vec<_> = t
+        .alerts
+        .iter()
+        .filter(|a| !a.contains_key("evidence_pcap"))
+        .collect();
+    assert!(
+        !without.is_empty(),
+        "a 20 kB total should leave alerts without a file"
+    );
+    assert_eq!(
+        util::count(&t.summary["alerts"], "evidence", "alerts_without_file"),
+        without.len() as u64
+    );
+    let sum: u64 = dir_bytes(&t.ev).iter().map(|(_, b)| b.len() as u64).sum();
+    assert!(sum <= total, "{sum} bytes over the {total} total");
+}
+
+#[test]
+fn evidence_needs_alerts_and_an_unwritable_directory_is_an_error() {
+    let run = util::zonewatch([
+        "replay",
+        "--evidence",
+        "/nonexistent-zw-evidence",
+        bundled("zones.pcap").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--alerts"), "{}", run.stderr);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let alerts = dir.path().join("a.jsonl");
+    let run = util::zonewatch([
+        "replay".as_ref(),
+        "--alerts".as_ref(),
+        alerts.as_os_str(),
+        "--evidence".as_ref(),
+        blocker.join("ev").as_os_str(),
+        bundled("zones.pcap").as_os_str(),
+    ]);
+    run.assert_no_panic();
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("ev"), "{}", run.stderr);
+}
