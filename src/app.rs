@@ -42,6 +42,11 @@ pub enum AppError {
     MetricsSetup(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
     User(#[from] privs::UserError),
+    #[error("{first} - and {second} - would both write to stdout; give one of them a file")]
+    StdoutTwice {
+        first: &'static str,
+        second: &'static str,
+    },
 }
 
 /// Exit status of a successful run.
@@ -386,6 +391,9 @@ fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
             ..crate::evidence::EvidenceConfig::default()
         }
     });
+    // The report's accumulators run for --report and for the human summary.
+    cfg.report_gap_ns =
+        (c.report.is_some() || !c.quiet).then(|| c.report_gap_secs.saturating_mul(1_000_000_000));
     cfg
 }
 
@@ -424,10 +432,25 @@ struct OpenedOutputs {
     flows: Option<Box<dyn Write + Send>>,
     alerts: Option<Box<dyn AlertSink>>,
     summary: Option<(PathBuf, Box<dyn Write + Send>)>,
+    report: Option<(PathBuf, Box<dyn Write + Send>)>,
 }
 
 impl OpenedOutputs {
     fn open(common: &CommonArgs) -> Result<OpenedOutputs, AppError> {
+        // `--report -` shares stdout with no other machine output.
+        if is_stdout(&common.report) {
+            let others = [
+                ("--flows", &common.flows),
+                ("--summary", &common.summary),
+                ("--alerts", &common.alerts),
+            ];
+            if let Some((name, _)) = others.iter().find(|(_, p)| is_stdout(p)) {
+                return Err(AppError::StdoutTwice {
+                    first: name,
+                    second: "--report",
+                });
+            }
+        }
         let flows = match &common.flows {
             Some(p) => Some(open_output(p)?),
             None => None,
@@ -446,10 +469,15 @@ impl OpenedOutputs {
                 source,
             })?;
         }
+        let report = match &common.report {
+            Some(p) => Some((p.clone(), open_output(p)?)),
+            None => None,
+        };
         Ok(OpenedOutputs {
             flows,
             alerts,
             summary,
+            report,
         })
     }
 }
@@ -466,6 +494,7 @@ fn execute<S: PacketSource>(
         flows,
         alerts,
         summary: summary_out,
+        report: report_out,
     } = outputs;
     // `--openmetrics` counts alert lines by their own time (openmetrics docs).
     let alerts = match (alerts, &cfg.openmetrics) {
@@ -480,8 +509,10 @@ fn execute<S: PacketSource>(
         (None, Some(_)) => Some(Box::new(Discard) as Box<dyn AlertSink>),
         (a, _) => a,
     };
-    let stdout_is_data =
-        is_stdout(&common.flows) || is_stdout(&common.summary) || is_stdout(&common.alerts);
+    let stdout_is_data = is_stdout(&common.flows)
+        || is_stdout(&common.summary)
+        || is_stdout(&common.alerts)
+        || is_stdout(&common.report);
     let bar = if !common.quiet && !source.is_live() && io::stderr().is_terminal() {
         let (_, total) = source.progress();
         Some(Bar::new(total))
@@ -519,8 +550,22 @@ fn execute<S: PacketSource>(
             .and_then(|_| out.flush());
         write.map_err(|source| AppError::Output { path, source })?;
     }
+    let full = report
+        .report
+        .as_ref()
+        .map(|d| crate::report::Report::new(&summary, d, cfg.policy.as_deref()));
+    if let (Some((path, mut out)), Some(r)) = (report_out, &full) {
+        let write = serde_json::to_writer_pretty(&mut out, r)
+            .map_err(io::Error::from)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush());
+        write.map_err(|source| AppError::Output { path, source })?;
+    }
     if !common.quiet {
-        let text = summary.to_human();
+        let text = match &full {
+            Some(r) => crate::report::render(&summary, r, common.lang),
+            None => summary.to_human(),
+        };
         // Machine output owns stdout when asked for; the human table then goes to stderr.
         let _ = if stdout_is_data {
             io::stderr().write_all(text.as_bytes())

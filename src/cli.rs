@@ -138,6 +138,19 @@ pub struct CommonArgs {
     /// Write the JSON summary to FILE ('-' = stdout).
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+    /// Write the run report (JSON, docs/report.md) to FILE ('-' = stdout):
+    /// totals, the zone × zone matrix with verdicts, alerts by kind and
+    /// severity, top talkers per zone pair, capture anomalies (early stops,
+    /// decode failures, drops, time gaps). Only one output may be '-'.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Silences in packet time longer than this are listed as report anomalies.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub report_gap_secs: u64,
+    /// Language of the human summary: en, or ja (Japanese, for municipal
+    /// staff). JSON outputs keep their English keys.
+    #[arg(long, value_enum, default_value_t = crate::report::Lang::En, value_name = "LANG")]
+    pub lang: crate::report::Lang,
     /// Zone-policy rules file (TOML, see rules/README.md): every flow gets a verdict
     /// (flow lines gain src_zone, dst_zone, verdict, rule, severity; the summary a
     /// policy section). Invalid rules: errors as `zonewatch check` prints them, exit 2.

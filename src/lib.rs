@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
+pub mod report;
 pub mod summary;

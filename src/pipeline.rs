@@ -100,6 +100,11 @@ pub struct PipelineConfig {
     /// `--evidence DIR` (with `Outputs::alerts`): the capture thread copies
     /// every analysed frame for the analysis thread's evidence store.
     pub evidence: Option<crate::evidence::EvidenceConfig>,
+    /// `--report` and the human summary: with `Some(gap_ns)` workers count
+    /// finished flows by zone pair and initiator (`report::ZoneAcc`, once per
+    /// flow) and the capture thread lists packet-time gaps longer than
+    /// `gap_ns` (`report::GapTracker`). `None` = neither.
+    pub report_gap_ns: Option<u64>,
 }
 
 impl Default for PipelineConfig {
@@ -121,6 +126,7 @@ impl Default for PipelineConfig {
             sensor: None,
             sources: Vec::new(),
             evidence: None,
+            report_gap_ns: None,
         }
     }
 }
@@ -170,6 +176,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The analysis thread's counts, when alerts were written.
     pub alerts: Option<AnalysisStats>,
+    /// Zone pairs, talkers and gaps (`PipelineConfig::report_gap_ns`).
+    pub report: Option<crate::report::ReportData>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +332,9 @@ pub fn run<S: PacketSource + ?Sized>(
                 None
             },
             spare: spare_rx.clone(),
+            report: cfg
+                .report_gap_ns
+                .map(|_| Box::new(crate::report::ZoneAcc::new())),
         };
         let updates = cfg.policy_updates.clone();
         let publish = cfg.metrics.clone().map(|m| WorkerPub::new(m, i));
@@ -386,6 +397,7 @@ pub fn run<S: PacketSource + ?Sized>(
     // (until the source is idle, at most DRAIN_LIMIT), so frames the kernel
     // handed over are analysed rather than silently lost.
     let mut draining: Option<Instant> = None;
+    let mut gaps = cfg.report_gap_ns.map(crate::report::GapTracker::new);
     let stop_cause = loop {
         match draining {
             None if stop.load(Ordering::Relaxed) => {
@@ -427,6 +439,9 @@ pub fn run<S: PacketSource + ?Sized>(
                     }
                 }
                 frames += 1;
+                if let Some(g) = &mut gaps {
+                    g.see(frame.ts_ns);
+                }
                 bytes += frame.data.len() as u64;
                 wire_bytes += u64::from(frame.orig_len);
                 if first_ts.is_none() {
@@ -544,9 +559,13 @@ pub fn run<S: PacketSource + ?Sized>(
 
     let mut flows = FlowStats::default();
     let mut panicked = false;
+    let mut pair_parts = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(s) => flows.merge(&s),
+            Ok((s, pairs)) => {
+                flows.merge(&s);
+                pair_parts.extend(pairs);
+            }
             Err(_) => panicked = true,
         }
     }
@@ -597,6 +616,10 @@ pub fn run<S: PacketSource + ?Sized>(
         workers: n,
         elapsed: started.elapsed(),
         alerts,
+        report: gaps.map(|g| crate::report::ReportData {
+            pairs: crate::report::acc::merge_pairs(pair_parts),
+            gaps: Some(g),
+        }),
     })
 }
 
@@ -739,7 +762,7 @@ fn worker(
     updates: Option<Arc<ArcSwap<Policy>>>,
     mut sink: ChunkSink,
     mut publish: Option<WorkerPub>,
-) -> FlowStats {
+) -> (FlowStats, Option<crate::report::acc::Pairs>) {
     let mut table = FlowTable::with_policy(&cfg, policy);
     if publish.is_some() {
         table.count_zone_pairs();
@@ -799,7 +822,8 @@ fn worker(
     }
     sink.ship();
     sink.alerts_done(finished == Some(EndReason::Shutdown));
-    table.stats().clone()
+    let pairs = sink.report.take().map(|r| r.finish(&sink.gens));
+    (table.stats().clone(), pairs)
 }
 
 /// Formats finished flows into a reused buffer and ships whole-line chunks.
@@ -812,6 +836,8 @@ struct ChunkSink {
     buf: Vec<u8>,
     out: Option<Sender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
+    /// Zone pairs and initiators for the report (`PipelineConfig::report_gap_ns`).
+    report: Option<Box<crate::report::ZoneAcc>>,
 }
 
 /// The `brute_force` service ports as a bit set, if that detector runs.
@@ -878,6 +904,11 @@ impl ChunkSink {
     /// The table put `p` in generation `slot`: the alert thread must know it
     /// before the first event tagged with that slot.
     fn policy_installed(&mut self, slot: u8, p: &Arc<Policy>) {
+        // Name the report's pairs of this slot while its old policy is known.
+        if let Some(r) = &mut self.report {
+            let old = self.gens.get(usize::from(slot)).and_then(Option::as_deref);
+            r.resolve_slot(slot, old);
+        }
         if let Some(a) = &mut self.alerts {
             let _ = a.tx.send(AnalysisMsg::Policy {
                 worker: a.worker,
@@ -970,16 +1001,22 @@ impl ChunkSink {
 
 impl FlowSink for ChunkSink {
     fn flow_ended(&mut self, rec: &FlowRecord) {
+        if self.out.is_none() && self.report.is_none() {
+            return;
+        }
+        // Tag 0: created without a policy, so no verdict keys.
+        let policy = match rec.tag {
+            0 => None,
+            t => self
+                .gens
+                .get(usize::from(generation_of(t)))
+                .and_then(Option::as_deref),
+        };
         if self.out.is_some() {
-            // Tag 0: created without a policy, so no verdict keys.
-            let policy = match rec.tag {
-                0 => None,
-                t => self
-                    .gens
-                    .get(usize::from(generation_of(t)))
-                    .and_then(Option::as_deref),
-            };
             rec.write_json_with_policy(&mut self.buf, policy);
+        }
+        if let Some(r) = &mut self.report {
+            r.flow_ended(rec, policy);
         }
     }
 

@@ -25,6 +25,7 @@ mod privilege;
 mod prometheus;
 mod reload;
 mod replay;
+mod report;
 mod scripting;
 mod shutdown;
 mod stops;
