@@ -218,7 +218,7 @@ pub struct EvidenceArgs {
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(64..), requires = "evidence")]
     pub evidence_total_bytes: u64,
     /// Memory for the per-flow rings; beyond it the least recently active flows' rings go first (counted).
-    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1 << 16..), requires = "evidence")]
+    #[arg(long, default_value_t = 128 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1 << 16..), requires = "evidence")]
     pub evidence_buffer_bytes: u64,
 }
 

@@ -687,6 +687,7 @@ impl EvidenceOut {
             return;
         }
         let b = Box::new(std::mem::take(&mut self.batch));
+        // (`take` put a fresh, fully reserved batch in its place.)
         let n = b.recs.len() as u64;
         let sent = if self.live {
             self.tx.try_send(AnalysisMsg::Frames(b)).is_ok()
@@ -1029,6 +1030,17 @@ impl FlowSink for ChunkSink {
             if a.all || violation {
                 a.events.push(Obs::Start(*start));
             }
+        }
+    }
+
+    fn flow_seen(&mut self, key: &FlowKey, tag: u32, ts_ns: u64) {
+        // Separation alerts only (their `last_seen`): needs the rules, not the detectors.
+        if let Some(a) = &mut self.alerts {
+            a.events.push(Obs::Seen {
+                ts_ns,
+                key: *key,
+                tag,
+            });
         }
     }
 

@@ -155,3 +155,72 @@ fn masscan_alerts_carry_the_vlan_and_fold_per_window() {
         assert_eq!(s(a, "dest_ip"), "198.124.152.15");
     }
 }
+
+/// A UDP flow from a My Number terminal to the internet, one packet every
+/// 0.4 s for 10 s (Ethernet, IPv4, written with zonewatch's pcap writer).
+fn long_violation(path: &std::path::Path, t0_ns: u64, packets: u64) {
+    let mut f = Vec::new();
+    zonewatch::evidence::pcap::write_header(&mut f, zonewatch::packet::LinkType::Ethernet)
+        .expect("header");
+    for k in 0..packets {
+        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let ip_len: u16 = 20 + 8 + 8;
+        frame.extend([
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            1,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        frame.extend([192, 0, 2, 10, 203, 0, 113, 200]);
+        frame.extend([0x13, 0x88, 0x27, 0x0f, 0, 16, 0, 0]); // 5000 -> 9999, len 16
+        frame.extend([0u8; 8]);
+        let ts = t0_ns + k * 400_000_000;
+        zonewatch::evidence::pcap::write_record(&mut f, ts, frame.len() as u32, &frame)
+            .expect("record");
+    }
+    std::fs::write(path, f).expect("write pcap");
+}
+
+/// `first_seen` is the flow's first packet and `last_seen` its last one seen
+/// before the line was written, to within the 2^30 ns bucket the flow table
+/// reports activity in.
+#[test]
+fn a_long_violating_flow_alerts_with_its_first_and_last_seen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("long.pcap");
+    let t0 = 1_795_660_000_000_000_000u64;
+    long_violation(&pcap, t0, 26);
+    let last = t0 + 25 * 400_000_000;
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
+    for workers in ["1", "3"] {
+        let r = util::replay_alerts(&[&pcap], &["--rules", rules, "-w", workers]);
+        assert_eq!(r.alerts.len(), 1, "{:?}", r.alerts);
+        let a = &r.alerts[0];
+        assert_eq!(
+            (s(a, "src_ip"), s(a, "dest_ip")),
+            ("192.0.2.10", "203.0.113.200")
+        );
+        let t = |k: &str| -> u64 {
+            let st = humantime::parse_rfc3339(s(a, k)).expect("rfc3339");
+            st.duration_since(std::time::UNIX_EPOCH)
+                .expect("epoch")
+                .as_nanos() as u64
+        };
+        assert_eq!(t("first_seen"), t0);
+        let seen = t("last_seen");
+        assert!(
+            seen <= last && last - seen < 1 << 30,
+            "last_seen {} should be within 2^30 ns before the last packet {last}",
+            seen
+        );
+        assert!(seen > t0 + 8_000_000_000, "{a:?}");
+    }
+}

@@ -73,9 +73,13 @@ struct RuleId {
 }
 
 fn rule_id(e: &Event) -> RuleId {
+    rule_id_of(&e.policy, &e.verdict)
+}
+
+fn rule_id_of(policy: &std::sync::Arc<crate::policy::Policy>, verdict: &Verdict) -> RuleId {
     RuleId {
-        policy: std::sync::Arc::as_ptr(&e.policy) as usize,
-        verdict: e.verdict.pack(),
+        policy: std::sync::Arc::as_ptr(policy) as usize,
+        verdict: verdict.pack(),
     }
 }
 
@@ -168,6 +172,34 @@ impl Folder {
             out: Vec::new(),
             stats: AlertStats::default(),
             folded: None,
+        }
+    }
+
+    /// A violating flow (initiator → responder `key`, judged `verdict` by
+    /// `policy`) was active at `ts_ns`: its open group's `last_seen` moves on
+    /// (the group of its key, else its source's per-source group).
+    pub fn seen(
+        &mut self,
+        key: &crate::packet::FlowKey,
+        policy: &std::sync::Arc<crate::policy::Policy>,
+        verdict: &Verdict,
+        ts_ns: u64,
+    ) {
+        let rule = rule_id_of(policy, verdict);
+        let fk = FlowGroupKey {
+            src: key.src,
+            dst: key.dst,
+            proto: key.proto,
+            dport: key.dport,
+            rule,
+        };
+        if let Some(g) = self.flows.get_mut(&fk) {
+            g.last_ns = g.last_ns.max(ts_ns);
+            return;
+        }
+        let sk = SourceKey { src: key.src, rule };
+        if let Some(o) = self.sources.get_mut(&sk).and_then(|s| s.overflow.as_mut()) {
+            o.group.last_ns = o.group.last_ns.max(ts_ns);
         }
     }
 

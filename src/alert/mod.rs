@@ -35,7 +35,7 @@
 //! | `reason` | one sentence: which zones, that no allow rule matched, and the severity entry |
 //! | `community_id` | Community ID v1 of the first flow |
 //! | `count` | violating flows folded into this alert (≥ 1) |
-//! | `first_seen`, `last_seen` | first and last flow start in the group |
+//! | `first_seen`, `last_seen` | the group's first packet, and the last packet of its flows seen before the line is written (to within 2^30 ns: [`crate::flow::SEEN_SHIFT`]) |
 //! | `folded_by` | `"flow"` (same 5-tuple minus source port) or `"source"` (the per-source cap) |
 //! | `distinct_dst`, `distinct_dst_port` | `folded_by: "source"` only: targets and ports folded |
 

@@ -377,8 +377,23 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn process(&mut self, worker: usize, o: &Obs, current: Option<&Policy>) {
-        if let Obs::Start(s) = o {
-            self.violation(worker, s);
+        match o {
+            Obs::Start(s) => self.violation(worker, s),
+            Obs::Seen { ts_ns, key, tag } => {
+                // Only the folding wants it (a group's last_seen).
+                if let Some(verdict @ Verdict::Violation { .. }) = Verdict::unpack(*tag) {
+                    let policy = self
+                        .gens
+                        .get(worker)
+                        .and_then(|g| g.get(usize::from(generation_of(*tag))))
+                        .and_then(Option::as_ref);
+                    if let Some(p) = policy {
+                        self.folder.seen(key, p, &verdict, *ts_ns);
+                    }
+                }
+                return;
+            }
+            _ => {}
         }
         let cx = Ctx {
             policy: current,

@@ -21,6 +21,9 @@ pub enum Obs {
     Closed(FlowClose),
     /// An ARP packet.
     Arp(ArpObs),
+    /// A violating flow (packed verdict `tag`) was active again in a later
+    /// second ([`crate::flow::FlowSink::flow_seen`]); for alerts' `last_seen`.
+    Seen { ts_ns: u64, key: FlowKey, tag: u32 },
 }
 
 /// The parts of an ARP packet detectors use.
@@ -57,7 +60,9 @@ impl Obs {
     pub fn ts_ns(&self) -> u64 {
         match self {
             Obs::Start(s) => s.ts_ns,
-            Obs::Answered { ts_ns, .. } | Obs::Refused { ts_ns, .. } => *ts_ns,
+            Obs::Answered { ts_ns, .. } | Obs::Refused { ts_ns, .. } | Obs::Seen { ts_ns, .. } => {
+                *ts_ns
+            }
             Obs::Closed(c) => c.ts_ns,
             Obs::Arp(a) => a.ts_ns,
         }
@@ -70,6 +75,7 @@ impl Obs {
             Obs::Refused { key, .. } => (2, key),
             Obs::Closed(c) => (3, &c.key),
             Obs::Arp(a) => return (a.ts_ns, 4, a.sender, a.target, a.op, 0, 0, a.vlan, 0),
+            Obs::Seen { key, .. } => (5, key),
         };
         (
             self.ts_ns(),

@@ -52,7 +52,6 @@ use std::path::{Path, PathBuf};
 
 /// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// `--evidence*` settings.
 #[derive(Clone, Debug)]
@@ -81,7 +80,7 @@ impl Default for EvidenceConfig {
             ring_packets: 32,
             alert_bytes: 1 << 20,
             total_bytes: 256 << 20,
-            buffer_bytes: 256 << 20,
+            buffer_bytes: 128 << 20,
             follow_ns: 10_000_000_000,
             keep_ns: 130_000_000_000,
             max_flows: 4096,
@@ -90,7 +89,6 @@ impl Default for EvidenceConfig {
 }
 
 /// Frames the capture thread copied, in capture order.
-#[derive(Default)]
 pub struct Batch {
     pub data: Vec<u8>,
     pub recs: Vec<Rec>,
@@ -112,6 +110,16 @@ pub struct Rec {
 pub const BATCH_FRAMES: usize = 1024;
 /// Bytes per batch the capture thread sends.
 pub const BATCH_BYTES: usize = 1 << 20;
+
+impl Default for Batch {
+    /// Sized once for a full batch: no reallocation while it fills.
+    fn default() -> Self {
+        Batch {
+            data: Vec::with_capacity(BATCH_BYTES + crate::capture::MAX_CAPLEN as usize),
+            recs: Vec::with_capacity(BATCH_FRAMES),
+        }
+    }
+}
 
 impl Batch {
     /// Copy `frame`, whose decoded flow key is `key`.
@@ -283,10 +291,16 @@ struct Stored {
 struct Open {
     /// `DIR/<alert id>.pcap`, once the line is written.
     path: Option<PathBuf>,
+    /// Bytes not yet on disk.
     buf: Vec<u8>,
+    /// Where earlier bytes went when the buffers were spilled (the final
+    /// path, or `.open-<n>.pcap` until the line names the file).
+    spilled: Option<PathBuf>,
+    /// Bytes of the file so far (on disk and in `buf`).
+    size: u64,
     link: Option<LinkType>,
     /// Explicit flows (a fold group), or a selector (a detector).
-    flows: HashSet<FlowKey>,
+    flows: Vec<FlowKey>,
     sel: Option<Selector>,
     /// Close once packet time passes this (set when the line is written).
     until_ns: u64,
@@ -317,9 +331,27 @@ pub struct Store {
     committed_ns: u64,
     next_sweep_ns: u64,
     written: u64,
+    /// Bytes in the open files' buffers together.
+    buffered: u64,
     stats: EvidenceStats,
     error_told: bool,
 }
+
+/// Bytes the open files may buffer together before they are appended to disk.
+pub const MAX_BUFFERED: u64 = 64 << 20;
+
+fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(bytes)
+}
+
+/// Bytes a ring frame costs beyond its data (allocation, slot, map share),
+/// for the `buffer_bytes` budget.
+const FRAME_OVERHEAD: u64 = 96;
 
 /// How often rings are swept for age, in packet time.
 const SWEEP_NS: u64 = 1_000_000_000;
@@ -341,6 +373,7 @@ impl Store {
             committed_ns: 0,
             next_sweep_ns: 0,
             written: 0,
+            buffered: 0,
             stats: EvidenceStats::default(),
             error_told: false,
         }
@@ -414,7 +447,7 @@ impl Store {
                 self.write_frame(id, r.ts_ns, r.orig_len, r.link, &data);
             }
         }
-        let len = data.len() as u64 + 64;
+        let len = data.len() as u64 + FRAME_OVERHEAD;
         let ring = match self.rings.get_mut(&r.key) {
             Some(x) => x,
             None => {
@@ -439,7 +472,7 @@ impl Store {
         self.ring_bytes += len;
         while ring.frames.len() > self.cfg.ring_packets.max(1) {
             if let Some(old) = ring.frames.pop_front() {
-                let l = old.data.len() as u64 + 64;
+                let l = old.data.len() as u64 + FRAME_OVERHEAD;
                 ring.bytes -= l;
                 self.ring_bytes -= l;
             }
@@ -481,22 +514,30 @@ impl Store {
         }
     }
 
-    /// The rings hold `buffer_bytes`: drop the least recently used quarter.
+    /// The rings hold `buffer_bytes`: drop the least recently active
+    /// quarter or so (every ring idle since the first quartile of last
+    /// activity; linear time, no sort).
     fn evict_lru(&mut self) {
-        let mut ages: Vec<(u64, FlowKey)> =
-            self.rings.iter().map(|(k, r)| (r.last_ns, *k)).collect();
-        ages.sort_unstable();
-        let target = self.cfg.buffer_bytes / 4 * 3;
-        for (_, k) in ages {
-            if self.ring_bytes <= target {
-                break;
-            }
-            if let Some(r) = self.rings.remove(&k) {
-                self.ring_bytes -= r.bytes;
-                self.stats.rings_evicted += 1;
-                self.stats.frames_evicted += r.frames.len() as u64;
-            }
+        let mut ages: Vec<u64> = self.rings.values().map(|r| r.last_ns).collect();
+        if ages.is_empty() {
+            return;
         }
+        let q = ages.len() / 4;
+        let (_, cut, _) = ages.select_nth_unstable(q);
+        let cut = *cut;
+        let (mut freed, mut rings, mut frames) = (0, 0, 0);
+        self.rings.retain(|_, r| {
+            let keep = r.last_ns > cut;
+            if !keep {
+                freed += r.bytes;
+                rings += 1;
+                frames += r.frames.len() as u64;
+            }
+            keep
+        });
+        self.ring_bytes -= freed;
+        self.stats.rings_evicted += rings;
+        self.stats.frames_evicted += frames;
     }
 
     /// A fold group (`slot`) took in the released flow `key` at packet time
@@ -523,10 +564,12 @@ impl Store {
             self.stats.flows_over_cap += 1;
             return;
         }
-        if !o.flows.insert(key) {
+        let ids = self.by_flow.entry(key).or_default();
+        if ids.contains(&i) {
             return;
         }
-        self.by_flow.entry(key).or_default().push(i);
+        ids.push(i);
+        o.flows.push(key);
         let frames: Vec<(u64, u32, LinkType, Box<[u8]>)> = match self.ring_at(&key, t) {
             Some(r) => r
                 .frames
@@ -568,11 +611,19 @@ impl Store {
                 i
             }
         };
+        let mut renamed = Ok(());
         if let Some(o) = self.open.get_mut(&i) {
             o.slot = None;
             o.until_ns = until;
             a.evidence_pcap = Some(path.display().to_string());
-            o.path = Some(path);
+            if let Some(tmp) = o.spilled.take() {
+                renamed = std::fs::rename(&tmp, &path);
+                o.spilled = Some(path.clone());
+            }
+            o.path = Some(path.clone());
+        }
+        if let Err(e) = renamed {
+            self.error(&path, &e);
         }
     }
 
@@ -627,8 +678,10 @@ impl Store {
             Open {
                 path: None,
                 buf: Vec::new(),
+                spilled: None,
+                size: 0,
                 link: None,
-                flows: HashSet::default(),
+                flows: Vec::new(),
                 sel,
                 until_ns: u64::MAX,
                 slot,
@@ -648,7 +701,7 @@ impl Store {
         }
         let need = pcap::RECORD_HEADER + data.len() as u64;
         // The header (reserved at creation) counts towards the file's cap.
-        let size = (o.buf.len() as u64).max(pcap::FILE_HEADER);
+        let size = o.size.max(pcap::FILE_HEADER);
         if o.full || size + need > cap {
             o.full = true;
             self.stats.frames_over_alert_cap += 1;
@@ -658,6 +711,7 @@ impl Store {
             self.stats.frames_over_total_cap += 1;
             return;
         }
+        let before = o.buf.len();
         match o.link {
             Some(l) if l != link => {
                 self.stats.frames_other_link += 1;
@@ -670,9 +724,62 @@ impl Store {
             }
         }
         let _ = pcap::write_record(&mut o.buf, ts, orig, data);
+        let added = (o.buf.len() - before) as u64;
+        o.size += added;
+        self.buffered += added;
         self.written += need;
         self.stats.packets += 1;
         self.stats.bytes += need;
+        if self.buffered > MAX_BUFFERED {
+            self.spill();
+        }
+    }
+
+    /// Move every file's buffered bytes to disk (appending; no descriptor is
+    /// kept), so buffers stay under [`MAX_BUFFERED`] together.
+    fn spill(&mut self) {
+        let dir = self.cfg.dir.clone();
+        let mut failed: Option<(PathBuf, io::Error)> = None;
+        // Largest buffers first, until half the budget is free: few system
+        // calls, and small files usually close before they ever spill.
+        // Named files before unnamed ones (a group's file would need a
+        // temporary name and a rename).
+        let mut sizes: Vec<(bool, usize, u64)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| !o.buf.is_empty())
+            .map(|(id, o)| (o.path.is_some(), o.buf.len(), *id))
+            .collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut left = self.buffered;
+        for (_, len, id) in sizes {
+            if left <= MAX_BUFFERED / 2 {
+                break;
+            }
+            left = left.saturating_sub(len as u64);
+            let Some(o) = self.open.get_mut(&id) else {
+                continue;
+            };
+            let target = match (&o.spilled, &o.path) {
+                (Some(p), _) | (None, Some(p)) => p.clone(),
+                (None, None) => dir.join(format!(".open-{id}.pcap")),
+            };
+            match append(&target, &o.buf) {
+                Ok(()) => {
+                    o.spilled = Some(target);
+                    o.buf = Vec::new();
+                }
+                Err(e) => {
+                    o.buf = Vec::new();
+                    o.full = true;
+                    failed.get_or_insert((target, e));
+                }
+            }
+        }
+        self.buffered = left;
+        if let Some((p, e)) = failed {
+            self.error(&p, &e);
+        }
     }
 
     /// Write file `i` out and forget it.
@@ -696,8 +803,12 @@ impl Store {
                 }
             }
         }
+        self.buffered = self.buffered.saturating_sub(o.buf.len() as u64);
         let Some(path) = o.path.take() else {
             // A group whose line was never written: nothing names it.
+            if let Some(tmp) = o.spilled {
+                let _ = std::fs::remove_file(tmp);
+            }
             return;
         };
         if o.link.is_none() {
@@ -705,7 +816,11 @@ impl Store {
             // pcap (its header was counted when it was created).
             let _ = pcap::write_header(&mut o.buf, LinkType::Ethernet);
         }
-        match std::fs::write(&path, &o.buf) {
+        let done = match o.spilled {
+            Some(_) => append(&path, &o.buf),
+            None => std::fs::write(&path, &o.buf),
+        };
+        match done {
             Ok(()) => self.stats.files += 1,
             Err(e) => self.error(&path, &e),
         }

@@ -18,6 +18,10 @@ pub use record::{
 use crate::packet::FlowKey;
 pub use table::{FlowConfig, FlowStats, FlowTable, PolicyStats};
 
+/// `ts_ns >> SEEN_SHIFT` buckets of packet time (2^30 ns, about 1.07 s) for
+/// [`FlowSink::flow_seen`].
+pub const SEEN_SHIFT: u32 = 30;
+
 /// Receives every flow the table finishes (ended, timed out, evicted, flushed).
 pub trait FlowSink {
     fn flow_ended(&mut self, rec: &FlowRecord);
@@ -39,6 +43,14 @@ pub trait FlowSink {
     /// Only through the default [`flow_started`](Self::flow_started).
     fn flow_violation(&mut self, start: &FlowStart) {
         let _ = start;
+    }
+
+    /// A violating flow (its packed verdict `tag`) carried a packet at `ts_ns`
+    /// in a later [`SEEN_SHIFT`] bucket of packet time (about a second) than
+    /// its previous packet: alerts learn how long a violation lasted, to
+    /// within that bucket, at one call per flow and second.
+    fn flow_seen(&mut self, key: &FlowKey, tag: u32, ts_ns: u64) {
+        let _ = (key, tag, ts_ns);
     }
 
     /// The responder sent its first packet (for TCP: the SYN-ACK or whatever

@@ -1041,8 +1041,14 @@ impl FlowTable {
         let old_class = e.class();
         let shift = self.shifts.get(old_class as usize).copied().unwrap_or(30);
         let old_epoch = e.last_ns >> shift;
+        let old_last = e.last_ns;
         if ts > e.last_ns {
             e.last_ns = ts;
+            if ts >> super::SEEN_SHIFT != old_last >> super::SEEN_SHIFT
+                && crate::policy::is_violation_tag(e.tag)
+            {
+                sink.flow_seen(&e.key, e.tag, ts);
+            }
         }
         if ts < e.first_ns {
             e.first_ns = ts;

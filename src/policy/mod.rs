@@ -204,6 +204,13 @@ pub fn generation_of(tag: u32) -> u8 {
     ((tag & PACK_GEN_MASK) >> PACK_GEN_SHIFT) as u8
 }
 
+/// Whether a packed verdict is a violation (cheap: the flow table asks per
+/// packet that starts a new second of a flow).
+#[inline]
+pub fn is_violation_tag(tag: u32) -> bool {
+    tag >> PACK_KIND_SHIFT == PACK_VIOLATION
+}
+
 impl Severity {
     /// All severities, lowest first (`ALL[s as usize] == s`).
     pub const ALL: [Severity; 5] = [
