@@ -237,6 +237,15 @@ fn open_live(
     );
     let outputs = OpenedOutputs::open(&args.common)?;
     if let Some(a) = account {
+        // Evidence files are created later, as the account: it owns the directory.
+        if let Some(dir) = &args.common.evidence.evidence {
+            std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid)).map_err(|source| {
+                AppError::Output {
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
+        }
         a.become_user()?;
         eprintln!(
             "zonewatch: dropped root: now user {} (uid {}, gid {}); root cannot be regained",

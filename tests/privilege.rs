@@ -12,7 +12,7 @@
 use crate::live::{require_root, Netns, Veth};
 use crate::util::Watched;
 use crate::util::{self, ChildGuard};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -86,6 +86,8 @@ fn run_user_nobody_drops_root_in_every_thread_and_still_captures() {
         dir.path().join("flows.jsonl"),
         dir.path().join("summary.json"),
     );
+    // Evidence files are created after the drop: the account owns their directory.
+    let evidence = dir.path().join("ev");
     // umask 022 so the mode seen is the one zonewatch asks for (0640).
     let mut zw = cap.cmd("sh");
     zw.args(["-c", "umask 022; exec \"$@\"", "sh", util::BIN])
@@ -96,7 +98,9 @@ fn run_user_nobody_drops_root_in_every_thread_and_still_captures() {
         .arg("--flows")
         .arg(&flows)
         .arg("--summary")
-        .arg(&summary);
+        .arg(&summary)
+        .arg("--evidence")
+        .arg(&evidence);
     let mut w = Watched::spawn(zw);
     w.wait_stderr("dropped root: now user nobody");
 
@@ -152,6 +156,13 @@ fn run_user_nobody_drops_root_in_every_thread_and_still_captures() {
             & 0o7777;
         assert_eq!(mode, 0o640, "{}: mode {mode:o}", p.display());
     }
+    let ev = std::fs::metadata(&evidence).expect("evidence directory created");
+    assert!(ev.is_dir());
+    assert_eq!(
+        (u64::from(ev.uid()), u64::from(ev.gid())),
+        (uid, gid),
+        "the evidence directory belongs to the account that writes into it"
+    );
 }
 
 #[test]

@@ -318,15 +318,9 @@ pub fn serve(
             run.process(w, &o, current.as_deref());
         }
         run.advance(upto, current.as_deref());
-        let folds = run.folder.folded.as_mut();
-        let ev = Evidence {
-            store: evidence.as_mut(),
-            folds,
+        run.write(
             upto,
-        };
-        write(
-            &mut run.emit.items,
-            ev,
+            evidence.as_mut(),
             &mut *sink,
             &mut result,
             &mut written,
@@ -338,15 +332,9 @@ pub fn serve(
     run.advance(u64::MAX, current.as_deref());
     run.folder.close_all();
     run.collect_folder();
-    let folds = run.folder.folded.as_mut();
-    let ev = Evidence {
-        store: evidence.as_mut(),
-        folds,
-        upto: u64::MAX,
-    };
-    write(
-        &mut run.emit.items,
-        ev,
+    run.write(
+        u64::MAX,
+        evidence.as_mut(),
         &mut *sink,
         &mut result,
         &mut written,
@@ -436,6 +424,23 @@ impl Run<'_> {
             self.emit.rank = i + 1;
             d.advance(upto, &cx, self.emit);
         }
+    }
+
+    /// Write this round's alerts (released up to `upto`), evidence in step.
+    fn write(
+        &mut self,
+        upto: u64,
+        store: Option<&mut crate::evidence::Store>,
+        sink: &mut dyn AlertSink,
+        result: &mut io::Result<()>,
+        written: &mut Written,
+    ) {
+        let ev = Evidence {
+            store,
+            folds: self.folder.folded.as_mut(),
+            upto,
+        };
+        write(&mut self.emit.items, ev, sink, result, written);
     }
 
     fn collect_folder(&mut self) {

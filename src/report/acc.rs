@@ -42,11 +42,8 @@ impl Traffic {
 #[derive(Clone, Debug, Default)]
 pub struct PairAcc {
     pub traffic: Traffic,
-    pub allowed: u64,
-    pub violation: u64,
-    pub unknown: u64,
-    /// Violations by severity (`Severity as usize`, info first).
-    pub violations_by_severity: [u64; 5],
+    /// Flows by verdict, violations by severity.
+    pub verdicts: crate::flow::PolicyStats,
     /// Traffic per initiator address (at most [`MAX_TALKERS_PER_PAIR`]), keyed
     /// by [`addr_key`] (one integer to hash per flow).
     pub talkers: HashMap<u128, Traffic, foldhash::fast::RandomState>,
@@ -59,16 +56,7 @@ impl PairAcc {
     /// once, at the end, on already bounded maps).
     pub fn merge(&mut self, o: PairAcc) {
         self.traffic.add(&o.traffic);
-        self.allowed += o.allowed;
-        self.violation += o.violation;
-        self.unknown += o.unknown;
-        for (a, b) in self
-            .violations_by_severity
-            .iter_mut()
-            .zip(o.violations_by_severity)
-        {
-            *a += b;
-        }
+        self.verdicts.merge(&o.verdicts);
         self.untracked.add(&o.untracked);
         if self.talkers.len() < o.talkers.len() {
             let mine = std::mem::replace(&mut self.talkers, o.talkers);
@@ -191,16 +179,8 @@ impl ZoneAcc {
         };
         let pair = self.raw.entry(key).or_default();
         pair.traffic.add(&t);
-        match verdict {
-            Some(Verdict::Allowed { .. }) => pair.allowed += 1,
-            Some(Verdict::Violation { severity, .. }) => {
-                pair.violation += 1;
-                if let Some(n) = pair.violations_by_severity.get_mut(severity as usize) {
-                    *n += 1;
-                }
-            }
-            Some(Verdict::Unknown) => pair.unknown += 1,
-            None => {}
+        if let Some(v) = &verdict {
+            pair.verdicts.count(v);
         }
         let ip = addr_key(&rec.key);
         if let Some(x) = pair.talkers.get_mut(&ip) {

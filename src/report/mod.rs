@@ -199,7 +199,8 @@ fn severity_counts(a: &[u64; 5]) -> SeverityCounts {
 
 impl MatrixEntry {
     fn new(src: &str, dst: &str, p: &PairAcc) -> MatrixEntry {
-        let verdict = match (p.allowed > 0, p.violation > 0, p.unknown > 0) {
+        let v = &p.verdicts;
+        let verdict = match (v.allowed > 0, v.violation > 0, v.unknown > 0) {
             (true, false, false) => "allowed",
             (false, true, false) => "violation",
             (false, false, _) => "unknown",
@@ -209,7 +210,7 @@ impl MatrixEntry {
             .iter()
             .rev()
             .find(|s| {
-                p.violations_by_severity
+                v.violations_by_severity
                     .get(**s as usize)
                     .is_some_and(|n| *n > 0)
             })
@@ -220,10 +221,10 @@ impl MatrixEntry {
             flows: p.traffic.flows,
             packets: p.traffic.packets,
             bytes: p.traffic.bytes,
-            allowed: p.allowed,
-            violation: p.violation,
-            unknown: p.unknown,
-            violations_by_severity: severity_counts(&p.violations_by_severity),
+            allowed: v.allowed,
+            violation: v.violation,
+            unknown: v.unknown,
+            violations_by_severity: severity_counts(&v.violations_by_severity),
             verdict,
             max_severity,
         }

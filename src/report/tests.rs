@@ -80,9 +80,16 @@ fn flows_land_in_their_zone_pair_with_verdict_counts_and_talkers() {
             bytes: 11000 + 300
         }
     );
-    assert_eq!((pair.allowed, pair.violation, pair.unknown), (0, 3, 0));
     assert_eq!(
-        pair.violations_by_severity[crate::policy::Severity::Critical as usize],
+        (
+            pair.verdicts.allowed,
+            pair.verdicts.violation,
+            pair.verdicts.unknown
+        ),
+        (0, 3, 0)
+    );
+    assert_eq!(
+        pair.verdicts.violations_by_severity[crate::policy::Severity::Critical as usize],
         3
     );
     let top = pair.top(5);
@@ -102,7 +109,14 @@ fn without_rules_every_flow_is_in_the_no_zone_pair() {
     assert_eq!(pairs.len(), 1);
     let pair = &pairs[&key];
     assert_eq!(pair.traffic.flows, 1);
-    assert_eq!((pair.allowed, pair.violation, pair.unknown), (0, 0, 0));
+    assert_eq!(
+        (
+            pair.verdicts.allowed,
+            pair.verdicts.violation,
+            pair.verdicts.unknown
+        ),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -206,19 +220,15 @@ fn only_the_first_gaps_are_listed_but_all_are_counted() {
 
 #[test]
 fn matrix_verdicts_name_mixed_and_unknown_pairs() {
-    let mut p = PairAcc {
-        allowed: 2,
-        ..PairAcc::default()
-    };
+    let mut p = PairAcc::default();
+    p.verdicts.allowed = 2;
     assert_eq!(MatrixEntry::new("a", "b", &p).verdict, "allowed");
-    p.violation = 1;
-    p.violations_by_severity[crate::policy::Severity::Low as usize] = 1;
+    p.verdicts.violation = 1;
+    p.verdicts.violations_by_severity[crate::policy::Severity::Low as usize] = 1;
     let e = MatrixEntry::new("a", "b", &p);
     assert_eq!((e.verdict, e.max_severity), ("mixed", Some("low")));
-    let u = PairAcc {
-        unknown: 3,
-        ..PairAcc::default()
-    };
+    let mut u = PairAcc::default();
+    u.verdicts.unknown = 3;
     assert_eq!(MatrixEntry::new("a", "-", &u).verdict, "unknown");
 }
 
