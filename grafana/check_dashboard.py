@@ -27,6 +27,7 @@ METRICS = {
     "zonewatch_flows_active", "zonewatch_flows_created_total", "zonewatch_flows_ended_total",
     "zonewatch_flows_evicted_total", "zonewatch_alerts_total", "zonewatch_dos_episodes_active",
     "zonewatch_packet_verdict_latency_seconds", "zonewatch_batch_work_seconds", "zonewatch_capture_time_seconds",
+    "zonewatch_evidence_files_total", "zonewatch_evidence_bytes_total", "zonewatch_evidence_cuts_total",
 }
 SUMMARIES = {"zonewatch_packet_verdict_latency_seconds", "zonewatch_batch_work_seconds"}
 DS_UID = "${datasource}"

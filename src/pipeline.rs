@@ -354,6 +354,10 @@ pub fn run<S: PacketSource + ?Sized>(
             batch: crate::evidence::Batch::default(),
             live,
             dropped: 0,
+            metric: cfg
+                .metrics
+                .as_ref()
+                .map(|m| m.counter(crate::metrics::M::EvidenceCut, &["frames_not_copied"])),
         }),
         _ => None,
     };
@@ -679,6 +683,8 @@ struct EvidenceOut {
     live: bool,
     /// Frames dropped because the analysis thread was behind (live only).
     dropped: u64,
+    /// `zonewatch_evidence_cut_total{reason="frames_not_copied"}`.
+    metric: Option<prometheus::IntCounter>,
 }
 
 impl EvidenceOut {
@@ -696,6 +702,9 @@ impl EvidenceOut {
         };
         if !sent {
             self.dropped += n;
+            if let Some(m) = &self.metric {
+                m.inc_by(n);
+            }
         }
     }
 }

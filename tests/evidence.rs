@@ -286,3 +286,44 @@ fn evidence_needs_alerts_and_an_unwritable_directory_is_an_error() {
     assert_eq!(run.code(), 2, "{}", run.stderr);
     assert!(run.stderr.contains("ev"), "{}", run.stderr);
 }
+
+/// The metrics (`--openmetrics`, whose last snapshot is taken after every
+/// file is written) count the same files, bytes and cuts as the summary.
+#[test]
+fn evidence_metrics_equal_the_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let om = dir.path().join("om.txt");
+    let om_s = om.to_str().expect("utf-8").to_string();
+    let r = replay_evidence(
+        "scan-nmap-syn.pcap",
+        &["--evidence-max-bytes", "3000", "--openmetrics", &om_s],
+    );
+    let text = std::fs::read_to_string(&om).expect("openmetrics written");
+    // The last sample of a series (snapshots are in time order).
+    let last = |series: &str| -> u64 {
+        text.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .find_map(|rest| rest.split(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in the openmetrics file")) as u64
+    };
+    let ev = &r.summary["alerts"]["evidence"];
+    assert_eq!(
+        last("zonewatch_evidence_files_total"),
+        ev["files"].as_u64().expect("files")
+    );
+    assert_eq!(
+        last("zonewatch_evidence_bytes_total"),
+        ev["bytes"].as_u64().expect("bytes")
+    );
+    let cut = ev["frames_over_alert_cap"].as_u64().expect("cut");
+    assert!(cut > 0, "{ev}");
+    assert_eq!(
+        last(r#"zonewatch_evidence_cuts_total{reason="frames_over_alert_cap"}"#),
+        cut
+    );
+    assert_eq!(
+        last(r#"zonewatch_evidence_cuts_total{reason="write_errors"}"#),
+        0
+    );
+}

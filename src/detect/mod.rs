@@ -341,6 +341,9 @@ pub fn serve(
     );
     if let Some(e) = &mut evidence {
         e.finish();
+        if let Some(m) = &mut written.metrics {
+            m.evidence(e.stats());
+        }
     }
     let stats = AnalysisStats {
         written_by_kind: written.by_kind,
@@ -523,17 +526,7 @@ fn write(
     let mut store = ev.store;
     let mut folds = ev.folds.map(std::mem::take).unwrap_or_default();
     let mut folds_iter = folds.drain(..).peekable();
-    if items.is_empty() {
-        if let Some(st) = store.as_deref_mut() {
-            for (t, slot, key) in folds_iter.by_ref() {
-                st.fold(slot, &key, t);
-            }
-            if ev.upto != u64::MAX {
-                st.commit(ev.upto);
-            }
-        }
-        return;
-    }
+    let wrote = !items.is_empty();
     items.sort_by_key(|(at, rank, _)| (*at, *rank));
     for (at, _, mut a) in items.drain(..) {
         if let Some(st) = store.as_deref_mut() {
@@ -576,8 +569,11 @@ fn write(
         if ev.upto != u64::MAX {
             st.commit(ev.upto);
         }
+        if let Some(m) = &mut written.metrics {
+            m.evidence(st.stats());
+        }
     }
-    if result.is_ok() {
+    if result.is_ok() && wrote {
         *result = sink.flush();
     }
 }

@@ -349,6 +349,35 @@ fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write_all(bytes)
 }
 
+/// Reasons evidence is cut ([`EvidenceStats::cuts`]; metrics label values).
+pub const CUT_REASONS: [&str; 8] = [
+    "alerts_without_file",
+    "frames_over_alert_cap",
+    "frames_over_total_cap",
+    "frames_other_link",
+    "flows_over_cap",
+    "frames_evicted",
+    "write_errors",
+    "frames_not_copied",
+];
+
+impl EvidenceStats {
+    /// Every cut count with its reason, in [`CUT_REASONS`] order.
+    pub fn cuts(&self) -> [(&'static str, u64); 8] {
+        let n = [
+            self.alerts_without_file,
+            self.frames_over_alert_cap,
+            self.frames_over_total_cap,
+            self.frames_other_link,
+            self.flows_over_cap,
+            self.frames_evicted,
+            self.write_errors,
+            self.frames_not_copied,
+        ];
+        std::array::from_fn(|i| (CUT_REASONS[i], n[i]))
+    }
+}
+
 /// Bytes a ring frame costs beyond its data (allocation, slot, map share),
 /// for the `buffer_bytes` budget.
 const FRAME_OVERHEAD: u64 = 96;

@@ -88,12 +88,15 @@ pub enum M {
     VerdictLatency,
     BatchWork,
     CaptureTime,
+    EvidenceFiles,
+    EvidenceBytes,
+    EvidenceCut,
 }
 
 const ZONE_VERDICT: &[&str] = &["src_zone", "dst_zone", "verdict"];
 
 impl M {
-    pub const ALL: [M; 21] = [
+    pub const ALL: [M; 24] = [
         M::BuildInfo,
         M::PolicyInfo,
         M::PolicyReloads,
@@ -115,6 +118,9 @@ impl M {
         M::VerdictLatency,
         M::BatchWork,
         M::CaptureTime,
+        M::EvidenceFiles,
+        M::EvidenceBytes,
+        M::EvidenceCut,
     ];
 
     pub const fn def(self) -> Def {
@@ -141,6 +147,9 @@ impl M {
             M::VerdictLatency => ("zonewatch_packet_verdict_latency_seconds", Summary, &[], "Wall time from reading the first (oldest) packet of a batch to its worker having accounted it (batch fill, queueing, work), per batch"),
             M::BatchWork => ("zonewatch_batch_work_seconds", Summary, &["worker"], "Worker time spent on one batch"),
             M::CaptureTime => ("zonewatch_capture_time_seconds", Gauge, &[], "Packet time of the newest packet read (Unix seconds)"),
+            M::EvidenceFiles => ("zonewatch_evidence_files_total", Counter, &[], "Evidence pcaps written (--evidence)"),
+            M::EvidenceBytes => ("zonewatch_evidence_bytes_total", Counter, &[], "Bytes put into evidence pcaps, headers included (--evidence)"),
+            M::EvidenceCut => ("zonewatch_evidence_cuts_total", Counter, &["reason"], "Evidence not written, by reason (the summary's alerts.evidence names: alerts_without_file, frames_over_alert_cap, frames_over_total_cap, frames_other_link, flows_over_cap, frames_evicted, write_errors, frames_not_copied)"),
         };
         Def {
             name,
@@ -383,6 +392,11 @@ impl Metrics {
         }
         me.gauge(M::DosEpisodesActive, &[]);
         me.gauge(M::CaptureTime, &[]);
+        me.counter(M::EvidenceFiles, &[]);
+        me.counter(M::EvidenceBytes, &[]);
+        for r in crate::evidence::CUT_REASONS {
+            me.counter(M::EvidenceCut, &[r]);
+        }
         Ok(me)
     }
 
@@ -678,6 +692,8 @@ pub struct AlertPub {
     m: Arc<Metrics>,
     dos: prometheus::Gauge,
     open_episodes: i64,
+    /// Evidence counts already published.
+    evidence: crate::evidence::EvidenceStats,
 }
 
 impl AlertPub {
@@ -685,8 +701,21 @@ impl AlertPub {
         AlertPub {
             dos: m.gauge(M::DosEpisodesActive, &[]),
             open_episodes: 0,
+            evidence: crate::evidence::EvidenceStats::default(),
             m,
         }
+    }
+
+    /// The evidence store's counts after a round (deltas go to the counters).
+    pub fn evidence(&mut self, now: &crate::evidence::EvidenceStats) {
+        let inc = |c: IntCounter, new: u64, old: u64| c.inc_by(new.saturating_sub(old));
+        let old = &self.evidence;
+        inc(self.m.counter(M::EvidenceFiles, &[]), now.files, old.files);
+        inc(self.m.counter(M::EvidenceBytes, &[]), now.bytes, old.bytes);
+        for ((r, new), (_, was)) in now.cuts().into_iter().zip(old.cuts()) {
+            inc(self.m.counter(M::EvidenceCut, &[r]), new, was);
+        }
+        self.evidence = now.clone();
     }
 
     /// One alert line written (not per packet: label lookup per alert).

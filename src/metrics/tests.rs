@@ -11,6 +11,7 @@ use std::num::NonZeroUsize;
 /// things currently open).
 const UNITS: &[&str] = &[
     "packets", "bytes", "seconds", "failures", "reloads", "flows", "alerts", "info", "active",
+    "files", "cuts",
 ];
 
 #[test]
@@ -89,6 +90,9 @@ fn names_are_the_specs() {
             "zonewatch_packet_verdict_latency_seconds",
             "zonewatch_batch_work_seconds",
             "zonewatch_capture_time_seconds",
+            "zonewatch_evidence_files_total",
+            "zonewatch_evidence_bytes_total",
+            "zonewatch_evidence_cuts_total",
         ]
     );
 }
