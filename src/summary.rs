@@ -169,34 +169,23 @@ impl AlertSummary {
             );
         }
         if let Some(e) = &self.evidence {
-            let cut = e.alerts_without_file
-                + e.frames_over_alert_cap
-                + e.frames_over_total_cap
-                + e.frames_other_link
-                + e.flows_over_cap
-                + e.frames_evicted
-                + e.write_errors
-                + e.frames_not_copied;
+            // The cut counts by their JSON names (alerts.evidence), non-zero only.
+            let cut: Vec<String> = e
+                .cuts()
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
             let _ = writeln!(
                 s,
                 "  evidence       {} files, {} packets, {} bytes{}",
                 e.files,
                 e.packets,
                 e.bytes,
-                if cut == 0 {
+                if cut.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        "; cut: {} alerts without file (total cap), {} frames over the per-alert cap, {} over the total cap, {} of another link type, {} flows over cap, {} frames evicted from full rings, {} write errors, {} frames not copied (analysis behind)",
-                        e.alerts_without_file,
-                        e.frames_over_alert_cap,
-                        e.frames_over_total_cap,
-                        e.frames_other_link,
-                        e.flows_over_cap,
-                        e.frames_evicted,
-                        e.write_errors,
-                        e.frames_not_copied
-                    )
+                    format!("; cut: {}", cut.join(", "))
                 }
             );
         }

@@ -339,16 +339,22 @@ fn japanese(s: &Summary, r: &Report) -> String {
                 "    証拠 pcap：{} ファイル、{} パケット、{} バイト",
                 e.files, e.packets, e.bytes
             );
-            let cuts = [
-                ("上限超過でファイルなしのアラート", e.alerts_without_file),
-                ("1 ファイルの上限を超えたフレーム", e.frames_over_alert_cap),
-                ("全体の上限を超えたフレーム", e.frames_over_total_cap),
-                ("リンク種別の異なるフレーム", e.frames_other_link),
-                ("上限を超えた通信", e.flows_over_cap),
-                ("バッファ満杯で捨てたフレーム", e.frames_evicted),
-                ("書き込みエラー", e.write_errors),
-                ("解析の遅れで複写できなかったフレーム", e.frames_not_copied),
+            // Japanese names of the cut reasons, in CUT_REASONS order.
+            const JA_CUTS: [&str; 8] = [
+                "上限超過でファイルなしのアラート",
+                "1 ファイルの上限を超えたフレーム",
+                "全体の上限を超えたフレーム",
+                "リンク種別の異なるフレーム",
+                "上限を超えた通信",
+                "バッファ満杯で捨てたフレーム",
+                "書き込みエラー",
+                "解析の遅れで複写できなかったフレーム",
             ];
+            let cuts: Vec<(&str, u64)> = JA_CUTS
+                .iter()
+                .zip(e.cuts())
+                .map(|(ja, (_, n))| (*ja, n))
+                .collect();
             let cut: Vec<String> = cuts
                 .iter()
                 .filter(|(_, n)| *n > 0)
