@@ -524,8 +524,9 @@ fn write(
     // equal times), whatever the round boundaries: a round holds every event
     // up to `upto` and none later, so commits never run ahead of an event.
     let mut store = ev.store;
-    let mut folds = ev.folds.map(std::mem::take).unwrap_or_default();
-    let mut folds_iter = folds.drain(..).peekable();
+    // Drained in place: the folder's vector keeps its capacity across rounds.
+    let mut none = Vec::new();
+    let mut folds_iter = ev.folds.unwrap_or(&mut none).drain(..).peekable();
     let wrote = !items.is_empty();
     items.sort_by_key(|(at, rank, _)| (*at, *rank));
     for (at, _, mut a) in items.drain(..) {

@@ -199,12 +199,11 @@ impl Selector {
                 dst,
                 sport: None,
                 dport: a.dst_port,
-                proto: a.proto.as_deref().and_then(|p| match p {
-                    "tcp" => Some(6),
-                    "udp" => Some(17),
-                    "icmp" => Some(1),
-                    "ipv6-icmp" => Some(58),
-                    n => n.parse().ok(),
+                // The line's label back to its number (the flow lines' one table).
+                proto: a.proto.as_deref().and_then(|p| {
+                    p.parse().ok().or_else(|| {
+                        (0..=u8::MAX).find(|&n| crate::flow::record::proto_name(n) == Some(p))
+                    })
                 }),
             },
         };
@@ -333,6 +332,8 @@ pub struct Store {
     written: u64,
     /// Bytes in the open files' buffers together.
     buffered: u64,
+    /// Files a frame goes to (reused).
+    scratch: Vec<u64>,
     stats: EvidenceStats,
     error_told: bool,
 }
@@ -403,6 +404,7 @@ impl Store {
             next_sweep_ns: 0,
             written: 0,
             buffered: 0,
+            scratch: Vec::new(),
             stats: EvidenceStats::default(),
             error_told: false,
         }
@@ -459,7 +461,10 @@ impl Store {
         }
         // Files first: a frame at or after their opening follows it.
         if !self.open.is_empty() {
-            let mut ids: Vec<u64> = self.by_flow.get(&r.key).cloned().unwrap_or_default();
+            // A scratch vector kept across frames: no allocation per frame.
+            let mut ids = std::mem::take(&mut self.scratch);
+            ids.clear();
+            ids.extend(self.by_flow.get(&r.key).into_iter().flatten());
             for a in [r.key.src, r.key.dst] {
                 if let Some(v) = self.by_anchor.get(&a) {
                     ids.extend(v.iter().filter(|id| {
@@ -472,9 +477,10 @@ impl Store {
             }
             ids.sort_unstable();
             ids.dedup();
-            for id in ids {
+            for &id in &ids {
                 self.write_frame(id, r.ts_ns, r.orig_len, r.link, &data);
             }
+            self.scratch = ids;
         }
         let len = data.len() as u64 + FRAME_OVERHEAD;
         let ring = match self.rings.get_mut(&r.key) {
