@@ -656,7 +656,7 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
         .map(|f| f.display().to_string())
         .collect();
     let mut header = format!(
-        "Dry run of {} against {}\n{} packets, {} flows: {} allowed, {} violating, {} unknown -> {} alert{} (fold window {} s, {} per source)\n",
+        "Dry run of {} against {}\n{} packets, {} flows: {} allowed, {} violating, {} unknown, {} segment-local -> {} alert{} (fold window {} s, {} per source)\n",
         args.rules.display(),
         inputs.join(", "),
         report.frames,
@@ -664,6 +664,7 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
         p.allowed,
         p.violation,
         p.unknown,
+        p.local,
         alerts.len(),
         if alerts.len() == 1 { "" } else { "s" },
         args.alerts.alert_window_secs,

@@ -387,6 +387,8 @@ pub struct VerdictCounts {
     pub allowed: u64,
     pub violation: u64,
     pub unknown: u64,
+    /// Segment-local flows (sender's zone → `local`), judged by no rule.
+    pub local: u64,
 }
 
 /// Most severe first.
@@ -412,6 +414,7 @@ impl PolicySummary {
                 allowed: p.allowed,
                 violation: p.violation,
                 unknown: p.unknown,
+                local: p.local,
             },
             violations_by_severity: SeverityCounts {
                 critical: sev(Severity::Critical),
@@ -430,8 +433,8 @@ impl PolicySummary {
         let f = &self.flows;
         let _ = writeln!(
             s,
-            "  policy         flows allowed {}, violation {}, unknown {}",
-            f.allowed, f.violation, f.unknown
+            "  policy         flows allowed {}, violation {}, unknown {}, segment-local {}",
+            f.allowed, f.violation, f.unknown, f.local
         );
         let v = &self.violations_by_severity;
         let parts: Vec<String> = [

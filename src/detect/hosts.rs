@@ -10,7 +10,12 @@
 //! reply), and an ARP packet's sender MAC with its sender address. A first
 //! answer proves the responder exists but carries no MAC: it counts for the
 //! rogue check only. Unspecified, loopback, multicast, broadcast and
-//! link-local addresses, and zero or group MACs, are skipped. Flows seen
+//! link-local addresses, and zero or group MACs, are skipped, with one
+//! exception: a link-local or unspecified *sender* address (fe80::/10,
+//! 169.254.0.0/16, `::`, `0.0.0.0`: DHCP, Neighbor Discovery, mDNS, LLMNR)
+//! counts for the bridge check by its VLAN alone. Such traffic cannot leave
+//! its segment, so a MAC whose segment-local traffic shows on two VLANs is
+//! attached to both segments. Flows seen
 //! inside a tunnel (`key.link != 0`) are not used for bridges: an IP-in-GRE
 //! packet keeps the outer Ethernet's MAC, which is not its addresses' MAC.
 //! An IPv6 address counts by its /64 (privacy addresses rotate inside it).
@@ -24,7 +29,8 @@
 //! appeared so a router can show its many addresses first. False negative
 //! this implies: a dual-homed host that also routes (or NATs) for more than
 //! `max_addresses_per_mac` addresses is taken for a router. One alert per
-//! MAC; critical when a zone involved has the top-level id `mynumber`.
+//! MAC; critical when a zone involved (an address's zone, or the zone that
+//! lists a VLAN it was seen on) has the top-level id `mynumber`.
 //!
 //! **rogue_host.** With an `inventory` (CSV `ip,mac,name`), a host seen in a
 //! `protected_zones` zone that the inventory lacks (its address; or, when the
@@ -300,6 +306,15 @@ fn usable(ip: IpAddr) -> bool {
     }
 }
 
+/// A sender address of segment-local traffic that names no host by itself:
+/// link-local unicast or unspecified.
+fn link_sender(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 /// A unicast MAC of a real interface.
 fn usable_mac(m: [u8; 6]) -> bool {
     m != [0; 6] && m[0] & 1 == 0
@@ -344,7 +359,8 @@ struct MacState {
     sightings: u64,
     nets: BTreeMap<IpAddr, NetSeen>,
     /// Innermost VLAN id → (first seen, address first seen on it).
-    vlans: BTreeMap<u16, (u64, IpAddr)>,
+    /// VLAN → (first seen, address seen with it, zone listing the VLAN).
+    vlans: BTreeMap<u16, (u64, IpAddr, Option<String>)>,
     router: bool,
     verdict: Verdict,
     /// When the second zone / VLAN appeared.
@@ -393,11 +409,12 @@ impl HostsDetector {
     }
 
     fn sighting(&mut self, s: Sighting, cx: &Ctx, out: &mut Emit) {
-        if !usable(s.ip) {
+        let owned = usable(s.ip);
+        if !owned && !link_sender(s.ip) {
             return;
         }
         self.stats.observed += 1;
-        if self.cfg.inventory.is_some() {
+        if owned && self.cfg.inventory.is_some() {
             self.rogue(&s, cx, out);
         }
         if let (Some(mac), true) = (s.mac, s.bridge) {
@@ -534,7 +551,8 @@ impl HostsDetector {
         }
         let net = net_of(s.ip);
         let mut changed = false;
-        if !st.nets.contains_key(&net) {
+        // A link-local sender tells the segment (its VLAN), not an address.
+        if usable(s.ip) && !st.nets.contains_key(&net) {
             if st.nets.len() >= max_addrs {
                 // More addresses than a host has: a router. Forget them.
                 st.router = true;
@@ -562,7 +580,10 @@ impl HostsDetector {
         }
         if let Some(v) = s.vlan {
             if let std::collections::btree_map::Entry::Vacant(e) = st.vlans.entry(v) {
-                e.insert((s.ts, s.ip));
+                let zone = cx
+                    .policy
+                    .and_then(|p| p.vlan_zone(v).map(|z| p.zone(z).id.clone()));
+                e.insert((s.ts, s.ip, zone));
                 changed = true;
             }
         }
@@ -640,10 +661,18 @@ impl HostsDetector {
                 }
             })
         });
+        let other_vlan = st
+            .vlans
+            .iter()
+            .filter(|(v, _)| !matches!(first, Some(f) if f.vlan == Some(**v)))
+            .map(|(_, e)| e)
+            .min_by_key(|(t, ip, _)| (*t, *ip));
         let mynumber = st
             .nets
             .values()
-            .any(|n| n.zone.as_deref().map(top) == Some("mynumber"));
+            .map(|n| &n.zone)
+            .chain(st.vlans.values().map(|(_, _, z)| z))
+            .any(|z| z.as_deref().map(top) == Some("mynumber"));
         let mac_s = Mac(mac).to_string();
         let addresses: Vec<serde_json::Value> = nets
             .iter()
@@ -665,8 +694,8 @@ impl HostsDetector {
         let vlan_list: Vec<serde_json::Value> = st
             .vlans
             .iter()
-            .map(|(v, (t, ip))| {
-                serde_json::json!({"vlan": v, "first_seen": ns_rfc(*t), "ip": ip.to_string()})
+            .map(|(v, (t, ip, z))| {
+                serde_json::json!({"vlan": v, "first_seen": ns_rfc(*t), "ip": ip.to_string(), "zone": z})
             })
             .collect();
         let what = if by_zones {
@@ -704,10 +733,15 @@ impl HostsDetector {
             kind: "zone_bridge",
             severity: if mynumber { "critical" } else { "high" },
             src_ip: first.map(|n| n.ip),
-            dst_ip: other.map(|n| n.ip),
+            // A VLAN seen only with link-local traffic names no address of
+            // its own: then the other side is that VLAN's first sighting.
+            dst_ip: other.map(|n| n.ip).or(other_vlan.map(|(_, ip, _)| *ip)),
             vlan: st.vlans.keys().copied().collect(),
             src_zone: first.and_then(|n| n.zone.clone()),
-            dst_zone: other.and_then(|n| n.zone.clone()),
+            dst_zone: match other {
+                Some(n) => n.zone.clone(),
+                None => other_vlan.and_then(|(_, _, z)| z.clone()),
+            },
             rule: format!("detect.hosts.zone_bridge.{}", by.join("+")),
             reason,
             count: st.sightings,

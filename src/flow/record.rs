@@ -267,10 +267,11 @@ impl FlowRecord {
             Some(z) => json_str(out, &p.zone(z).id),
             None => out.extend_from_slice(b"null"),
         };
+        let (sz, dz) = p.flow_zones(k.src_ip(), k.dst_ip(), k.proto, k.sport, vlan);
         out.extend_from_slice(b",\"src_zone\":");
-        zone(out, p.zone_of(k.src_ip(), vlan));
+        zone(out, sz);
         out.extend_from_slice(b",\"dst_zone\":");
-        zone(out, p.zone_of(k.dst_ip(), vlan));
+        zone(out, dz);
         let v = Verdict::unpack(self.tag).unwrap_or(Verdict::Unknown);
         out.extend_from_slice(b",\"verdict\":\"");
         out.extend_from_slice(v.kind_str().as_bytes());

@@ -242,6 +242,8 @@ pub struct PolicyStats {
     pub allowed: u64,
     pub violation: u64,
     pub unknown: u64,
+    /// Segment-local flows ([`Verdict::Local`]): judged by no rule.
+    pub local: u64,
     /// Violations by severity (`Severity as usize`, info first).
     pub violations_by_severity: [u64; Severity::ALL.len()],
 }
@@ -259,6 +261,7 @@ impl PolicyStats {
                 }
             }
             Verdict::Unknown => self.unknown += 1,
+            Verdict::Local => self.local += 1,
         }
     }
 
@@ -266,6 +269,7 @@ impl PolicyStats {
         self.allowed += o.allowed;
         self.violation += o.violation;
         self.unknown += o.unknown;
+        self.local += o.local;
         for (a, b) in self
             .violations_by_severity
             .iter_mut()
@@ -515,10 +519,11 @@ fn prefetch<T>(p: *const T) {
 /// with the responder's port and the innermost VLAN.
 #[inline]
 fn judge(p: &Policy, key: &FlowKey) -> Verdict {
-    p.verdict(
+    p.judge(
         key.src_ip(),
         key.dst_ip(),
         key.proto,
+        key.sport,
         key.dport,
         policy_vlan(key),
     )

@@ -97,12 +97,14 @@ impl ZoneCells {
                 _,
             ) => (2, r.src_zone.0, r.dst_zone.0),
             (Some(v), Some(p)) => {
-                let z = |ip| p.zone_of(ip, vlan).map_or(NONE, |z: ZoneIdx| z.0);
+                let z = |z: Option<ZoneIdx>| z.map_or(NONE, |z| z.0);
                 let k = match v {
                     Verdict::Allowed { .. } => 1,
+                    Verdict::Local => 4,
                     _ => 3,
                 };
-                (k, z(key.src_ip()), z(key.dst_ip()))
+                let (s, d) = p.flow_zones(key.src_ip(), key.dst_ip(), key.proto, key.sport, vlan);
+                (k, z(s), z(d))
             }
         };
         let fast_key = u64::from(generation_of(tag)) << 40
@@ -126,6 +128,7 @@ impl ZoneCells {
                 0 => "none",
                 1 => "allowed",
                 2 => "violation",
+                4 => "local",
                 _ => "unknown",
             },
         };

@@ -374,6 +374,11 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
                 d.err(src, id.span.clone(), format!("invalid zone id {:?} (lower-case letters, digits, '_' and '-', sub-zones joined by '.')", id.v), None);
                 continue;
             }
+            let top_id = id.v.split('.').next().unwrap_or_default();
+            if top_id == super::LOCAL_ZONE || top_id == super::MULTICAST_ZONE {
+                d.err(src, id.span.clone(), format!("zone id {:?} is reserved: zonewatch declares the zones {:?} (segment-local traffic) and {:?} (routable multicast groups no zone claims) itself", id.v, super::LOCAL_ZONE, super::MULTICAST_ZONE), None);
+                continue;
+            }
             let cidrs = z
                 .cidrs
                 .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
@@ -518,13 +523,51 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         }
     }
 
+    // The built-in zones, last: segment-local responders, and routable multicast
+    // groups (a site zone listing a group block wins by longest prefix).
+    for (id, ja, en, cidrs) in [
+        (
+            super::LOCAL_ZONE,
+            "セグメント内通信",
+            "Segment-local (cannot leave its link)",
+            &[][..],
+        ),
+        (
+            super::MULTICAST_ZONE,
+            "マルチキャスト",
+            "Routable multicast groups",
+            &["224.0.0.0/4", "ff00::/8"][..],
+        ),
+    ] {
+        zones.push(ZoneB {
+            id: At {
+                v: id.to_string(),
+                src: 0,
+                span: 0..0,
+            },
+            name_ja: Some(ja.to_string()),
+            name_en: Some(en.to_string()),
+            cidrs: cidrs
+                .iter()
+                .map(|c| At {
+                    v: c.to_string(),
+                    src: 0,
+                    span: 0..0,
+                })
+                .collect(),
+            vlans: Vec::new(),
+            external: false,
+            intra_zone_allowed: false,
+        });
+    }
+
     if zones.len() > super::MAX_ZONES {
         // A flow's cached verdict stores zone indices in 10 bits (`Verdict::pack`).
         d.err(
             0,
             0..0,
             format!(
-                "too many zones: {} declared (preset and site together), the limit is {}",
+                "too many zones: {} declared (preset and site together, with the 2 built-in zones `local` and `multicast`), the limit is {}",
                 zones.len(),
                 super::MAX_ZONES
             ),
@@ -720,7 +763,9 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             let mut out = Vec::new();
             for e in list.get_ref() {
                 let name = e.get_ref().as_str();
-                if let Some(z) = zone_idx(name) {
+                if name == super::LOCAL_ZONE {
+                    d.err(src, e.span(), format!("`{side}`: zone {name:?} holds segment-local traffic, which never crosses a zone and no rule judges"), Some(id));
+                } else if let Some(z) = zone_idx(name) {
                     out.push(Endpoint::Zone(z));
                 } else if let Some(g) = groups.iter().position(|g| g.id.v == name) {
                     out.push(Endpoint::HostGroup(g as u16));
@@ -802,8 +847,20 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     let mut v4: PrefixMap<Ipv4Net, Vec<ZoneIdx>> = PrefixMap::new();
     let mut v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>> = PrefixMap::new();
     let mut vlan_only = BTreeMap::new();
+    let mut vlan_zone = BTreeMap::new();
+    let mut directed_broadcast = Vec::new();
     for (i, z) in out_zones.iter().enumerate() {
         let zi = ZoneIdx(i as u16);
+        for v in &z.vlans {
+            vlan_zone.entry(*v).or_insert(zi);
+        }
+        for c in &z.cidrs {
+            if let IpNet::V4(n4) = c {
+                if n4.prefix_len() <= 30 && !n4.network().is_multicast() {
+                    directed_broadcast.push((u32::from(n4.broadcast()), *n4));
+                }
+            }
+        }
         for (n, c) in z.cidrs.iter().enumerate() {
             let owners = match c {
                 IpNet::V4(n4) => {
@@ -853,6 +910,14 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         v4,
         v6,
         vlan_only,
+        vlan_zone,
+        local_zone: zone_idx(super::LOCAL_ZONE).unwrap_or(ZoneIdx(0)),
+        multicast_zone: zone_idx(super::MULTICAST_ZONE).unwrap_or(ZoneIdx(0)),
+        directed_broadcast: {
+            directed_broadcast.sort_unstable();
+            directed_broadcast.dedup();
+            directed_broadcast
+        },
         pair_rules: Vec::new(),
         pair_severity: Vec::new(),
         detect,

@@ -173,6 +173,48 @@ pub enum Verdict {
     },
     /// An endpoint is in no zone and there is no default zone.
     Unknown,
+    /// Segment-local traffic ([`Policy::segment_local`]): it cannot leave the
+    /// link it was sent on, so it crosses no zone and no rule judges it. Its
+    /// responder zone is the built-in [`LOCAL_ZONE`].
+    Local,
+}
+
+/// The built-in responder zone of segment-local flows (rules cannot name it).
+pub const LOCAL_ZONE: &str = "local";
+/// The built-in zone of multicast groups routers can forward (224.0.0.0/4 and
+/// ff00::/8 outside the link scope) that no site zone claims; rules may name it
+/// or its group addresses.
+pub const MULTICAST_ZONE: &str = "multicast";
+/// IGMP, always sent with TTL 1 to the link (RFC 3376).
+pub const IPPROTO_IGMP: u8 = 2;
+
+/// An address whose packets no router forwards (RFC 3927, RFC 4291, RFC 1112,
+/// RFC 919): unspecified (0.0.0.0, ::), limited broadcast, IPv4 link-local
+/// 169.254.0.0/16, the IPv4 local network control block 224.0.0.0/24, IPv6
+/// link-local fe80::/10, IPv6 multicast of interface- or link-local scope
+/// (ffx1::, ffx2::, and the reserved scope 0), loopback.
+#[inline]
+pub fn link_scoped(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_loopback()
+                || (o[0] == 169 && o[1] == 254)
+                || (o[0] == 224 && o[1] == 0 && o[2] == 0)
+        }
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return link_scoped(IpAddr::V4(v4));
+            }
+            a.is_unspecified()
+                || a.is_loopback()
+                || (o[0] == 0xfe && o[1] & 0xc0 == 0x80)
+                || (o[0] == 0xff && o[1] & 0x0f <= 2)
+        }
+    }
 }
 
 /// Most zones a policy may declare: [`Verdict::pack`] stores a violation's two
@@ -191,6 +233,8 @@ const PACK_UNKNOWN: u32 = 3;
 const PACK_GEN_SHIFT: u32 = 26;
 const PACK_GEN_MASK: u32 = (POLICY_GENERATIONS as u32 - 1) << PACK_GEN_SHIFT;
 const PACK_INTRA: u32 = 1 << 25;
+/// With kind 3: segment-local rather than unknown.
+const PACK_LOCAL: u32 = 1 << 25;
 const PACK_SEV_SHIFT: u32 = 20;
 const PACK_ZONE_BITS: u32 = 10;
 const PACK_ZONE_MASK: u32 = (1 << PACK_ZONE_BITS) - 1;
@@ -237,7 +281,8 @@ impl Verdict {
     /// | violation: 25..23 | 0 |
     /// | violation: 22..20 | severity (`Severity as u8`, info = 0 .. critical = 4) |
     /// | violation: 19..10, 9..0 | responder zone index, initiator zone index |
-    /// | unknown: 25..0 | 0 |
+    /// | unknown: 25 | 0 = unknown, 1 = local ([`Verdict::Local`]) |
+    /// | unknown: 24..0 | 0 |
     ///
     /// Lossless for every loaded policy (the loader caps zones at [`MAX_ZONES`],
     /// rules at 65535).
@@ -266,6 +311,7 @@ impl Verdict {
                     | (u32::from(reason.src_zone.0) & PACK_ZONE_MASK)
             }
             Verdict::Unknown => PACK_UNKNOWN << PACK_KIND_SHIFT,
+            Verdict::Local => PACK_UNKNOWN << PACK_KIND_SHIFT | PACK_LOCAL,
         };
         body | gen
     }
@@ -295,6 +341,7 @@ impl Verdict {
                     },
                 })
             }
+            PACK_UNKNOWN if tag & PACK_LOCAL != 0 => Some(Verdict::Local),
             PACK_UNKNOWN => Some(Verdict::Unknown),
             _ => None,
         }
@@ -306,6 +353,7 @@ impl Verdict {
             Verdict::Allowed { .. } => "allowed",
             Verdict::Violation { .. } => "violation",
             Verdict::Unknown => "unknown",
+            Verdict::Local => "local",
         }
     }
 }
@@ -338,6 +386,17 @@ pub struct Policy {
     v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>>,
     /// Zones that list VLANs but no CIDRs: matched by VLAN alone.
     vlan_only: BTreeMap<u16, ZoneIdx>,
+    /// Every VLAN any zone lists → the first zone (in declaration order) that
+    /// lists it: the zone of a link-scoped address seen on that VLAN.
+    vlan_zone: BTreeMap<u16, ZoneIdx>,
+    /// The built-in zones [`LOCAL_ZONE`] and [`MULTICAST_ZONE`].
+    local_zone: ZoneIdx,
+    multicast_zone: ZoneIdx,
+    /// (last address, block) of every IPv4 zone block of /30 or wider, sorted:
+    /// a sender's directed broadcast into its own block stays on its link
+    /// (routers do not forward directed broadcasts, RFC 2644); one aimed at
+    /// another block is judged like any flow.
+    directed_broadcast: Vec<(u32, Ipv4Net)>,
     /// Per (initiator zone, responder zone), `src * zones + dst`: the rules that
     /// can match that pair, in file order (so first match still wins), built
     /// once at load by [`Policy::index_pairs`].
@@ -391,7 +450,14 @@ impl Policy {
     /// claiming the same prefix the VLAN picks (a zone listing `vlan`, else one
     /// listing no VLANs, else the first). Then VLAN-only zones, then the default zone.
     /// No allocation.
+    ///
+    /// A [`link_scoped`] address (fe80::/10, 169.254.0.0/16, 0.0.0.0, ::,
+    /// link-scope multicast, broadcast) belongs to no zone by prefix and never to
+    /// the default zone: it takes the zone that lists its VLAN, else none.
     pub fn zone_of(&self, ip: IpAddr, vlan: Option<u16>) -> Option<ZoneIdx> {
+        if link_scoped(ip) {
+            return vlan.and_then(|v| self.vlan_zone.get(&v).copied());
+        }
         let hit = match ip {
             IpAddr::V4(a) => self
                 .v4
@@ -446,12 +512,94 @@ impl Policy {
                     .any(|&(lo, hi)| lo <= dst_port && dst_port <= hi))
     }
 
+    /// The zone that lists VLAN `v` (the first one declared, if several do).
+    pub fn vlan_zone(&self, v: u16) -> Option<ZoneIdx> {
+        self.vlan_zone.get(&v).copied()
+    }
+
+    /// The built-in responder zone of segment-local flows.
+    pub fn local_zone(&self) -> ZoneIdx {
+        self.local_zone
+    }
+
+    /// The built-in zone of routable multicast groups no site zone claims.
+    pub fn multicast_zone(&self) -> ZoneIdx {
+        self.multicast_zone
+    }
+
+    /// Whether a flow from `src` to `dst` cannot leave the link it was sent on:
+    /// either address is [`link_scoped`] (link-local unicast or multicast,
+    /// limited broadcast, unspecified: DHCP and DHCPv6 included), the
+    /// responder is the directed broadcast of a zone block that holds the
+    /// initiator, the protocol is IGMP
+    /// or ARP (protocol 0), or `icmp6_type` is Neighbor Discovery (133–137) or
+    /// MLD (130–132, 143), which hosts send with hop limit 1 or 255 to the
+    /// link only (RFC 4861, RFC 3810). `icmp6_type` is the flow key's `sport`
+    /// for ICMPv6 and ignored otherwise.
+    pub fn segment_local(&self, src: IpAddr, dst: IpAddr, proto: u8, icmp6_type: u16) -> bool {
+        if proto == IPPROTO_IGMP || proto == 0 || link_scoped(src) || link_scoped(dst) {
+            return true;
+        }
+        if proto == IPPROTO_ICMPV6 && matches!(icmp6_type, 130..=137 | 143) {
+            return true;
+        }
+        let (IpAddr::V4(d), IpAddr::V4(s)) = (dst, src) else {
+            return false;
+        };
+        let d = u32::from(d);
+        let from = self.directed_broadcast.partition_point(|(b, _)| *b < d);
+        self.directed_broadcast[from..]
+            .iter()
+            .take_while(|(b, _)| *b == d)
+            .any(|(_, net)| net.contains(&s))
+    }
+
+    /// The (initiator, responder) zones of a flow as every output shows them:
+    /// a segment-local flow ([`segment_local`](Self::segment_local)) goes from
+    /// its sender's zone to [`LOCAL_ZONE`]; any other from [`zone_of`](Self::zone_of)
+    /// its initiator to that of its responder.
+    pub fn flow_zones(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        sport: u16,
+        vlan: Option<u16>,
+    ) -> (Option<ZoneIdx>, Option<ZoneIdx>) {
+        let sz = self.zone_of(src, vlan);
+        if self.segment_local(src, dst, proto, sport) {
+            (sz, Some(self.local_zone))
+        } else {
+            (sz, self.zone_of(dst, vlan))
+        }
+    }
+
+    /// The verdict of a flow given as a key's fields: [`Verdict::Local`] for
+    /// segment-local traffic, else [`verdict`](Self::verdict). `sport` is the
+    /// initiator's port (the ICMP type for ICMP).
+    pub fn judge(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+        vlan: Option<u16>,
+    ) -> Verdict {
+        if self.segment_local(src, dst, proto, sport) {
+            return Verdict::Local;
+        }
+        self.verdict(src, dst, proto, dport, vlan)
+    }
+
     /// The verdict for a flow from `src` (initiator) to `dst` (responder).
     /// `proto` is the IP protocol number, `dst_port` is ignored for protocols
     /// without ports. The first matching allow rule wins; otherwise traffic inside
     /// one top-level zone is allowed (unless that zone sets
     /// `intra_zone_allowed = false`); otherwise it is a violation with the severity
-    /// of the most specific `[severity]` entry. No allocation.
+    /// of the most specific `[severity]` entry. Segment-local traffic by its
+    /// addresses or protocol is [`Verdict::Local`] first ([`judge`](Self::judge)
+    /// also knows the ICMPv6 type). No allocation.
     pub fn verdict(
         &self,
         src: IpAddr,
@@ -460,6 +608,9 @@ impl Policy {
         dst_port: u16,
         vlan: Option<u16>,
     ) -> Verdict {
+        if self.segment_local(src, dst, proto, u16::MAX) {
+            return Verdict::Local;
+        }
         let (Some(sz), Some(dz)) = (self.zone_of(src, vlan), self.zone_of(dst, vlan)) else {
             return Verdict::Unknown;
         };
@@ -590,6 +741,7 @@ impl Policy {
                 self.zone(reason.dst_zone).id
             ),
             Verdict::Unknown => "unknown: address in no zone".to_string(),
+            Verdict::Local => "segment-local: cannot leave its link".to_string(),
         }
     }
 }

@@ -55,6 +55,7 @@ fn v(p: &Policy, src: &str, dst: &str, proto: u8, port: u16) -> String {
         } => format!("intra:{}", p.zone(z).id),
         Verdict::Violation { severity, .. } => severity.as_str().to_string(),
         Verdict::Unknown => "unknown".to_string(),
+        Verdict::Local => "local".to_string(),
     }
 }
 
@@ -806,24 +807,28 @@ fn zone_count_is_capped_for_packed_verdicts() {
             .map(|i| format!("[[zone]]\nid = \"z{i}\"\ncidrs = [\"2001:db8:{i:x}::/48\"]\n"))
             .collect()
     };
-    let (p, _) = load(&zones(MAX_ZONES));
+    // Two of the MAX_ZONES are built in: `local` and `multicast`, last.
+    let (p, _) = load(&zones(MAX_ZONES - 2));
     assert_eq!(p.zones().len(), MAX_ZONES);
-    // The last zone's index still round-trips through a packed violation.
+    assert_eq!(p.multicast_zone(), ZoneIdx((MAX_ZONES - 1) as u16));
+    // The last zone's index still round-trips through a packed violation:
+    // a routable group address no site zone claims is in `multicast`.
     let last = ZoneIdx((MAX_ZONES - 1) as u16);
     let v = p.verdict(
-        ip(&format!("2001:db8:{:x}::1", MAX_ZONES - 1)),
-        ip("2001:db8::1"),
-        IPPROTO_TCP,
-        80,
+        ip(&format!("2001:db8:{:x}::1", MAX_ZONES - 3)),
+        ip("ff05::1:3"),
+        IPPROTO_UDP,
+        547,
         None,
     );
     assert_eq!(v.kind_str(), "violation");
     assert_eq!(Verdict::unpack(v.pack_in(9)), Some(v));
     assert!(
-        matches!(v, Verdict::Violation { reason, .. } if reason.src_zone == last),
+        matches!(v, Verdict::Violation { reason, .. } if reason.dst_zone == last
+            && reason.src_zone == ZoneIdx((MAX_ZONES - 3) as u16)),
         "{v:?}"
     );
-    let e = errors(&zones(MAX_ZONES + 1));
+    let e = errors(&zones(MAX_ZONES - 1));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].contains("too many zones: 1024 declared") && e[0].contains("the limit is 1023"),
@@ -940,4 +945,148 @@ fn every_preset_with_vlan_tags() {
             }
         }
     }
+}
+
+/// Issue #12 point 1: office noise a My Number terminal sends many times a
+/// minute is segment-local, never `mynumber.term -> internet` (the example site
+/// has `default_zone = "internet"`), in every preset.
+#[test]
+fn segment_local_office_noise_is_never_judged_as_crossing() {
+    const IGMP: u8 = IPPROTO_IGMP;
+    for (name, _, _) in PRESETS {
+        let p = site(name);
+        let term = p.zone_by_id("mynumber.term");
+        let local = Some(p.local_zone());
+        // (src, dst, proto, sport = ICMPv6 type, dport)
+        let noise: &[(&str, &str, u8, u16, u16)] = &[
+            ("192.0.2.5", "224.0.0.251", IPPROTO_UDP, 5353, 5353), // mDNS
+            ("192.0.2.5", "224.0.0.252", IPPROTO_UDP, 50000, 5355), // LLMNR
+            ("192.0.2.5", "224.0.0.22", IGMP, 0, 0),               // IGMPv3 report
+            ("192.0.2.5", "239.255.255.250", IGMP, 0, 0),          // IGMPv2 report to its group
+            ("192.0.2.5", "255.255.255.255", IPPROTO_UDP, 68, 67), // limited broadcast
+            ("192.0.2.5", "192.0.2.31", IPPROTO_UDP, 137, 137),    // NetBIOS, own /27 broadcast
+            ("2001:db8:0:110::5", "ff02::fb", IPPROTO_UDP, 5353, 5353),
+            ("2001:db8:0:110::5", "ff02::1:3", IPPROTO_UDP, 50000, 5355),
+            // Neighbor Advertisement to a global address of another zone: link only.
+            ("2001:db8:0:110::5", "2001:db8:0:210::9", IPPROTO_ICMPV6, 136, 0),
+        ];
+        for &(s, d, proto, sport, dport) in noise {
+            let why = format!("{name}: {s} -> {d} proto {proto}");
+            assert!(p.segment_local(ip(s), ip(d), proto, sport), "{why}");
+            assert_eq!(
+                p.judge(ip(s), ip(d), proto, sport, dport, None),
+                Verdict::Local,
+                "{why}"
+            );
+            assert_eq!(
+                p.flow_zones(ip(s), ip(d), proto, sport, None),
+                (term, local),
+                "{why}"
+            );
+            // Packs and unpacks in every generation slot.
+            let v = Verdict::Local;
+            assert_eq!(Verdict::unpack(v.pack_in(7)), Some(v));
+            assert!(!is_violation_tag(v.pack_in(7)));
+        }
+    }
+}
+
+/// Addresses that belong to no zone by prefix take their VLAN's zone, never the
+/// default zone; DHCP from 0.0.0.0 and link-local traffic are segment-local.
+#[test]
+fn unzoned_addresses_take_their_vlans_zone_never_the_default() {
+    let p = site("alpha");
+    let term = p.zone_by_id("mynumber.term");
+    let lgwan_term = p.zone_by_id("lgwan.term");
+    let local = Some(p.local_zone());
+    for a in ["fe80::1", "::", "0.0.0.0", "169.254.7.7", "255.255.255.255", "ff02::1"] {
+        assert_eq!(p.zone_of(ip(a), None), None, "{a}");
+        assert_eq!(p.zone_of(ip(a), Some(110)), term, "{a}");
+        assert_eq!(p.zone_of(ip(a), Some(210)), lgwan_term, "{a}");
+        assert_eq!(p.zone_of(ip(a), Some(4000)), None, "{a}: a VLAN no zone lists");
+    }
+    let flows: &[(&str, &str, u8, u16)] = &[
+        ("0.0.0.0", "255.255.255.255", IPPROTO_UDP, 68), // DHCPDISCOVER
+        ("fe80::1", "ff02::1:2", IPPROTO_UDP, 546),      // DHCPv6 Solicit
+        ("::", "ff02::1:ff00:1", IPPROTO_ICMPV6, 135),   // DAD
+        ("fe80::1", "fe80::2", IPPROTO_TCP, 445),        // link-local unicast
+        ("169.254.1.1", "169.254.1.2", IPPROTO_TCP, 80),
+        ("169.254.1.1", "203.0.113.9", IPPROTO_TCP, 80), // link-local source: not routed
+    ];
+    for &(s, d, proto, sport) in flows {
+        assert_eq!(p.judge(ip(s), ip(d), proto, sport, 0, Some(110)), Verdict::Local);
+        assert_eq!(p.flow_zones(ip(s), ip(d), proto, sport, Some(110)), (term, local));
+        assert_eq!(p.flow_zones(ip(s), ip(d), proto, sport, None), (None, local));
+    }
+}
+
+/// A directed broadcast is segment-local only into the sender's own block;
+/// aimed at another zone's block it is judged like any flow (a smurf probe
+/// from LGWAN into My Number stays critical).
+#[test]
+fn directed_broadcast_is_local_only_in_the_senders_block() {
+    let p = site("alpha");
+    assert_eq!(v(&p, "192.0.2.5", "192.0.2.31", IPPROTO_UDP, 137), "local");
+    assert_eq!(v(&p, "192.0.2.70", "192.0.2.31", IPPROTO_UDP, 137), "critical");
+    assert_eq!(v(&p, "192.0.2.70", "192.0.2.95", IPPROTO_UDP, 138), "local");
+}
+
+/// Routable multicast (239/8, IPv6 scopes wider than the link) is judged by the
+/// rules: the built-in `multicast` zone is its responder, the presets' M1 allows
+/// SSDP and WS-Discovery, any other group follows the severity table, and a site
+/// zone that lists a group block owns it.
+#[test]
+fn routable_multicast_is_judged_by_the_rules() {
+    for (name, _, _) in PRESETS {
+        let p = site(name);
+        let mc = Some(p.multicast_zone());
+        let term = p.zone_by_id("mynumber.term");
+        assert_eq!(p.zone(p.multicast_zone()).id, MULTICAST_ZONE);
+        for (s, d, port) in [
+            ("192.0.2.5", "239.255.255.250", 1900),
+            ("192.0.2.5", "239.255.255.250", 3702),
+            ("2001:db8:0:110::5", "ff05::c", 1900),
+            ("192.0.2.70", "239.255.255.250", 1900),
+        ] {
+            assert_eq!(v(&p, s, d, IPPROTO_UDP, port), "M1", "{name}: {s} -> {d}:{port}");
+        }
+        assert_eq!(
+            p.flow_zones(ip("192.0.2.5"), ip("239.255.255.250"), IPPROTO_UDP, 1900, None),
+            (term, mc)
+        );
+        // Another group, or another port: the severity table (mynumber->* is critical).
+        assert_eq!(v(&p, "192.0.2.5", "239.1.2.3", IPPROTO_UDP, 5000), "critical");
+        assert_eq!(v(&p, "192.0.2.5", "239.255.255.250", IPPROTO_UDP, 80), "critical");
+        assert_eq!(v(&p, "2001:db8:0:110::5", "ff0e::1:3", IPPROTO_UDP, 5000), "critical");
+    }
+    let text = EXAMPLE.to_string()
+        + "\n[[zone]]\nid = \"lgwan.video\"\ncidrs = [\"239.192.0.0/16\"]\n";
+    let (p, _) = load(&text);
+    assert_eq!(
+        p.zone_of(ip("239.192.0.9"), None),
+        p.zone_by_id("lgwan.video")
+    );
+    assert_eq!(v(&p, "192.0.2.70", "239.192.0.9", IPPROTO_UDP, 5004), "intra:lgwan");
+}
+
+#[test]
+fn built_in_zone_ids_are_reserved_and_local_is_no_rule_endpoint() {
+    let e = errors("[[zone]]\nid = \"local\"\ncidrs = [\"192.0.2.0/24\"]\n");
+    assert!(e[0].contains("site.toml:2:6") && e[0].contains("reserved"), "{e:?}");
+    let e = errors("[[zone]]\nid = \"multicast.video\"\n");
+    assert!(e[0].contains("reserved"), "{e:?}");
+    let e = errors(
+        "[[zone]]\nid = \"a\"\ncidrs = [\"192.0.2.0/24\"]\n\
+         [[allow]]\nid = \"r\"\nfrom = [\"a\"]\nto = [\"local\"]\n",
+    );
+    assert!(
+        e[0].contains("site.toml:7:7") && e[0].contains("segment-local"),
+        "{e:?}"
+    );
+    // `multicast` can be named.
+    let (p, _) = load(
+        "[[zone]]\nid = \"a\"\ncidrs = [\"192.0.2.0/24\"]\n\
+         [[allow]]\nid = \"r\"\nfrom = [\"a\"]\nto = [\"multicast\"]\nproto = \"udp\"\nports = [5004]\n",
+    );
+    assert_eq!(v(&p, "192.0.2.1", "239.1.1.1", IPPROTO_UDP, 5004), "r");
 }

@@ -160,9 +160,11 @@ impl ZoneAcc {
         let (src, dst) = match (verdict, policy) {
             (Some(Verdict::Violation { reason, .. }), _) => (reason.src_zone.0, reason.dst_zone.0),
             (Some(_), Some(p)) => {
-                let vlan = policy_vlan(&rec.key);
-                let z = |ip| p.zone_of(ip, vlan).map_or(NONE, |z| z.0);
-                (z(rec.key.src_ip()), z(rec.key.dst_ip()))
+                let k = &rec.key;
+                let z = |z: Option<crate::policy::ZoneIdx>| z.map_or(NONE, |z| z.0);
+                let (s, d) =
+                    p.flow_zones(k.src_ip(), k.dst_ip(), k.proto, k.sport, policy_vlan(k));
+                (z(s), z(d))
             }
             _ => (NONE, NONE),
         };

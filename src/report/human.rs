@@ -56,6 +56,7 @@ fn ja_verdict(v: &str) -> &'static str {
         "allowed" => "許可",
         "violation" => "違反",
         "mixed" => "混在",
+        "local" => "セグメント内",
         _ => "不明",
     }
 }
@@ -95,8 +96,8 @@ fn en_matrix(e: &MatrixEntry) -> String {
     );
     if e.verdict == "mixed" {
         line.push_str(&format!(
-            " [allowed {}, violation {}, unknown {}]",
-            e.allowed, e.violation, e.unknown
+            " [allowed {}, violation {}, unknown {}, segment-local {}]",
+            e.allowed, e.violation, e.unknown, e.local
         ));
     }
     line
@@ -275,8 +276,8 @@ fn japanese(s: &Summary, r: &Report) -> String {
     if let Some(p) = &s.policy {
         let _ = writeln!(
             o,
-            "  ポリシー判定：許可 {}、違反 {}、不明 {}",
-            p.flows.allowed, p.flows.violation, p.flows.unknown
+            "  ポリシー判定：許可 {}、違反 {}、不明 {}、セグメント内 {}",
+            p.flows.allowed, p.flows.violation, p.flows.unknown, p.flows.local
         );
         let v = severity_parts(&p.violations_by_severity, JA_SEV);
         let _ = writeln!(
@@ -411,8 +412,8 @@ fn japanese(s: &Summary, r: &Report) -> String {
             if e.verdict == "mixed" {
                 let _ = write!(
                     o,
-                    "［許可 {}、違反 {}、不明 {}］",
-                    e.allowed, e.violation, e.unknown
+                    "［許可 {}、違反 {}、不明 {}、セグメント内 {}］",
+                    e.allowed, e.violation, e.unknown, e.local
                 );
             }
             let _ = writeln!(o);

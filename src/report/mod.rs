@@ -103,8 +103,10 @@ pub struct MatrixEntry {
     pub allowed: u64,
     pub violation: u64,
     pub unknown: u64,
+    /// Segment-local flows: the pair is (sender's zone, `local`).
+    pub local: u64,
     pub violations_by_severity: SeverityCounts,
-    /// "allowed", "violation", "mixed" or "unknown".
+    /// "allowed", "violation", "local", "mixed" or "unknown".
     pub verdict: &'static str,
     /// Highest violation severity, `null` without violations.
     pub max_severity: Option<&'static str>,
@@ -200,10 +202,11 @@ fn severity_counts(a: &[u64; 5]) -> SeverityCounts {
 impl MatrixEntry {
     fn new(src: &str, dst: &str, p: &PairAcc) -> MatrixEntry {
         let v = &p.verdicts;
-        let verdict = match (v.allowed > 0, v.violation > 0, v.unknown > 0) {
-            (true, false, false) => "allowed",
-            (false, true, false) => "violation",
-            (false, false, _) => "unknown",
+        let verdict = match (v.allowed > 0, v.violation > 0, v.unknown > 0, v.local > 0) {
+            (true, false, false, false) => "allowed",
+            (false, true, false, false) => "violation",
+            (false, false, false, true) => "local",
+            (false, false, _, false) => "unknown",
             _ => "mixed",
         };
         let max_severity = Severity::ALL
@@ -224,6 +227,7 @@ impl MatrixEntry {
             allowed: v.allowed,
             violation: v.violation,
             unknown: v.unknown,
+            local: v.local,
             violations_by_severity: severity_counts(&v.violations_by_severity),
             verdict,
             max_severity,
