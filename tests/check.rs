@@ -112,7 +112,7 @@ fn check_against_lists_what_would_alert_by_zone_pair() {
     let (code, stdout, _) = run_check_args(&args);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("12 allowed, 12 violating, 0 unknown -> 12 alerts"),
+        stdout.contains("12 allowed, 12 violating, 0 unknown, 0 segment-local -> 12 alerts"),
         "{stdout}"
     );
     // Six zone pairs (captures/README.md ground truth), each one IPv4 and one IPv6 flow.

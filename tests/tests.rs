@@ -27,6 +27,7 @@ mod reload;
 mod replay;
 mod report;
 mod scripting;
+mod segment_local;
 mod shutdown;
 mod stops;
 mod util;

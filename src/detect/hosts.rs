@@ -997,6 +997,34 @@ mod tests {
         assert_eq!(a[0].rule, "detect.hosts.zone_bridge.zones+vlans");
     }
 
+    /// Issue #12: link-local senders count by their VLAN. A My Number terminal
+    /// (VLAN 110) whose fe80:: traffic also shows on the LGWAN terminals' VLAN
+    /// 210 is on both segments: a critical bridge. Its `::` and fe80:: sightings
+    /// add no address (no router heuristic, no rogue check).
+    #[test]
+    fn link_local_traffic_on_another_zones_vlan_is_a_critical_bridge() {
+        let p = site();
+        let obs = [
+            start(T0, M1, "::", "ff02::1:ffc4:d1e6", 110),
+            start(T0 + S, M1, "192.0.2.23", "224.0.0.251", 110),
+            start(T0 + 2 * S, M1, "fe80::c04c:8ff:fec4:d1e6", "ff02::fb", 110),
+            start(T0 + 3 * S, M1, "fe80::c04c:8ff:fec4:d1e6", "ff02::fb", 210),
+        ];
+        let a = run(HostsConfig::default(), Some(&p), &obs);
+        assert_eq!(a.len(), 1, "{a:#?}");
+        assert_eq!((a[0].kind, a[0].severity), ("zone_bridge", "critical"));
+        assert_eq!(a[0].rule, "detect.hosts.zone_bridge.vlans");
+        let e = a[0].evidence.as_ref().expect("evidence");
+        assert_eq!(e["vlans"][0]["zone"], "mynumber.term");
+        assert_eq!(e["vlans"][1]["zone"], "lgwan.term");
+        assert_eq!(e["addresses"].as_array().map(Vec::len), Some(1), "{e}");
+        assert_eq!(a[0].dst_ip, Some(ip("fe80::c04c:8ff:fec4:d1e6")));
+        assert_eq!(a[0].dst_zone.as_deref(), Some("lgwan.term"));
+        // Only on its own VLAN: nothing.
+        let a = run(HostsConfig::default(), Some(&p), &obs[..3]);
+        assert!(a.is_empty(), "{a:#?}");
+    }
+
     #[test]
     fn a_router_mac_with_many_addresses_is_no_bridge() {
         let p = site();

@@ -18,7 +18,7 @@ impl Policy {
     fn top_zones(&self) -> Vec<ZoneIdx> {
         (0..self.zones().len())
             .map(|i| ZoneIdx(i as u16))
-            .filter(|z| self.zone(*z).parent.is_none())
+            .filter(|z| self.zone(*z).parent.is_none() && *z != self.local_zone())
             .collect()
     }
 
@@ -99,7 +99,9 @@ pub fn render_check(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
         o,
         "\nzone matrix (row = initiator, column = responder; top-level zones)\n  \
          ok = allowed inside the zone; C/H/M/L/I = severity of unallowed traffic \
-         (critical/high/medium/low/info); +N = N allow rules open part of the pair"
+         (critical/high/medium/low/info); +N = N allow rules open part of the pair\n  \
+         segment-local traffic (link-local addresses, link-scope multicast, broadcast, IGMP, \
+         ND/MLD, DHCP) is judged by no rule: it is counted as SENDER -> local"
     );
     let w0 = tops
         .iter()
@@ -141,6 +143,9 @@ pub fn render_check(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
     }
     o.push('\n');
     for (a, top) in tops.iter().enumerate() {
+        if *top == p.multicast_zone() {
+            continue; // a group address is never an initiator
+        }
         let _ = write!(o, "{:<w0$}", p.zone(*top).id);
         for (b, w) in widths.iter().enumerate() {
             let _ = write!(o, " | {:<w$}", cell(a, b));

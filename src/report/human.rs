@@ -96,9 +96,13 @@ fn en_matrix(e: &MatrixEntry) -> String {
     );
     if e.verdict == "mixed" {
         line.push_str(&format!(
-            " [allowed {}, violation {}, unknown {}, segment-local {}]",
-            e.allowed, e.violation, e.unknown, e.local
+            " [allowed {}, violation {}, unknown {}",
+            e.allowed, e.violation, e.unknown
         ));
+        if e.local > 0 {
+            line.push_str(&format!(", segment-local {}", e.local));
+        }
+        line.push(']');
     }
     line
 }
@@ -412,9 +416,13 @@ fn japanese(s: &Summary, r: &Report) -> String {
             if e.verdict == "mixed" {
                 let _ = write!(
                     o,
-                    "［許可 {}、違反 {}、不明 {}、セグメント内 {}］",
-                    e.allowed, e.violation, e.unknown, e.local
+                    "［許可 {}、違反 {}、不明 {}",
+                    e.allowed, e.violation, e.unknown
                 );
+                if e.local > 0 {
+                    let _ = write!(o, "、セグメント内 {}", e.local);
+                }
+                o.push('］');
             }
             let _ = writeln!(o);
         }
