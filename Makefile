@@ -22,14 +22,25 @@ SAMPLE ?= captures/zones.pcap
 DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl netcat-openbsd \
             python3 tcpreplay hyperfine time nmap hping3 hydra openssh-server prometheus rsyslog \
             python3-yaml systemd
+# Only for re-recording captures/office-noise.pcap (`make captures`), one reason each:
+#   dnsmasq-base isc-dhcp-client   a real DHCPv4/DHCPv6/RA server and client
+#   avahi-daemon                   real mDNS announcements and IGMP joins
+#   samba-common-bin               nmblookup: a NetBIOS name query to the directed broadcast
+CAPTURE_PKGS := dnsmasq-base isc-dhcp-client avahi-daemon samba-common-bin
 
-.PHONY: all deps build run test lint bench bench-flood criterion captures fuzz clean grafana-check
+.PHONY: all deps capture-deps install-pkgs build run test lint bench bench-flood criterion captures fuzz clean grafana-check
 
 all: build
 
 # Install only what is missing; apt-get update once, only if something is.
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
+
+capture-deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS) $(CAPTURE_PKGS)"
+
+install-pkgs:
+	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -98,11 +109,13 @@ criterion: deps
 # record-zones.sh records zones.pcap (IPv4; zones-vlan.pcap = it tagged VLAN 900
 # by tcprewrite) and zones-v6.pcap (IPv6); record-attacks.sh records the scan, sweep,
 # brute-force, flood and benign look-alike captures (nmap, hping3, hydra, sshd, curl);
+# record-office.sh records office-noise.pcap (DHCP, ND, MLD, mDNS, LLMNR, NetBIOS, SSDP);
 # captures/README.md has the ground truth.
-captures: deps
+captures: capture-deps
 	bash captures/record-sample.sh
 	bash captures/record-zones.sh
 	bash captures/record-attacks.sh
+	bash captures/record-office.sh
 
 # Fuzz the decoder and the rules loader for FUZZ_SECS seconds each (nightly toolchain; corpora
 # seeded from captures/, the public captures and the rules files; crashes in fuzz/artifacts/).

@@ -100,7 +100,9 @@ fn replay_hold_serves_metrics_that_match_the_summary_and_pass_promtool() {
         .arg("--alerts")
         .arg(&alerts)
         .args(["--metrics-listen", "127.0.0.1:0", "--hold"])
-        .arg(bundled("zones.pcap"));
+        .arg(bundled("zones.pcap"))
+        // Office noise: segment-local traffic has its own series (issue #12).
+        .arg(bundled("office-noise.pcap"));
     let mut guard = ChildGuard::spawn(cmd);
     let (stderr, reader) = tap_stderr(&mut guard);
     // The endpoint's address, then the line saying the replay is done.
@@ -233,6 +235,12 @@ fn replay_hold_serves_metrics_that_match_the_summary_and_pass_promtool() {
         }
     }
     assert!(want.keys().any(|k| k.2 == "violation") && want.keys().any(|k| k.2 == "allowed"));
+    assert!(
+        want.keys()
+            .any(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str())
+                == ("mynumber.term", "local", "local")),
+        "{want:?}"
+    );
     assert_eq!(got, want, "packets/bytes by zone pair vs flow lines");
 
     // Alerts by kind, severity and zone pair = the alert file.

@@ -55,7 +55,9 @@ fn segment_local(proto: &str, src: &str, dst: &str, sport: u64) -> bool {
         }
         IpAddr::V6(a) => {
             let o = a.octets();
-            a.is_unspecified() || (o[0] == 0xfe && o[1] >> 6 == 2) || (o[0] == 0xff && o[1] & 15 <= 2)
+            a.is_unspecified()
+                || (o[0] == 0xfe && o[1] >> 6 == 2)
+                || (o[0] == 0xff && o[1] & 15 <= 2)
         }
     };
     proto == "igmp"
@@ -132,7 +134,12 @@ fn every_flow_gets_the_verdict_of_its_initiator() {
     let mut by_severity: BTreeMap<String, u64> = BTreeMap::new();
     for f in &flows {
         let (src, mut dst) = (zone(s(f, "src_ip")), zone(s(f, "dst_ip")));
-        let local = segment_local(s(f, "proto"), s(f, "src_ip"), s(f, "dst_ip"), num(f, "src_port"));
+        let local = segment_local(
+            s(f, "proto"),
+            s(f, "src_ip"),
+            s(f, "dst_ip"),
+            num(f, "src_port"),
+        );
         let want_v = if local {
             dst = Some("local");
             ("local", None, None)

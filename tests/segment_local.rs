@@ -35,8 +35,11 @@ fn flows_by_verdict(flows: &[String]) -> BTreeMap<String, (u64, u64)> {
     let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for l in flows {
         let f: Value = serde_json::from_str(l).expect("flow line is JSON");
-        let pk = f["orig_pkts"].as_u64().expect("orig_pkts") + f["resp_pkts"].as_u64().expect("resp_pkts");
-        let e = m.entry(f["verdict"].as_str().expect("verdict").to_string()).or_default();
+        let pk = f["orig_pkts"].as_u64().expect("orig_pkts")
+            + f["resp_pkts"].as_u64().expect("resp_pkts");
+        let e = m
+            .entry(f["verdict"].as_str().expect("verdict").to_string())
+            .or_default();
         e.0 += 1;
         e.1 += pk;
     }
@@ -45,7 +48,10 @@ fn flows_by_verdict(flows: &[String]) -> BTreeMap<String, (u64, u64)> {
 
 /// Tag every frame of `src` with 802.1Q `vlan` ([`util::tag_vlan`]).
 fn tagged(src: &Path, vlan: u16, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{}-vlan{vlan}.pcap", src.file_stem().and_then(|s| s.to_str()).unwrap_or("in")));
+    let out = dir.join(format!(
+        "{}-vlan{vlan}.pcap",
+        src.file_stem().and_then(|s| s.to_str()).unwrap_or("in")
+    ));
     util::tag_vlan(src, vlan, &out);
     out
 }
@@ -78,10 +84,16 @@ fn office_noise_is_segment_local_and_raises_no_false_violation() {
     let by = flows_by_verdict(&out.flows);
     let local = by.get("local").copied().unwrap_or_default();
     assert_eq!(local.1, tshark_count(&file, LOCAL_FILTER), "{by:?}");
-    assert_eq!(util::count(&out.summary["policy"], "flows", "local"), local.0);
+    assert_eq!(
+        util::count(&out.summary["policy"], "flows", "local"),
+        local.0
+    );
     assert!(local.0 >= 15, "{by:?}");
     // SSDP and WS-Discovery to 239.255.255.250 are allowed by the presets' M1.
-    let ssdp = tshark_count(&file, "ip.dst == 239.255.255.250 and udp.dstport in {1900, 3702}");
+    let ssdp = tshark_count(
+        &file,
+        "ip.dst == 239.255.255.250 and udp.dstport in {1900, 3702}",
+    );
     assert_eq!(ssdp, 4);
     let m1: u64 = out
         .flows
@@ -129,7 +141,12 @@ fn link_local_senders_take_their_vlans_zone() {
         file.as_os_str(),
     ]);
     text.assert_ok();
-    assert!(text.stdout.contains("mynumber.term -> local:") || text.stderr.contains("mynumber.term -> local:"), "{}", text.stderr);
+    assert!(
+        text.stdout.contains("mynumber.term -> local:")
+            || text.stderr.contains("mynumber.term -> local:"),
+        "{}",
+        text.stderr
+    );
     assert!(!text.stderr.contains("- -> local"), "{}", text.stderr);
 }
 

@@ -942,6 +942,71 @@ pub fn check_all<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Vec<String> + Sync) 
     problems
 }
 
+/// Copy the classic pcap `src` (Ethernet) to `out` with an 802.1Q tag `vlan`
+/// inserted after each frame's MAC addresses, checking that TShark then reads
+/// the tag and the original MACs. tcprewrite 4.4.3 `--enet-vlan=add` rewrites
+/// the source MAC of IPv6 multicast frames (to 33:33:..), which would fake a
+/// sensor's MAC tracking; this keeps every other byte as it was.
+pub fn tag_vlan(src: &Path, vlan: u16, out: &Path) {
+    let data = std::fs::read(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    assert!(data.len() >= 24, "{}: not a pcap file", src.display());
+    let magic = [data[0], data[1], data[2], data[3]];
+    let le = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        _ => panic!(
+            "{}: not a classic pcap file (magic {magic:02x?})",
+            src.display()
+        ),
+    };
+    let rd = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let wr = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+    assert_eq!(
+        rd(&data[20..24]),
+        1,
+        "{}: link type is not Ethernet",
+        src.display()
+    );
+    let mut o = data[..24].to_vec();
+    let mut at = 24;
+    let mut frames = 0;
+    while at + 16 <= data.len() {
+        let incl = rd(&data[at + 8..at + 12]) as usize;
+        let orig = rd(&data[at + 12..at + 16]);
+        let body = &data[at + 16..at + 16 + incl];
+        assert!(
+            incl >= 14,
+            "{}: frame {frames} shorter than Ethernet",
+            src.display()
+        );
+        o.extend_from_slice(&data[at..at + 8]);
+        o.extend_from_slice(&wr(incl as u32 + 4));
+        o.extend_from_slice(&wr(orig + 4));
+        o.extend_from_slice(&body[..12]);
+        o.extend_from_slice(&[0x81, 0x00]);
+        o.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
+        o.extend_from_slice(&body[12..]);
+        at += 16 + incl;
+        frames += 1;
+    }
+    assert_eq!(at, data.len(), "{}: trailing bytes", src.display());
+    std::fs::write(out, &o).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let before = tshark_fields(src, &["eth.src", "eth.dst"], &[]);
+    let after = tshark_fields(out, &["eth.src", "eth.dst", "vlan.id"], &[]);
+    assert_eq!(after.len(), frames, "{}", out.display());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((&b[0], &b[1]), (&a[0], &a[1]), "MACs kept");
+        assert_eq!(a[2], vlan.to_string());
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -989,54 +1054,5 @@ mod test {
         let c = classify("eth:ethertype:ieee8021ad:ethertype:vlan:ethertype:arp");
         assert!(c.vlan);
         assert!(!classify("eth:ethertype:ip:tcp").vlan);
-    }
-}
-
-/// Copy the classic pcap `src` (Ethernet) to `out` with an 802.1Q tag `vlan`
-/// inserted after each frame's MAC addresses, checking that TShark then reads
-/// the tag and the original MACs. tcprewrite 4.4.3 `--enet-vlan=add` rewrites
-/// the source MAC of IPv6 multicast frames (to 33:33:..), which would fake a
-/// sensor's MAC tracking; this keeps every other byte as it was.
-pub fn tag_vlan(src: &Path, vlan: u16, out: &Path) {
-    let data = std::fs::read(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-    assert!(data.len() >= 24, "{}: not a pcap file", src.display());
-    let magic = [data[0], data[1], data[2], data[3]];
-    let le = match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
-        _ => panic!("{}: not a classic pcap file (magic {magic:02x?})", src.display()),
-    };
-    let rd = |b: &[u8]| {
-        let a = [b[0], b[1], b[2], b[3]];
-        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
-    };
-    let wr = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
-    assert_eq!(rd(&data[20..24]), 1, "{}: link type is not Ethernet", src.display());
-    let mut o = data[..24].to_vec();
-    let mut at = 24;
-    let mut frames = 0;
-    while at + 16 <= data.len() {
-        let incl = rd(&data[at + 8..at + 12]) as usize;
-        let orig = rd(&data[at + 12..at + 16]);
-        let body = &data[at + 16..at + 16 + incl];
-        assert!(incl >= 14, "{}: frame {frames} shorter than Ethernet", src.display());
-        o.extend_from_slice(&data[at..at + 8]);
-        o.extend_from_slice(&wr(incl as u32 + 4));
-        o.extend_from_slice(&wr(orig + 4));
-        o.extend_from_slice(&body[..12]);
-        o.extend_from_slice(&[0x81, 0x00]);
-        o.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
-        o.extend_from_slice(&body[12..]);
-        at += 16 + incl;
-        frames += 1;
-    }
-    assert_eq!(at, data.len(), "{}: trailing bytes", src.display());
-    std::fs::write(out, &o).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-    let before = tshark_fields(src, &["eth.src", "eth.dst"], &[]);
-    let after = tshark_fields(out, &["eth.src", "eth.dst", "vlan.id"], &[]);
-    assert_eq!(after.len(), frames, "{}", out.display());
-    for (b, a) in before.iter().zip(&after) {
-        assert_eq!((&b[0], &b[1]), (&a[0], &a[1]), "MACs kept");
-        assert_eq!(a[2], vlan.to_string());
     }
 }

@@ -968,7 +968,13 @@ fn segment_local_office_noise_is_never_judged_as_crossing() {
             ("2001:db8:0:110::5", "ff02::fb", IPPROTO_UDP, 5353, 5353),
             ("2001:db8:0:110::5", "ff02::1:3", IPPROTO_UDP, 50000, 5355),
             // Neighbor Advertisement to a global address of another zone: link only.
-            ("2001:db8:0:110::5", "2001:db8:0:210::9", IPPROTO_ICMPV6, 136, 0),
+            (
+                "2001:db8:0:110::5",
+                "2001:db8:0:210::9",
+                IPPROTO_ICMPV6,
+                136,
+                0,
+            ),
         ];
         for &(s, d, proto, sport, dport) in noise {
             let why = format!("{name}: {s} -> {d} proto {proto}");
@@ -999,11 +1005,22 @@ fn unzoned_addresses_take_their_vlans_zone_never_the_default() {
     let term = p.zone_by_id("mynumber.term");
     let lgwan_term = p.zone_by_id("lgwan.term");
     let local = Some(p.local_zone());
-    for a in ["fe80::1", "::", "0.0.0.0", "169.254.7.7", "255.255.255.255", "ff02::1"] {
+    for a in [
+        "fe80::1",
+        "::",
+        "0.0.0.0",
+        "169.254.7.7",
+        "255.255.255.255",
+        "ff02::1",
+    ] {
         assert_eq!(p.zone_of(ip(a), None), None, "{a}");
         assert_eq!(p.zone_of(ip(a), Some(110)), term, "{a}");
         assert_eq!(p.zone_of(ip(a), Some(210)), lgwan_term, "{a}");
-        assert_eq!(p.zone_of(ip(a), Some(4000)), None, "{a}: a VLAN no zone lists");
+        assert_eq!(
+            p.zone_of(ip(a), Some(4000)),
+            None,
+            "{a}: a VLAN no zone lists"
+        );
     }
     let flows: &[(&str, &str, u8, u16)] = &[
         ("0.0.0.0", "255.255.255.255", IPPROTO_UDP, 68), // DHCPDISCOVER
@@ -1014,9 +1031,18 @@ fn unzoned_addresses_take_their_vlans_zone_never_the_default() {
         ("169.254.1.1", "203.0.113.9", IPPROTO_TCP, 80), // link-local source: not routed
     ];
     for &(s, d, proto, sport) in flows {
-        assert_eq!(p.judge(ip(s), ip(d), proto, sport, 0, Some(110)), Verdict::Local);
-        assert_eq!(p.flow_zones(ip(s), ip(d), proto, sport, Some(110)), (term, local));
-        assert_eq!(p.flow_zones(ip(s), ip(d), proto, sport, None), (None, local));
+        assert_eq!(
+            p.judge(ip(s), ip(d), proto, sport, 0, Some(110)),
+            Verdict::Local
+        );
+        assert_eq!(
+            p.flow_zones(ip(s), ip(d), proto, sport, Some(110)),
+            (term, local)
+        );
+        assert_eq!(
+            p.flow_zones(ip(s), ip(d), proto, sport, None),
+            (None, local)
+        );
     }
 }
 
@@ -1027,7 +1053,10 @@ fn unzoned_addresses_take_their_vlans_zone_never_the_default() {
 fn directed_broadcast_is_local_only_in_the_senders_block() {
     let p = site("alpha");
     assert_eq!(v(&p, "192.0.2.5", "192.0.2.31", IPPROTO_UDP, 137), "local");
-    assert_eq!(v(&p, "192.0.2.70", "192.0.2.31", IPPROTO_UDP, 137), "critical");
+    assert_eq!(
+        v(&p, "192.0.2.70", "192.0.2.31", IPPROTO_UDP, 137),
+        "critical"
+    );
     assert_eq!(v(&p, "192.0.2.70", "192.0.2.95", IPPROTO_UDP, 138), "local");
 }
 
@@ -1048,31 +1077,56 @@ fn routable_multicast_is_judged_by_the_rules() {
             ("2001:db8:0:110::5", "ff05::c", 1900),
             ("192.0.2.70", "239.255.255.250", 1900),
         ] {
-            assert_eq!(v(&p, s, d, IPPROTO_UDP, port), "M1", "{name}: {s} -> {d}:{port}");
+            assert_eq!(
+                v(&p, s, d, IPPROTO_UDP, port),
+                "M1",
+                "{name}: {s} -> {d}:{port}"
+            );
         }
         assert_eq!(
-            p.flow_zones(ip("192.0.2.5"), ip("239.255.255.250"), IPPROTO_UDP, 1900, None),
+            p.flow_zones(
+                ip("192.0.2.5"),
+                ip("239.255.255.250"),
+                IPPROTO_UDP,
+                1900,
+                None
+            ),
             (term, mc)
         );
         // Another group, or another port: the severity table (mynumber->* is critical).
-        assert_eq!(v(&p, "192.0.2.5", "239.1.2.3", IPPROTO_UDP, 5000), "critical");
-        assert_eq!(v(&p, "192.0.2.5", "239.255.255.250", IPPROTO_UDP, 80), "critical");
-        assert_eq!(v(&p, "2001:db8:0:110::5", "ff0e::1:3", IPPROTO_UDP, 5000), "critical");
+        assert_eq!(
+            v(&p, "192.0.2.5", "239.1.2.3", IPPROTO_UDP, 5000),
+            "critical"
+        );
+        assert_eq!(
+            v(&p, "192.0.2.5", "239.255.255.250", IPPROTO_UDP, 80),
+            "critical"
+        );
+        assert_eq!(
+            v(&p, "2001:db8:0:110::5", "ff0e::1:3", IPPROTO_UDP, 5000),
+            "critical"
+        );
     }
-    let text = EXAMPLE.to_string()
-        + "\n[[zone]]\nid = \"lgwan.video\"\ncidrs = [\"239.192.0.0/16\"]\n";
+    let text =
+        EXAMPLE.to_string() + "\n[[zone]]\nid = \"lgwan.video\"\ncidrs = [\"239.192.0.0/16\"]\n";
     let (p, _) = load(&text);
     assert_eq!(
         p.zone_of(ip("239.192.0.9"), None),
         p.zone_by_id("lgwan.video")
     );
-    assert_eq!(v(&p, "192.0.2.70", "239.192.0.9", IPPROTO_UDP, 5004), "intra:lgwan");
+    assert_eq!(
+        v(&p, "192.0.2.70", "239.192.0.9", IPPROTO_UDP, 5004),
+        "intra:lgwan"
+    );
 }
 
 #[test]
 fn built_in_zone_ids_are_reserved_and_local_is_no_rule_endpoint() {
     let e = errors("[[zone]]\nid = \"local\"\ncidrs = [\"192.0.2.0/24\"]\n");
-    assert!(e[0].contains("site.toml:2:6") && e[0].contains("reserved"), "{e:?}");
+    assert!(
+        e[0].contains("site.toml:2:6") && e[0].contains("reserved"),
+        "{e:?}"
+    );
     let e = errors("[[zone]]\nid = \"multicast.video\"\n");
     assert!(e[0].contains("reserved"), "{e:?}");
     let e = errors(

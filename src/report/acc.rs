@@ -162,8 +162,7 @@ impl ZoneAcc {
             (Some(_), Some(p)) => {
                 let k = &rec.key;
                 let z = |z: Option<crate::policy::ZoneIdx>| z.map_or(NONE, |z| z.0);
-                let (s, d) =
-                    p.flow_zones(k.src_ip(), k.dst_ip(), k.proto, k.sport, policy_vlan(k));
+                let (s, d) = p.flow_zones(k.src_ip(), k.dst_ip(), k.proto, k.sport, policy_vlan(k));
                 (z(s), z(d))
             }
             _ => (NONE, NONE),
