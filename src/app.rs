@@ -384,6 +384,7 @@ fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
         ..PipelineConfig::default()
     };
     cfg.flow.max_flows = c.max_flows;
+    cfg.flow.vlan_in_key = c.vlan_in_flow_key;
     cfg.sensor = Some(c.sensor.clone().unwrap_or_else(host_name));
     cfg.evidence = c.evidence.evidence.as_ref().map(|dir| {
         let e = &c.evidence;
@@ -632,11 +633,12 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
         return Ok(EXIT_RULES_INVALID);
     };
     let mut files = FileSource::open(&args.against)?;
-    let cfg = PipelineConfig {
+    let mut cfg = PipelineConfig {
         policy: Some(policy),
         fold: args.alerts.fold_config(),
         ..PipelineConfig::default()
     };
+    cfg.flow.vlan_in_key = args.vlan_in_flow_key;
     let collected = Collect::default();
     let report = pipeline::run(
         &mut files,

@@ -38,6 +38,9 @@ pub struct CheckArgs {
     /// severity or higher (info, low, medium, high, critical); 0 otherwise.
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity, requires = "against")]
     pub fail_on: Option<Severity>,
+    /// With --against: keep VLAN ids in the flow key (as `replay --vlan-in-flow-key`).
+    #[arg(long, requires = "against")]
+    pub vlan_in_flow_key: bool,
 }
 
 /// How `separation_violation` alerts fold (see `alert` module docs).
@@ -179,6 +182,12 @@ pub struct CommonArgs {
     /// Flow-table cap per worker; beyond it the oldest half-open, then idle flows are evicted.
     #[arg(long, default_value = "1048576", value_name = "N")]
     pub max_flows: NonZeroUsize,
+    /// Keep VLAN ids in the flow key: the same 5-tuple on two VLANs is two
+    /// flows. For sites that reuse addresses across VLANs. By default one
+    /// connection is one flow however its two directions are tagged (a router
+    /// trunk tags each direction with the segment it entered from).
+    #[arg(long)]
+    pub vlan_in_flow_key: bool,
     /// Packets per batch handed to a worker.
     #[arg(long, default_value = "256", value_name = "N")]
     pub batch_size: NonZeroUsize,

@@ -233,7 +233,8 @@ pub fn run<S: PacketSource + ?Sized>(
     let hasher = match cfg.hash_seed {
         Some(s) => FlowHasher::with_seed(s),
         None => FlowHasher::new(),
-    };
+    }
+    .with_vlan_in_key(cfg.flow.vlan_in_key);
 
     // Writer thread for flow lines: chunks of whole lines in, buffers back out.
     let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(4 * n);

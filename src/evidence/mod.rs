@@ -155,13 +155,17 @@ impl Batch {
     }
 }
 
-/// The orientation both directions of a flow share: lower (address, port) first.
+/// The orientation both directions of a flow share: lower (address, port)
+/// first, VLAN ids cleared (a router trunk tags the two directions of one
+/// connection differently; an evidence file follows the 5-tuple and link).
 pub fn canonical(k: &FlowKey) -> FlowKey {
-    if (k.src, k.sport) <= (k.dst, k.dport) {
+    let mut c = if (k.src, k.sport) <= (k.dst, k.dport) {
         *k
     } else {
         k.reversed()
-    }
+    };
+    c.vlan = [0; 2];
+    c
 }
 
 /// Which frames a detector's alert wants: every key given must match, in

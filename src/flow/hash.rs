@@ -27,6 +27,8 @@ use crate::packet::{FlowKey, PacketMeta};
 pub struct FlowHasher {
     per_hasher: u64,
     shared: SharedSeed,
+    /// Hash VLAN ids as part of the key (`with_vlan_in_key`).
+    vlan_in_key: bool,
 }
 
 impl std::fmt::Debug for FlowHasher {
@@ -66,7 +68,16 @@ impl FlowHasher {
         FlowHasher {
             per_hasher: seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15,
             shared: SharedSeed::from_u64(seed),
+            vlan_in_key: false,
         }
+    }
+
+    /// The same hasher with VLAN ids in (`true`) or out of (`false`, the
+    /// default) the hashed key; it must match the tables'
+    /// [`FlowConfig::vlan_in_key`](super::FlowConfig::vlan_in_key).
+    pub fn with_vlan_in_key(mut self, on: bool) -> FlowHasher {
+        self.vlan_in_key = on;
+        self
     }
 
     /// Hash of the canonical (direction-free) form of `key`.
@@ -89,7 +100,8 @@ impl FlowHasher {
         } else {
             (b, a, dp as u64 | (sp as u64) << 16)
         };
-        let rest = ports | (key.vlan[0] as u64) << 32 | (key.vlan[1] as u64) << 48;
+        let vlan = if self.vlan_in_key { key.vlan } else { [0; 2] };
+        let rest = ports | (vlan[0] as u64) << 32 | (vlan[1] as u64) << 48;
         let ids = key.link as u64 | (key.proto as u64) << 16 | (key.v6 as u64) << 24;
         let mut h = FoldHasher::with_seed(self.per_hasher, &self.shared);
         h.write_u128(hi);
@@ -161,9 +173,14 @@ mod test {
         let mut b = a;
         b.proto = proto::UDP;
         assert_ne!(h.hash_key(&a), h.hash_key(&b));
+        // VLAN ids only when they are part of the key: by default both
+        // directions of a routed connection meet whatever their tags.
         let mut b = a;
         b.vlan = [0, 7];
-        assert_ne!(h.hash_key(&a), h.hash_key(&b));
+        assert_eq!(h.hash_key(&a), h.hash_key(&b));
+        assert_eq!(h.hash_key(&a), h.hash_key(&b.reversed()));
+        let hv = FlowHasher::with_seed(1).with_vlan_in_key(true);
+        assert_ne!(hv.hash_key(&a), hv.hash_key(&b));
         let mut b = a;
         b.link = 1;
         assert_ne!(h.hash_key(&a), h.hash_key(&b));

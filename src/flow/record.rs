@@ -13,7 +13,8 @@
 //! | `duration` | `last_seen - first_seen` in seconds, 6 decimals (exact integer arithmetic) |
 //! | `proto` | `"tcp"`, `"udp"`, `"icmp"`, `"ipv6-icmp"`, else the protocol number as a decimal string (`"47"`) so the field is always a string |
 //! | `src_ip`, `src_port`, `dst_ip`, `dst_port` | initiator → responder. For ICMP/ICMPv6 the ports are the Community ID "port equivalents": `src_port` = ICMP type of the initiator's packets, `dst_port` = the counterpart type for request/response types (echo 8 ↔ 0, ICMPv6 128 ↔ 129, ...) else the code (as Zeek's conn.log does) |
-//! | `vlan` | array of the non-zero VLAN ids, outermost first (`[]` when untagged or priority-tagged only) |
+//! | `vlan` | array of the non-zero VLAN ids of the flow's first packet, outermost first (`[]` when untagged or priority-tagged only) |
+//! | `resp_vlan` | the same for the responder's first packet (`[]` when untagged or never answered); differs from `vlan` on a router trunk, where each direction carries the VLAN of the segment it entered from |
 //! | `link` | link id (0 = the capture link itself, else a tunnel's id) |
 //! | `orig_pkts`, `orig_bytes`, `resp_pkts`, `resp_bytes` | per direction; bytes are frame lengths on the wire |
 //! | `tcp_state` | `"none"` (not TCP), `"syn_sent"`, `"syn_received"`, `"established"`, `"fin_wait"`, `"closed"`, `"reset"` |
@@ -44,6 +45,18 @@ use crate::policy::{Allowance, Policy, Verdict};
 /// The VLAN a flow's zones are looked up with: the innermost non-zero id
 /// (the customer / segment tag under QinQ), `None` when untagged.
 #[inline]
+/// The non-zero VLAN ids of `v`, comma-separated.
+fn write_vlans(out: &mut Vec<u8>, v: &[u16; 2]) {
+    let mut first = true;
+    for v in v.iter().filter(|&&v| v != 0) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = write!(out, "{v}");
+    }
+}
+
 pub fn policy_vlan(key: &FlowKey) -> Option<u16> {
     key.vlan.iter().rev().copied().find(|&v| v != 0)
 }
@@ -176,6 +189,9 @@ pub struct FlowRecord {
     /// no policy when the flow was created.
     pub tag: u32,
     pub end: EndReason,
+    /// VLAN ids of the responder's first packet (`[0, 0]` when untagged or not
+    /// answered); `key.vlan` holds those of the flow's first packet.
+    pub resp_vlan: [u16; 2],
 }
 
 /// A flow just created, handed to
@@ -333,14 +349,9 @@ impl FlowRecord {
             k.dst_ip(),
             k.dport
         );
-        let mut first = true;
-        for v in k.vlan.iter().filter(|&&v| v != 0) {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            let _ = write!(out, "{v}");
-        }
+        write_vlans(out, &k.vlan);
+        out.extend_from_slice(b"],\"resp_vlan\":[");
+        write_vlans(out, &self.resp_vlan);
         let _ = write!(
             out,
             "],\"link\":{},\"orig_pkts\":{},\"orig_bytes\":{},\"resp_pkts\":{},\"resp_bytes\":{},\"tcp_state\":\"{}\",\"tcp_flags_orig\":\"",
@@ -934,6 +945,7 @@ mod test {
             icmp_errors: 0,
             tag: 0,
             end: EndReason::Fin,
+            resp_vlan: [200, 0],
         }
     }
 
@@ -955,6 +967,7 @@ mod test {
         assert_eq!(v["dst_ip"], "198.51.100.20");
         assert_eq!(v["dst_port"], 443);
         assert_eq!(v["vlan"], serde_json::json!([100]));
+        assert_eq!(v["resp_vlan"], serde_json::json!([200]));
         assert_eq!(v["link"], 0);
         assert_eq!(v["orig_pkts"], 5);
         assert_eq!(v["orig_bytes"], 400);
@@ -967,7 +980,7 @@ mod test {
         assert_eq!(v["icmp_errors"], 0);
         assert_eq!(v["end_reason"], "fin");
         assert_eq!(v["community_id"], community_id(&r.key).as_str());
-        assert_eq!(v.as_object().unwrap().len(), 22);
+        assert_eq!(v.as_object().unwrap().len(), 23);
         // Appends: a second record is a second line.
         r.write_json(&mut out);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);

@@ -190,6 +190,12 @@ pub struct FlowConfig {
     pub icmp_timeout_ns: u64,
     /// Every other protocol, and TCP flows made of non-first fragments.
     pub other_timeout_ns: u64,
+    /// VLAN ids are part of the flow key (`--vlan-in-flow-key`): packets of one
+    /// 5-tuple on two VLANs are two flows. Off by default: on a router trunk
+    /// each direction of a routed connection carries the VLAN of the segment it
+    /// entered from, and both directions must meet in one flow. Must match the
+    /// [`FlowHasher`](super::FlowHasher)'s setting.
+    pub vlan_in_key: bool,
 }
 
 impl Default for FlowConfig {
@@ -202,6 +208,7 @@ impl Default for FlowConfig {
             udp_timeout_ns: 60 * SEC,
             icmp_timeout_ns: 30 * SEC,
             other_timeout_ns: 60 * SEC,
+            vlan_in_key: false,
         }
     }
 }
@@ -353,9 +360,12 @@ struct Entry {
     orig: u64,
     /// bytes (48) | responder's TCP flags << 48 | ICMP errors << 56
     resp: u64,
+    /// VLAN ids of the responder's first packet (`key.vlan` holds those of the
+    /// creating packet): on a router trunk the two directions differ.
+    resp_vlan: [u16; 2],
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 96);
+const _: () = assert!(std::mem::size_of::<Entry>() == 104);
 
 /// Bytes of one slab entry.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
@@ -550,6 +560,8 @@ pub struct FlowTable {
     /// Policy generations (see "Policy verdict" in the module docs): slot
     /// `cur` judges each new flow; the others describe older flows' tags.
     gens: [Option<Arc<Policy>>; POLICY_GENERATIONS],
+    /// [`FlowConfig::vlan_in_key`].
+    vlan_in_key: bool,
     /// The generation slot new flows are judged and packed with.
     cur: u8,
     /// Live flows whose tag names each slot (tag ≠ 0 only); changed only when
@@ -637,6 +649,7 @@ impl FlowTable {
             cur: 0,
             live: [0; POLICY_GENERATIONS],
             cells: None,
+            vlan_in_key: cfg.vlan_in_key,
         }
     }
 
@@ -939,6 +952,19 @@ impl FlowTable {
         }
     }
 
+    /// Whether stored key `stored` and packet key `k` (same orientation) name
+    /// one flow: equal, VLAN ids aside unless they are part of the key.
+    #[inline]
+    fn same_flow(&self, stored: &FlowKey, k: &FlowKey) -> bool {
+        if self.vlan_in_key {
+            stored == k
+        } else {
+            let mut k = *k;
+            k.vlan = stored.vlan;
+            *stored == k
+        }
+    }
+
     /// Find the flow of canonical `key` (either direction unless `one_way`).
     /// `quote`: look for the own flow of an ICMP error with this quote hash
     /// instead of a regular flow. Returns (index, packet is from the initiator).
@@ -964,14 +990,20 @@ impl FlowTable {
                 if let Some(e) = self.slab.get(idx as usize) {
                     match quote {
                         None if !e.quote_keyed() => {
-                            if e.key == *key {
+                            if self.same_flow(&e.key, key) {
                                 return Some((idx, true));
                             }
-                            if !one_way && e.key == *rev.get_or_insert_with(|| key.reversed()) {
+                            if !one_way
+                                && self.same_flow(&e.key, rev.get_or_insert_with(|| key.reversed()))
+                            {
                                 return Some((idx, false));
                             }
                         }
-                        Some(qh) if e.quote_keyed() && e.quote_hash() == qh && e.key == *key => {
+                        Some(qh)
+                            if e.quote_keyed()
+                                && e.quote_hash() == qh
+                                && self.same_flow(&e.key, key) =>
+                        {
                             return Some((idx, true));
                         }
                         _ => {}
@@ -1042,6 +1074,9 @@ impl FlowTable {
         // The responder's first packet (quote-keyed flows keep the quote hash
         // in the responder counters and never see one).
         let answered = !is_orig && e.resp_pkts == 0 && !e.quote_keyed();
+        if answered {
+            e.resp_vlan = meta.key.vlan;
+        }
         let ts = meta.ts_ns;
         let old_class = e.class();
         let shift = self.shifts.get(old_class as usize).copied().unwrap_or(30);
@@ -1161,6 +1196,7 @@ impl FlowTable {
             last_ns: meta.ts_ns,
             orig: 0,
             resp: 0,
+            resp_vlan: if is_orig { [0; 2] } else { meta.key.vlan },
         };
         let mut st = tcp as u8;
         if midstream {
@@ -1324,6 +1360,7 @@ impl FlowTable {
             icmp_errors: e.icmp_errors() as u32,
             tag: e.tag,
             end: reason,
+            resp_vlan: e.resp_vlan,
         };
         sink.flow_ended(&rec);
         if let Some(n) = self.stats.ended.get_mut(reason as usize) {
@@ -1524,10 +1561,10 @@ mod test {
 
     #[test]
     fn entry_layout() {
-        assert_eq!(std::mem::size_of::<Entry>(), 96);
+        assert_eq!(std::mem::size_of::<Entry>(), 104);
         let t = table(1 << 20);
-        // 96 B entry + 16 B of index slots + 4 B slot position per flow when full.
-        assert_eq!(t.reserved_bytes(), (1 << 20) * (96 + 16 + 4));
+        // 104 B entry + 16 B of index slots + 4 B slot position per flow when full.
+        assert_eq!(t.reserved_bytes(), (1 << 20) * (104 + 16 + 4));
     }
 
     #[test]
@@ -1567,17 +1604,61 @@ mod test {
 
     #[test]
     fn vlan_and_link_separate_flows() {
+        // With VLAN ids in the key (`--vlan-in-flow-key`).
+        let cfg = FlowConfig {
+            vlan_in_key: true,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(&cfg);
+        let h = hasher().with_vlan_in_key(true);
+        let mut a = pkt(1.0, A, 1000, B, 53, proto::UDP, 0);
+        a.hash = h.hash_packet(&a);
+        let mut v = a;
+        v.key.vlan = [10, 0];
+        v.hash = h.hash_packet(&v);
+        let mut l = a;
+        l.key.link = 2;
+        l.hash = h.hash_packet(&l);
+        let out = run(&mut t, &[a, v, l, a]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.iter().map(|r| r.orig_pkts).sum::<u64>(), 4);
+        // By default the VLAN is not part of the key: only the link separates.
         let mut t = table(16);
-        let a = pkt(1.0, A, 1000, B, 53, proto::UDP, 0);
         let mut v = a;
         v.key.vlan = [10, 0];
         v.hash = hasher().hash_packet(&v);
         let mut l = a;
         l.key.link = 2;
         l.hash = hasher().hash_packet(&l);
+        a.hash = hasher().hash_packet(&a);
         let out = run(&mut t, &[a, v, l, a]);
-        assert_eq!(out.len(), 3);
-        assert_eq!(out.iter().map(|r| r.orig_pkts).sum::<u64>(), 4);
+        assert_eq!(out.len(), 2);
+    }
+
+    /// Issue #12 point 2: on a router trunk each direction of a routed
+    /// connection carries the VLAN of the segment it entered from. It is one
+    /// flow, oriented by its initiator, with the VLANs of both directions.
+    #[test]
+    fn router_trunk_directions_on_two_vlans_are_one_flow() {
+        let mut t = table(16);
+        let mut pk = handshake_close(1.0);
+        for p in &mut pk {
+            p.key.vlan = if p.key.src == addr_v4(A) {
+                [0, 110]
+            } else {
+                [0, 220]
+            };
+            p.hash = hasher().hash_packet(p);
+        }
+        let out = run(&mut t, &pk);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let r = &out[0];
+        assert_eq!(
+            (r.key.src, r.key.vlan, r.resp_vlan),
+            (addr_v4(A), [0, 110], [0, 220])
+        );
+        assert_eq!(r.orig_pkts + r.resp_pkts, pk.len() as u64);
+        assert_eq!(r.tcp_state, TcpState::Closed);
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn rec(p: Option<&Policy>, src: &str, dst: &str, port: u16, bytes: u64) -> FlowR
         icmp_errors: 0,
         tag,
         end: EndReason::Fin,
+        resp_vlan: [0; 2],
     }
 }
 
