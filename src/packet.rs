@@ -239,9 +239,11 @@ pub fn addr_v4(a: [u8; 4]) -> Addr {
 /// A unidirectional 5-tuple plus the link identity, oriented as the packet
 /// travelled (`src` = sender of this packet). 44 bytes.
 ///
-/// For ICMP/ICMPv6, `sport` is the ICMP type and `dport` the code (as in the
-/// Community ID spec). For ARP, `src`/`dst` are the sender/target protocol
-/// addresses and `sport` is the ARP opcode.
+/// Ports are those of TCP, UDP and SCTP (the protocols whose ports the
+/// Community ID spec hashes); 0 for every other protocol and for non-first
+/// fragments. For ICMP/ICMPv6, `sport` is the ICMP type and `dport` the code
+/// (as in the Community ID spec). For ARP, `src`/`dst` are the sender/target
+/// protocol addresses and `sport` is the ARP opcode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(C)]
 pub struct FlowKey {

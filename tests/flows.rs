@@ -1,10 +1,13 @@
 //! `--flows` output on captures/sample.pcap: every line is a JSON object with the
 //! contract's keys, the Community ID of every flow equals TShark's, and the flows
-//! the recording script made on purpose end the way they really ended.
+//! the recording script made on purpose end the way they really ended. On the
+//! Community ID specification's own pcaps, every flow has the value of the
+//! specification's baseline.
 
 use crate::util;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// Keys every flow line carries (cli.md contract).
 const REQUIRED: [&str; 20] = [
@@ -250,4 +253,218 @@ fn sample_flows_end_as_recorded() {
         "sample.pcap flows:\n{}",
         problems.join("\n")
     );
+}
+
+/// A flow tuple as the Community ID baseline writes it: (IP protocol number,
+/// source, destination, source port, destination port). ICMP/ICMPv6 "ports"
+/// are the spec's port equivalents (type, counterpart type or code).
+type Tuple = (u8, IpAddr, IpAddr, u16, u16);
+
+/// The entries of the spec's baseline_deflt.json (PROVENANCE.md, j_community_id):
+/// tuple and Community ID. `sport`/`dport` are null for protocols without
+/// ports (RSVP); zonewatch's flow lines give 0 for those, so null reads as 0.
+fn cidspec_baseline() -> Vec<(Tuple, String)> {
+    let path = util::public(util::CIDSPEC_BASELINE);
+    let text = std::fs::read_to_string(&path).expect("baseline readable");
+    let entries: Vec<Value> = serde_json::from_str(&text).expect("baseline is a JSON array");
+    entries
+        .iter()
+        .map(|e| {
+            let ip = |k: &str| -> IpAddr {
+                e[k].as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("baseline {k}: {e}"))
+            };
+            let port = |k: &str| -> u16 {
+                match &e[k] {
+                    Value::Null => 0,
+                    v => v
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or_else(|| panic!("baseline {k}: {e}")),
+                }
+            };
+            let proto = e["proto"]
+                .as_u64()
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or_else(|| panic!("baseline proto: {e}"));
+            let id = e["communityid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("baseline communityid: {e}"))
+                .to_string();
+            (
+                (
+                    proto,
+                    ip("saddr"),
+                    ip("daddr"),
+                    port("sport"),
+                    port("dport"),
+                ),
+                id,
+            )
+        })
+        .collect()
+}
+
+/// A flow line's tuple (initiator -> responder) and Community ID.
+fn flow_tuple(f: &Map<String, Value>) -> (Tuple, String) {
+    let proto = match f["proto"].as_str() {
+        Some("tcp") => 6,
+        Some("udp") => 17,
+        Some("icmp") => 1,
+        Some("ipv6-icmp") => 58,
+        Some(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("flow proto {n:?}: {f:?}")),
+        None => panic!("flow proto is not a string: {f:?}"),
+    };
+    let ip = |k: &str| -> IpAddr {
+        f[k].as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("flow {k}: {f:?}"))
+    };
+    let port =
+        |k: &str| -> u16 { u16::try_from(u(f, k)).unwrap_or_else(|_| panic!("flow {k}: {f:?}")) };
+    let id = f["community_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("flow without community_id: {f:?}"))
+        .to_string();
+    (
+        (
+            proto,
+            ip("src_ip"),
+            ip("dst_ip"),
+            port("src_port"),
+            port("dst_port"),
+        ),
+        id,
+    )
+}
+
+/// Replay each pcap of the spec's test set on its own: (file, flow lines).
+fn cidspec_flows() -> Vec<(String, Vec<Map<String, Value>>)> {
+    let files: Vec<String> = util::public_index()
+        .into_iter()
+        .map(|p| p.rel)
+        .filter(|r| r.starts_with(&format!("{}/", util::CIDSPEC_DIR)))
+        .collect();
+    assert_eq!(files.len(), 8, "{files:?}");
+    files
+        .into_iter()
+        .map(|rel| {
+            let out = util::replay(&[&util::public(&rel)], &[]);
+            (rel, util::parse_flows(&out.flows))
+        })
+        .collect()
+}
+
+/// Conformance with the Community ID specification's baseline, which lists the
+/// tuple of each direction a packet travelled (the ICMP "ports" as the spec's
+/// port equivalents). Every flow zonewatch writes for the spec's pcaps has its
+/// initiator's tuple (src -> dst) in the baseline and, if the responder sent
+/// packets, the responder's (dst -> src, ports swapped) too, each with exactly
+/// the flow's Community ID; and every baseline entry is one of those. ARP has
+/// no entry and makes no flow.
+#[test]
+fn cidspec_flows_match_the_spec_baseline() {
+    let baseline = cidspec_baseline();
+    assert_eq!(baseline.len(), 23, "baseline entries");
+    let mut covered = vec![false; baseline.len()];
+    let mut problems = Vec::new();
+    let mut nflows = 0;
+    for (rel, flows) in cidspec_flows() {
+        if rel.ends_with("cidspec_arp.pcap") {
+            assert!(flows.is_empty(), "{rel}: ARP makes no flow: {flows:?}");
+        }
+        for f in &flows {
+            nflows += 1;
+            let ((p, s, d, sp, dp), id) = flow_tuple(f);
+            let mut directions = vec![("initiator", (p, s, d, sp, dp))];
+            if u(f, "resp_pkts") > 0 {
+                directions.push(("responder", (p, d, s, dp, sp)));
+            }
+            for (who, tuple) in directions {
+                let mut listed = false;
+                for (i, (t, want)) in baseline.iter().enumerate() {
+                    if *t != tuple {
+                        continue;
+                    }
+                    listed = true;
+                    covered[i] = true;
+                    if *want != id {
+                        problems.push(format!(
+                            "{rel}: flow {p} {s}:{sp} -> {d}:{dp} has {id}, its {who} entry {t:?} {want}"
+                        ));
+                    }
+                }
+                if !listed {
+                    problems.push(format!(
+                        "{rel}: flow {p} {s}:{sp} -> {d}:{dp} ({id}): its {who}'s tuple {tuple:?} is no baseline entry"
+                    ));
+                }
+            }
+        }
+    }
+    for (i, (t, want)) in baseline.iter().enumerate() {
+        if !covered[i] {
+            problems.push(format!("baseline entry {t:?} {want}: no flow"));
+        }
+    }
+    assert!(nflows >= 12, "only {nflows} flows");
+    assert!(
+        problems.is_empty(),
+        "Community ID baseline not met:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The same pcaps, packet by packet: TShark's Community ID of every frame and
+/// zonewatch's flows agree on the frames per ID. None of the ICMP errors here
+/// quotes a flow of its file, so each is a flow of its own, as in TShark.
+#[test]
+fn cidspec_frames_per_community_id_match_tshark() {
+    for (rel, flows) in cidspec_flows() {
+        let rows = util::tshark_fields(
+            &util::public(&rel),
+            &["communityid"],
+            &["--enable-protocol", "communityid"],
+        );
+        let mut tshark: BTreeMap<String, u64> = BTreeMap::new();
+        for r in rows.iter().filter(|r| !r[0].is_empty()) {
+            *tshark.entry(r[0].clone()).or_insert(0) += 1;
+        }
+        let mut zw: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &flows {
+            let (_, id) = flow_tuple(f);
+            *zw.entry(id).or_insert(0) += u(f, "orig_pkts") + u(f, "resp_pkts");
+        }
+        assert_eq!(zw, tshark, "{rel}: frames per Community ID");
+    }
+}
+
+/// Regression: SCTP was hashed without its ports (the flow key had 0 ↔ 0), so
+/// the spec's SCTP association 192.168.170.8:7 ↔ 192.168.170.56:7 got
+/// `1:U5cVwrVgLshgANPmc8hKzEcqp1M=` instead of the baseline's value.
+#[test]
+fn sctp_flows_were_hashed_without_their_ports() {
+    let rel = format!("{}/cidspec_sctp.pcap", util::CIDSPEC_DIR);
+    let out = util::replay(&[&util::public(&rel)], &[]);
+    let flows = util::parse_flows(&out.flows);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(
+        flow_tuple(f),
+        (
+            (
+                132,
+                "192.168.170.8".parse().unwrap(),
+                "192.168.170.56".parse().unwrap(),
+                7,
+                7
+            ),
+            "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs=".to_string()
+        ),
+        "{f:?}"
+    );
+    assert_eq!((u(f, "orig_pkts"), u(f, "resp_pkts")), (3, 2), "{f:?}");
 }

@@ -45,7 +45,7 @@ pub fn public(rel: &str) -> PathBuf {
     p
 }
 
-/// One row of the index table in PROVENANCE.md.
+/// One capture listed in PROVENANCE.md.
 #[derive(Clone, Debug)]
 pub struct Provenance {
     /// Path relative to PUBLIC_DIR, e.g. "a_scans/chrissanders_synscan.pcapng".
@@ -55,31 +55,78 @@ pub struct Provenance {
     pub packets: u64,
 }
 
-/// Every capture listed in the index table of PROVENANCE.md. Also checks that the
-/// list matches the files on disk (so a capture added without provenance, or a
-/// listed one that disappeared, fails here).
+/// The directory of the Community ID specification's test set (PROVENANCE.md
+/// section `j_community_id`): its table lists the pcaps by bare file name.
+pub const CIDSPEC_DIR: &str = "j_community_id";
+
+/// The one file of the public set that is not a capture: the Community ID
+/// specification's baseline of expected values (PROVENANCE.md, `j_community_id`).
+pub const CIDSPEC_BASELINE: &str = "j_community_id/cidspec_baseline_deflt.json";
+
+/// Rows of the first table after the section heading `heading` (a line that
+/// starts with it): (file cell, packets cell), the columns found by the header
+/// row's `file` and `packets...` names.
+fn provenance_table<'a>(text: &'a str, heading: &str) -> Vec<(&'a str, &'a str)> {
+    let mut rows = Vec::new();
+    let mut in_section = false;
+    let mut cols: Option<(usize, usize)> = None;
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            in_section = line.starts_with(heading);
+            continue;
+        }
+        if !in_section || !line.starts_with('|') {
+            continue;
+        }
+        // | file | bytes | packets | source |  -> ["", file, bytes, packets, source, ""]
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let Some((file_col, packets_col)) = cols else {
+            let file_col = cells.iter().position(|c| *c == "file");
+            let packets_col = cells.iter().position(|c| c.starts_with("packets"));
+            if let (Some(f), Some(p)) = (file_col, packets_col) {
+                cols = Some((f, p));
+            }
+            continue;
+        };
+        let (Some(file), Some(packets)) = (cells.get(file_col), cells.get(packets_col)) else {
+            continue;
+        };
+        if file.starts_with('-') || file.is_empty() {
+            continue; // separator row
+        }
+        rows.push((*file, *packets));
+    }
+    rows
+}
+
+/// Every capture listed in PROVENANCE.md: the index table (paths relative to
+/// PUBLIC_DIR) and the table of the `j_community_id` section (bare names in
+/// CIDSPEC_DIR). Also checks that the list matches the files on disk, apart from
+/// the one non-capture CIDSPEC_BASELINE (so a capture added without provenance,
+/// or a listed one that disappeared, fails here).
 pub fn public_index() -> Vec<Provenance> {
     let prov = Path::new(PUBLIC_DIR).join("PROVENANCE.md");
     let text = std::fs::read_to_string(&prov)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", prov.display()));
+    let index = provenance_table(&text, "## Index");
+    let cidspec = provenance_table(&text, "## j_community_id");
+    assert!(
+        index.len() >= 40,
+        "PROVENANCE.md index lists only {} files",
+        index.len()
+    );
+    assert_eq!(
+        cidspec.len(),
+        8,
+        "PROVENANCE.md j_community_id table: {cidspec:?}"
+    );
     let mut rows = Vec::new();
-    let mut in_index = false;
-    for line in text.lines() {
-        if line.starts_with("## ") {
-            in_index = line.trim() == "## Index";
-            continue;
-        }
-        if !in_index || !line.starts_with('|') {
-            continue;
-        }
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | file | bytes | packets | source |  -> ["", file, bytes, packets, source, ""]
-        let (Some(file), Some(packets)) = (cells.get(1), cells.get(3)) else {
-            continue;
+    for (file, packets) in index.into_iter().chain(cidspec) {
+        let rel = if file.contains('/') {
+            file.to_string()
+        } else {
+            format!("{CIDSPEC_DIR}/{file}")
         };
-        if !file.contains('/') {
-            continue; // header or separator row
-        }
         let digits: String = packets
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == ',')
@@ -88,18 +135,12 @@ pub fn public_index() -> Vec<Provenance> {
             .replace(',', "")
             .parse()
             .unwrap_or_else(|_| panic!("PROVENANCE.md: bad packet count {packets:?} for {file}"));
-        rows.push(Provenance {
-            rel: file.to_string(),
-            packets: n,
-        });
+        rows.push(Provenance { rel, packets: n });
     }
-    assert!(
-        rows.len() >= 40,
-        "PROVENANCE.md index lists only {} files",
-        rows.len()
-    );
 
-    let listed: BTreeSet<String> = rows.iter().map(|r| r.rel.clone()).collect();
+    let mut listed: BTreeSet<String> = rows.iter().map(|r| r.rel.clone()).collect();
+    assert_eq!(listed.len(), rows.len(), "PROVENANCE.md lists a file twice");
+    listed.insert(CIDSPEC_BASELINE.to_string());
     let mut on_disk = BTreeSet::new();
     let dirs =
         std::fs::read_dir(PUBLIC_DIR).unwrap_or_else(|e| panic!("cannot list {PUBLIC_DIR}: {e}"));
@@ -122,7 +163,7 @@ pub fn public_index() -> Vec<Provenance> {
     }
     assert_eq!(
         listed, on_disk,
-        "PROVENANCE.md index and the files under {PUBLIC_DIR} differ"
+        "PROVENANCE.md tables (+ {CIDSPEC_BASELINE}) and the files under {PUBLIC_DIR} differ"
     );
     rows
 }

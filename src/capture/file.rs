@@ -1641,6 +1641,31 @@ mod test {
         rows
     }
 
+    /// (file, packets) from the table of the `j_community_id` section (the
+    /// Community ID specification's pcaps, listed by bare name; its columns:
+    /// file, path in the repository, blob, bytes, packets).
+    fn cidspec_index(md: &str) -> Vec<(String, u64)> {
+        let table = md
+            .split("\n## j_community_id")
+            .nth(1)
+            .expect("j_community_id section")
+            .split("\n## ")
+            .next()
+            .unwrap_or_default();
+        let mut rows = Vec::new();
+        for line in table.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 7 || !cells[1].ends_with(".pcap") {
+                continue;
+            }
+            let n: u64 = cells[5]
+                .parse()
+                .unwrap_or_else(|_| panic!("packets column of {line}"));
+            rows.push((format!("j_community_id/{}", cells[1]), n));
+        }
+        rows
+    }
+
     /// Per-file section lines ("### path" → its "- ..." lines).
     fn sections(md: &str) -> HashMap<String, Vec<String>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
@@ -1665,8 +1690,11 @@ mod test {
     #[test]
     fn public_captures_frame_counts_match_provenance() {
         let md = provenance();
-        let rows = index(&md);
+        let mut rows = index(&md);
         assert_eq!(rows.len(), 50, "PROVENANCE index lists 50 files");
+        let cidspec = cidspec_index(&md);
+        assert_eq!(cidspec.len(), 8, "j_community_id lists 8 pcaps");
+        rows.extend(cidspec.into_iter().map(|(f, n)| (f, n, false)));
         for (file, packets, before_error) in rows {
             let path = PathBuf::from(format!("{PUBLIC}/{file}"));
             match FileSource::open(&[path]) {

@@ -16,10 +16,10 @@
 //! without extension headers, and TCP, UDP (not to a tunnel port) or
 //! non-error ICMP/ICMPv6 with consistent lengths — and returns early. Anything
 //! else (IPv4 options, IPv6 extension headers, fragments, ARP, non-IP,
-//! truncations, lying length fields, ICMP errors, tunnels) goes to the slow
-//! path ([`decode_slow`], `slow.rs`), which slices IP (options, AH, extension
-//! header chains, fragments), TCP, UDP and ARP with etherparse, reads ICMP's
-//! type and code itself, and peels tunnels with the small hand-written
+//! truncations, lying length fields, ICMP errors, tunnels, SCTP and every
+//! other protocol) goes to the slow path ([`decode_slow`], `slow.rs`), which
+//! slices IP (options, AH, extension header chains, fragments), TCP, UDP and
+//! ARP with etherparse, reads ICMP's type and code and SCTP's ports itself, and peels tunnels with the small hand-written
 //! parsers of `tunnel.rs`. Both produce
 //! identical metas wherever the fast path applies (tested over every frame of
 //! the public captures). Link-layer framing (`link.rs`) is shared: it is a few
@@ -65,6 +65,10 @@
 //!   ICMP/ICMPv6 8 bytes. Fewer captured bytes is `truncated_tcp` etc.: the
 //!   network layer and the transport protocol still count, ports are filled
 //!   when at least 4 bytes (ICMP type/code: 2) were captured.
+//! * SCTP: only the ports of the common header are read (at least 4 bytes
+//!   captured, else they stay 0; no failure reason), so SCTP flows have
+//!   their ports as TCP's and UDP's do; `payload_len` is `P` as for any other
+//!   protocol. Other protocols (DCCP, UDP-Lite, RSVP, ...) keep ports 0.
 //! * ICMP errors (v4 types 3, 4, 5, 11, 12; v6 types 1–4): the embedded IP
 //!   header and first transport bytes go to `quote` as the original packet
 //!   travelled; `has_quote` is set when the quoted IP header is complete. A

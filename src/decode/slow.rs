@@ -335,6 +335,10 @@ fn upper(
         }
         proto::ICMP => icmp(cap, off, p, false, out),
         proto::ICMPV6 => icmp(cap, off, p, true, out),
+        proto::SCTP => {
+            sctp(cap, out);
+            Ok(())
+        }
         proto::GRE if whole => {
             let t = tunnel::gre(ctx.upto(end), off);
             peel(ctx, t, end, depth, chain, out)
@@ -419,6 +423,17 @@ fn udp(cap: &[u8], off: usize, p: usize, out: &mut PacketMeta) -> R {
     }
     out.payload_len = (ulen - 8) as u32;
     Ok(())
+}
+
+/// SCTP: the two ports of the common header, when at least 4 bytes were
+/// captured (as a quoted header is read). Nothing else is read, so there is no
+/// SCTP failure reason and `payload_len` stays the IP payload, as for any
+/// other protocol; the ports are what the flow key and the Community ID need.
+fn sctp(cap: &[u8], out: &mut PacketMeta) {
+    if let Some(h) = arr::<4>(cap, 0) {
+        out.key.sport = be16([h[0], h[1]]);
+        out.key.dport = be16([h[2], h[3]]);
+    }
 }
 
 fn icmp(cap: &[u8], off: usize, p: usize, v6: bool, out: &mut PacketMeta) -> R {

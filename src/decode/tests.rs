@@ -468,6 +468,53 @@ fn icmpv6_time_exceeded_quotes_tcp() {
     );
 }
 
+/// SCTP common header (ports, verification tag 0, checksum 0) + `payload`.
+fn sctp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    cat(&[&sport.to_be_bytes(), &dport.to_be_bytes(), &[0; 8], payload])
+}
+
+/// Regression: SCTP flow keys had ports 0 (SCTP was read as a port-less
+/// protocol), so its flows hashed to another Community ID than the spec's
+/// (which hashes SCTP's ports, like TCP's and UDP's), and an ICMP error
+/// quoting an SCTP packet (whose quote has the ports) named no SCTP flow.
+#[test]
+fn sctp_flow_key_had_no_ports() {
+    // INIT chunk header (type 1, flags 0, length 20) as a stand-in payload.
+    let init = [1, 0, 0, 20];
+    let f = cat(&[&eth(0x0800), &ipv4(H1, H2, 132, &sctp(7, 9, &init))]);
+    assert!(!is_fast(LinkType::Ethernet, &f), "SCTP takes the slow path");
+    let (m, r) = run(LinkType::Ethernet, &f);
+    assert_eq!(r, Ok(()));
+    assert_eq!((m.key.sport, m.key.dport, m.key.proto), (7, 9, 132));
+    // payload_len: the IP payload, as for any protocol that is not TCP/UDP/ICMP.
+    assert_eq!(m.payload_len, 16);
+    let f6 = cat(&[
+        &eth(0x86dd),
+        &ipv6(v6(1), v6(2), 132, &sctp(2905, 2905, &init)),
+    ]);
+    let (m, r) = run(LinkType::Ethernet, &f6);
+    assert_eq!(r, Ok(()));
+    assert_eq!((m.key.sport, m.key.dport, m.key.proto), (2905, 2905, 132));
+    // Cut by the snaplen after 2 bytes of the header: no ports, no failure.
+    let (m, r) = run_cut(LinkType::Ethernet, &f, 14 + 20 + 2);
+    assert_eq!(
+        (r, m.key.sport, m.key.dport, m.key.proto),
+        (Ok(()), 0, 0, 132)
+    );
+    // A later fragment carries no header: ports 0 (as TCP's and UDP's).
+    let later = cat(&[&eth(0x0800), &ipv4_full(H1, H2, 132, 0x0002, &[], &init)]);
+    let (m, r) = run(LinkType::Ethernet, &later);
+    assert_eq!(
+        (r, m.frag, m.key.sport, m.key.dport),
+        (Ok(()), Frag::NonFirst, 0, 0)
+    );
+    // The port unreachable about the packet quotes the same ports.
+    let err = cat(&[&eth(0x0800), &ipv4(H2, H1, 1, &icmp(3, 3, &f[14..]))]);
+    let (m, r) = run(LinkType::Ethernet, &err);
+    assert_eq!(r, Ok(()));
+    assert_eq!((m.quote.sport, m.quote.dport, m.quote.proto), (7, 9, 132));
+}
+
 fn arp_request() -> Vec<u8> {
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
     a.extend_from_slice(&MAC_A);
@@ -1257,16 +1304,22 @@ const TSHARK_COUNTS: &[(&str, u64, [u64; 4], [u64; 5], [u64; 2], [u64; 2], u64)]
     ("i_tunnels/zeek_geneve.pcap", 6, [6, 0, 0, 0], [0, 0, 6, 0, 0], [0, 0], [0, 0], 6),
     ("i_tunnels/zeek_gre-sample.pcap", 40, [40, 0, 0, 0], [22, 8, 10, 0, 0], [0, 0], [0, 0], 40),
     ("i_tunnels/zeek_vxlan.pcap", 10, [8, 0, 2, 0], [0, 0, 8, 0, 0], [0, 0], [0, 0], 10),
+    ("j_community_id/cidspec_arp.pcap", 6, [0, 0, 6, 0], [0, 0, 0, 0, 0], [0, 0], [0, 0], 0),
+    ("j_community_id/cidspec_icmp.pcap", 4, [4, 0, 0, 0], [0, 0, 4, 0, 0], [0, 0], [0, 0], 0),
+    ("j_community_id/cidspec_icmp6.pcap", 20, [0, 20, 0, 0], [0, 0, 0, 20, 0], [0, 0], [0, 0], 0),
+    ("j_community_id/cidspec_ipv6.pcap", 17, [0, 17, 0, 0], [17, 0, 0, 0, 0], [0, 0], [0, 0], 0),
+    ("j_community_id/cidspec_rsvp.pcap", 2, [2, 0, 0, 0], [0, 0, 0, 0, 2], [0, 0], [0, 0], 0), // tshark: ip:rsvp
+    ("j_community_id/cidspec_sctp.pcap", 5, [5, 0, 0, 0], [0, 0, 0, 0, 5], [0, 0], [0, 0], 0), // tshark: ip:sctp
+    ("j_community_id/cidspec_tcp.pcap", 12, [12, 0, 0, 0], [12, 0, 0, 0, 0], [0, 0], [0, 0], 0),
+    ("j_community_id/cidspec_udp.pcap", 2, [2, 0, 0, 0], [0, 2, 0, 0, 0], [0, 0], [0, 0], 0),
 ];
 
 #[test]
 fn public_captures_decode_like_tshark_counts() {
-    let files = public_files();
-    assert_eq!(
-        files.len(),
-        TSHARK_COUNTS.len(),
-        "public capture set changed"
-    );
+    // Every capture of the set (the spec's baseline JSON is not one), by name.
+    let files: Vec<String> = public_files().into_iter().map(|(rel, _)| rel).collect();
+    let listed: Vec<&str> = TSHARK_COUNTS.iter().map(|row| row.0).collect();
+    assert_eq!(files, listed, "public capture set changed");
     let mut total_frames = 0;
     let mut total_fast = 0;
     let mut failures = DecodeStats::new();
@@ -1312,7 +1365,7 @@ fn public_captures_decode_like_tshark_counts() {
         ]
     );
     // The fast path takes the bulk of ordinary traffic.
-    assert_eq!(total_frames, 42763);
+    assert_eq!(total_frames, 42831);
     assert!(
         total_fast * 100 >= total_frames * 90,
         "fast path took only {total_fast} of {total_frames}"
