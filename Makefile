@@ -110,12 +110,14 @@ criterion: deps
 # by tcprewrite) and zones-v6.pcap (IPv6); record-attacks.sh records the scan, sweep,
 # brute-force, flood and benign look-alike captures (nmap, hping3, hydra, sshd, curl);
 # record-office.sh records office-noise.pcap (DHCP, ND, MLD, mDNS, LLMNR, NetBIOS, SSDP);
+# record-trunk.sh records trunk-vlan.pcap / trunk-untagged.pcap (a router-on-a-stick trunk);
 # captures/README.md has the ground truth.
 captures: capture-deps
 	bash captures/record-sample.sh
 	bash captures/record-zones.sh
 	bash captures/record-attacks.sh
 	bash captures/record-office.sh
+	bash captures/record-trunk.sh
 
 # Fuzz the decoder and the rules loader for FUZZ_SECS seconds each (nightly toolchain; corpora
 # seeded from captures/, the public captures and the rules files; crashes in fuzz/artifacts/).

@@ -12,17 +12,19 @@
 # link's own capture veth and recorded there, so each file holds the frames of one
 # segment. On a trunk each such frame carries its segment's VLAN: a routed connection's
 # two directions are tagged differently. The kernel here has no 8021q module, so the
-# tags are added afterwards by tcprewrite (IPv4 only: IPv6 is off in every namespace,
-# tcprewrite 4.4.3 rewrites the source MAC of IPv6 multicast frames). The per-link files
-# are merged by time (mergecap) twice: untagged, and each tagged with its link's VLAN.
+# tags are added afterwards, by vlan-tag.py (this directory), which inserts the 4 bytes
+# and changes nothing else. (tcprewrite 4.4.3 `--enet-vlan=add` also recomputes the TCP
+# checksums that veth offload leaves partial in a capture, and rewrites the source MAC of
+# IPv6 multicast frames, so its output is not the same frames with a tag.) The per-link
+# files are merged by time (mergecap) twice: untagged, and each tagged with its link's VLAN.
 #
 # Traffic (every sender bounded in count and time):
 #   1. curl x3: 192.0.2.10 -> 192.0.2.100:8080 (mynumber -> lgwan: critical);
-#   2. hydra: 203.0.113.200 -> 192.0.2.100:22, 12 passwords, 4 tasks, all failing;
+#   2. hydra: 203.0.113.200 -> 192.0.2.100:22, 30 passwords, 4 tasks, all failing;
 #   3. nmap -sS -p 1-200: 203.0.113.200 -> 192.0.2.10 (a port scan into My Number);
 #   4. ping x2: 192.0.2.10 -> 203.0.113.200.
 #
-# Needs: iproute2 tcpdump curl python3 hydra nmap openssh-server tcpreplay wireshark-common
+# Needs: iproute2 tcpdump curl python3 hydra nmap openssh-server wireshark-common (mergecap)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +32,7 @@ out=${1:-$here}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "record-trunk.sh: must run as root (network namespaces)" >&2; exit 1; }
-for t in ip tc tcpdump curl python3 hydra nmap ssh-keygen tcprewrite mergecap ss; do
+for t in ip tc tcpdump curl python3 hydra nmap ssh-keygen mergecap ss; do
     command -v "$t" >/dev/null || { echo "record-trunk.sh: $t is missing (make capture-deps)" >&2; exit 1; }
 done
 sshd_bin=/usr/sbin/sshd
@@ -128,7 +130,9 @@ sleep 0.5
 on() { local n=$1 t=$2; shift 2; in_ns "$n" timeout "$t" "$@"; }
 for _ in 1 2 3; do on "$MY" 10 curl -s -o /dev/null http://192.0.2.100:8080/; sleep 0.2; done
 printf '%s\n' 123456 password 12345678 qwerty 123456789 12345 1234 111111 1234567 dragon \
-    123123 letmein >"$work/passwords.txt"
+    123123 baseball abc123 football monkey letmein 696969 shadow master 666666 \
+    qwertyuiop 123321 mustang 1234567890 michael 654321 superman 1qaz2wsx 7777777 admin \
+    >"$work/passwords.txt"
 (cd "$work" && on "$NT" 120 hydra -I -l admin -P "$work/passwords.txt" -t 4 ssh://192.0.2.100 \
     >"$work/hydra.log" 2>&1) || true
 on "$NT" 60 nmap -sS -p 1-200 -n -T4 --max-retries 1 192.0.2.10 >"$work/nmap.log" 2>&1 || true
@@ -139,11 +143,8 @@ for s in "${segs[@]}"; do
     kill -INT "${dump_pid[$s]}"
     wait "${dump_pid[$s]}" || true
     cat "$work/$s.log" >&2
-    tcprewrite --enet-vlan=add --enet-vlan-tag="${vlan_of[$s]}" --enet-vlan-pri=0 --enet-vlan-cfi=0 \
-        --infile="$work/$s.pcap" --outfile="$work/$s-vlan.pcap"
+    python3 "$here/vlan-tag.py" "${vlan_of[$s]}" "$work/$s.pcap" "$work/$s-vlan.pcap"
 done
-mergecap -F pcap -w "$out/trunk-untagged.pcap" "${segs[@]/%/.pcap}" 2>/dev/null ||
-    (cd "$work" && mergecap -F pcap -w "$out/trunk-untagged.pcap" "${segs[@]/%/.pcap}")
 (cd "$work" && mergecap -F pcap -w "$out/trunk-untagged.pcap" "${segs[@]/%/.pcap}" &&
     mergecap -F pcap -w "$out/trunk-vlan.pcap" "${segs[@]/%/-vlan.pcap}")
 echo "hydra: $(grep -c 'Failed password' "$work/sshd.log" || true) failed passwords in the sshd log" >&2

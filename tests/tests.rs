@@ -30,5 +30,6 @@ mod scripting;
 mod segment_local;
 mod shutdown;
 mod stops;
+mod trunk;
 mod util;
 mod zones_capture;
