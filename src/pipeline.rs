@@ -176,8 +176,18 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The analysis thread's counts, when alerts were written.
     pub alerts: Option<AnalysisStats>,
+    /// Time steps the sensor clock shifted.
+    pub clock_steps: ClockSteps,
     /// Zone pairs, talkers and gaps (`PipelineConfig::report_gap_ns`).
     pub report: Option<crate::report::ReportData>,
+}
+
+/// Backward steps of the input's time that the sensor clock shifted
+/// ([`crate::capture::clock`]).
+#[derive(Clone, Debug, Default)]
+pub struct ClockSteps {
+    pub count: u64,
+    pub listed: Vec<crate::capture::clock::Step>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -403,6 +413,7 @@ pub fn run<S: PacketSource + ?Sized>(
     // handed over are analysed rather than silently lost.
     let mut draining: Option<Instant> = None;
     let mut gaps = cfg.report_gap_ns.map(crate::report::GapTracker::new);
+    let mut sensor_clock = crate::capture::clock::SensorClock::new(cfg.fold.slack_ns);
     let stop_cause = loop {
         match draining {
             None if stop.load(Ordering::Relaxed) => {
@@ -418,7 +429,11 @@ pub fn run<S: PacketSource + ?Sized>(
         // frame through the stack with overlapping partial copies that stalled
         // store-to-load forwarding once per packet.
         match source.next() {
-            Ok(Next::Frame(frame)) => {
+            Ok(Next::Frame(mut frame)) => {
+                // Sensor time from here on (capture::clock): monotonic over the
+                // input up to the reorder slack; the gap watch sees the file's own.
+                let own_ts = frame.ts_ns;
+                frame.ts_ns = sensor_clock.time(own_ts);
                 if let (Some(rec), Some(m)) = (snapshots, &mut publish) {
                     if frame.ts_ns >= next_snapshot {
                         // Everything before this frame is accounted, then snapshot.
@@ -445,7 +460,7 @@ pub fn run<S: PacketSource + ?Sized>(
                 }
                 frames += 1;
                 if let Some(g) = &mut gaps {
-                    g.see(frame.ts_ns);
+                    g.see(own_ts);
                 }
                 bytes += frame.data.len() as u64;
                 wire_bytes += u64::from(frame.orig_len);
@@ -621,6 +636,10 @@ pub fn run<S: PacketSource + ?Sized>(
         workers: n,
         elapsed: started.elapsed(),
         alerts,
+        clock_steps: ClockSteps {
+            count: sensor_clock.steps,
+            listed: sensor_clock.listed,
+        },
         report: gaps.map(|g| crate::report::ReportData {
             pairs: crate::report::acc::merge_pairs(pair_parts),
             gaps: Some(g),

@@ -45,6 +45,10 @@ pub struct Summary {
     pub last_packet: Option<String>,
     /// Capture time span, seconds.
     pub duration_secs: f64,
+    /// Backward steps of the input's time beyond the reorder slack, which the
+    /// sensor clock shifted (`capture::clock`): `count`, and the first ones
+    /// listed with the frame index, the sensor time it got and the step size.
+    pub clock_steps: ClockStepsSummary,
     /// Wall time the run took, seconds.
     pub elapsed_secs: f64,
     pub sources: Vec<InputReport>,
@@ -231,6 +235,19 @@ impl Summary {
             first_packet: r.first_ts_ns.map(rfc3339),
             last_packet: r.last_ts_ns.map(rfc3339),
             duration_secs: span,
+            clock_steps: ClockStepsSummary {
+                count: r.clock_steps.count,
+                listed: r
+                    .clock_steps
+                    .listed
+                    .iter()
+                    .map(|st| ClockStepSummary {
+                        frame: st.frame,
+                        at: rfc3339(st.at_ns),
+                        back_secs: st.back_ns as f64 / 1e9,
+                    })
+                    .collect(),
+            },
             elapsed_secs: r.elapsed.as_secs_f64(),
             sources: r.source.inputs.clone(),
             link: d.link.iter().map(|(k, c)| (*k, c.frames)).collect(),
@@ -288,6 +305,21 @@ impl Summary {
                 s,
                 "  capture time   {a} .. {b} ({:.3} s)",
                 self.duration_secs
+            );
+        }
+        if self.clock_steps.count > 0 {
+            let first: Vec<String> = self
+                .clock_steps
+                .listed
+                .iter()
+                .take(3)
+                .map(|st| format!("frame {} back {:.3} s at {}", st.frame, st.back_secs, st.at))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  clock steps    {} (input time went back; later packets shifted forward by the step): {}",
+                self.clock_steps.count,
+                first.join(", ")
             );
         }
         if self.stopped_by != "end_of_input" {
@@ -389,6 +421,23 @@ pub struct VerdictCounts {
     pub unknown: u64,
     /// Segment-local flows (sender's zone → `local`), judged by no rule.
     pub local: u64,
+}
+
+/// `Summary::clock_steps`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClockStepsSummary {
+    pub count: u64,
+    pub listed: Vec<ClockStepSummary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClockStepSummary {
+    /// Index of the frame in input order, from 0.
+    pub frame: u64,
+    /// The sensor time it was given (RFC 3339).
+    pub at: String,
+    /// How far its own timestamp was before that, seconds.
+    pub back_secs: f64,
 }
 
 /// Most severe first.

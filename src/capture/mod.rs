@@ -4,6 +4,7 @@
 //! A source yields borrowed [`RawFrame`]s one at a time; the pipeline decodes each
 //! before asking for the next, so no frame is ever copied.
 
+pub mod clock;
 pub mod file;
 pub mod live;
 pub mod mem;
