@@ -432,7 +432,7 @@ pub struct ClockStepsSummary {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ClockStepSummary {
-    /// Index of the frame in input order, from 0.
+    /// Number of the frame in input order, from 1 (as TShark numbers frames).
     pub frame: u64,
     /// The sensor time it was given (RFC 3339).
     pub at: String,

@@ -98,7 +98,10 @@ fn time_stepping_back_gives_the_same_alerts_for_any_worker_count_and_run() {
     c.args(["-t", "1153.5"]).arg(&src).arg(&shifted);
     util::run_cmd(c).assert_ok();
     let mut c = std::process::Command::new("mergecap");
-    c.args(["-a", "-F", "pcap", "-w"]).arg(&joined).arg(&src).arg(&shifted);
+    c.args(["-a", "-F", "pcap", "-w"])
+        .arg(&joined)
+        .arg(&src)
+        .arg(&shifted);
     util::run_cmd(c).assert_ok();
     // TShark sees the step: the first frame of the copy is 44.6 s before the one before it.
     let deltas = util::tshark_fields(&joined, &["frame.time_delta"], &[]);
@@ -112,7 +115,10 @@ fn time_stepping_back_gives_the_same_alerts_for_any_worker_count_and_run() {
     let mut first: Option<(String, Vec<String>)> = None;
     for w in ["1", "2", "4", "2", "4"] {
         let run = util::replay_alerts(&[&joined], &["-w", w]);
-        assert_eq!(util::count(&run.summary["alerts"], "", "observations_late"), 0);
+        assert_eq!(
+            util::count(&run.summary["alerts"], "", "observations_late"),
+            0
+        );
         let steps = &run.summary["clock_steps"];
         assert_eq!(steps["count"], 1, "{steps}");
         let b = steps["listed"][0]["back_secs"].as_f64().unwrap_or(0.0);

@@ -75,7 +75,9 @@ fn router_trunk_gives_the_untagged_captures_flows_verdicts_and_detections() {
     let tags = util::tshark_fields(&tagged, &["vlan.id"], &[]);
     let frames = util::tshark_fields(&plain, &["frame.number"], &[]).len();
     assert_eq!(tags.len(), frames);
-    assert!(tags.iter().all(|t| ["110", "220", "340"].contains(&t[0].as_str())));
+    assert!(tags
+        .iter()
+        .all(|t| ["110", "220", "340"].contains(&t[0].as_str())));
 
     let args = ["--rules", RULES, "-w", "2"];
     let t = util::replay(&[&tagged], &args);
@@ -100,12 +102,17 @@ fn router_trunk_gives_the_untagged_captures_flows_verdicts_and_detections() {
         .collect();
     assert_eq!(curl.len(), 3);
     for f in curl {
-        assert_eq!((&f["vlan"], &f["resp_vlan"]), (&Value::from(vec![110]), &Value::from(vec![220])));
+        assert_eq!(
+            (&f["vlan"], &f["resp_vlan"]),
+            (&Value::from(vec![110]), &Value::from(vec![220]))
+        );
         assert_eq!(f["verdict"], "violation");
     }
     let ssh = tf
         .iter()
-        .filter(|f| f["src_ip"] == "203.0.113.200" && f["dst_port"] == 22 && f["dst_ip"] == "192.0.2.100")
+        .filter(|f| {
+            f["src_ip"] == "203.0.113.200" && f["dst_port"] == 22 && f["dst_ip"] == "192.0.2.100"
+        })
         .count();
     assert!(ssh >= 10, "{ssh} hydra connections");
 
@@ -115,7 +122,10 @@ fn router_trunk_gives_the_untagged_captures_flows_verdicts_and_detections() {
     assert_eq!(alerts_without_tags(&ta), alerts_without_tags(&pa));
     let brute = ta.kinds(|k| k == "brute_force");
     assert_eq!(brute.len(), 1, "{}", ta.raw);
-    assert_eq!((&brute[0]["src_ip"], &brute[0]["dest_ip"]), (&Value::from("203.0.113.200"), &Value::from("192.0.2.100")));
+    assert_eq!(
+        (&brute[0]["src_ip"], &brute[0]["dest_ip"]),
+        (&Value::from("203.0.113.200"), &Value::from("192.0.2.100"))
+    );
     assert_eq!(ta.kinds(|k| k == "port_scan").len(), 1, "{}", ta.raw);
     // Replies never alert: no separation line names a responder as initiator.
     for a in ta.kinds(|k| k == "separation_violation") {
@@ -143,6 +153,9 @@ fn vlan_in_flow_key_splits_the_trunks_directions() {
     assert!(answered > 200, "{answered}");
     assert_eq!(split.flows.len(), flows.len() + answered);
     for f in parse(&split.flows) {
-        assert!(f["resp_vlan"] == Value::Array(vec![]) || f["resp_vlan"] == f["vlan"], "{f:?}");
+        assert!(
+            f["resp_vlan"] == Value::Array(vec![]) || f["resp_vlan"] == f["vlan"],
+            "{f:?}"
+        );
     }
 }

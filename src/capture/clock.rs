@@ -33,7 +33,8 @@ pub const MAX_STEPS_LISTED: usize = 16;
 /// One backward step of the input's time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Step {
-    /// Index of the frame (from 0, in input order) that stepped back.
+    /// Number of the frame that stepped back, in input order from 1 (as TShark
+    /// numbers frames).
     pub frame: u64,
     /// The sensor time it was given (the newest time before it), ns.
     pub at_ns: u64,
@@ -94,7 +95,7 @@ impl SensorClock {
         self.steps += 1;
         if self.listed.len() < MAX_STEPS_LISTED {
             self.listed.push(Step {
-                frame: self.frames - 1,
+                frame: self.frames,
                 at_ns: self.newest_ns,
                 back_ns: back,
             });
@@ -131,7 +132,7 @@ mod test {
         assert_eq!(
             c.listed,
             [Step {
-                frame: 2,
+                frame: 3,
                 at_ns: 150 * S,
                 back_ns: 45 * S
             }]

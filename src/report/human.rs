@@ -235,6 +235,26 @@ fn japanese(s: &Summary, r: &Report) -> String {
             s.duration_secs
         );
     }
+    if s.clock_steps.count > 0 {
+        let first: Vec<String> = s
+            .clock_steps
+            .listed
+            .iter()
+            .take(3)
+            .map(|st| {
+                format!(
+                    "{} 番目のパケットで {:.3} 秒（{}）",
+                    st.frame, st.back_secs, st.at
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "  時刻の巻き戻り：{} 回。以降のパケットは巻き戻った分だけ後ろの時刻として処理しました：{}",
+            s.clock_steps.count,
+            first.join("、")
+        );
+    }
     match s.stopped_by {
         "signal" => {
             let _ = writeln!(o, "  停止理由：シグナル（Ctrl-C / SIGTERM）");
