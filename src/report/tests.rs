@@ -245,6 +245,14 @@ fn summary_for_tests() -> crate::summary::Summary {
         first_packet: Some("2024-01-01T00:00:00.000000Z".into()),
         last_packet: Some("2024-01-01T00:02:00.000000Z".into()),
         duration_secs: 120.0,
+        clock_steps: crate::summary::ClockStepsSummary {
+            count: 1,
+            listed: vec![crate::summary::ClockStepSummary {
+                frame: 7,
+                at: "2024-01-01T00:01:00.000000Z".into(),
+                back_secs: 45.0,
+            }],
+        },
         elapsed_secs: 0.5,
         sources: vec![crate::capture::InputReport {
             name: "cut.pcap".into(),
@@ -308,6 +316,10 @@ fn anomalies_are_reported_and_rendered_in_both_languages() {
         "{en}"
     );
     assert!(en.contains("1 gap over 60 s without packets"), "{en}");
+    assert!(
+        en.contains("clock steps    1 (input time went back; later packets shifted forward by the step): frame 7 back 45.000 s at 2024-01-01T00:01:00.000000Z"),
+        "{en}"
+    );
 
     let ja = render(&sum, &r, Lang::Ja);
     assert!(ja.starts_with("zonewatch リプレイ：10 パケット"), "{ja}");
@@ -324,6 +336,10 @@ fn anomalies_are_reported_and_rendered_in_both_languages() {
         "{ja}"
     );
     assert!(ja.contains("（120.000 秒）"), "{ja}");
+    assert!(
+        ja.contains("時刻の巻き戻り：1 回。以降のパケットは巻き戻った分だけ後ろの時刻として処理しました：7 番目のパケットで 45.000 秒"),
+        "{ja}"
+    );
     assert!(!ja.contains("packets"), "no English words left: {ja}");
 }
 
