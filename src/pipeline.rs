@@ -1062,6 +1062,14 @@ impl FlowSink for ChunkSink {
         }
     }
 
+    fn flow_vlan_moved(&mut self, s: &FlowStart) {
+        if let Some(a) = &mut self.alerts {
+            if a.all {
+                a.events.push(Obs::Moved(*s));
+            }
+        }
+    }
+
     fn flow_seen(&mut self, key: &FlowKey, tag: u32, ts_ns: u64) {
         // Separation alerts only (their `last_seen`): needs the rules, not the detectors.
         if let Some(a) = &mut self.alerts {

@@ -103,6 +103,22 @@ fn api(port: u16, path: &str) -> Value {
         .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {head}\n{body}"))
 }
 
+/// `api`, or `None` while Prometheus is not ready (503 with a plain-text body).
+fn api_ready(port: u16, path: &str) -> Option<Value> {
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = TcpStream::connect(&addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let resp = String::from_utf8_lossy(&resp);
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    if head.contains(" 503 ") {
+        return None;
+    }
+    serde_json::from_str(body).ok()
+}
+
 /// Run an instant query at the current time; Err(message) when Prometheus
 /// refuses it.
 fn query(port: u16, expr: &str) -> Result<Value, String> {
@@ -263,12 +279,13 @@ fn prometheus_scrapes_a_replay_and_every_dashboard_and_rule_query_returns_data()
         if let Some(Ok(Some(st))) = prom.child.as_mut().map(|c| c.try_wait()) {
             panic!("prometheus exited ({st}):\n{}", prom_log());
         }
-        let up = TcpStream::connect(("127.0.0.1", port)).is_ok() && {
-            let t = api(port, "/api/v1/targets");
-            t["data"]["activeTargets"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x["health"] == "up"))
-        };
+        // Prometheus answers 503 "Service Unavailable" while it starts up.
+        let up = TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && api_ready(port, "/api/v1/targets").is_some_and(|t| {
+                t["data"]["activeTargets"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["health"] == "up"))
+            });
         if up {
             break;
         }

@@ -779,7 +779,8 @@ impl Detector for HostsDetector {
     fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit) {
         self.close_due(o.ts_ns(), out);
         let s = match o {
-            Obs::Start(f) if !f.quote_keyed => {
+            // A flow's packet on another VLAN is a sighting of its sender there.
+            Obs::Start(f) | Obs::Moved(f) if !f.quote_keyed => {
                 let (addr, how) = if f.mac_is_initiator {
                     (&f.key.src, "flow_initiator")
                 } else {

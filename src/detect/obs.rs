@@ -24,6 +24,11 @@ pub enum Obs {
     /// A violating flow (packed verdict `tag`) was active again in a later
     /// second ([`crate::flow::FlowSink::flow_seen`]); for alerts' `last_seen`.
     Seen { ts_ns: u64, key: FlowKey, tag: u32 },
+    /// A packet of a known flow on other VLANs than its direction's first
+    /// packet ([`crate::flow::FlowSink::flow_vlan_moved`]; once per flow): the
+    /// key holds the packet's VLANs, `mac` its sender. With VLANs out of the
+    /// flow key this is how the same traffic seen on two segments shows.
+    Moved(FlowStart),
 }
 
 /// The parts of an ARP packet detectors use.
@@ -59,7 +64,7 @@ pub type SortKey = (u64, u8, Addr, Addr, u16, u16, u8, [u16; 2], u16);
 impl Obs {
     pub fn ts_ns(&self) -> u64 {
         match self {
-            Obs::Start(s) => s.ts_ns,
+            Obs::Start(s) | Obs::Moved(s) => s.ts_ns,
             Obs::Answered { ts_ns, .. } | Obs::Refused { ts_ns, .. } | Obs::Seen { ts_ns, .. } => {
                 *ts_ns
             }
@@ -76,6 +81,7 @@ impl Obs {
             Obs::Closed(c) => (3, &c.key),
             Obs::Arp(a) => return (a.ts_ns, 4, a.sender, a.target, a.op, 0, 0, a.vlan, 0),
             Obs::Seen { key, .. } => (5, key),
+            Obs::Moved(s) => (6, &s.key),
         };
         (
             self.ts_ns(),

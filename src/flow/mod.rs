@@ -49,6 +49,14 @@ pub trait FlowSink {
     /// in a later [`SEEN_SHIFT`] bucket of packet time (about a second) than
     /// its previous packet: alerts learn how long a violation lasted, to
     /// within that bucket, at one call per flow and second.
+    /// A packet of flow `s.key` arrived on other VLAN ids (`s.key.vlan`) than
+    /// the first packet of its direction, sent by `s.mac` (`s.mac_is_initiator`
+    /// tells the direction). Called once per flow, and only while VLAN ids are
+    /// not part of the flow key. `s.tag` is the flow's verdict.
+    fn flow_vlan_moved(&mut self, s: &FlowStart) {
+        let _ = s;
+    }
+
     fn flow_seen(&mut self, key: &FlowKey, tag: u32, ts_ns: u64) {
         let _ = (key, tag, ts_ns);
     }

@@ -363,6 +363,9 @@ struct Entry {
     /// VLAN ids of the responder's first packet (`key.vlan` holds those of the
     /// creating packet): on a router trunk the two directions differ.
     resp_vlan: [u16; 2],
+    /// A packet already came on other VLANs than its direction's first
+    /// (reported once, [`FlowSink::flow_vlan_moved`]).
+    vlan_moved: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() == 104);
@@ -1076,6 +1079,28 @@ impl FlowTable {
         let answered = !is_orig && e.resp_pkts == 0 && !e.quote_keyed();
         if answered {
             e.resp_vlan = meta.key.vlan;
+        } else if !self.vlan_in_key && !e.quote_keyed() {
+            if is_orig && e.orig_pkts == 0 {
+                // First seen by its reply: now the initiator's VLANs are known.
+                e.key.vlan = meta.key.vlan;
+            } else {
+                let first = if is_orig { e.key.vlan } else { e.resp_vlan };
+                if first != meta.key.vlan && !e.vlan_moved {
+                    e.vlan_moved = true;
+                    let mut key = e.key;
+                    key.vlan = meta.key.vlan;
+                    sink.flow_vlan_moved(&FlowStart {
+                        key,
+                        ts_ns: meta.ts_ns,
+                        tag: e.tag,
+                        quote_keyed: false,
+                        mac: meta.src_mac,
+                        mac_is_initiator: is_orig,
+                        tcp_flags: 0,
+                        source: meta.source,
+                    });
+                }
+            }
         }
         let ts = meta.ts_ns;
         let old_class = e.class();
@@ -1197,6 +1222,7 @@ impl FlowTable {
             orig: 0,
             resp: 0,
             resp_vlan: if is_orig { [0; 2] } else { meta.key.vlan },
+            vlan_moved: false,
         };
         let mut st = tcp as u8;
         if midstream {
