@@ -650,7 +650,19 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
         stop,
         None,
     )?;
-    let alerts = collected.0.lock().map(|v| v.clone()).unwrap_or_default();
+    let lines = collected.0.lock().map(|v| v.clone()).unwrap_or_default();
+    // Each alert as it finally stands: an update line replaces its first line.
+    let mut alerts: Vec<crate::alert::Alert> = Vec::with_capacity(lines.len());
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for a in lines {
+        match at.get(&a.id) {
+            Some(&i) if a.update > 0 => alerts[i] = a,
+            _ => {
+                at.insert(a.id.clone(), alerts.len());
+                alerts.push(a);
+            }
+        }
+    }
     let p = &report.flows.policy;
     let inputs: Vec<String> = args
         .against

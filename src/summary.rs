@@ -80,7 +80,10 @@ pub struct Summary {
 /// `alerts` section: what the alert thread folded and wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct AlertSummary {
+    /// Alerts written (first lines; `update` lines are counted in `updates`).
     pub written: u64,
+    /// Update lines written (same `id` as an alert, with its final count).
+    pub updates: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
     /// Per detector: observations looked at, alerts, state evictions.
     pub detectors: BTreeMap<&'static str, crate::detect::DetectorStats>,
@@ -107,6 +110,7 @@ impl AlertSummary {
         let sev = |x: Severity| a.written_by_severity.get(x as usize).copied().unwrap_or(0);
         AlertSummary {
             written: a.written_by_kind.values().sum(),
+            updates: s.updates,
             by_kind: a.written_by_kind.clone(),
             detectors: a.detectors.iter().cloned().collect(),
             observations_late: a.late,
@@ -153,8 +157,8 @@ impl AlertSummary {
         if self.violating_flows > 0 {
             let _ = writeln!(
                 s,
-                "  separation     {} violating flows; folded {} by flow, {} by source (window {} s)",
-                self.violating_flows, self.folded_by_flow, self.folded_by_source, self.fold_window_secs
+                "  separation     {} violating flows; folded {} by flow, {} by source (window {} s); {} update lines",
+                self.violating_flows, self.folded_by_flow, self.folded_by_source, self.fold_window_secs, self.updates
             );
         }
         if self.observations_forced > 0 {

@@ -517,8 +517,11 @@ impl Watched {
 
 /// What `replay --alerts` wrote.
 pub struct AlertRun {
-    /// Every alert line, parsed, in file order.
+    /// Every alert as it finally stands, in the order of its first line: an
+    /// `update` line (same `id`) replaces its first line.
     pub alerts: Vec<Map<String, Value>>,
+    /// Every line, parsed, in file order (first lines and updates).
+    pub lines: Vec<Map<String, Value>>,
     /// The alert file as written.
     pub raw: String,
     pub summary: Value,
@@ -544,18 +547,42 @@ pub fn replay_alerts(files: &[&Path], extra: &[&str]) -> AlertRun {
     args.extend(["--alerts", path.to_str().expect("utf-8 temp path")]);
     let out = replay(files, &args);
     let raw = std::fs::read_to_string(&path).expect("alerts written");
-    let alerts = raw
+    let lines: Vec<Map<String, Value>> = raw
         .lines()
         .map(|l| match serde_json::from_str::<Value>(l) {
             Ok(Value::Object(m)) => m,
             other => panic!("{files:?}: alert line is not an object ({other:?}): {l}"),
         })
         .collect();
+    let alerts = finals(&lines);
     AlertRun {
         alerts,
+        lines,
         raw,
         summary: out.summary,
     }
+}
+
+/// Alerts as they finally stand: each `update` line replaces the line of its
+/// `id` (which must come first); order of first lines.
+pub fn finals(lines: &[Map<String, Value>]) -> Vec<Map<String, Value>> {
+    let mut out: Vec<Map<String, Value>> = Vec::with_capacity(lines.len());
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
+    for l in lines {
+        let id = l["id"].as_str().unwrap_or_default().to_string();
+        let update = l.get("update").and_then(Value::as_u64).unwrap_or(0);
+        if update > 0 {
+            let i = *at
+                .get(&id)
+                .unwrap_or_else(|| panic!("update line before its alert: {l:?}"));
+            out[i] = l.clone();
+        } else {
+            assert!(!at.contains_key(&id), "two alerts with id {id}");
+            at.insert(id, out.len());
+            out.push(l.clone());
+        }
+    }
+    out
 }
 
 /// A counter from the summary: `summary[section][key]`, or `summary[key]` when

@@ -18,8 +18,14 @@
 //!    before the group's first flow + window; otherwise it opens a group. An
 //!    initiator that already opened `max_per_source` groups for one zone pair
 //!    in its current window folds further keys into one per-source group.
-//! 3. **Close.** A group is written when the released time passes its first
-//!    flow + window, so `count` is final. Groups close in (close time, open
+//! 3. **Write.** A group's first line is written when it opens, at its first
+//!    flow's release (so a violation is reported within the reorder slack of
+//!    its start, not a window later), with `count` 1 and `update` 0.
+//! 4. **Close.** When the released time passes its first flow + window the
+//!    group closes: an update line with the same id (`update` 1), the final
+//!    `count` and `last_seen`, is written if more flows folded in or its flows
+//!    stayed active; otherwise a silent marker tells the writer and the
+//!    evidence store the group is done. Groups close in (close time, open
 //!    order): the output order is deterministic too.
 //!
 //! Memory is bounded: at most `max_open` groups stay open (the oldest is
@@ -338,39 +344,40 @@ impl Folder {
         }
     }
 
+    /// Close group `g` at `at`: its update line, or a silent marker.
     fn close(&mut self, g: GroupRef, at: u64) {
-        let alert = match g {
+        let (group, distinct) = match g {
             GroupRef::Flow(k) => match self.flows.remove(&k) {
-                Some(g) => {
-                    let mut a = make_alert(&g.first, g.last_ns, g.count, None);
-                    a.evidence_slot = Some(g.seq);
-                    a
-                }
+                Some(g) => (g, None),
                 None => return,
             },
             GroupRef::Source(k) => match self.sources.get_mut(&k).and_then(|s| s.overflow.take()) {
-                Some(o) => {
-                    let mut a = make_alert(
-                        &o.group.first,
-                        o.group.last_ns,
-                        o.group.count,
-                        Some((o.dsts.len() as u64, o.ports.len() as u64)),
-                    );
-                    a.evidence_slot = Some(o.group.seq);
-                    a
-                }
+                Some(o) => (
+                    o.group,
+                    Some((o.dsts.len() as u64, o.ports.len() as u64)),
+                ),
                 None => return,
             },
         };
-        if let Some(n) = self
-            .stats
-            .by_severity
-            .get_mut(severity_index(alert.severity))
-        {
+        let mut a = make_alert(&group.first, group.last_ns, group.count, distinct);
+        a.evidence_slot = Some(group.seq);
+        a.update = 1;
+        a.silent = group.count == 1 && group.last_ns == group.first.ts_ns;
+        if !a.silent {
+            self.stats.updates += 1;
+        }
+        self.out.push((at, a));
+    }
+
+    /// Write the first line of a group that just opened, at its first flow.
+    fn first_line(&mut self, g: &Group, by_source: bool) {
+        let mut a = make_alert(&g.first, g.last_ns, 1, by_source.then_some((1, 1)));
+        a.evidence_slot = Some(g.seq);
+        if let Some(n) = self.stats.by_severity.get_mut(severity_index(a.severity)) {
             *n += 1;
         }
         self.stats.alerts += 1;
-        self.out.push((at, alert));
+        self.out.push((g.first.ts_ns, a));
     }
 
     fn open_group(&mut self, e: Event, r: GroupRef) -> Group {
@@ -460,6 +467,7 @@ impl Folder {
                 } else {
                     let group = self.open_group(e, GroupRef::Source(sk));
                     self.log_fold(group.seq, group.first.ts_ns, group.first.key);
+                    self.first_line(&group, true);
                     let mut dsts = HashSet::default();
                     dsts.insert(dst);
                     let mut ports = HashSet::default();
@@ -474,6 +482,7 @@ impl Folder {
         }
         let g = self.open_group(e, GroupRef::Flow(fk));
         self.log_fold(g.seq, g.first.ts_ns, g.first.key);
+        self.first_line(&g, false);
         self.flows.insert(fk, g);
     }
 }

@@ -107,6 +107,10 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub community_id: Option<String>,
     pub count: u64,
+    /// 0 on an alert's first line; 1 on the line that updates it with its
+    /// final `count` and `last_seen` (same `id`), written when its fold window
+    /// closes and only if more flows folded in or its flows stayed active.
+    pub update: u32,
     pub first_seen: String,
     pub last_seen: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,6 +133,10 @@ pub struct Alert {
     /// (not written: `in_iface` is its name).
     #[serde(skip)]
     pub source: Option<u16>,
+    /// An update that changes nothing (`update` > 0): not written; it only
+    /// tells the writer and the evidence store that the group closed.
+    #[serde(skip)]
+    pub silent: bool,
 }
 
 /// Give `a` its `id`: the first 16 hex digits of SHA-1 over the line as
@@ -201,8 +209,11 @@ impl AlertSink for Discard {
 pub struct AlertStats {
     /// Violating flows the workers reported.
     pub violating_flows: u64,
-    /// Alert lines written.
+    /// Alerts written (their first lines; groups opened).
     pub alerts: u64,
+    /// Update lines written (a group closed with more flows or later activity
+    /// than its first line said).
+    pub updates: u64,
     /// Alerts by severity, `Severity as usize` (info .. critical).
     pub by_severity: [u64; 5],
     /// Flows folded into an existing alert (same group).

@@ -44,19 +44,83 @@ fn cfg(window_s: u64, per_source: u32) -> FoldConfig {
 }
 
 /// Feed `events` (worker index, event) in the given order, each followed by
-/// its worker's watermark at the event time, then finish.
-fn run(c: FoldConfig, workers: usize, events: &[(usize, Event)]) -> (Vec<Alert>, AlertStats) {
+/// its worker's watermark at the event time, then finish: every line the
+/// folder writes (first lines, updates, silent close markers), with its time.
+fn run_lines(
+    c: FoldConfig,
+    workers: usize,
+    events: &[(usize, Event)],
+) -> (Vec<(u64, Alert)>, AlertStats) {
     let mut f = Folder::new(c, workers);
     let mut out = Vec::new();
     for (w, e) in events {
         let ts = e.ts_ns;
         f.push(*w, e.clone());
         f.watermark(*w, ts);
-        out.extend(f.drain());
+        out.extend(f.drain_timed());
     }
     f.finish();
-    out.extend(f.drain());
+    out.extend(f.drain_timed());
     (out, f.stats().clone())
+}
+
+/// Each alert as it finally stands: its first line, replaced by its update
+/// line when one was written (silent markers dropped), in first-line order.
+fn finals(lines: Vec<(u64, Alert)>) -> Vec<Alert> {
+    let mut out: Vec<Alert> = Vec::new();
+    let mut at = std::collections::HashMap::new();
+    for (_, a) in lines {
+        let slot = a.evidence_slot.expect("fold lines name their group");
+        if a.update == 0 {
+            assert!(at.insert(slot, out.len()).is_none(), "one first line per group");
+            out.push(a);
+        } else {
+            let i = at.remove(&slot).expect("an update follows its first line");
+            if !a.silent {
+                out[i] = a;
+            }
+        }
+    }
+    assert!(at.is_empty(), "every group closed: {at:?}");
+    out
+}
+
+fn run(c: FoldConfig, workers: usize, events: &[(usize, Event)]) -> (Vec<Alert>, AlertStats) {
+    let (lines, stats) = run_lines(c, workers, events);
+    (finals(lines), stats)
+}
+
+/// Issue #12 point 3: a group's first line is written at its first flow's
+/// release (count 1), not when its window closes; the window's end writes an
+/// update line with the final count and last_seen, and a group nothing was
+/// added to closes with a silent marker only.
+#[test]
+fn first_line_at_the_first_flow_update_at_the_windows_end() {
+    let p = policy();
+    let evs: Vec<_> = (0..3u64)
+        .map(|i| {
+            let k = key("192.0.2.10", "203.0.113.200", 40000 + i as u16, 443);
+            (0, event(&p, T0 + i * 10 * S, k))
+        })
+        .chain([(0, event(&p, T0 + 15 * S, key("192.0.2.10", "203.0.113.201", 40100, 22)))])
+        .collect();
+    let (lines, stats) = run_lines(cfg(60, 20), 1, &evs);
+    let seen: Vec<(u64, u32, u64, bool, Option<u16>)> = lines
+        .iter()
+        .map(|(at, a)| (*at, a.update, a.count, a.silent, a.dst_port))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (T0, 0, 1, false, Some(443)),
+            (T0 + 15 * S, 0, 1, false, Some(22)),
+            (T0 + 60 * S, 1, 3, false, Some(443)),
+            (T0 + 75 * S, 1, 1, true, Some(22)),
+        ]
+    );
+    assert_eq!(lines[2].1.last_seen, rfc3339(T0 + 20 * S));
+    assert_eq!(lines[0].1.evidence_slot, lines[2].1.evidence_slot);
+    assert_eq!((stats.alerts, stats.updates), (2, 1));
 }
 
 #[test]
@@ -256,7 +320,7 @@ fn same_alerts_in_the_same_order_whatever_the_workers_and_arrival() {
                         pos[w] += 1;
                     }
                 }
-                got.extend(f.drain());
+                got.extend(f.drain_timed());
             }
             round += 1;
         }
@@ -264,8 +328,8 @@ fn same_alerts_in_the_same_order_whatever_the_workers_and_arrival() {
             f.watermark(w, u64::MAX);
         }
         f.finish();
-        got.extend(f.drain());
-        assert_eq!(got, expect, "{workers} workers");
+        got.extend(f.drain_timed());
+        assert!(finals(got) == expect, "{workers} workers");
         assert_eq!(f.stats().late, 0);
     }
 }
@@ -348,8 +412,8 @@ fn out_of_order_within_the_slack_is_put_back_in_order_and_later_counts_late() {
         f.watermark(0, pair[1].ts_ns);
     }
     f.finish();
-    let got: Vec<_> = f.drain().collect();
-    assert_eq!(got, expect);
+    let got = finals(f.drain_timed().collect());
+    assert!(got == expect, "swapped pairs");
     assert_eq!(f.stats().late, 0);
     // An event older than what was already released is folded anyway, counted late.
     let mut f = Folder::new(cfg(60, 3), 1);
@@ -358,6 +422,9 @@ fn out_of_order_within_the_slack_is_put_back_in_order_and_later_counts_late() {
     f.push(0, evs[0].clone());
     f.finish();
     assert_eq!(f.stats().late, 1);
-    let total: u64 = f.drain().map(|a| a.count).sum();
+    let total: u64 = finals(f.drain_timed().collect())
+        .iter()
+        .map(|a| a.count)
+        .sum();
     assert_eq!(total, 2, "nothing lost");
 }

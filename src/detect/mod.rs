@@ -468,6 +468,11 @@ struct Written {
     /// Due time of the last alert written and how many were written at it.
     last_due: u64,
     nth: u64,
+    /// Open fold groups (evidence slot) → the id and evidence file of their
+    /// first line, which their update line repeats.
+    groups: HashMap<u64, (String, Option<String>)>,
+    /// Update lines written.
+    updates: u64,
 }
 
 /// The evidence store's share of a round: the flows the folder took in (start
@@ -535,6 +540,30 @@ fn write(
                 st.fold(slot, &key, t);
             }
         }
+        if let (true, Some(slot)) = (a.update > 0, a.evidence_slot) {
+            // A fold group closed: its update line repeats the first line's id.
+            if let Some((id, pcap)) = written.groups.remove(&slot) {
+                a.id = id;
+                a.evidence_pcap = pcap;
+            }
+            if let Some(st) = store.as_deref_mut() {
+                st.close_slot(slot, at);
+            }
+            if a.silent {
+                continue;
+            }
+            if a.host.is_none() {
+                a.host.clone_from(&written.sensor);
+            }
+            if a.in_iface.is_none() {
+                a.in_iface = written.iface_of(&a);
+            }
+            written.updates += 1;
+            if result.is_ok() {
+                *result = sink.alert(&a);
+            }
+            continue;
+        }
         if at == written.last_due {
             written.nth += 1;
         } else {
@@ -548,7 +577,16 @@ fn write(
             a.in_iface = written.iface_of(&a);
         }
         if let Some(st) = store.as_deref_mut() {
-            st.alert(&mut a, at);
+            if a.evidence_slot.is_some() {
+                st.alert_open(&mut a, at);
+            } else {
+                st.alert(&mut a, at);
+            }
+        }
+        if let Some(slot) = a.evidence_slot {
+            written
+                .groups
+                .insert(slot, (a.id.clone(), a.evidence_pcap.clone()));
         }
         *written.by_kind.entry(a.kind).or_default() += 1;
         if let Some(m) = &mut written.metrics {

@@ -666,6 +666,47 @@ impl Store {
         }
     }
 
+    /// A fold group's first line `a` is about to be written at `at`: name the
+    /// file its flows are collecting into; it keeps collecting (every flow
+    /// that folds in) until the group closes ([`close_slot`](Self::close_slot)).
+    pub fn alert_open(&mut self, a: &mut Alert, at: u64) {
+        self.commit(at);
+        let Some(slot) = a.evidence_slot else {
+            return;
+        };
+        let Some(&i) = self.slots.get(&slot) else {
+            // Its group opened after --evidence-total-bytes was reached.
+            self.stats.alerts_without_file += 1;
+            return;
+        };
+        let path = self.cfg.dir.join(format!("{}.pcap", a.id));
+        let mut renamed = Ok(());
+        if let Some(o) = self.open.get_mut(&i) {
+            a.evidence_pcap = Some(path.display().to_string());
+            if let Some(tmp) = o.spilled.take() {
+                renamed = std::fs::rename(&tmp, &path);
+                o.spilled = Some(path.clone());
+            }
+            o.path = Some(path.clone());
+        }
+        if let Err(e) = renamed {
+            self.error(&path, &e);
+        }
+    }
+
+    /// Fold group `slot` closed at `at`: its file collects what follows for
+    /// `--evidence-follow-secs`, then is finished.
+    pub fn close_slot(&mut self, slot: u64, at: u64) {
+        self.commit(at);
+        let until = at.saturating_add(self.cfg.follow_ns);
+        if let Some(i) = self.slots.remove(&slot) {
+            if let Some(o) = self.open.get_mut(&i) {
+                o.slot = None;
+                o.until_ns = until;
+            }
+        }
+    }
+
     /// Give a detector's new file the frames of every ring `sel` matches,
     /// oldest first (ties by flow), up to the file's cap.
     fn backfill(&mut self, i: u64, sel: &Selector, at: u64) {
