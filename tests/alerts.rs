@@ -32,12 +32,16 @@ fn replay(capture: &str, workers: &str, extra: &[&str]) -> Run {
     let raw = std::fs::read_to_string(&path).expect("alerts written");
     // The scan itself is also reported (port_scan, tests/detect.rs); these
     // tests are about the separation alerts.
-    let alerts = raw
+    let lines: Vec<Map<String, Value>> = raw
         .lines()
         .map(|l| match serde_json::from_str::<Value>(l) {
             Ok(Value::Object(m)) => m,
             other => panic!("alert line is not an object ({other:?}): {l}"),
         })
+        .collect();
+    // Each alert as it finally stands (an update line replaces its first line).
+    let alerts = util::finals(&lines)
+        .into_iter()
         .filter(|m| m.get("kind").and_then(Value::as_str) == Some("separation_violation"))
         .collect();
     Run {

@@ -401,13 +401,23 @@ fn a_separation_violation_is_written_seconds_after_its_flow_live() {
     zw.wait_stderr("zonewatch: listening on ");
     let office = util::bundled("office-noise.pcap");
     let office = office.to_str().expect("utf-8 path");
-    let out = ns_run(&link.snd, &["tcpreplay", "-i", &link.snd_if, "--topspeed", office]);
+    let out = ns_run(
+        &link.snd,
+        &["tcpreplay", "-i", &link.snd_if, "--topspeed", office],
+    );
     let sent_at = std::time::Instant::now();
-    assert_eq!(number_after(&out, "Failed packets:", "tcpreplay"), 0, "{out}");
+    assert_eq!(
+        number_after(&out, "Failed packets:", "tcpreplay"),
+        0,
+        "{out}"
+    );
     let ceiling = Duration::from_secs(20);
     let latency = loop {
         let text = std::fs::read_to_string(&alerts).unwrap_or_default();
-        if text.lines().any(|l| l.contains("\"dest_ip\":\"239.1.2.3\"")) {
+        if text
+            .lines()
+            .any(|l| l.contains("\"dest_ip\":\"239.1.2.3\""))
+        {
             break sent_at.elapsed();
         }
         assert!(
@@ -422,5 +432,8 @@ fn a_separation_violation_is_written_seconds_after_its_flow_live() {
     // The line is the alert's first (update 0, count 1); nothing else alerts.
     let lines = parse_lines(&read(&alerts), "alerts");
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!((&lines[0]["update"], &lines[0]["count"]), (&Value::from(0), &Value::from(1)));
+    assert_eq!(
+        (&lines[0]["update"], &lines[0]["count"]),
+        (&Value::from(0), &Value::from(1))
+    );
 }

@@ -247,6 +247,9 @@ fn replay_hold_serves_metrics_that_match_the_summary_and_pass_promtool() {
     let mut alerts_want: BTreeMap<Vec<String>, f64> = BTreeMap::new();
     for line in std::fs::read_to_string(&alerts).unwrap().lines() {
         let a: Value = serde_json::from_str(line).unwrap();
+        if a["update"] != 0 {
+            continue; // an update line repeats an alert: not counted again
+        }
         let k = vec![
             a["kind"].as_str().unwrap().to_string(),
             a["severity"].as_str().unwrap().to_string(),

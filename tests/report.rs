@@ -56,7 +56,8 @@ fn replay_report(files: &[&Path], extra: &[&str]) -> Outs {
     Outs {
         summary: json("s.json"),
         report: json("r.json"),
-        alerts: parse_flows(&lines("a.jsonl")),
+        // Each alert as it finally stands (an update line replaces its first).
+        alerts: crate::util::finals(&parse_flows(&lines("a.jsonl"))),
         flows: parse_flows(&lines("f.jsonl")),
         stdout: run.stdout,
     }

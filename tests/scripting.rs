@@ -26,16 +26,20 @@ fn assert_code(r: &Run, code: i32) {
     );
 }
 
-/// Every stdout line is one JSON object (an alert line); returns their severities.
+/// Every stdout line is one JSON object (an alert line); returns the
+/// severities of the alerts (first lines; `update` lines repeat an alert).
 fn json_severities(r: &Run) -> Vec<String> {
     r.stdout
         .lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l:?}", r.cmdline));
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l:?}", r.cmdline))
+        })
+        .filter(|v| v["update"] == 0)
+        .map(|v| {
             v.get("severity")
                 .and_then(|s| s.as_str())
-                .unwrap_or_else(|| panic!("alert line without severity: {l}"))
+                .unwrap_or_else(|| panic!("alert line without severity: {v}"))
                 .to_string()
         })
         .collect()

@@ -120,6 +120,24 @@ fn router_trunk_gives_the_untagged_captures_flows_verdicts_and_detections() {
     let ta = util::replay_alerts(&[&tagged], &args);
     let pa = util::replay_alerts(&[&plain], &args);
     assert_eq!(alerts_without_tags(&ta), alerts_without_tags(&pa));
+    // The curl group: its first line at the first flow (count 1), then one
+    // update line with the same id and the final count (issue #12 point 3).
+    let curl: Vec<&Map<String, Value>> = ta
+        .lines
+        .iter()
+        .filter(|a| a.get("dest_port") == Some(&Value::from(8080)))
+        .collect();
+    assert_eq!(curl.len(), 2, "{curl:?}");
+    assert_eq!(
+        (&curl[0]["update"], &curl[0]["count"]),
+        (&Value::from(0), &Value::from(1))
+    );
+    assert_eq!(
+        (&curl[1]["update"], &curl[1]["count"]),
+        (&Value::from(1), &Value::from(3))
+    );
+    assert_eq!(curl[0]["id"], curl[1]["id"]);
+    assert_eq!(curl[0]["first_seen"], curl[1]["first_seen"]);
     let brute = ta.kinds(|k| k == "brute_force");
     assert_eq!(brute.len(), 1, "{}", ta.raw);
     assert_eq!(

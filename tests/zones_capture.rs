@@ -558,6 +558,16 @@ fn vlan_lines_are_the_untagged_lines_plus_the_tag() {
         .map(|mut f| {
             assert_eq!(f.get("vlan"), Some(&Value::Array(Vec::new())), "{f:?}");
             f.insert("vlan".to_string(), tag.clone());
+            // Answered flows carry the responder's tag too.
+            let answered = num(&f, "resp_pkts") > 0;
+            f.insert(
+                "resp_vlan".to_string(),
+                if answered {
+                    tag.clone()
+                } else {
+                    Value::Array(vec![])
+                },
+            );
             for dir in ["orig", "resp"] {
                 let grown = num(&f, &format!("{dir}_bytes")) + 4 * num(&f, &format!("{dir}_pkts"));
                 f.insert(format!("{dir}_bytes"), Value::from(grown));
@@ -594,7 +604,7 @@ fn replay_with_alerts(
         "{}: last alert line unterminated",
         c.file
     );
-    let alerts = raw
+    let lines: Vec<Map<String, Value>> = raw
         .lines()
         .map(|l| match serde_json::from_str::<Value>(l) {
             Ok(Value::Object(m)) => m,
@@ -604,7 +614,8 @@ fn replay_with_alerts(
             ),
         })
         .collect();
-    (out, alerts, raw)
+    // Each alert as it finally stands (an update line replaces its first).
+    (out, util::finals(&lines), raw)
 }
 
 /// Ground truth of the alerts: every planted violation alerts exactly once

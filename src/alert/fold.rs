@@ -352,10 +352,7 @@ impl Folder {
                 None => return,
             },
             GroupRef::Source(k) => match self.sources.get_mut(&k).and_then(|s| s.overflow.take()) {
-                Some(o) => (
-                    o.group,
-                    Some((o.dsts.len() as u64, o.ports.len() as u64)),
-                ),
+                Some(o) => (o.group, Some((o.dsts.len() as u64, o.ports.len() as u64))),
                 None => return,
             },
         };

@@ -72,7 +72,10 @@ fn finals(lines: Vec<(u64, Alert)>) -> Vec<Alert> {
     for (_, a) in lines {
         let slot = a.evidence_slot.expect("fold lines name their group");
         if a.update == 0 {
-            assert!(at.insert(slot, out.len()).is_none(), "one first line per group");
+            assert!(
+                at.insert(slot, out.len()).is_none(),
+                "one first line per group"
+            );
             out.push(a);
         } else {
             let i = at.remove(&slot).expect("an update follows its first line");
@@ -102,7 +105,14 @@ fn first_line_at_the_first_flow_update_at_the_windows_end() {
             let k = key("192.0.2.10", "203.0.113.200", 40000 + i as u16, 443);
             (0, event(&p, T0 + i * 10 * S, k))
         })
-        .chain([(0, event(&p, T0 + 15 * S, key("192.0.2.10", "203.0.113.201", 40100, 22)))])
+        .chain([(
+            0,
+            event(
+                &p,
+                T0 + 15 * S,
+                key("192.0.2.10", "203.0.113.201", 40100, 22),
+            ),
+        )])
         .collect();
     let (lines, stats) = run_lines(cfg(60, 20), 1, &evs);
     let seen: Vec<(u64, u32, u64, bool, Option<u16>)> = lines
