@@ -119,8 +119,10 @@ captures: capture-deps
 	bash captures/record-office.sh
 	bash captures/record-trunk.sh
 
-# Fuzz the decoder and the rules loader for FUZZ_SECS seconds each (nightly toolchain; corpora
-# seeded from captures/, the public captures and the rules files; crashes in fuzz/artifacts/).
+# Fuzz the decoder, the rules loader and capture files through the whole pipeline (targets
+# decode, rules, capture) for FUZZ_SECS seconds each (nightly toolchain; corpora seeded from
+# captures/, the public captures and the rules files; crashes in fuzz/artifacts/). Fails if any
+# target crashed, failed a check or hung.
 FUZZ_SECS ?= 600
 fuzz: deps
 	bash fuzz/run.sh $(FUZZ_SECS)
