@@ -580,7 +580,106 @@ const NO_REASSEMBLY: [&str; 6] = [
 
 /// `tshark -n -r FILE <no reassembly> -T fields -e F1 -e F2 ..`: one Vec of
 /// field values per frame.
+///
+/// Lenient, for captures zonewatch did not write: a non-zero exit is accepted
+/// when TShark printed frames (it reads the good part of a damaged public
+/// capture, then fails). Files zonewatch writes itself go through
+/// [`tshark_fields_strict`].
 pub fn tshark_fields(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<String>> {
+    let run = tshark_fields_run(file, fields, extra);
+    if run.stdout.is_empty() && !run.status.success() {
+        // Nothing read at all (e.g. a file TShark refuses): let the caller see zero frames,
+        // but say why in case that was not expected.
+        eprintln!(
+            "note: {} exited {} with no output: {}",
+            run.cmdline,
+            run.status,
+            run.stderr.trim()
+        );
+    }
+    split_fields(&run.stdout, fields.len())
+}
+
+/// [`tshark_fields`] for a pcap zonewatch wrote (an evidence file): the file
+/// must be whole (see [`pcap_frames`]: a header, then complete records to the
+/// last byte, at least one of them) and TShark must read it and exit 0; any
+/// of that failing is an `Err` naming why.
+pub fn try_tshark_fields_strict(
+    file: &Path,
+    fields: &[&str],
+    extra: &[&str],
+) -> Result<Vec<Vec<String>>, String> {
+    let frames = pcap_frames(file)?;
+    if frames == 0 {
+        return Err(format!("{}: holds no frame", file.display()));
+    }
+    let run = tshark_fields_run(file, fields, extra);
+    if !run.status.success() {
+        return Err(format!(
+            "{} exited {}: {}",
+            run.cmdline,
+            run.status,
+            run.stderr.trim()
+        ));
+    }
+    Ok(split_fields(&run.stdout, fields.len()))
+}
+
+/// [`try_tshark_fields_strict`], failing the test on `Err`.
+pub fn tshark_fields_strict(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<String>> {
+    try_tshark_fields_strict(file, fields, extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Frames of a classic pcap (either byte order, micro or nano), checked to be
+/// whole: a 24-byte header, then records whose 16-byte header and captured
+/// bytes all fit, ending exactly at the end of the file. A file cut in the
+/// middle of a record (torn) is an `Err` saying where.
+pub fn pcap_frames(file: &Path) -> Result<u64, String> {
+    let b = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let name = file.display();
+    let magic = b
+        .get(..4)
+        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+        .ok_or_else(|| format!("{name}: {} bytes, shorter than a pcap header", b.len()))?;
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        m => return Err(format!("{name}: not a classic pcap (magic {m:#010x})")),
+    };
+    if b.len() < 24 {
+        return Err(format!("{name}: torn file header ({} bytes)", b.len()));
+    }
+    let u32_at = |at: usize| -> u32 {
+        let x = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if le {
+            u32::from_le_bytes(x)
+        } else {
+            u32::from_be_bytes(x)
+        }
+    };
+    let (mut at, mut frames) = (24usize, 0u64);
+    while at < b.len() {
+        if b.len() - at < 16 {
+            return Err(format!(
+                "{name}: torn record header at offset {at} ({} of 16 bytes)",
+                b.len() - at
+            ));
+        }
+        let caplen = u32_at(at + 8) as usize;
+        let end = at + 16 + caplen;
+        if end > b.len() {
+            return Err(format!(
+                "{name}: torn record at offset {at}: {caplen} bytes captured, {} in the file",
+                b.len() - at - 16
+            ));
+        }
+        at = end;
+        frames += 1;
+    }
+    Ok(frames)
+}
+
+fn tshark_fields_run(file: &Path, fields: &[&str], extra: &[&str]) -> Run {
     let mut args: Vec<&OsStr> = vec![OsStr::new("-n"), OsStr::new("-r"), file.as_os_str()];
     args.extend(NO_REASSEMBLY.iter().map(OsStr::new));
     args.extend(extra.iter().map(OsStr::new));
@@ -601,22 +700,15 @@ pub fn tshark_fields(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<St
         args.push(OsStr::new("-e"));
         args.push(OsStr::new(f));
     }
-    let run = tshark(&args);
-    if run.stdout.is_empty() && !run.status.success() {
-        // Nothing read at all (e.g. a file TShark refuses): let the caller see zero frames,
-        // but say why in case that was not expected.
-        eprintln!(
-            "note: {} exited {} with no output: {}",
-            run.cmdline,
-            run.status,
-            run.stderr.trim()
-        );
-    }
-    run.stdout
+    tshark(&args)
+}
+
+fn split_fields(stdout: &str, n: usize) -> Vec<Vec<String>> {
+    stdout
         .lines()
         .map(|l| {
             let mut v: Vec<String> = l.split('\t').map(str::to_string).collect();
-            v.resize(fields.len(), String::new());
+            v.resize(n, String::new());
             v
         })
         .collect()
