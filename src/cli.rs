@@ -132,7 +132,9 @@ pub struct CommonArgs {
     /// Worker threads (flow tables).
     #[arg(short = 'w', long, default_value = "2", value_name = "N")]
     pub workers: NonZeroUsize,
-    /// Write one JSON line per finished flow to FILE ('-' = stdout).
+    /// Write one JSON line per finished flow to FILE ('-' = stdout). `run`
+    /// appends to an existing FILE, `replay` replaces it; SIGHUP reopens it
+    /// (logrotate).
     #[arg(long, value_name = "FILE")]
     pub flows: Option<PathBuf>,
     /// Write the JSON summary to FILE ('-' = stdout).
@@ -158,9 +160,10 @@ pub struct CommonArgs {
     pub rules: Option<PathBuf>,
     /// Write alerts as JSON lines to FILE ('-' = stdout): port scans, host
     /// sweeps and the other detectors (thresholds from the rules' [detect]
-    /// table, or defaults), and with --rules `separation_violation`. In live
-    /// mode SIGHUP reloads --rules (a broken file keeps the running rules and
-    /// says why on stderr).
+    /// table, or defaults), and with --rules `separation_violation`. `run`
+    /// appends to an existing FILE, `replay` replaces it. SIGHUP reopens every
+    /// output file at its path (logrotate) and, in live mode, reloads --rules
+    /// (a broken file keeps the running rules and says why on stderr).
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
     #[command(flatten)]

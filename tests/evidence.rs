@@ -475,3 +475,47 @@ fn an_alert_names_its_evidence_file_only_when_the_file_was_created() {
         "metrics count the alert left without its file"
     );
 }
+
+/// An evidence directory the sensor cannot create files in is refused at
+/// start (exit 2, naming the directory and the flag), not discovered alert
+/// by alert. Run as `nobody` (root may write anywhere) on a root-owned 0755
+/// directory.
+#[test]
+fn an_evidence_directory_that_takes_no_files_is_refused_at_start() {
+    crate::live::require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pcap = dir.path().join("zones.pcap");
+    std::fs::copy(bundled("zones.pcap"), &pcap).expect("copy");
+    std::fs::set_permissions(&pcap, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let ev = dir.path().join("ev");
+    std::fs::create_dir(&ev).expect("mkdir");
+    std::fs::set_permissions(&ev, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        util::BIN,
+    ])
+    .args([
+        "replay",
+        "-q",
+        "--rules",
+        RULES,
+        "--alerts",
+        "-",
+        "--evidence",
+    ])
+    .arg(&ev)
+    .arg(&pcap);
+    let run = util::run_cmd(c);
+    run.assert_no_panic();
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--evidence") && run.stderr.contains("cannot create files"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "nothing analysed: {}", run.stdout);
+}

@@ -388,8 +388,10 @@ pub fn tap_stderr(
     (stderr, reader)
 }
 
-/// Longest [`Watched::wait_stderr`] waits for a line.
-pub const WATCH_WAIT: Duration = Duration::from_secs(20);
+/// Longest [`Watched::wait_stderr`] / [`Watched::wait_for`] wait for an
+/// event: a ceiling for a loaded 2-core machine, not an expected time (the
+/// events come in well under a second on an idle one).
+pub const WATCH_WAIT: Duration = Duration::from_secs(90);
 
 /// A child whose stderr is collected while it runs.
 pub struct Watched {
@@ -425,6 +427,38 @@ impl Watched {
         child
             .try_wait()
             .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.guard.cmdline))
+    }
+
+    /// Poll `f` every 20 ms until it returns `Some` (at most WATCH_WAIT); the
+    /// child must still be running meanwhile. `what` names the event.
+    pub fn wait_for<T>(&mut self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WATCH_WAIT;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            let gone = self.exited();
+            assert!(
+                gone.is_none() && Instant::now() < deadline,
+                "waited for {what} while {} ran{}; stderr:\n{}",
+                self.guard.cmdline,
+                gone.map(|s| format!(" (it exited: {s})"))
+                    .unwrap_or_default(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (a crash: nothing is flushed) and reap.
+    pub fn kill_hard(mut self) {
+        if let Some(mut c) = self.guard.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
 
     /// Wait (at most WATCH_WAIT) until stderr contains `needle`; the child must
@@ -472,6 +506,50 @@ impl Watched {
         );
         (status, stderr)
     }
+}
+
+/// The complete lines of a JSON-lines file being written, parsed (a last
+/// line without its '\n' is left for the next look). Every complete line
+/// must be a JSON object.
+pub fn json_lines_so_far(path: &Path) -> Vec<Map<String, Value>> {
+    let raw = std::fs::read(path).unwrap_or_default();
+    let complete = match raw.iter().rposition(|&b| b == b'\n') {
+        Some(i) => raw.get(..=i).unwrap_or_default(),
+        None => &[],
+    };
+    parse_json_lines(complete, path)
+}
+
+/// Every line of a finished JSON-lines file: the file is empty or ends with
+/// '\n', holds no NUL byte, and each line is a JSON object.
+pub fn complete_json_lines(path: &Path) -> Vec<Map<String, Value>> {
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        raw.is_empty() || raw.ends_with(b"\n"),
+        "{} does not end with a complete line; last bytes: {:?}",
+        path.display(),
+        String::from_utf8_lossy(raw.get(raw.len().saturating_sub(120)..).unwrap_or_default())
+    );
+    parse_json_lines(&raw, path)
+}
+
+fn parse_json_lines(raw: &[u8], path: &Path) -> Vec<Map<String, Value>> {
+    if let Some(at) = raw.iter().position(|&b| b == 0) {
+        panic!("{}: a NUL byte at offset {at}", path.display());
+    }
+    let text =
+        std::str::from_utf8(raw).unwrap_or_else(|e| panic!("{}: not UTF-8: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            other => panic!(
+                "{}: line {} is not a JSON object ({other:?}): {l}",
+                path.display(),
+                i + 1
+            ),
+        })
+        .collect()
 }
 
 /// What `replay --alerts` wrote.
