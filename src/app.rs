@@ -39,6 +39,13 @@ pub enum AppError {
     Policy(#[from] crate::policy::LoadError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::server::ServerError),
+    #[error("--metrics-listen {addr}{}: {detail}; port {} is taken or cannot be bound here. Choose a free address with --metrics-listen IP:PORT, or run without metrics with --metrics-listen none", if *.default { " (the default of `run`)" } else { "" }, .addr.port())]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        /// The address was `run`'s default, not given.
+        default: bool,
+        detail: String,
+    },
     #[error("--evidence {}: cannot create files in it: {source}; give a directory zonewatch can write to", .dir.display())]
     EvidenceDir {
         dir: PathBuf,
@@ -357,15 +364,18 @@ fn start_metrics(
     };
     let metrics = Arc::new(Metrics::new(c.workers.get())?);
     set_policy_info(&metrics, c.rules.as_deref(), policy);
+    // A sensor whose endpoint is taken would run unseen (Prometheus scrapes
+    // whoever holds the port, and its SensorDown never fires): refuse to
+    // start, default address or not; `--metrics-listen none` is the way to
+    // run without metrics.
     let server = match MetricsServer::start(&addr.to_string(), metrics.clone()) {
         Ok(s) => s,
-        // The default address taken (another sensor on this host): capture
-        // matters more than the endpoint, so go on without it and say so.
-        Err(e) if !asked => {
-            eprintln!(
-                "zonewatch: warning: {e}; going on without /metrics (choose one with --metrics-listen ADDR, or none)"
-            );
-            return Ok(None);
+        Err(crate::metrics::server::ServerError::Bind { detail, .. }) => {
+            return Err(AppError::MetricsListen {
+                addr,
+                default: !asked,
+                detail,
+            })
         }
         Err(e) => return Err(e.into()),
     };

@@ -193,8 +193,9 @@ pub struct CommonArgs {
     pub quiet: bool,
     /// Serve Prometheus metrics on http://ADDR/metrics (IP:PORT; port 0 = any
     /// free port; the bound address is printed on stderr). `run` serves on
-    /// 127.0.0.1:9464 unless given another ADDR or `none`; `replay` serves only
-    /// when given.
+    /// 127.0.0.1:9464 unless given another ADDR or `none` (or `off`); `replay`
+    /// serves only when given. An address that cannot be bound (port taken)
+    /// is an error (exit 2): run without metrics only by saying `none`.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub metrics_listen: Option<Listen>,
 }
@@ -228,13 +229,13 @@ pub struct EvidenceArgs {
 /// Where `--metrics-listen` serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
-    /// `none`: no endpoint.
+    /// `none` (or `off`): no endpoint.
     Off,
     Addr(std::net::SocketAddr),
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {
-    if s == "none" {
+    if s == "none" || s == "off" {
         return Ok(Listen::Off);
     }
     s.parse()

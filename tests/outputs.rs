@@ -10,6 +10,8 @@
 //!   logrotate `copytruncate` the file starts with a line, not NUL bytes.
 //! - A second SIGTERM a few ms after the first still writes what is computed
 //!   (lines, alerts, summary), says on stderr what is not, and exits 130.
+//! - A metrics port that is taken stops `run` with exit 2 naming the port and
+//!   the flag, unless metrics are turned off (`--metrics-listen none`).
 //!
 //! Every wait is for an event (a line in a file, a line on stderr, an exit)
 //! with a generous ceiling ([`util::WATCH_WAIT`]).
@@ -316,4 +318,44 @@ fn a_second_signal_writes_what_is_computed_and_says_what_was_not() {
             .find(|l| l.contains("not written"))
             .unwrap_or_default()
     );
+}
+
+#[test]
+fn run_refuses_a_taken_metrics_port_unless_metrics_are_off() {
+    require_root();
+    let v = Veth::new("zwm");
+    let run = |extra: &[&str]| {
+        let mut c = v.cap.cmd(util::BIN);
+        c.args(["run", "-q", "-i", &v.cap_if]).args(extra);
+        c
+    };
+    // The first sensor holds the default port (in this namespace).
+    let mut first = Watched::spawn(run(&[]));
+    first.wait_stderr("zonewatch: metrics on http://127.0.0.1:9464/metrics");
+
+    for extra in [&[][..], &["--metrics-listen", "127.0.0.1:9464"][..]] {
+        // (Bounded: the old behaviour ran on without metrics until this.)
+        let mut args = vec!["--duration-secs", "20"];
+        args.extend(extra);
+        let r = util::run_cmd(run(&args));
+        r.assert_no_panic();
+        assert_eq!(r.code(), 2, "{extra:?}: {}", r.stderr);
+        for needle in ["127.0.0.1:9464", "port 9464", "--metrics-listen", "none"] {
+            assert!(
+                r.stderr.contains(needle),
+                "{extra:?}: no {needle:?} in {}",
+                r.stderr
+            );
+        }
+        assert!(!r.stderr.contains("listening on"), "{}", r.stderr);
+    }
+
+    // Metrics turned off explicitly: runs.
+    for off in ["none", "off"] {
+        let mut second = Watched::spawn(run(&["--metrics-listen", off]));
+        second.wait_stderr(&format!("listening on {}", v.cap_if));
+        let stderr = stop(second);
+        assert!(!stderr.contains("metrics on"), "{stderr}");
+    }
+    stop(first);
 }
