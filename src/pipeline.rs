@@ -437,6 +437,7 @@ pub fn run<S: PacketSource + ?Sized>(
     // handed over are analysed rather than silently lost.
     // A second interrupt (`hurry`) ends the drain at once.
     let mut draining: Option<Instant> = None;
+    let mut idle_while_draining = 0u32;
     let hurried = || {
         cfg.hurry
             .as_ref()
@@ -558,7 +559,15 @@ pub fn run<S: PacketSource + ?Sized>(
             }
             Ok(Next::Idle { now_ns }) => {
                 if draining.is_some() {
-                    break StopCause::Signal;
+                    // The first Idle may only mean "nothing retired yet" (a
+                    // non-blocking read of a ring whose current block the
+                    // kernel has not handed over); the second comes after a
+                    // full poll timeout, by which the block is retired.
+                    idle_while_draining += 1;
+                    if idle_while_draining >= 2 {
+                        break StopCause::Signal;
+                    }
+                    continue;
                 }
                 if let Some(now) = now_ns {
                     clock = clock.max(now);
