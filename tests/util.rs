@@ -708,6 +708,39 @@ pub fn tshark_fields_strict(file: &Path, fields: &[&str], extra: &[&str]) -> Vec
     try_tshark_fields_strict(file, fields, extra).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `src` (a classic pcap) followed by its own records again, `gap_secs`
+/// later, written to `out`. A paced replay of it has a long quiet gap in the
+/// middle, so a test that interrupts it "during the capture" cannot be
+/// outrun by the end of the file on a slow machine.
+pub fn twice_with_gap(src: &Path, gap_secs: u32, out: &Path) {
+    let b = std::fs::read(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let frames = pcap_frames(src).unwrap_or_else(|e| panic!("{e}"));
+    assert!(frames > 0, "{}: empty", src.display());
+    let le = matches!(
+        b.get(..4),
+        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1])
+    );
+    let get = |x: &[u8]| -> u32 {
+        let a = [x[0], x[1], x[2], x[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let put = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+    let mut shifted = b.get(24..).unwrap_or_default().to_vec();
+    let mut at = 0;
+    while at + 16 <= shifted.len() {
+        let secs = get(&shifted[at..at + 4]) + gap_secs;
+        shifted[at..at + 4].copy_from_slice(&put(secs));
+        at += 16 + get(&shifted[at + 8..at + 12]) as usize;
+    }
+    let mut all = b.clone();
+    all.extend_from_slice(&shifted);
+    std::fs::write(out, all).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}
+
 /// Frames of a classic pcap (either byte order, micro or nano), checked to be
 /// whole: a 24-byte header, then records whose 16-byte header and captured
 /// bytes all fit, ending exactly at the end of the file. A file cut in the
