@@ -359,3 +359,71 @@ fn run_refuses_a_taken_metrics_port_unless_metrics_are_off() {
     }
     stop(first);
 }
+
+/// `dist/logrotate.d/zonewatch`, run by the real logrotate (`-f`: rotate
+/// now) against a running sensor, changed only where a test must: its paths
+/// point at the test's files, the new files' owner is root, and postrotate
+/// signals this sensor rather than the systemd unit. The rotated files keep
+/// the lines before, the new ones (created 0640) get the lines after.
+#[test]
+fn the_shipped_logrotate_config_rotates_a_running_sensor() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let link = Link::new();
+    let f = Files::new();
+    let mut w = start(&link, &f);
+    link.refused(47001);
+    wait_both(&mut w, &f.alerts, &f.flows, 47001);
+
+    let shipped_path = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/logrotate.d/zonewatch");
+    let shipped = std::fs::read_to_string(shipped_path).expect("dist/logrotate.d/zonewatch");
+    let dir = f.dir.path().to_str().expect("utf-8 temp dir");
+    let mut conf = shipped.clone();
+    for (from, to) in [
+        ("/var/log/zonewatch", dir.to_string()),
+        (
+            "create 0640 zonewatch zonewatch",
+            "create 0640 root root".into(),
+        ),
+        (
+            "systemctl reload zonewatch.service",
+            format!("kill -HUP {}", w.pid()),
+        ),
+    ] {
+        assert!(
+            shipped.contains(from),
+            "{shipped_path} no longer has {from:?}"
+        );
+        conf = conf.replace(from, &to);
+    }
+    let conf_path = f.rotated("logrotate.conf");
+    std::fs::write(&conf_path, conf).expect("write config");
+    let mut c = Command::new("logrotate");
+    c.arg("-f")
+        .arg("-s")
+        .arg(f.rotated("logrotate.state"))
+        .arg(&conf_path);
+    let r = util::run_cmd(c);
+    assert_eq!(r.code(), 0, "{}: {}{}", r.cmdline, r.stdout, r.stderr);
+    w.wait_stderr("zonewatch: SIGHUP: reopened ");
+    link.refused(47002);
+    wait_both(&mut w, &f.alerts, &f.flows, 47002);
+    stop(w);
+
+    for (live, name) in [(&f.alerts, "alerts.jsonl-"), (&f.flows, "flows.jsonl-")] {
+        let rotated: Vec<PathBuf> = std::fs::read_dir(f.dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(name))
+            })
+            .collect();
+        assert_eq!(rotated.len(), 1, "{name}*: {rotated:?}");
+        assert_eq!(ports(&rotated[0]), [47001], "{}", rotated[0].display());
+        assert_eq!(ports(live), [47002], "{}", live.display());
+        let mode = std::fs::metadata(live).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{}", live.display());
+    }
+}
