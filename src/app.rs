@@ -826,7 +826,8 @@ impl Control {
                 let mut flushed = Instant::now();
                 let mut told = 0;
                 while !quit.load(Ordering::Relaxed) {
-                    std::thread::sleep(CONTROL_TICK);
+                    // (`finish` unparks it: no tick's wait at the end of a run.)
+                    std::thread::park_timeout(CONTROL_TICK);
                     let n = interrupts.load(Ordering::SeqCst);
                     if n >= 2 && told < 2 {
                         told = 2;
@@ -879,6 +880,7 @@ impl Control {
     fn finish(mut self) {
         self.quit.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
         self.outputs.flush_all();
