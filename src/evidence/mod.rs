@@ -316,6 +316,9 @@ struct Open {
     size: u64,
     /// Frames in the file so far.
     packets: u64,
+    /// A spill before the line named the file failed: its first bytes are
+    /// gone, so it will not be named (the error, for the count).
+    lost: Option<io::Error>,
     link: Option<LinkType>,
     /// Explicit flows (a fold group), or a selector (a detector).
     flows: Vec<FlowKey>,
@@ -364,10 +367,11 @@ pub struct Store {
 /// Bytes the open files may buffer together before they are appended to disk.
 pub const MAX_BUFFERED: u64 = 64 << 20;
 
-/// Append `bytes` to `path` (created 0640 if missing, or emptied first when
-/// `fresh`), whose first `on_disk` bytes are whole frames: a write that
-/// fails part-way is cut back to them, so the file never ends in a torn
-/// record.
+/// Append `bytes` to `path` (created 0640 if missing), whose first `on_disk`
+/// bytes are whole frames: a write that fails part-way is cut back to them,
+/// so the file never ends in a torn record. `fresh`: the file starts here
+/// (a stale file of an earlier run with that name is emptied first), and is
+/// removed again if the write fails.
 fn append(path: &Path, on_disk: u64, bytes: &[u8], fresh: bool) -> io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -375,13 +379,13 @@ fn append(path: &Path, on_disk: u64, bytes: &[u8], fresh: bool) -> io::Result<()
         .append(true)
         .mode(crate::output::FILE_MODE)
         .open(path)?;
-    if fresh {
-        // (A stale file of an earlier run with the same name.)
-        f.set_len(0)?;
-    }
-    let r = f.write_all(bytes);
+    let r = if fresh { f.set_len(0) } else { Ok(()) }.and_then(|()| f.write_all(bytes));
     if r.is_err() {
-        let _ = f.set_len(if fresh { 0 } else { on_disk });
+        if fresh {
+            let _ = std::fs::remove_file(path);
+        } else {
+            let _ = f.set_len(on_disk);
+        }
     }
     r
 }
@@ -701,13 +705,21 @@ impl Store {
         // On disk before the line names it: the group's spilled file renamed
         // (or a stale file of that name replaced), then what is buffered.
         let buffered = o.buf.len() as u64;
-        let put = match o.spilled.take() {
-            Some(tmp) => std::fs::rename(&tmp, &path)
-                .inspect_err(|_| {
+        let put = match (o.lost.take(), o.spilled.take()) {
+            // Its buffers could not be spilled: the file lacks its start.
+            (Some(e), _) => Err(e),
+            (None, Some(tmp)) => match std::fs::rename(&tmp, &path) {
+                // (Renamed: a failed append removes what is now ours.)
+                Ok(()) => append(&path, o.on_disk, &o.buf, false).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&path);
+                }),
+                Err(e) => {
                     let _ = std::fs::remove_file(&tmp);
-                })
-                .and_then(|()| append(&path, o.on_disk, &o.buf, false)),
-            None => append(&path, 0, &o.buf, true),
+                    Err(e)
+                }
+            },
+            // (A failed fresh append removes what it created.)
+            (None, None) => append(&path, 0, &o.buf, true),
         };
         match put {
             Ok(()) => {
@@ -720,7 +732,6 @@ impl Store {
                 self.stats.files += 1;
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
                 self.drop_file(i);
                 self.stats.alerts_file_failed += 1;
                 if !self.file_failed_told {
@@ -874,6 +885,7 @@ impl Store {
                 on_disk: 0,
                 size: 0,
                 packets: 0,
+                lost: None,
                 link: None,
                 flows: Vec::new(),
                 sel,
@@ -968,6 +980,9 @@ impl Store {
                 Err(e) => {
                     o.buf = Vec::new();
                     o.full = true;
+                    if o.path.is_none() {
+                        o.lost = Some(io::Error::new(e.kind(), e.to_string()));
+                    }
                     failed.get_or_insert((target, e));
                 }
             }
