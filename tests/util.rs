@@ -104,7 +104,9 @@ pub fn public_index() -> Vec<Provenance> {
     let dirs =
         std::fs::read_dir(PUBLIC_DIR).unwrap_or_else(|e| panic!("cannot list {PUBLIC_DIR}: {e}"));
     for dir in dirs.flatten() {
-        if !dir.path().is_dir() {
+        // The Community ID specification's own pcaps and baseline have their
+        // own table (PROVENANCE.md, section j), not rows of the index.
+        if !dir.path().is_dir() || dir.file_name() == "j_community_id" {
             continue;
         }
         for f in std::fs::read_dir(dir.path())
