@@ -70,6 +70,8 @@ const EMPTY: [(&str, &str, &str); 5] = [
 /// Ceiling of each wait for an event (a start, a scrape, an evaluation, an
 /// exit): generous for a loaded machine; the whole test takes ~15 s idle.
 const WAIT: Duration = crate::util::WATCH_WAIT;
+/// Scrapes of the final counters before the queries run (1 s apart).
+const SETTLE_SCRAPES: u64 = 3;
 
 /// One sample of `name` (no labels) from zonewatch's /metrics.
 fn scrape_value(addr: &str, name: &str) -> u64 {
@@ -329,22 +331,43 @@ fn prometheus_scrapes_a_replay_and_every_dashboard_and_rule_query_returns_data()
     });
 
     // Settled: Prometheus has scraped the final counters (zonewatch serves
-    // them unchanged from here on, --hold) and evaluated the rules after
-    // that scrape. Events, not a fixed sleep.
+    // them unchanged from here on, --hold) SETTLE_SCRAPES more times, so a
+    // series born late in the replay (the DoS alerts) has the two samples
+    // increase() needs, and has evaluated the rules after that. Counted
+    // scrapes, not a fixed sleep.
     let last = scrape_value(&target, "zonewatch_capture_packets_total");
+    let samples = || -> Option<u64> {
+        let q = query(
+            port,
+            &format!("count_over_time(zonewatch_capture_packets_total{{sensor=\"{SENSOR}\"}}[1h])"),
+        )
+        .expect("query");
+        q["result"][0]["value"][1].as_str()?.parse().ok()
+    };
     let deadline = Instant::now() + WAIT;
-    let scraped_at = loop {
+    let first_final = loop {
         let q = query(
             port,
             &format!("zonewatch_capture_packets_total{{sensor=\"{SENSOR}\"}} == {last}"),
         )
         .expect("query");
         if result_len(&q) > 0 {
-            break unix_now();
+            break samples().unwrap_or(0);
         }
         assert!(
             Instant::now() < deadline,
             "prometheus never scraped the final {last} packets:\n{}",
+            prom_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let scraped_at = loop {
+        if samples().is_some_and(|n| n >= first_final + SETTLE_SCRAPES) {
+            break unix_now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not scrape {SETTLE_SCRAPES} more times after the replay:\n{}",
             prom_log()
         );
         std::thread::sleep(Duration::from_millis(200));
