@@ -18,10 +18,11 @@ SAMPLE ?= captures/zones.pcap
 #   prometheus       promtool checks the scrape config and tests the alerting rules (grafana/check.sh)
 #   rsyslog          validates and runs the alert-shipping example (grafana/shipping/rsyslog-zonewatch.conf)
 #   python3-yaml     grafana/check.sh reads the Grafana provisioning and Prometheus YAML
+#   logrotate        tests run dist/logrotate.d/zonewatch against a running sensor
 #   systemd          systemd-analyze verify checks dist/zonewatch.service (tests/privilege.rs)
 DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl netcat-openbsd \
             python3 tcpreplay hyperfine time nmap hping3 hydra openssh-server prometheus rsyslog \
-            python3-yaml systemd
+            python3-yaml systemd logrotate
 # Only for re-recording captures/office-noise.pcap (`make captures`), one reason each:
 #   dnsmasq-base isc-dhcp-client   a real DHCPv4/DHCPv6/RA server and client
 #   avahi-daemon                   real mDNS announcements and IGMP joins

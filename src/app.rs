@@ -8,6 +8,7 @@ use crate::cli::{CheckArgs, Cli, Command, CommonArgs, Listen};
 use crate::metrics::openmetrics::{Recorder, Tee};
 use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
+use crate::output::{OpenMode, Output, OutputSet};
 use crate::pipeline::{self, Outputs, PipelineConfig, PipelineError, Progress};
 use crate::policy::{Diagnostic, LoadError, Policy, Severity};
 use crate::summary::{AlertSummary, PolicySummary, Summary};
@@ -16,9 +17,9 @@ use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -38,6 +39,19 @@ pub enum AppError {
     Policy(#[from] crate::policy::LoadError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::server::ServerError),
+    #[error("--metrics-listen {addr}{}: {detail}; port {} is taken or cannot be bound here. Choose a free address with --metrics-listen IP:PORT, or run without metrics with --metrics-listen none", if *.default { " (the default of `run`)" } else { "" }, .addr.port())]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        /// The address was `run`'s default, not given.
+        default: bool,
+        detail: String,
+    },
+    #[error("--evidence {}: cannot create files in it: {source}; give a directory zonewatch can write to", .dir.display())]
+    EvidenceDir {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     MetricsSetup(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
@@ -54,6 +68,10 @@ pub const EXIT_OK: i32 = 0;
 
 /// Exit status of a successful run that raised an alert at or above `--fail-on`.
 pub const EXIT_ALERTS: i32 = 1;
+
+/// Exit status after a second interrupt (what was computed is written, and
+/// stderr says what was not).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Alerts at or above `min`, from counts indexed by `Severity as usize`.
 fn at_or_above(by_severity: &[u64; 5], min: Severity) -> u64 {
@@ -78,8 +96,14 @@ fn fail_on_status(min: Option<Severity>, by_severity: &[u64; 5], quiet: bool) ->
 }
 
 pub fn run(cli: Cli) -> Result<i32, AppError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    install_signals(&stop)?;
+    let control = Control::start()?;
+    let result = run_with(cli, &control);
+    control.finish();
+    result
+}
+
+fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
+    let stop = control.stop.clone();
     match cli.command {
         Command::Check(args) if !args.against.is_empty() => check_against(&args, &stop),
         Command::Check(args) => check(&args.rules),
@@ -115,8 +139,11 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
             cfg.sources = files.labels();
             cfg.metrics = metrics;
             cfg.openmetrics = recorder.clone();
+            cfg.hurry = Some(control.hurry.clone());
+            // A replay is a reproducible investigation: its files hold this
+            // run only (truncated), unlike `run`'s, which append.
+            let outputs = OpenedOutputs::open(&args.common, &control.outputs, OpenMode::Truncate)?;
             // Concrete source types: the reader inlines into the capture loop.
-            let outputs = OpenedOutputs::open(&args.common)?;
             let code = match args.speed {
                 Some(speed) => execute(
                     Paced::new(files, speed, stop.clone()),
@@ -165,31 +192,28 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 Some(name) => Some(privs::Account::lookup(name)?),
                 None => None,
             };
-            // SIGHUP reloads --rules (live only: a replay's verdicts stay
-            // reproducible). Installed before the capture opens, so an early
-            // SIGHUP never takes the default action (exit without a summary).
             // A live sensor serves metrics unless told `--metrics-listen none`.
             let default: std::net::SocketAddr = crate::metrics::DEFAULT_LISTEN
                 .parse()
                 .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 9464)));
             let serving = start_metrics(&args.common, Some(default), policy.as_deref())?;
             let metrics = serving.as_ref().map(|s| s.metrics.clone());
+            // SIGHUP also reloads --rules (live only: a replay's verdicts stay
+            // reproducible). The handler is installed at start (`Control`),
+            // so an early SIGHUP never takes the default action.
             let reloader = match (&args.common.rules, &policy) {
                 (Some(path), Some(p)) => {
-                    Some(Reloader::start(path.clone(), p.clone(), metrics.clone())?)
+                    Some(control.set_reload(Reload::new(path.clone(), p.clone(), metrics.clone())))
                 }
                 _ => None,
             };
             // Order of set-up with privileges: metrics bound (above), capture
             // opened, output files opened, then `--user` drops root for good.
             // Everything that needs root is held as a descriptor by then.
-            let opened = open_live(&args, account.as_ref());
+            let opened = open_live(&args, account.as_ref(), &control.outputs);
             let (live, outputs) = match opened {
                 Ok(o) => o,
                 Err(e) => {
-                    if let Some(r) = reloader {
-                        r.stop();
-                    }
                     if let Some(s) = serving {
                         s.server.stop();
                     }
@@ -202,6 +226,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
                 policy_updates: reloader.as_ref().map(|r| r.cell.clone()),
                 metrics,
                 sources: vec![args.iface.clone()],
+                hurry: Some(control.hurry.clone()),
                 ..base_config(&args.common, policy)
             };
             let result = execute(live, outputs, &args.common, cfg, &stop, reloader);
@@ -218,6 +243,7 @@ pub fn run(cli: Cli) -> Result<i32, AppError> {
 fn open_live(
     args: &crate::cli::RunArgs,
     account: Option<&privs::Account>,
+    set: &OutputSet,
 ) -> Result<(LiveSource, OpenedOutputs), AppError> {
     let live = LiveSource::open(&LiveConfig {
         iface: args.iface.clone(),
@@ -235,7 +261,9 @@ fn open_live(
         live.link_type().as_str(),
         args.snaplen
     );
-    let outputs = OpenedOutputs::open(&args.common)?;
+    // A live sensor appends: a restart (systemd Restart=on-failure) must not
+    // wipe what the last run wrote.
+    let outputs = OpenedOutputs::open(&args.common, set, OpenMode::Append)?;
     if let Some(a) = account {
         // Evidence files are created later, as the account: it owns the directory.
         if let Some(dir) = &args.common.evidence.evidence {
@@ -251,6 +279,10 @@ fn open_live(
             "zonewatch: dropped root: now user {} (uid {}, gid {}); root cannot be regained",
             a.name, a.uid, a.gid
         );
+        // Evidence files are created as NAME: check that NAME can.
+        if let Some(dir) = &args.common.evidence.evidence {
+            check_writable(dir)?;
+        }
     }
     Ok((live, outputs))
 }
@@ -332,15 +364,18 @@ fn start_metrics(
     };
     let metrics = Arc::new(Metrics::new(c.workers.get())?);
     set_policy_info(&metrics, c.rules.as_deref(), policy);
+    // A sensor whose endpoint is taken would run unseen (Prometheus scrapes
+    // whoever holds the port, and its SensorDown never fires): refuse to
+    // start, default address or not; `--metrics-listen none` is the way to
+    // run without metrics.
     let server = match MetricsServer::start(&addr.to_string(), metrics.clone()) {
         Ok(s) => s,
-        // The default address taken (another sensor on this host): capture
-        // matters more than the endpoint, so go on without it and say so.
-        Err(e) if !asked => {
-            eprintln!(
-                "zonewatch: warning: {e}; going on without /metrics (choose one with --metrics-listen ADDR, or none)"
-            );
-            return Ok(None);
+        Err(crate::metrics::server::ServerError::Bind { detail, .. }) => {
+            return Err(AppError::MetricsListen {
+                addr,
+                default: !asked,
+                detail,
+            })
         }
         Err(e) => return Err(e.into()),
     };
@@ -436,17 +471,23 @@ fn host_name() -> String {
         .unwrap_or_else(|| "zonewatch".to_string())
 }
 
-/// The `--flows`, `--alerts` and `--summary` outputs, opened (created 0640)
-/// before the pipeline starts, and before `run --user` drops root.
+/// The `--flows`, `--alerts`, `--summary` and `--report` outputs, opened
+/// (created 0640) before the pipeline starts, and before `run --user` drops
+/// root. `run` opens them for appending (the summary and the report are
+/// replaced when the run ends), `replay` empties them first.
 struct OpenedOutputs {
-    flows: Option<Box<dyn Write + Send>>,
-    alerts: Option<Box<dyn AlertSink>>,
-    summary: Option<(PathBuf, Box<dyn Write + Send>)>,
-    report: Option<(PathBuf, Box<dyn Write + Send>)>,
+    flows: Option<Output>,
+    alerts: Option<Output>,
+    summary: Option<Output>,
+    report: Option<Output>,
 }
 
 impl OpenedOutputs {
-    fn open(common: &CommonArgs) -> Result<OpenedOutputs, AppError> {
+    fn open(
+        common: &CommonArgs,
+        set: &OutputSet,
+        mode: OpenMode,
+    ) -> Result<OpenedOutputs, AppError> {
         // `--report -` shares stdout with no other machine output.
         if is_stdout(&common.report) {
             let others = [
@@ -461,28 +502,27 @@ impl OpenedOutputs {
                 });
             }
         }
-        let flows = match &common.flows {
-            Some(p) => Some(open_output(p)?),
-            None => None,
+        let open = |p: &Option<PathBuf>| -> Result<Option<Output>, AppError> {
+            p.as_deref()
+                .map(|p| {
+                    set.open(p, mode).map_err(|source| AppError::Output {
+                        path: p.to_path_buf(),
+                        source,
+                    })
+                })
+                .transpose()
         };
-        let alerts = match &common.alerts {
-            Some(p) => Some(Box::new(JsonLines(open_output(p)?)) as Box<dyn AlertSink>),
-            None => None,
-        };
-        let summary = match &common.summary {
-            Some(p) => Some((p.clone(), open_output(p)?)),
-            None => None,
-        };
+        let flows = open(&common.flows)?;
+        let alerts = open(&common.alerts)?;
+        let summary = open(&common.summary)?;
         if let Some(dir) = &common.evidence.evidence {
             std::fs::create_dir_all(dir).map_err(|source| AppError::Output {
                 path: dir.clone(),
                 source,
             })?;
+            check_writable(dir)?;
         }
-        let report = match &common.report {
-            Some(p) => Some((p.clone(), open_output(p)?)),
-            None => None,
-        };
+        let report = open(&common.report)?;
         Ok(OpenedOutputs {
             flows,
             alerts,
@@ -492,13 +532,47 @@ impl OpenedOutputs {
     }
 }
 
+/// `--evidence DIR` must take new files: an alert never names a file that
+/// could not be created, so a directory that refuses them is an error at
+/// start (exit 2) rather than a run of alerts without evidence.
+fn check_writable(dir: &Path) -> Result<(), AppError> {
+    let probe = dir.join(format!(".zonewatch-probe-{}", std::process::id()));
+    let made = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(crate::output::FILE_MODE)
+        .open(&probe);
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(source) => Err(AppError::EvidenceDir {
+            dir: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Write `doc` (the summary or the report) over `out`'s content.
+fn write_doc(out: &Output, doc: &impl serde::Serialize) -> Result<(), AppError> {
+    let path = out.path().unwrap_or_else(|| PathBuf::from("-"));
+    let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| AppError::Output {
+        path: path.clone(),
+        source: io::Error::from(e),
+    })?;
+    bytes.push(b'\n');
+    out.replace(&bytes)
+        .map_err(|source| AppError::Output { path, source })
+}
+
 fn execute<S: PacketSource>(
     mut source: S,
     outputs: OpenedOutputs,
     common: &CommonArgs,
     cfg: PipelineConfig,
     stop: &AtomicBool,
-    reloader: Option<Reloader>,
+    reloads: Option<ReloadCounts>,
 ) -> Result<i32, AppError> {
     let OpenedOutputs {
         flows,
@@ -506,6 +580,8 @@ fn execute<S: PacketSource>(
         summary: summary_out,
         report: report_out,
     } = outputs;
+    let flows = flows.map(|o| Box::new(o) as Box<dyn Write + Send>);
+    let alerts = alerts.map(|o| Box::new(JsonLines(o)) as Box<dyn AlertSink>);
     // `--openmetrics` counts alert lines by their own time (openmetrics docs).
     let alerts = match (alerts, &cfg.openmetrics) {
         (Some(inner), Some(r)) => Some(Box::new(Tee {
@@ -536,7 +612,7 @@ fn execute<S: PacketSource>(
         stop,
         bar.as_ref().map(|b| b as &dyn Progress),
     );
-    let reloads = reloader.map(Reloader::stop);
+    let reloads = reloads.map(|r| r.get());
     let report = report?;
     if let Some(b) = &bar {
         b.0.finish_and_clear();
@@ -553,23 +629,15 @@ fn execute<S: PacketSource>(
     if let (Some(a), Some(_)) = (&report.alerts, &common.alerts) {
         summary.alerts = Some(AlertSummary::new(a, cfg.fold.window_ns));
     }
-    if let Some((path, mut out)) = summary_out {
-        let write = serde_json::to_writer_pretty(&mut out, &summary)
-            .map_err(io::Error::from)
-            .and_then(|_| out.write_all(b"\n"))
-            .and_then(|_| out.flush());
-        write.map_err(|source| AppError::Output { path, source })?;
+    if let Some(out) = &summary_out {
+        write_doc(out, &summary)?;
     }
     let full = report
         .report
         .as_ref()
         .map(|d| crate::report::Report::new(&summary, d, cfg.policy.as_deref()));
-    if let (Some((path, mut out)), Some(r)) = (report_out, &full) {
-        let write = serde_json::to_writer_pretty(&mut out, r)
-            .map_err(io::Error::from)
-            .and_then(|_| out.write_all(b"\n"))
-            .and_then(|_| out.flush());
-        write.map_err(|source| AppError::Output { path, source })?;
+    if let (Some(out), Some(r)) = (&report_out, &full) {
+        write_doc(out, r)?;
     }
     if !common.quiet {
         let text = match &full {
@@ -583,6 +651,20 @@ fn execute<S: PacketSource>(
             io::stdout().write_all(text.as_bytes())
         };
     }
+    let hurried = cfg
+        .hurry
+        .as_ref()
+        .is_some_and(|h| h.load(Ordering::Relaxed));
+    if hurried {
+        // Said even with -q: the operator asked twice, and some of the run
+        // is missing from the files.
+        let u = report.unwritten.clone().unwrap_or_default();
+        eprintln!(
+            "zonewatch: stopped by a second signal; not written: {} open flows (no flow line), {} captured packets not analysed, {} frames not added to evidence files; the flow lines, alerts, evidence files and summary computed before it are complete (exit {EXIT_INTERRUPTED})",
+            u.open_flows, u.packets, u.evidence_frames
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
     let by_severity = report
         .alerts
         .as_ref()
@@ -594,7 +676,8 @@ fn is_stdout(p: &Option<PathBuf>) -> bool {
     p.as_deref() == Some(Path::new("-"))
 }
 
-/// Open an output file (0640, truncated) or stdout for "-".
+/// Open a file written once at the end (`--openmetrics`: 0640, truncated),
+/// or stdout for "-".
 pub fn open_output(path: &Path) -> Result<Box<dyn Write + Send>, AppError> {
     if path == Path::new("-") {
         return Ok(Box::new(io::BufWriter::with_capacity(
@@ -602,28 +685,12 @@ pub fn open_output(path: &Path) -> Result<Box<dyn Write + Send>, AppError> {
             io::stdout(),
         )));
     }
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|source| AppError::Output {
+    let f =
+        crate::output::open_file(path, OpenMode::Truncate).map_err(|source| AppError::Output {
             path: path.to_path_buf(),
             source,
         })?;
     Ok(Box::new(io::BufWriter::with_capacity(1 << 16, f)))
-}
-
-/// Ctrl-C / SIGTERM set `stop`; a second one exits at once (status 130).
-fn install_signals(stop: &Arc<AtomicBool>) -> Result<(), AppError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::flag;
-    for sig in [SIGINT, SIGTERM] {
-        flag::register_conditional_shutdown(sig, 130, stop.clone()).map_err(AppError::Signal)?;
-        flag::register(sig, stop.clone()).map_err(AppError::Signal)?;
-    }
-    Ok(())
 }
 
 /// `zonewatch check RULES --against FILE...`: replay the files with the rules,
@@ -710,98 +777,229 @@ fn write_stdout(text: &str) -> Result<(), AppError> {
         })
 }
 
-/// Reloads the rules file on SIGHUP and publishes it to the workers (they
-/// pick it up at their next batch). A file that does not load leaves the
-/// running rules in place; every error is printed as `check` prints it.
-struct Reloader {
-    cell: Arc<ArcSwap<Policy>>,
-    handle: signal_hook::iterator::Handle,
-    thread: std::thread::JoinHandle<()>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+/// Signals, and the outputs' timer, on one thread (`zw-signals`), started
+/// before anything else so no signal ever takes its default action:
+///
+/// - SIGINT/SIGTERM: the first sets `stop` (in the handler: the capture loop
+///   sees it at its next frame); the second sets `hurry` (stop at once, but
+///   write what is computed; `PipelineConfig::hurry`); the third flushes the
+///   line outputs' buffers and exits 130.
+/// - SIGHUP: reopen every output at its path (logrotate), then, live with
+///   `--rules`, reload the rules.
+/// - Every second: write the line outputs' buffers out.
+struct Control {
+    stop: Arc<AtomicBool>,
+    hurry: Arc<AtomicBool>,
+    outputs: OutputSet,
+    reload: Arc<Mutex<Option<Reload>>>,
+    quit: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Reloader {
-    fn start(
-        path: PathBuf,
-        initial: Arc<Policy>,
-        metrics: Option<Arc<Metrics>>,
-    ) -> Result<Reloader, AppError> {
-        use signal_hook::consts::SIGHUP;
-        let mut signals =
-            signal_hook::iterator::Signals::new([SIGHUP]).map_err(AppError::Signal)?;
-        let handle = signals.handle();
-        let cell = Arc::new(ArcSwap::new(initial));
-        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (c, o, f) = (cell.clone(), ok.clone(), failed.clone());
+/// How often the signal thread looks at its flags.
+const CONTROL_TICK: Duration = Duration::from_millis(50);
+/// How often every line output is flushed.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+impl Control {
+    fn start() -> Result<Control, AppError> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let stop = Arc::new(AtomicBool::new(false));
+        let hurry = Arc::new(AtomicBool::new(false));
+        let interrupts = Arc::new(AtomicUsize::new(0));
+        for sig in [SIGINT, SIGTERM] {
+            flag::register(sig, stop.clone()).map_err(AppError::Signal)?;
+            let (n, h) = (interrupts.clone(), hurry.clone());
+            // SAFETY: the action only touches atomics, which is
+            // async-signal-safe (no allocation, no lock). A counter, because
+            // the iterator API folds two quick signals into one; `hurry` is
+            // set here, not by the thread, so the pipeline sees it at once.
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    if n.fetch_add(1, Ordering::SeqCst) >= 1 {
+                        h.store(true, Ordering::SeqCst);
+                    }
+                })
+            }
+            .map_err(AppError::Signal)?;
+        }
+        let hup = Arc::new(AtomicBool::new(false));
+        flag::register(SIGHUP, hup.clone()).map_err(AppError::Signal)?;
+        let c = Control {
+            stop,
+            hurry,
+            outputs: OutputSet::default(),
+            reload: Arc::new(Mutex::new(None)),
+            quit: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        let (outputs, reload, quit) = (c.outputs.clone(), c.reload.clone(), c.quit.clone());
         let thread = std::thread::Builder::new()
-            .name("zw-reload".into())
+            .name("zw-signals".into())
             .spawn(move || {
-                for _ in signals.forever() {
-                    // The file as it is now: policy_info's hash names what loaded.
-                    let bytes = std::fs::read(&path);
-                    let loaded = Policy::load(&path);
-                    if let Some(m) = &metrics {
-                        let unix = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0.0, |d| d.as_secs_f64());
-                        m.reload(loaded.is_ok(), unix);
-                        if let (Ok((p, _)), Ok(b)) = (&loaded, &bytes) {
-                            m.set_policy(
-                                p.site_name.as_deref().unwrap_or("-"),
-                                p.preset.as_deref().unwrap_or("-"),
-                                &crate::metrics::sha256_12(b),
-                            );
+                let mut flushed = Instant::now();
+                let mut told = 0;
+                while !quit.load(Ordering::Relaxed) {
+                    // (`finish` unparks it: no tick's wait at the end of a run.)
+                    std::thread::park_timeout(CONTROL_TICK);
+                    let n = interrupts.load(Ordering::SeqCst);
+                    if n >= 2 && told < 2 {
+                        told = 2;
+                        eprintln!(
+                            "zonewatch: second signal: stopping now, without draining the capture or writing open flows; what is already computed is still written (a third signal exits at once)"
+                        );
+                    }
+                    if n >= 3 {
+                        outputs.flush_now();
+                        eprintln!(
+                            "zonewatch: third signal: exiting at once ({EXIT_INTERRUPTED}); the summary and anything not yet computed are not written"
+                        );
+                        std::process::exit(EXIT_INTERRUPTED);
+                    }
+                    if hup.swap(false, Ordering::SeqCst) {
+                        reopen(&outputs);
+                        if let Some(r) = reload.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                            r.apply();
                         }
                     }
-                    match loaded {
-                        Ok((p, warnings)) => {
-                            let mut err = io::stderr().lock();
-                            for d in &warnings {
-                                let _ = writeln!(err, "{d}");
-                            }
-                            c.store(Arc::new(p));
-                            let n = o.fetch_add(1, Ordering::Relaxed) + 1;
-                            let _ = writeln!(
-                                err,
-                                "zonewatch: SIGHUP: rules reloaded from {} (reload {n}); new flows get the new verdicts",
-                                path.display()
-                            );
-                        }
-                        Err(e) => {
-                            f.fetch_add(1, Ordering::Relaxed);
-                            match &e {
-                                LoadError::Invalid { errors, warnings } => {
-                                    print_invalid(errors, warnings)
-                                }
-                                other => eprintln!("{other}"),
-                            }
-                            eprintln!(
-                                "zonewatch: SIGHUP: {} does not load; keeping the running rules",
-                                path.display()
-                            );
-                        }
+                    if flushed.elapsed() >= FLUSH_EVERY {
+                        flushed = Instant::now();
+                        // Skips an output its writer holds right now: it is
+                        // being written anyway, and this thread must stay free
+                        // for the next signal.
+                        outputs.flush_now();
                     }
                 }
             })
             .map_err(AppError::Signal)?;
-        Ok(Reloader {
-            cell,
-            handle,
-            thread,
-            ok,
-            failed,
+        Ok(Control {
+            thread: Some(thread),
+            ..c
         })
     }
 
-    /// Stop listening; (reloads applied, reloads failed).
-    fn stop(self) -> (u64, u64) {
-        self.handle.close();
-        let _ = self.thread.join();
+    /// Reload the rules on SIGHUP from now on; the cell the workers read.
+    fn set_reload(&self, r: Reload) -> ReloadCounts {
+        let counts = ReloadCounts {
+            cell: r.cell.clone(),
+            ok: r.ok.clone(),
+            failed: r.failed.clone(),
+        };
+        *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        counts
+    }
+
+    /// Stop the thread (the handlers stay installed: a late signal is
+    /// counted, never fatal) and write every buffer out.
+    fn finish(mut self) {
+        self.quit.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        self.outputs.flush_all();
+    }
+}
+
+/// SIGHUP: every output reopened at its path, said on stderr.
+fn reopen(outputs: &OutputSet) {
+    let (done, failed) = outputs.reopen_all();
+    if !done.is_empty() {
+        let names: Vec<String> = done.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("zonewatch: SIGHUP: reopened {}", names.join(", "));
+    }
+    for (path, e) in failed {
+        eprintln!(
+            "zonewatch: SIGHUP: cannot reopen {}: {e}; still writing to the file it had open",
+            path.display()
+        );
+    }
+}
+
+/// Reloads the rules file (on SIGHUP, live) and publishes it to the workers
+/// (they pick it up at their next batch). A file that does not load leaves
+/// the running rules in place; every error is printed as `check` prints it.
+struct Reload {
+    path: PathBuf,
+    cell: Arc<ArcSwap<Policy>>,
+    metrics: Option<Arc<Metrics>>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+/// The workers' view of the reloaded rules, and the reload counts.
+struct ReloadCounts {
+    cell: Arc<ArcSwap<Policy>>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ReloadCounts {
+    /// (reloads applied, reloads failed).
+    fn get(&self) -> (u64, u64) {
         (
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         )
+    }
+}
+
+impl Reload {
+    fn new(path: PathBuf, initial: Arc<Policy>, metrics: Option<Arc<Metrics>>) -> Reload {
+        Reload {
+            path,
+            cell: Arc::new(ArcSwap::new(initial)),
+            metrics,
+            ok: Arc::new(AtomicU64::new(0)),
+            failed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn apply(&self) {
+        let path = &self.path;
+        // The file as it is now: policy_info's hash names what loaded.
+        let bytes = std::fs::read(path);
+        let loaded = Policy::load(path);
+        if let Some(m) = &self.metrics {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            m.reload(loaded.is_ok(), unix);
+            if let (Ok((p, _)), Ok(b)) = (&loaded, &bytes) {
+                m.set_policy(
+                    p.site_name.as_deref().unwrap_or("-"),
+                    p.preset.as_deref().unwrap_or("-"),
+                    &crate::metrics::sha256_12(b),
+                );
+            }
+        }
+        match loaded {
+            Ok((p, warnings)) => {
+                let mut err = io::stderr().lock();
+                for d in &warnings {
+                    let _ = writeln!(err, "{d}");
+                }
+                self.cell.store(Arc::new(p));
+                let n = self.ok.fetch_add(1, Ordering::Relaxed) + 1;
+                let _ = writeln!(
+                    err,
+                    "zonewatch: SIGHUP: rules reloaded from {} (reload {n}); new flows get the new verdicts",
+                    path.display()
+                );
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                match &e {
+                    LoadError::Invalid { errors, warnings } => print_invalid(errors, warnings),
+                    other => eprintln!("{other}"),
+                }
+                eprintln!(
+                    "zonewatch: SIGHUP: {} does not load; keeping the running rules",
+                    path.display()
+                );
+            }
+        }
     }
 }
 

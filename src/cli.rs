@@ -135,7 +135,9 @@ pub struct CommonArgs {
     /// Worker threads (flow tables).
     #[arg(short = 'w', long, default_value = "2", value_name = "N")]
     pub workers: NonZeroUsize,
-    /// Write one JSON line per finished flow to FILE ('-' = stdout).
+    /// Write one JSON line per finished flow to FILE ('-' = stdout). `run`
+    /// appends to an existing FILE, `replay` replaces it; SIGHUP reopens it
+    /// (logrotate).
     #[arg(long, value_name = "FILE")]
     pub flows: Option<PathBuf>,
     /// Write the JSON summary to FILE ('-' = stdout).
@@ -161,9 +163,10 @@ pub struct CommonArgs {
     pub rules: Option<PathBuf>,
     /// Write alerts as JSON lines to FILE ('-' = stdout): port scans, host
     /// sweeps and the other detectors (thresholds from the rules' [detect]
-    /// table, or defaults), and with --rules `separation_violation`. In live
-    /// mode SIGHUP reloads --rules (a broken file keeps the running rules and
-    /// says why on stderr).
+    /// table, or defaults), and with --rules `separation_violation`. `run`
+    /// appends to an existing FILE, `replay` replaces it. SIGHUP reopens every
+    /// output file at its path (logrotate) and, in live mode, reloads --rules
+    /// (a broken file keeps the running rules and says why on stderr).
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
     #[command(flatten)]
@@ -199,8 +202,9 @@ pub struct CommonArgs {
     pub quiet: bool,
     /// Serve Prometheus metrics on http://ADDR/metrics (IP:PORT; port 0 = any
     /// free port; the bound address is printed on stderr). `run` serves on
-    /// 127.0.0.1:9464 unless given another ADDR or `none`; `replay` serves only
-    /// when given.
+    /// 127.0.0.1:9464 unless given another ADDR or `none` (or `off`); `replay`
+    /// serves only when given. An address that cannot be bound (port taken)
+    /// is an error (exit 2): run without metrics only by saying `none`.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub metrics_listen: Option<Listen>,
 }
@@ -234,13 +238,13 @@ pub struct EvidenceArgs {
 /// Where `--metrics-listen` serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
-    /// `none`: no endpoint.
+    /// `none` (or `off`): no endpoint.
     Off,
     Addr(std::net::SocketAddr),
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {
-    if s == "none" {
+    if s == "none" || s == "off" {
         return Ok(Listen::Off);
     }
     s.parse()

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod evidence;
 pub mod flow;
 pub mod metrics;
+pub mod output;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;

@@ -49,6 +49,9 @@ pub const LIVE_TICK_NS: u64 = 100_000_000;
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// Flow-line bytes a worker collects before handing a chunk to the writer.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// Longest a finished flow's line waits in a worker's chunk (wall time): a
+/// quiet sensor still writes its flow lines within about a second.
+const SHIP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the capture thread does when a worker's queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +108,13 @@ pub struct PipelineConfig {
     /// flow) and the capture thread lists packet-time gaps longer than
     /// `gap_ns` (`report::GapTracker`). `None` = neither.
     pub report_gap_ns: Option<u64>,
+    /// Set by a second interrupt: stop at once, keeping what is computed.
+    /// The live capture stops reading its buffer, workers skip the batches
+    /// still queued and do not flush their open flows, the analysis thread
+    /// adds no queued frame to evidence files; everything already formatted
+    /// (flow lines, alerts, evidence buffers) is still written, and
+    /// [`RunReport::unwritten`] says what was not. `None` = never.
+    pub hurry: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PipelineConfig {
@@ -127,6 +137,7 @@ impl Default for PipelineConfig {
             sources: Vec::new(),
             evidence: None,
             report_gap_ns: None,
+            hurry: None,
         }
     }
 }
@@ -180,6 +191,20 @@ pub struct RunReport {
     pub clock_steps: ClockSteps,
     /// Zone pairs, talkers and gaps (`PipelineConfig::report_gap_ns`).
     pub report: Option<crate::report::ReportData>,
+    /// What a second interrupt left unwritten (`PipelineConfig::hurry`);
+    /// `None` when the run finished normally.
+    pub unwritten: Option<Unwritten>,
+}
+
+/// What the run did not write because a second interrupt hurried it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Flows still open in the tables: no flow line was written for them.
+    pub open_flows: u64,
+    /// Packets read from the source but not analysed (queued for a worker).
+    pub packets: u64,
+    /// Frames queued for evidence files but not added to them.
+    pub evidence_frames: u64,
 }
 
 /// Backward steps of the input's time that the sensor clock shifted
@@ -257,9 +282,14 @@ pub fn run<S: PacketSource + ?Sized>(
                     .name("zw-writer".into())
                     .spawn(move || -> std::io::Result<()> {
                         let mut result = Ok(());
-                        for mut chunk in chunk_rx {
+                        for mut chunk in chunk_rx.iter() {
                             if result.is_ok() {
                                 result = out.write_all(&chunk);
+                                // Nothing else waiting: put the lines on disk now
+                                // (a busy replay writes full chunks anyway).
+                                if result.is_ok() && chunk_rx.is_empty() {
+                                    result = out.flush();
+                                }
                             }
                             chunk.clear();
                             let _ = spare_tx.try_send(chunk);
@@ -293,6 +323,7 @@ pub fn run<S: PacketSource + ?Sized>(
                 sensor: cfg.sensor.clone(),
                 sources: cfg.sources.clone(),
                 evidence: cfg.evidence.clone(),
+                hurry: cfg.hurry.clone(),
             };
             let h = thread::Builder::new()
                 .name("zw-analysis".into())
@@ -343,15 +374,19 @@ pub fn run<S: PacketSource + ?Sized>(
                 None
             },
             spare: spare_rx.clone(),
+            shipped_at: Instant::now(),
+            hurry: cfg.hurry.clone(),
+            lines_skipped: 0,
             report: cfg
                 .report_gap_ns
                 .map(|_| Box::new(crate::report::ZoneAcc::new())),
         };
         let updates = cfg.policy_updates.clone();
         let publish = cfg.metrics.clone().map(|m| WorkerPub::new(m, i));
+        let hurry = cfg.hurry.clone();
         let h = thread::Builder::new()
             .name(format!("zw-worker-{i}"))
-            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, updates, sink, publish))
+            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, updates, sink, publish, hurry))
             .map_err(PipelineError::Spawn)?;
         to_worker.push(tx);
         recycled.push(ret_rx);
@@ -411,18 +446,25 @@ pub fn run<S: PacketSource + ?Sized>(
     // Live: after a stop signal, read what the capture buffer already holds
     // (until the source is idle, at most DRAIN_LIMIT), so frames the kernel
     // handed over are analysed rather than silently lost.
+    // A second interrupt (`hurry`) ends the drain at once.
     let mut draining: Option<Instant> = None;
+    let mut idle_while_draining = 0u32;
+    let hurried = || {
+        cfg.hurry
+            .as_ref()
+            .is_some_and(|h| h.load(Ordering::Relaxed))
+    };
     let mut gaps = cfg.report_gap_ns.map(crate::report::GapTracker::new);
     let mut sensor_clock = crate::capture::clock::SensorClock::new(cfg.fold.slack_ns);
     let stop_cause = loop {
         match draining {
             None if stop.load(Ordering::Relaxed) => {
-                if !live {
+                if !live || hurried() {
                     break StopCause::Signal;
                 }
                 draining = Some(Instant::now());
             }
-            Some(t) if t.elapsed() >= DRAIN_LIMIT => break StopCause::Signal,
+            Some(t) if t.elapsed() >= DRAIN_LIMIT || hurried() => break StopCause::Signal,
             _ => {}
         }
         // Matched in place: binding the result first (`source.next()?`) moved the
@@ -533,7 +575,15 @@ pub fn run<S: PacketSource + ?Sized>(
             }
             Ok(Next::Idle { now_ns }) => {
                 if draining.is_some() {
-                    break StopCause::Signal;
+                    // The first Idle may only mean "nothing retired yet" (a
+                    // non-blocking read of a ring whose current block the
+                    // kernel has not handed over); the second comes after a
+                    // full poll timeout, by which the block is retired.
+                    idle_while_draining += 1;
+                    if idle_while_draining >= 2 {
+                        break StopCause::Signal;
+                    }
+                    continue;
                 }
                 if let Some(now) = now_ns {
                     clock = clock.max(now);
@@ -580,11 +630,17 @@ pub fn run<S: PacketSource + ?Sized>(
     let mut flows = FlowStats::default();
     let mut panicked = false;
     let mut pair_parts = Vec::new();
+    let mut unwritten = Unwritten::default();
     for h in handles {
         match h.join() {
-            Ok((s, pairs)) => {
-                flows.merge(&s);
-                pair_parts.extend(pairs);
+            Ok(end) => {
+                flows.merge(&end.stats);
+                pair_parts.extend(end.pairs);
+                unwritten.packets += end.skipped_packets;
+                unwritten.open_flows += end.lines_skipped;
+                if end.hurried {
+                    unwritten.open_flows += end.stats.active;
+                }
             }
             Err(_) => panicked = true,
         }
@@ -597,6 +653,7 @@ pub fn run<S: PacketSource + ?Sized>(
             if let Some(e) = &mut stats.evidence {
                 e.frames_not_copied = not_copied;
             }
+            unwritten.evidence_frames += stats.evidence_frames_unwritten;
             Some(stats)
         }
         None => None,
@@ -644,6 +701,7 @@ pub fn run<S: PacketSource + ?Sized>(
             pairs: crate::report::acc::merge_pairs(pair_parts),
             gaps: Some(g),
         }),
+        unwritten: hurried().then_some(unwritten),
     })
 }
 
@@ -784,6 +842,21 @@ impl Dispatch<'_> {
     }
 }
 
+/// What a worker hands back when it ends.
+struct WorkerEnd {
+    stats: FlowStats,
+    pairs: Option<crate::report::acc::Pairs>,
+    /// Packets of batches skipped after a second interrupt.
+    skipped_packets: u64,
+    /// A second interrupt came before the table was flushed: its open flows
+    /// (`stats.active`) were not written.
+    hurried: bool,
+    /// Open flows the flush ended without a line (a second interrupt during it).
+    lines_skipped: u64,
+}
+
+// One argument per thing a worker owns; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn worker(
     rx: Receiver<Msg>,
     ret: Sender<Vec<PacketMeta>>,
@@ -792,14 +865,24 @@ fn worker(
     updates: Option<Arc<ArcSwap<Policy>>>,
     mut sink: ChunkSink,
     mut publish: Option<WorkerPub>,
-) -> (FlowStats, Option<crate::report::acc::Pairs>) {
+    hurry: Option<Arc<AtomicBool>>,
+) -> WorkerEnd {
+    let hurried = || hurry.as_ref().is_some_and(|h| h.load(Ordering::Relaxed));
     let mut table = FlowTable::with_policy(&cfg, policy);
     if publish.is_some() {
         table.count_zone_pairs();
     }
     let mut finished = None;
+    let mut skipped_packets = 0u64;
+    let mut skipped_flush = false;
     for msg in rx {
         match msg {
+            Msg::Batch(mut b) if hurried() => {
+                // A second interrupt: what is still queued is not analysed.
+                skipped_packets += b.pkts.len() as u64;
+                b.pkts.clear();
+                let _ = ret.try_send(b.pkts);
+            }
             Msg::Batch(mut b) => {
                 let started = publish.as_ref().map(|_| Instant::now());
                 if let Some(u) = &updates {
@@ -831,7 +914,11 @@ fn worker(
                 }
             }
             Msg::Finish(reason) => {
-                table.flush(reason, &mut sink);
+                if hurried() {
+                    skipped_flush = true;
+                } else {
+                    table.flush(reason, &mut sink);
+                }
                 finished = Some(reason);
                 break;
             }
@@ -853,7 +940,13 @@ fn worker(
     sink.ship();
     sink.alerts_done(finished == Some(EndReason::Shutdown));
     let pairs = sink.report.take().map(|r| r.finish(&sink.gens));
-    (table.stats().clone(), pairs)
+    WorkerEnd {
+        stats: table.stats().clone(),
+        pairs,
+        skipped_packets,
+        hurried: skipped_flush,
+        lines_skipped: sink.lines_skipped,
+    }
 }
 
 /// Formats finished flows into a reused buffer and ships whole-line chunks.
@@ -866,6 +959,12 @@ struct ChunkSink {
     buf: Vec<u8>,
     out: Option<Sender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
+    /// When the last chunk was handed to the writer (wall time, [`SHIP_EVERY`]).
+    shipped_at: Instant,
+    /// `PipelineConfig::hurry`: once set, flows ended by the stop get no line.
+    hurry: Option<Arc<AtomicBool>>,
+    /// Flows ended by the stop whose line was skipped because of `hurry`.
+    lines_skipped: u64,
     /// Zone pairs and initiators for the report (`PipelineConfig::report_gap_ns`).
     report: Option<Box<crate::report::ZoneAcc>>,
 }
@@ -1006,8 +1105,12 @@ impl ChunkSink {
         }
     }
 
+    /// Ship a full chunk, or any lines older than [`SHIP_EVERY`] (one clock
+    /// read per batch, and only while lines wait).
     fn maybe_ship(&mut self) {
-        if self.buf.len() >= CHUNK_BYTES {
+        if self.buf.len() >= CHUNK_BYTES
+            || (!self.buf.is_empty() && self.shipped_at.elapsed() >= SHIP_EVERY)
+        {
             self.ship();
         }
     }
@@ -1015,6 +1118,7 @@ impl ChunkSink {
         if self.buf.is_empty() {
             return;
         }
+        self.shipped_at = Instant::now();
         if let Some(out) = &self.out {
             let fresh = self
                 .spare
@@ -1043,7 +1147,18 @@ impl FlowSink for ChunkSink {
                 .and_then(Option::as_deref),
         };
         if self.out.is_some() {
-            rec.write_json_with_policy(&mut self.buf, policy);
+            // A second interrupt during the final flush: the open flows left
+            // get no line (counted), the rest of the stop goes on.
+            let hurried = rec.end == EndReason::Shutdown
+                && self
+                    .hurry
+                    .as_ref()
+                    .is_some_and(|h| h.load(Ordering::Relaxed));
+            if hurried {
+                self.lines_skipped += 1;
+            } else {
+                rec.write_json_with_policy(&mut self.buf, policy);
+            }
         }
         if let Some(r) = &mut self.report {
             r.flow_ended(rec, policy);

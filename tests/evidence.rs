@@ -2,10 +2,16 @@
 //! the packets the alert is about (checked against tshark's own filter of the
 //! original capture, frame time and MD5 of the bytes), the same for any worker
 //! count, within the byte caps, with every cut counted.
+//!
+//! zonewatch's own files are read strictly ([`util::tshark_fields_strict`]):
+//! whole records to the last byte, at least one frame, TShark exits 0. Every
+//! file of every run here also has mode 0640, and an alert names only a file
+//! that exists.
 
 use crate::util::{self, bundled};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
@@ -34,7 +40,7 @@ fn replay_evidence(file: &str, extra: &[&str]) -> EvRun {
 }
 
 /// (frame time, MD5 of the frame bytes) of every frame tshark reads from
-/// `file` that passes `filter` (all when empty).
+/// the bundled capture `file` that passes `filter` (all when empty).
 fn frames(file: &Path, filter: &str) -> Vec<(String, String)> {
     let mut extra = vec!["-o", "frame.generate_md5_hash:TRUE"];
     if !filter.is_empty() {
@@ -44,6 +50,39 @@ fn frames(file: &Path, filter: &str) -> Vec<(String, String)> {
         .into_iter()
         .map(|v| (v[0].clone(), v[1].clone()))
         .collect()
+}
+
+/// The same for an evidence file, read strictly: whole frames, at least one,
+/// tshark exits 0.
+fn evidence_frames(file: &Path) -> Vec<(String, String)> {
+    util::tshark_fields_strict(
+        file,
+        &["frame.time_epoch", "frame.md5_hash"],
+        &["-o", "frame.generate_md5_hash:TRUE"],
+    )
+    .into_iter()
+    .map(|v| (v[0].clone(), v[1].clone()))
+    .collect()
+}
+
+/// Every file of an evidence directory: mode 0640 (as the other outputs;
+/// the test process's umask is 022) and whole (strict read). Returns how
+/// many there are.
+fn check_dir(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("evidence dir") {
+        let p = e.expect("entry").path();
+        let mode = std::fs::metadata(&p)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640, "{}: mode {mode:o}", p.display());
+        let frames = util::pcap_frames(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(frames > 0, "{}: no frame", p.display());
+        n += 1;
+    }
+    n
 }
 
 fn s<'a>(a: &'a Map<String, Value>, k: &str) -> &'a str {
@@ -93,7 +132,7 @@ fn every_separation_alert_of_the_zone_captures_holds_exactly_its_flows_packets()
         for a in &r.alerts {
             assert_eq!(s(a, "kind"), "separation_violation", "{file}: {a:?}");
             assert_eq!(a["count"], 1, "{file}: every planted violation is one flow");
-            let got = frames(&evidence_of(a), "");
+            let got = evidence_frames(&evidence_of(a));
             let want = frames(&bundled(file), &flow_filter(a));
             assert!(
                 !want.is_empty(),
@@ -102,7 +141,7 @@ fn every_separation_alert_of_the_zone_captures_holds_exactly_its_flows_packets()
             );
             assert_eq!(got, want, "{file}: evidence of {a:?}");
         }
-        let files = std::fs::read_dir(&r.ev).expect("evidence dir").count();
+        let files = check_dir(&r.ev);
         assert_eq!(
             files,
             r.alerts.len(),
@@ -141,7 +180,7 @@ fn a_port_scan_alert_holds_every_frame_of_the_scanner_and_a_folded_group_its_flo
     let any = format!(
         "ip.addr=={SCANNER} || arp.src.proto_ipv4=={SCANNER} || arp.dst.proto_ipv4=={SCANNER}"
     );
-    let mut got = frames(&evidence_of(scan), "");
+    let mut got = evidence_frames(&evidence_of(scan));
     let mut want = frames(&bundled(file), &any);
     // Several flows interleave: a file lists them by time (ties by flow).
     got.sort();
@@ -169,8 +208,9 @@ fn a_port_scan_alert_holds_every_frame_of_the_scanner_and_a_folded_group_its_flo
         "ip.addr=={SCANNER} && ip.addr=={TARGET} && tcp && \
          !((ip.src=={SCANNER} && tcp.dstport in {{{set}}}) || (ip.dst=={SCANNER} && tcp.srcport in {{{set}}}))"
     );
-    let mut got = frames(&evidence_of(by_source), "");
+    let mut got = evidence_frames(&evidence_of(by_source));
     let mut want = frames(&bundled(file), &flows);
+    check_dir(&r.ev);
     got.sort();
     want.sort();
     let count = by_source["count"].as_u64().expect("count");
@@ -207,6 +247,10 @@ fn evidence_files_are_the_same_for_one_and_three_workers() {
         let three = replay_evidence(file, &["-w", "3"]);
         let (a, b) = (dir_bytes(&one.ev), dir_bytes(&three.ev));
         assert_eq!(a.len(), one.alerts.len(), "{file}");
+        assert_eq!(check_dir(&one.ev), a.len(), "{file}");
+        for x in &one.alerts {
+            evidence_frames(&evidence_of(x));
+        }
         assert!(a == b, "{file}: evidence differs between 1 and 3 workers");
     }
 }
@@ -222,7 +266,8 @@ fn byte_caps_cut_files_at_their_tail_and_the_total_leaves_later_alerts_without_a
         let (pf, pc) = (evidence_of(f), evidence_of(c));
         let size = std::fs::metadata(&pc).expect("size").len();
         assert!(size <= 3000, "{}: {size} bytes", pc.display());
-        let (ff, fc) = (frames(&pf, ""), frames(&pc, ""));
+        // Strict: a capped file holds whole frames, at least one.
+        let (ff, fc) = (evidence_frames(&pf), evidence_frames(&pc));
         assert!(
             ff.starts_with(&fc),
             "a capped file is a prefix of the full one"
@@ -257,6 +302,8 @@ fn byte_caps_cut_files_at_their_tail_and_the_total_leaves_later_alerts_without_a
     );
     let sum: u64 = dir_bytes(&t.ev).iter().map(|(_, b)| b.len() as u64).sum();
     assert!(sum <= total, "{sum} bytes over the {total} total");
+    check_dir(&capped.ev);
+    check_dir(&t.ev);
 }
 
 #[test]
@@ -298,6 +345,7 @@ fn evidence_metrics_equal_the_summary() {
         "scan-nmap-syn.pcap",
         &["--evidence-max-bytes", "3000", "--openmetrics", &om_s],
     );
+    assert_eq!(check_dir(&r.ev), r.alerts.len());
     let text = std::fs::read_to_string(&om).expect("openmetrics written");
     // The last sample of a series (snapshots are in time order).
     let last = |series: &str| -> u64 {
@@ -326,4 +374,148 @@ fn evidence_metrics_equal_the_summary() {
         last(r#"zonewatch_evidence_cuts_total{reason="write_errors"}"#),
         0
     );
+}
+
+/// The strict reader is what makes the tests above worth their green: a file
+/// cut in the middle of a record (as a crash or a full disk leaves it) fails
+/// it, where the lenient reader for public captures still returns frames.
+#[test]
+fn a_torn_evidence_file_fails_the_strict_reader() {
+    let r = replay_evidence("zones.pcap", &[]);
+    let a = r.alerts.first().expect("an alert");
+    let whole = evidence_of(a);
+    let bytes = std::fs::read(&whole).expect("read");
+    let n = evidence_frames(&whole).len();
+    assert!(n >= 2, "{}: {n} frames", whole.display());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let torn = dir.path().join("torn.pcap");
+    std::fs::write(&torn, &bytes[..bytes.len() - 5]).expect("write");
+    let fields = ["frame.time_epoch"];
+    let lenient = util::tshark_fields(&torn, &fields, &[]);
+    assert_eq!(lenient.len(), n - 1, "the lenient reader takes what it can");
+    let e = util::try_tshark_fields_strict(&torn, &fields, &[]).expect_err("torn accepted");
+    assert!(e.contains("torn record"), "{e}");
+    // A header alone is whole but holds no frame.
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, &bytes[..24]).expect("write");
+    let e = util::try_tshark_fields_strict(&empty, &fields, &[]).expect_err("empty accepted");
+    assert!(e.contains("no frame"), "{e}");
+}
+
+/// A file that cannot be created when its line is written (here: a directory
+/// already has its name) leaves the alert without `evidence_pcap`, is counted
+/// with its reason in the summary and the metrics, and is said on stderr;
+/// the other alerts keep their files.
+#[test]
+fn an_alert_names_its_evidence_file_only_when_the_file_was_created() {
+    let first = replay_evidence("zones.pcap", &[]);
+    let blocked = s(first.alerts.first().expect("an alert"), "id").to_string();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("ev");
+    std::fs::create_dir_all(ev.join(format!("{blocked}.pcap"))).expect("mkdir");
+    let (alerts, om, summary) = (
+        dir.path().join("a.jsonl"),
+        dir.path().join("om.txt"),
+        dir.path().join("s.json"),
+    );
+    let run = util::zonewatch([
+        "replay".as_ref(),
+        "-q".as_ref(),
+        "--rules".as_ref(),
+        RULES.as_ref(),
+        "--alerts".as_ref(),
+        alerts.as_os_str(),
+        "--summary".as_ref(),
+        summary.as_os_str(),
+        "--openmetrics".as_ref(),
+        om.as_os_str(),
+        "--evidence".as_ref(),
+        ev.as_os_str(),
+        bundled("zones.pcap").as_os_str(),
+    ]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("cannot create") && run.stderr.contains(&blocked),
+        "{}",
+        run.stderr
+    );
+    let lines: Vec<Map<String, Value>> = std::fs::read_to_string(&alerts)
+        .expect("alerts")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), first.alerts.len());
+    for a in &lines {
+        if s(a, "id") == blocked {
+            assert!(
+                !a.contains_key("evidence_pcap"),
+                "names a file it has not: {a:?}"
+            );
+        } else {
+            evidence_frames(&evidence_of(a));
+        }
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let e = &summary["alerts"]["evidence"];
+    assert_eq!(e["alerts_file_failed"], 1, "{e}");
+    assert_eq!(e["files"], lines.len() - 1, "{e}");
+    let om = std::fs::read_to_string(&om).expect("openmetrics");
+    let last = om
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix(r#"zonewatch_evidence_cuts_total{reason="alerts_file_failed"} "#)
+        })
+        .and_then(|rest| rest.split(' ').next()?.parse::<f64>().ok());
+    assert_eq!(
+        last,
+        Some(1.0),
+        "metrics count the alert left without its file"
+    );
+}
+
+/// An evidence directory the sensor cannot create files in is refused at
+/// start (exit 2, naming the directory and the flag), not discovered alert
+/// by alert. Run as `nobody` (root may write anywhere) on a root-owned 0755
+/// directory.
+#[test]
+fn an_evidence_directory_that_takes_no_files_is_refused_at_start() {
+    crate::live::require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pcap = dir.path().join("zones.pcap");
+    std::fs::copy(bundled("zones.pcap"), &pcap).expect("copy");
+    std::fs::set_permissions(&pcap, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let ev = dir.path().join("ev");
+    std::fs::create_dir(&ev).expect("mkdir");
+    std::fs::set_permissions(&ev, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        util::BIN,
+    ])
+    .args([
+        "replay",
+        "-q",
+        "--rules",
+        RULES,
+        "--alerts",
+        "-",
+        "--evidence",
+    ])
+    .arg(&ev)
+    .arg(&pcap);
+    let run = util::run_cmd(c);
+    run.assert_no_panic();
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--evidence") && run.stderr.contains("cannot create files"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "nothing analysed: {}", run.stdout);
 }

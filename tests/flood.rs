@@ -8,6 +8,20 @@
 //! at its steady size: about 2.5 s of packet time here) and the debug build
 //! finishes both in about 15 s. `make bench-flood` measures the 10 M-source
 //! release figure (benches/README.md, "Spoofed flood").
+//!
+//! What is compared, and the margin. Only growth is checked (no absolute
+//! budget: the debug binary's size is not the property). The runs use one
+//! worker: with two, the analysis thread's merge holds observations until the
+//! slower worker catches up, so peak RSS jumps in steps of about 6 MiB with
+//! scheduling. Measured on the 2-core machine under load (two busy loops and
+//! a fuzzer): two-worker peaks of 75.6 to 88.3 MiB for the *same* input, and
+//! growth between the sizes, smallest of three runs each, from -0.1 to +6.2
+//! MiB with no leak at all; a margin tight enough to catch a leak was flaky.
+//! With one worker the merge releases by packet time alone: under the same
+//! load, 8 runs peaked at 68.5 to 68.8 MiB for both sizes (growth within
+//! ±0.3 MiB). [`MAX_GROWTH_KIB`] is 2 MiB: about 7 times that spread, and
+//! small enough that a leak of 3.5 bytes per extra source (600 000 of them)
+//! fails the test.
 
 use crate::util;
 use serde_json::Value;
@@ -21,10 +35,11 @@ const VICTIM: &str = "2001:db8:ff::50";
 const MAX_FLOWS: u64 = 16_384;
 /// Packet rate of the generated floods (timestamps).
 const RATE_PPS: &str = "100000";
-/// A leak of 14 bytes per extra source (600 000 of them) would exceed this.
-const MAX_GROWTH_KIB: u64 = 8 * 1024;
-/// Absolute ceiling for the debug binary (measured ≈ 79 MiB).
-const MAX_PEAK_KIB: u64 = 160 * 1024;
+/// Allowed growth of peak RSS from 600 000 to 1 200 000 sources (module docs:
+/// how it was measured).
+const MAX_GROWTH_KIB: u64 = 2 * 1024;
+/// Worker threads of every run (module docs: why one).
+const WORKERS: u64 = 1;
 
 struct FloodRun {
     peak_kib: u64,
@@ -64,12 +79,10 @@ fn flood(dir: &Path, sources: u64) -> FloodRun {
     let time_out = dir.join(format!("time-{sources}.txt"));
     let summary = dir.join(format!("summary-{sources}.json"));
     let alerts = dir.join(format!("alerts-{sources}.jsonl"));
-    // Peak RSS depends a little on scheduling (how far the slowest worker lags
-    // behind the analysis thread's merge); the smallest of three runs is the
-    // figure compared, so a busy machine does not fake growth (two runs were
-    // not always enough under the full suite: three).
+    // The smaller peak of two runs is the figure compared (one worker makes
+    // the peak all but deterministic; the second run is cheap insurance).
     let mut peak_kib = u64::MAX;
-    for _ in 0..3 {
+    for _ in 0..2 {
         let mut c = Command::new("/usr/bin/time");
         c.arg("-v")
             .arg("-o")
@@ -79,7 +92,7 @@ fn flood(dir: &Path, sources: u64) -> FloodRun {
                 "replay",
                 "-q",
                 "-w",
-                "2",
+                &WORKERS.to_string(),
                 "--max-flows",
                 &MAX_FLOWS.to_string(),
             ])
@@ -122,12 +135,13 @@ fn check(run: &FloodRun, sources: u64) {
     assert_eq!(util::count(s, "", "packets"), sources, "{s:#}");
     assert_eq!(util::count(s, "flows", "created"), sources, "{s:#}");
     let evicted = util::count(s, "flows", "evicted");
-    // Two workers, each capped at MAX_FLOWS: everything beyond is evicted.
+    // Every worker capped at MAX_FLOWS: everything beyond is evicted.
+    let slots = WORKERS * MAX_FLOWS;
     assert!(
-        evicted >= sources - 2 * MAX_FLOWS,
-        "{sources} half-open flows through 2 × {MAX_FLOWS} slots, {evicted} evicted: {s:#}"
+        evicted >= sources - slots,
+        "{sources} half-open flows through {slots} slots, {evicted} evicted: {s:#}"
     );
-    assert_eq!(s["flows"]["peak_active"], 2 * MAX_FLOWS, "{s:#}");
+    assert_eq!(s["flows"]["peak_active"], slots, "{s:#}");
     let dropped: u64 = s["drops"]
         .as_object()
         .map(|m| m.values().filter_map(Value::as_u64).sum())
@@ -174,10 +188,5 @@ fn spoofed_flood_memory_does_not_grow_with_sources() {
         b <= a + MAX_GROWTH_KIB,
         "peak RSS grew from {a} KiB (600 000 sources) to {b} KiB (1 200 000 sources): \
          more than {MAX_GROWTH_KIB} KiB, so memory grows with spoofed sources"
-    );
-    assert!(
-        a.max(b) <= MAX_PEAK_KIB,
-        "peak RSS {} KiB above the {MAX_PEAK_KIB} KiB bound",
-        a.max(b)
     );
 }

@@ -2,10 +2,9 @@
 //! created for the test (root only; CI runs as root). zonewatch captures on one
 //! end while the other end sends a known, bounded set of packets.
 
-use crate::util::{self, ChildGuard, OutPaths};
+use crate::util::{self, OutPaths, Watched};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// A network namespace that exists for the guard's lifetime (`ip netns del` on drop,
 /// which also removes the veth ends inside it).
@@ -126,23 +125,13 @@ fn live_capture_on_a_veth_counts_what_was_sent() {
 
     let out = OutPaths::new();
     let mut zw = cap.cmd(util::BIN);
-    zw.args([
-        "run",
-        "-i",
-        "zwcap",
-        "-q",
-        "-w",
-        "2",
-        "--duration-secs",
-        "4",
-        "--summary",
-    ])
-    .arg(&out.summary)
-    .arg("--flows")
-    .arg(&out.flows);
-    let child = ChildGuard::spawn(zw);
-    // Give libpcap time to open the interface before the first packet.
-    std::thread::sleep(Duration::from_millis(1000));
+    zw.args(["run", "-i", "zwcap", "-q", "-w", "2", "--summary"])
+        .arg(&out.summary)
+        .arg("--flows")
+        .arg(&out.flows);
+    let mut child = Watched::spawn(zw);
+    // The capture is open once zonewatch says so (as tcpdump does).
+    child.wait_stderr("listening on zwcap");
 
     // Known traffic: 5 echo requests (5 replies), 5 UDP datagrams to a closed port
     // (the kernel answers with ICMP port unreachable, up to its rate limit).
@@ -166,11 +155,19 @@ fn live_capture_on_a_veth_counts_what_was_sent() {
          for i in range(5):\n    s.sendto(b'zonewatch-live-%d' % i, ('192.0.2.1', 9999))\n",
     ]);
 
-    let run = child.wait(Duration::from_secs(30));
-    run.assert_ok();
-    let o = out.collect(run);
+    // Every packet sent is in the capture buffer (ping waited for its
+    // replies); a stop reads the buffer before it ends.
+    util::send_signal(child.pid(), "TERM");
+    let (status, stderr) = child.finish(util::WATCH_WAIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    let o = out.collect(util::Run {
+        status,
+        stdout: String::new(),
+        stderr,
+        cmdline: "zonewatch run".into(),
+    });
     let s = &o.summary;
-    assert_eq!(s["mode"], "live", "{s:#}");
+    assert_eq!(s["mode"], "live", "{s:#}\nstderr:\n{}", o.run.stderr);
     let packets = util::count(s, "", "packets");
     assert!(
         packets >= 15,

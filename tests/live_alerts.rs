@@ -6,24 +6,25 @@
 //! `tcpdump` records the same interface to T.pcap (nanosecond timestamps, as
 //! zonewatch reads them live). `zonewatch replay -w 4 --alerts B T.pcap` must then
 //! write the same alert file, byte for byte, but for one word: an episode still
-//! open when the capture stops ends `ended_by: "shutdown"` live (the duration
-//! limit stopped it) and `"end_of_input"` in the replay (the file ended).
+//! open when the capture stops ends `ended_by: "shutdown"` live (SIGTERM
+//! stopped it) and `"end_of_input"` in the replay (the file ended).
 //!
 //! The comparison is only meaningful when both saw every frame, so the test
 //! fails (it does not pass, and does not skip) when libpcap or a worker queue
 //! dropped anything, or when the frame counts of the sender, tcpdump and
 //! zonewatch differ.
 //!
-//! Why the live run stops a few seconds after the traffic (`--duration-secs`),
+//! Why the live run is stopped (SIGTERM) as soon as the last sender is done,
 //! not later: live, an idle link still advances packet time with the wall clock
 //! (`Next::Idle`), so given enough quiet time the live run closes what is due by
 //! then (a DoS episode after `end_quiet_secs` = 15 s, `ended_by: "quiet"`; scan
 //! and fold windows after 60 s; idle flows), whereas T.pcap holds no trace of the
 //! quiet time and its replay closes them at the end of input. Stopping before the
 //! first such deadline makes both runs close everything at their end
-//! (`"shutdown"` live, `"end_of_input"` replayed), which is what is compared here. And why
-//! `--duration-secs` rather than SIGTERM: the duration limit is checked when the
-//! capture ring is drained, while SIGTERM stops reading at once.
+//! (`"shutdown"` live, `"end_of_input"` replayed), which is what is compared here.
+//! The stop comes on an event (the senders returned), not after a fixed time
+//! that a loaded machine could overrun; a live stop first reads what the
+//! capture ring holds, so every frame sent is analysed.
 
 use crate::live::{require_root, Netns, Veth};
 use crate::util::{self, Watched};
@@ -45,12 +46,8 @@ const SENDS: [(&str, &str); 3] = [
     ("dos-icmp-flood.pcap", "--pps=2000"),
 ];
 
-/// Live run length: the traffic takes about 3.5 s after both captures listen;
-/// well under the first quiet-time deadline (15 s, see the module docs).
-const DURATION_SECS: u64 = 9;
-
 /// Longest wait for a capture to start listening or a process to exit.
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = util::WATCH_WAIT;
 
 /// Wait (at most `timeout`) for `w` to exit 0; its stderr.
 fn finish_ok(w: Watched, what: &str, timeout: Duration) -> String {
@@ -171,8 +168,7 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
 
     let mut zw = link.cap.cmd(util::BIN);
     zw.args(["run", "-q", "-i", &link.cap_if, "-w", "2"])
-        .args(["--duration-secs", &DURATION_SECS.to_string()])
-        .arg("--rules")
+        .args(["--metrics-listen", "127.0.0.1:0", "--rules"])
         .arg(RULES)
         .arg("--alerts")
         .arg(&alerts_live)
@@ -183,9 +179,17 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
     let mut zw = Watched::spawn(zw);
 
     let mut td = link.cap.cmd("tcpdump");
-    td.args(["-n", "-i", &link.cap_if, "--time-stamp-precision=nano"])
-        .args(["-s", "262144", "-B", "65536", "-w"])
-        .arg(&recording);
+    // -U: each frame goes to the file as it is read, so the test can see
+    // when tcpdump has them all.
+    td.args([
+        "-n",
+        "-U",
+        "-i",
+        &link.cap_if,
+        "--time-stamp-precision=nano",
+    ])
+    .args(["-s", "262144", "-B", "65536", "-w"])
+    .arg(&recording);
     let mut td = Watched::spawn(td);
 
     zw.wait_stderr("zonewatch: listening on ");
@@ -203,12 +207,37 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
         sent += ok;
     }
 
-    // zonewatch stops by itself (duration limit, checked with the ring drained).
-    finish_ok(
-        zw,
-        "zonewatch run",
-        Duration::from_secs(DURATION_SECS) + WAIT,
-    );
+    // Every sender returned. Stop once zonewatch has read every frame sent
+    // (its capture counter, scraped from inside the namespace): an event, so
+    // neither a frame still in the ring nor a slow machine can shift the stop.
+    let addr = zw
+        .stderr()
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split("/metrics").next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no metrics address on stderr:\n{}", zw.stderr()));
+    zw.wait_for(&format!("zonewatch to read the {sent} frames sent"), || {
+        let mut c = link.cap.cmd("curl");
+        c.args(["-sS", &format!("http://{addr}/metrics")]);
+        let r = util::run_cmd(c);
+        r.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("zonewatch_capture_packets_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|&n| n as u64 >= sent)
+            .map(|_| ())
+    });
+    util::send_signal(zw.pid(), "TERM");
+    finish_ok(zw, "zonewatch run", WAIT);
+    // tcpdump too stops once its file holds every frame (a frame still in
+    // its ring would be lost to a stop).
+    td.wait_for(&format!("tcpdump to write the {sent} frames sent"), || {
+        util::pcap_frames(&recording)
+            .ok()
+            .filter(|&n| n >= sent)
+            .map(|_| ())
+    });
     util::send_signal(td.pid(), "TERM");
     let td_err = finish_ok(td, "tcpdump", WAIT);
 
@@ -244,8 +273,8 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
          {received:?}), tcpdump captured {captured}; the comparison is void"
     );
     assert_eq!(
-        summary["stopped_by"], "limit",
-        "live run should stop at --duration-secs: {summary:#}"
+        summary["stopped_by"], "signal",
+        "the live run stops on SIGTERM: {summary:#}"
     );
 
     // Named after the interface it was recorded on, so `in_iface` agrees.

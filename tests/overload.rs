@@ -1,7 +1,8 @@
 //! Overload (issue 7, point 4; root only): `zonewatch run` on a veth fed by
 //! `tcpreplay --topspeed` with a small kernel buffer, so it must drop. While the
-//! flood runs, /metrics must keep answering (each scrape within 2 s) and show the
-//! drop counters rising; a SIGTERM then stops zonewatch with exit 0, the summary
+//! flood runs, /metrics must keep answering (scrapes answered while the sender
+//! still sends: an endpoint blocked by the capture would answer only after
+//! it) and show the drop counters rising; a SIGTERM then stops zonewatch with exit 0, the summary
 //! counts the drops at their source (kernel ring or worker queue), and the
 //! `dos_start` already written during the run is still in the alert file, whole.
 
@@ -16,9 +17,10 @@ const BUFFER_BYTES: &str = "65536";
 /// often enough to last that long on a fast machine (6,020 frames per loop).
 const SEND_SECS: u64 = 6;
 const LOOPS: &str = "5000";
-/// Each scrape must be answered within this.
-const SCRAPE_LIMIT: Duration = Duration::from_secs(2);
-const WAIT: Duration = Duration::from_secs(20);
+/// Ceiling of a scrape and of every wait for an event (a loaded machine).
+const WAIT: Duration = util::WATCH_WAIT;
+/// Scrapes that must be answered while the flood is still being sent.
+const SCRAPES_DURING_FLOOD: usize = 3;
 /// The bundled flood's victim (captures/README.md).
 const VICTIM: &str = "192.0.2.34";
 
@@ -42,13 +44,14 @@ fn metric(text: &str, name: &str, label: &str) -> u64 {
 fn scrape(cap: &Netns, addr: &str) -> (Duration, String) {
     let t = Instant::now();
     let mut c = cap.cmd("curl");
-    c.args(["-sS", "--max-time", "2", &format!("http://{addr}/metrics")]);
+    let max = WAIT.as_secs().to_string();
+    c.args(["-sS", "--max-time", &max, &format!("http://{addr}/metrics")]);
     let r = util::run_cmd(c);
     let took = t.elapsed();
     assert_eq!(
         r.code(),
         0,
-        "scrape of {addr} failed or took over 2 s under load: {}",
+        "scrape of {addr} failed or took over {WAIT:?} under load: {}",
         r.stderr
     );
     (took, r.stdout)
@@ -125,14 +128,11 @@ fn overloaded_live_capture_stays_responsive_and_counts_its_drops() {
     // Scrape while the flood runs.
     let mut series = Vec::new();
     let mut slowest = Duration::ZERO;
+    let mut during_flood = 0;
     let mut dos_line_mid_run: Option<String> = None;
     let send_deadline = Instant::now() + Duration::from_secs(SEND_SECS) + WAIT;
     loop {
         let (took, text) = scrape(&cap, &addr);
-        assert!(
-            took <= SCRAPE_LIMIT,
-            "a scrape took {took:?} under load (limit {SCRAPE_LIMIT:?})"
-        );
         slowest = slowest.max(took);
         series.push(dropped(&text));
         if dos_line_mid_run.is_none() {
@@ -151,6 +151,8 @@ fn overloaded_live_capture_stays_responsive_and_counts_its_drops() {
         if done {
             break;
         }
+        // Answered, and the sender still running after it: during the flood.
+        during_flood += 1;
         assert!(
             Instant::now() < send_deadline,
             "tcpreplay did not stop after --duration {SEND_SECS}"
@@ -159,23 +161,35 @@ fn overloaded_live_capture_stays_responsive_and_counts_its_drops() {
     }
     let sent = sender.wait(WAIT);
     assert_eq!(sent.code(), 0, "tcpreplay failed: {}", sent.stderr);
-    // Let the last partial windows be judged, then one more scrape.
-    std::thread::sleep(Duration::from_millis(1500));
-    let (_, last) = scrape(&cap, &addr);
-    series.push(dropped(&last));
-    if dos_line_mid_run.is_none() {
-        dos_line_mid_run = std::fs::read_to_string(&alerts)
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.contains("\"kind\":\"dos_start\""))
-            .map(str::to_string);
-    }
-    let dos_line = dos_line_mid_run.unwrap_or_else(|| {
-        panic!(
+    assert!(
+        during_flood >= SCRAPES_DURING_FLOOD,
+        "only {during_flood} scrapes were answered while the flood was sent (slowest \
+         {slowest:?}): the endpoint does not answer under load"
+    );
+    // The DoS episode is judged once its windows close: wait for its line
+    // (zonewatch still runs), then one more scrape.
+    let deadline = Instant::now() + WAIT;
+    let dos_line = loop {
+        if let Some(l) = dos_line_mid_run.take().or_else(|| {
+            let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+            // Complete lines only.
+            let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+            whole
+                .lines()
+                .find(|l| l.contains("\"kind\":\"dos_start\""))
+                .map(str::to_string)
+        }) {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
             "no dos_start written while zonewatch ran; stderr:\n{}",
             err()
-        )
-    });
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (_, last) = scrape(&cap, &addr);
+    series.push(dropped(&last));
 
     util::send_signal(guard.id(), "TERM");
     // stderr is tapped, so wait here rather than with ChildGuard::wait.

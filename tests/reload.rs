@@ -57,9 +57,9 @@ fn broken() -> String {
 }
 const BROKEN_AT: &str = "7:10";
 
-/// Longest wait for any one expected event (alert, stderr line, exit); a test
-/// waits for at most five, and zonewatch stops by itself after 28 s anyway.
-const WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for any one expected event (alert, stderr line, exit): a
+/// ceiling for a loaded machine, not an expected time.
+const WAIT: Duration = util::WATCH_WAIT;
 
 /// Two namespaces joined by a veth with unique interface names; zonewatch
 /// captures on `cap_if` in `cap`, traffic comes from `snd`.
@@ -116,7 +116,7 @@ impl Zw {
         write(&rules, rules_text);
         let mut cmd = link.cap.cmd(util::BIN);
         cmd.args(["run", "-q", "-i", &link.cap_if, "--alert-window-secs", "0"])
-            .args(["--duration-secs", "28", "--rules"])
+            .args(["--metrics-listen", "none", "--rules"])
             .arg(&rules)
             .arg("--alerts")
             .arg(dir.path().join("alerts.jsonl"))
@@ -306,7 +306,6 @@ fn assert_violation(alert: &Value, dport: u16) {
 #[test]
 fn reload_swaps_rules_for_new_flows() {
     require_root();
-    let started = Instant::now();
     let link = Link::new();
     let zw = Zw::start(&link, VIOLATING);
 
@@ -372,17 +371,11 @@ fn reload_swaps_rules_for_new_flows() {
     assert_eq!(f2["orig_pkts"], 3, "{f2:?}");
     let f3 = flow_from(&flows, 40003);
     assert_eq!(f3["verdict"], "violation", "{f3:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
 fn broken_reload_keeps_the_running_rules() {
     require_root();
-    let started = Instant::now();
     let link = Link::new();
     let zw = Zw::start(&link, VIOLATING);
 
@@ -423,9 +416,4 @@ fn broken_reload_keeps_the_running_rules() {
     let f = flow_from(&flows, 40011);
     assert_eq!(f["verdict"], "violation", "{f:?}");
     assert_eq!(f["rule"], Value::Null, "{f:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
 }

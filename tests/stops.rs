@@ -4,16 +4,21 @@
 //! `stopped_by: "signal"`. The signal lands at several moments of each run
 //! (bounded: a few seconds each), so a race between the stop and a half-written
 //! line has several chances to show.
+//!
+//! No wall-clock bound on the stop itself: the replayed capture has an hour of
+//! packet time between two copies of the flood ([`util::twice_with_gap`]), so
+//! every signal lands before its end however slow the machine, and the live
+//! sender loops for minutes (killed when the test ends).
 
 use crate::live::{require_root, Netns};
 use crate::util::{self, ChildGuard, Watched};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest wait for a line on stderr, or for the exit after SIGTERM.
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = util::WATCH_WAIT;
 
 /// The three outputs of one run, in their own directory.
 struct Files {
@@ -69,22 +74,16 @@ fn complete_json_lines(path: &Path, what: &str) -> usize {
     text.lines().count()
 }
 
-/// SIGTERM `w` after `delay`; it must exit 0 within 5 s with its files
-/// complete. Returns (alert lines, flow lines, summary).
+/// SIGTERM `w` after `delay`; it must exit 0 with its files complete.
+/// Returns (alert lines, flow lines, summary).
 fn stop_and_check(w: Watched, delay: Duration, files: &Files, what: &str) -> (usize, usize, Value) {
     std::thread::sleep(delay);
-    let signalled = Instant::now();
     util::send_signal(w.pid(), "TERM");
     let (status, stderr) = w.finish(WAIT);
-    let took = signalled.elapsed();
     assert_eq!(
         status.code(),
         Some(0),
         "{what}: exit {status} after SIGTERM; stderr:\n{stderr}"
-    );
-    assert!(
-        took < Duration::from_secs(5),
-        "{what}: took {took:?} to stop after SIGTERM"
     );
     let text = std::fs::read_to_string(&files.summary)
         .unwrap_or_else(|e| panic!("{what}: no summary ({e}); stderr:\n{stderr}"));
@@ -100,11 +99,14 @@ fn stop_and_check(w: Watched, delay: Duration, files: &Files, what: &str) -> (us
 }
 
 /// SIGTERM at 0.3, 1.2, 2.5 and 3.8 s into a real-time replay of the 5.1 s
-/// SYN flood (its DoS and flood alerts come mid-capture).
+/// SYN flood (its DoS and flood alerts come mid-capture), followed an hour of
+/// packet time later by a second copy (never reached).
 #[test]
 fn sigterm_during_a_paced_replay_leaves_complete_alert_and_flow_lines() {
-    let capture = util::bundled("dos-syn-flood.pcap");
-    let mut alerts_seen = 0;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("flood-twice.pcap");
+    util::twice_with_gap(&util::bundled("dos-syn-flood.pcap"), 3600, &capture);
+    let (mut alerts_seen, mut flows_seen) = (0, 0);
     for ms in [300u64, 1200, 2500, 3800] {
         let files = Files::new();
         let mut cmd = Command::new(util::BIN);
@@ -114,17 +116,22 @@ fn sigterm_during_a_paced_replay_leaves_complete_alert_and_flow_lines() {
         let w = Watched::spawn(cmd);
         let what = format!("replay, SIGTERM at {ms} ms");
         let (alerts, flows, s) = stop_and_check(w, Duration::from_millis(ms), &files, &what);
-        assert!(flows > 0, "{what}: no flow line written: {s:#}");
-        assert_eq!(
-            s["flows"]["ended"]["shutdown"].as_u64().map(|n| n > 0),
-            Some(true),
-            "{what}: open flows were not flushed at the stop: {s:#}"
-        );
+        // (A loaded machine may not have read a packet 300 ms after the start.)
+        if util::count(&s, "", "packets") > 0 {
+            assert!(flows > 0, "{what}: no flow line written: {s:#}");
+            assert_eq!(
+                s["flows"]["ended"]["shutdown"].as_u64().map(|n| n > 0),
+                Some(true),
+                "{what}: open flows were not flushed at the stop: {s:#}"
+            );
+        }
         alerts_seen += alerts;
+        flows_seen += flows;
     }
     assert!(
-        alerts_seen > 0,
-        "no run wrote an alert line, so the alert file's ending was never tested"
+        alerts_seen > 0 && flows_seen > 0,
+        "no run wrote an alert line ({alerts_seen}) or a flow line ({flows_seen}), so \
+         the files' endings were never tested"
     );
 }
 
@@ -166,7 +173,9 @@ fn sigterm_during_a_live_capture_leaves_complete_alert_and_flow_lines() {
             "zwstopsnd",
             "--pps=3000",
             "--loop=0",
-            "--duration=30",
+            // Bounded; far longer than three runs take even on a loaded
+            // machine (the sender is killed when the test ends).
+            "--duration=600",
         ])
         .arg(&capture);
     let sender = ChildGuard::spawn(sender);

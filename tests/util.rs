@@ -429,8 +429,10 @@ pub fn tap_stderr(
     (stderr, reader)
 }
 
-/// Longest [`Watched::wait_stderr`] waits for a line.
-pub const WATCH_WAIT: Duration = Duration::from_secs(20);
+/// Longest [`Watched::wait_stderr`] / [`Watched::wait_for`] wait for an
+/// event: a ceiling for a loaded 2-core machine, not an expected time (the
+/// events come in well under a second on an idle one).
+pub const WATCH_WAIT: Duration = Duration::from_secs(90);
 
 /// A child whose stderr is collected while it runs.
 pub struct Watched {
@@ -466,6 +468,38 @@ impl Watched {
         child
             .try_wait()
             .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.guard.cmdline))
+    }
+
+    /// Poll `f` every 20 ms until it returns `Some` (at most WATCH_WAIT); the
+    /// child must still be running meanwhile. `what` names the event.
+    pub fn wait_for<T>(&mut self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WATCH_WAIT;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            let gone = self.exited();
+            assert!(
+                gone.is_none() && Instant::now() < deadline,
+                "waited for {what} while {} ran{}; stderr:\n{}",
+                self.guard.cmdline,
+                gone.map(|s| format!(" (it exited: {s})"))
+                    .unwrap_or_default(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (a crash: nothing is flushed) and reap.
+    pub fn kill_hard(mut self) {
+        if let Some(mut c) = self.guard.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
 
     /// Wait (at most WATCH_WAIT) until stderr contains `needle`; the child must
@@ -513,6 +547,50 @@ impl Watched {
         );
         (status, stderr)
     }
+}
+
+/// The complete lines of a JSON-lines file being written, parsed (a last
+/// line without its '\n' is left for the next look). Every complete line
+/// must be a JSON object.
+pub fn json_lines_so_far(path: &Path) -> Vec<Map<String, Value>> {
+    let raw = std::fs::read(path).unwrap_or_default();
+    let complete = match raw.iter().rposition(|&b| b == b'\n') {
+        Some(i) => raw.get(..=i).unwrap_or_default(),
+        None => &[],
+    };
+    parse_json_lines(complete, path)
+}
+
+/// Every line of a finished JSON-lines file: the file is empty or ends with
+/// '\n', holds no NUL byte, and each line is a JSON object.
+pub fn complete_json_lines(path: &Path) -> Vec<Map<String, Value>> {
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        raw.is_empty() || raw.ends_with(b"\n"),
+        "{} does not end with a complete line; last bytes: {:?}",
+        path.display(),
+        String::from_utf8_lossy(raw.get(raw.len().saturating_sub(120)..).unwrap_or_default())
+    );
+    parse_json_lines(&raw, path)
+}
+
+fn parse_json_lines(raw: &[u8], path: &Path) -> Vec<Map<String, Value>> {
+    if let Some(at) = raw.iter().position(|&b| b == 0) {
+        panic!("{}: a NUL byte at offset {at}", path.display());
+    }
+    let text =
+        std::str::from_utf8(raw).unwrap_or_else(|e| panic!("{}: not UTF-8: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(m)) => m,
+            other => panic!(
+                "{}: line {} is not a JSON object ({other:?}): {l}",
+                path.display(),
+                i + 1
+            ),
+        })
+        .collect()
 }
 
 /// What `replay --alerts` wrote.
@@ -648,7 +726,139 @@ const NO_REASSEMBLY: [&str; 6] = [
 
 /// `tshark -n -r FILE <no reassembly> -T fields -e F1 -e F2 ..`: one Vec of
 /// field values per frame.
+///
+/// Lenient, for captures zonewatch did not write: a non-zero exit is accepted
+/// when TShark printed frames (it reads the good part of a damaged public
+/// capture, then fails). Files zonewatch writes itself go through
+/// [`tshark_fields_strict`].
 pub fn tshark_fields(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<String>> {
+    let run = tshark_fields_run(file, fields, extra);
+    if run.stdout.is_empty() && !run.status.success() {
+        // Nothing read at all (e.g. a file TShark refuses): let the caller see zero frames,
+        // but say why in case that was not expected.
+        eprintln!(
+            "note: {} exited {} with no output: {}",
+            run.cmdline,
+            run.status,
+            run.stderr.trim()
+        );
+    }
+    split_fields(&run.stdout, fields.len())
+}
+
+/// [`tshark_fields`] for a pcap zonewatch wrote (an evidence file): the file
+/// must be whole (see [`pcap_frames`]: a header, then complete records to the
+/// last byte, at least one of them) and TShark must read it and exit 0; any
+/// of that failing is an `Err` naming why.
+pub fn try_tshark_fields_strict(
+    file: &Path,
+    fields: &[&str],
+    extra: &[&str],
+) -> Result<Vec<Vec<String>>, String> {
+    let frames = pcap_frames(file)?;
+    if frames == 0 {
+        return Err(format!("{}: holds no frame", file.display()));
+    }
+    let run = tshark_fields_run(file, fields, extra);
+    if !run.status.success() {
+        return Err(format!(
+            "{} exited {}: {}",
+            run.cmdline,
+            run.status,
+            run.stderr.trim()
+        ));
+    }
+    Ok(split_fields(&run.stdout, fields.len()))
+}
+
+/// [`try_tshark_fields_strict`], failing the test on `Err`.
+pub fn tshark_fields_strict(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<String>> {
+    try_tshark_fields_strict(file, fields, extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `src` (a classic pcap) followed by its own records again, `gap_secs`
+/// later, written to `out`. A paced replay of it has a long quiet gap in the
+/// middle, so a test that interrupts it "during the capture" cannot be
+/// outrun by the end of the file on a slow machine.
+pub fn twice_with_gap(src: &Path, gap_secs: u32, out: &Path) {
+    let b = std::fs::read(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let frames = pcap_frames(src).unwrap_or_else(|e| panic!("{e}"));
+    assert!(frames > 0, "{}: empty", src.display());
+    let le = matches!(
+        b.get(..4),
+        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1])
+    );
+    let get = |x: &[u8]| -> u32 {
+        let a = [x[0], x[1], x[2], x[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let put = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+    let mut shifted = b.get(24..).unwrap_or_default().to_vec();
+    let mut at = 0;
+    while at + 16 <= shifted.len() {
+        let secs = get(&shifted[at..at + 4]) + gap_secs;
+        shifted[at..at + 4].copy_from_slice(&put(secs));
+        at += 16 + get(&shifted[at + 8..at + 12]) as usize;
+    }
+    let mut all = b.clone();
+    all.extend_from_slice(&shifted);
+    std::fs::write(out, all).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}
+
+/// Frames of a classic pcap (either byte order, micro or nano), checked to be
+/// whole: a 24-byte header, then records whose 16-byte header and captured
+/// bytes all fit, ending exactly at the end of the file. A file cut in the
+/// middle of a record (torn) is an `Err` saying where.
+pub fn pcap_frames(file: &Path) -> Result<u64, String> {
+    let b = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let name = file.display();
+    let magic = b
+        .get(..4)
+        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+        .ok_or_else(|| format!("{name}: {} bytes, shorter than a pcap header", b.len()))?;
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        m => return Err(format!("{name}: not a classic pcap (magic {m:#010x})")),
+    };
+    if b.len() < 24 {
+        return Err(format!("{name}: torn file header ({} bytes)", b.len()));
+    }
+    let u32_at = |at: usize| -> u32 {
+        let x = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if le {
+            u32::from_le_bytes(x)
+        } else {
+            u32::from_be_bytes(x)
+        }
+    };
+    let (mut at, mut frames) = (24usize, 0u64);
+    while at < b.len() {
+        if b.len() - at < 16 {
+            return Err(format!(
+                "{name}: torn record header at offset {at} ({} of 16 bytes)",
+                b.len() - at
+            ));
+        }
+        let caplen = u32_at(at + 8) as usize;
+        let end = at + 16 + caplen;
+        if end > b.len() {
+            return Err(format!(
+                "{name}: torn record at offset {at}: {caplen} bytes captured, {} in the file",
+                b.len() - at - 16
+            ));
+        }
+        at = end;
+        frames += 1;
+    }
+    Ok(frames)
+}
+
+fn tshark_fields_run(file: &Path, fields: &[&str], extra: &[&str]) -> Run {
     let mut args: Vec<&OsStr> = vec![OsStr::new("-n"), OsStr::new("-r"), file.as_os_str()];
     args.extend(NO_REASSEMBLY.iter().map(OsStr::new));
     args.extend(extra.iter().map(OsStr::new));
@@ -669,22 +879,15 @@ pub fn tshark_fields(file: &Path, fields: &[&str], extra: &[&str]) -> Vec<Vec<St
         args.push(OsStr::new("-e"));
         args.push(OsStr::new(f));
     }
-    let run = tshark(&args);
-    if run.stdout.is_empty() && !run.status.success() {
-        // Nothing read at all (e.g. a file TShark refuses): let the caller see zero frames,
-        // but say why in case that was not expected.
-        eprintln!(
-            "note: {} exited {} with no output: {}",
-            run.cmdline,
-            run.status,
-            run.stderr.trim()
-        );
-    }
-    run.stdout
+    tshark(&args)
+}
+
+fn split_fields(stdout: &str, n: usize) -> Vec<Vec<String>> {
+    stdout
         .lines()
         .map(|l| {
             let mut v: Vec<String> = l.split('\t').map(str::to_string).collect();
-            v.resize(fields.len(), String::new());
+            v.resize(n, String::new());
             v
         })
         .collect()

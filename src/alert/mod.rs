@@ -168,13 +168,17 @@ pub trait AlertSink: Send {
     }
 }
 
-/// Writes each alert as one JSON line.
+/// Writes each alert as one JSON line, handed to the writer whole in one
+/// `write_all` (an output may be flushed or reopened between two calls, never
+/// inside a line: `crate::output`).
 pub struct JsonLines<W: Write + Send>(pub W);
 
 impl<W: Write + Send> AlertSink for JsonLines<W> {
     fn alert(&mut self, a: &Alert) -> io::Result<()> {
-        serde_json::to_writer(&mut self.0, a)?;
-        self.0.write_all(b"\n")
+        // One allocation per alert line (alerts are rare next to packets).
+        let mut line = serde_json::to_vec(a)?;
+        line.push(b'\n');
+        self.0.write_all(&line)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()

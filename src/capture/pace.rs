@@ -162,9 +162,45 @@ mod test {
 
     const S: u64 = 1_000_000_000;
 
+    /// Run `f` on its own thread; it must finish within a ceiling that is
+    /// generous for a loaded machine yet far below the hour-long waits a
+    /// broken pacer would make (so a bug fails here instead of hanging, and
+    /// no test depends on how fast an idle machine is).
+    fn within_ceiling<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("the pacer waited for a frame it should have released")
+    }
+
     #[test]
-    fn releases_frames_at_their_scaled_time() {
-        // 0 s, 1 s, 2 s at speed 10 → due at 0, 100 ms, 200 ms.
+    fn due_times_are_packet_time_divided_by_speed() {
+        let base = 1_600_000_000 * S;
+        let mut start = None;
+        let t0 = due(&mut start, 10.0, base).expect("first frame");
+        // 1 s and 2 s of packet time at speed 10: exactly 100 ms and 200 ms later.
+        let t1 = due(&mut start, 10.0, base + S).expect("due");
+        let t2 = due(&mut start, 10.0, base + 2 * S).expect("due");
+        assert_eq!(t1 - t0, Duration::from_millis(100));
+        assert_eq!(t2 - t0, Duration::from_millis(200));
+        // Older than the first frame: due at once.
+        assert_eq!(due(&mut start, 10.0, base - S), Some(t0));
+        // Speed 0.5: twice as long.
+        let mut start = None;
+        let t0 = due(&mut start, 0.5, base).expect("first");
+        assert_eq!(
+            due(&mut start, 0.5, base + S).expect("due") - t0,
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn releases_frames_in_order_never_before_their_scaled_time() {
+        // 0 s, 1 s, 2 s at speed 10 → due at 0, 100 ms, 200 ms. Only the lower
+        // bound is a property of the pacer; how late a loaded machine wakes a
+        // sleeping thread is not.
         let base = 1_600_000_000 * S;
         let stop = Arc::new(AtomicBool::new(false));
         let mut p = Paced::try_new(script(&[base, base + S, base + 2 * S]), 10.0, stop)
@@ -179,16 +215,13 @@ mod test {
         for (rel_ns, when) in &at {
             let due = Duration::from_nanos(rel_ns / 10);
             assert!(*when >= due, "released at {when:?}, due {due:?}");
-            assert!(
-                *when < due + Duration::from_millis(150),
-                "late: {when:?} vs {due:?}"
-            );
         }
     }
 
     #[test]
-    fn stop_flag_ends_the_wait_at_once() {
-        // Second frame is an hour later at speed 1: without the flag we would wait.
+    fn stop_flag_ends_the_wait_and_releases_the_rest_at_once() {
+        // Frames an hour apart at speed 1: without the flag the pacer would
+        // wait hours; with it, the whole script comes out.
         let stop = Arc::new(AtomicBool::new(false));
         let mut p = Paced::new(script(&[0, 3600 * S, 7200 * S]), 1.0, stop.clone());
         assert!(matches!(p.next(), Ok(Next::Frame(_))));
@@ -199,35 +232,35 @@ mod test {
                 stop.store(true, Ordering::Relaxed);
             })
         };
-        let t0 = Instant::now();
-        assert!(matches!(p.next(), Ok(Next::Frame(f)) if f.ts_ns == 3600 * S));
-        // Noticed within one 100 ms slice of being set.
-        assert!(
-            t0.elapsed() < Duration::from_millis(400),
-            "{:?}",
-            t0.elapsed()
-        );
+        let rest = within_ceiling(move || {
+            let mut ts = Vec::new();
+            while let Ok(Next::Frame(f)) = p.next() {
+                ts.push(f.ts_ns);
+            }
+            ts
+        });
         setter.join().expect("setter thread");
-        // After stop everything is delivered immediately.
-        let t1 = Instant::now();
-        assert!(matches!(p.next(), Ok(Next::Frame(_))));
-        assert!(matches!(p.next(), Ok(Next::End)));
-        assert!(t1.elapsed() < Duration::from_millis(50));
+        assert_eq!(rest, [3600 * S, 7200 * S]);
     }
 
     #[test]
     fn older_frames_and_idle_pass_straight_through() {
+        // The second frame is an hour *older* than the first: due at once (a
+        // pacer that waited for the distance would wait an hour).
         let stop = Arc::new(AtomicBool::new(false));
-        let mut s = script(&[10 * S, 5 * S]);
+        let mut s = script(&[3600 * S, 5 * S]);
         s.idle_first = true;
         let mut p = Paced::new(s, 1.0, stop);
         assert!(matches!(p.next(), Ok(Next::Idle { now_ns: Some(7) })));
-        let t0 = Instant::now();
-        assert!(matches!(p.next(), Ok(Next::Frame(f)) if f.ts_ns == 10 * S));
-        assert!(matches!(p.next(), Ok(Next::Frame(f)) if f.ts_ns == 5 * S));
-        assert!(matches!(p.next(), Ok(Next::End)));
-        assert!(t0.elapsed() < Duration::from_millis(50));
         assert!(!p.is_live());
+        let got = within_ceiling(move || {
+            let mut ts = Vec::new();
+            while let Ok(Next::Frame(f)) = p.next() {
+                ts.push(f.ts_ns);
+            }
+            ts
+        });
+        assert_eq!(got, [3600 * S, 5 * S]);
     }
 
     #[test]

@@ -198,6 +198,9 @@ pub struct AnalysisStats {
     pub forced: u64,
     /// `--evidence`: files written and what was cut.
     pub evidence: Option<crate::evidence::EvidenceStats>,
+    /// Frames queued for evidence files but not added to them because a
+    /// second interrupt hurried the end (`AnalysisConfig::hurry`).
+    pub evidence_frames_unwritten: u64,
 }
 
 /// The analysis thread's setup.
@@ -217,6 +220,9 @@ pub struct AnalysisConfig {
     pub sources: Vec<String>,
     /// `--evidence DIR`: a pcap per alert.
     pub evidence: Option<crate::evidence::EvidenceConfig>,
+    /// Set by a second interrupt: at the end, close the evidence files with
+    /// what they hold instead of adding the frames still queued.
+    pub hurry: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The analysis thread: merges the workers' observations in packet-time order,
@@ -250,6 +256,9 @@ pub fn serve(
         sources: cfg.sources.clone(),
         ..Written::default()
     };
+    // Evidence files named by an alert get their collected frames on disk at
+    // least this often (wall time), like the line outputs.
+    let mut evidence_flushed = std::time::Instant::now();
     let mut run = Run {
         gens: &mut gens,
         folder: &mut folder,
@@ -325,6 +334,15 @@ pub fn serve(
             &mut result,
             &mut written,
         );
+        if let Some(e) = &mut evidence {
+            if evidence_flushed.elapsed() >= EVIDENCE_FLUSH_EVERY {
+                evidence_flushed = std::time::Instant::now();
+                e.flush_named();
+                if let Some(m) = &mut written.metrics {
+                    m.evidence(e.stats());
+                }
+            }
+        }
         if done == workers {
             break;
         }
@@ -339,8 +357,17 @@ pub fn serve(
         &mut result,
         &mut written,
     );
+    let hurried = cfg
+        .hurry
+        .as_ref()
+        .is_some_and(|h| h.load(std::sync::atomic::Ordering::Relaxed));
+    let mut evidence_frames_unwritten = 0;
     if let Some(e) = &mut evidence {
-        e.finish();
+        if hurried {
+            evidence_frames_unwritten = e.finish_now();
+        } else {
+            e.finish();
+        }
         if let Some(m) = &mut written.metrics {
             m.evidence(e.stats());
         }
@@ -353,9 +380,14 @@ pub fn serve(
         late: merger.late,
         forced: merger.forced,
         evidence: evidence.map(|e| e.stats().clone()),
+        evidence_frames_unwritten,
     };
     (stats, result)
 }
+
+/// How often (wall time) evidence files already named by an alert line get
+/// the frames collected for them appended.
+const EVIDENCE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The analysis thread's working parts.
 struct Run<'a> {

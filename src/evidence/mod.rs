@@ -27,8 +27,15 @@
 //! [`Selector::for_alert`]). Either way a file keeps collecting for
 //! `follow_ns` of packet time after the line is written, then closes.
 //!
-//! Files are named `<alert id>.pcap` and the line names it (`evidence_pcap`);
-//! a group's file is written as `.open-<n>.pcap` until its line is final.
+//! Files are named `<alert id>.pcap` and the line names it (`evidence_pcap`).
+//! The file is put on disk (0640) with what it holds *before* the line is
+//! written, and the line names it only when that worked: an alert never
+//! names a file that does not exist. One that cannot be created is counted
+//! (`alerts_file_failed`, the first error on stderr). Frames that follow are
+//! appended at least once a second ([`Store::flush_named`]) and when the file
+//! closes; an append that fails is cut back to the last whole frame and
+//! counted (`write_errors`). A group's buffers spill to `.open-<n>.pcap`
+//! until its line is final.
 //!
 //! Everything is decided on packet time in release order, so files are the
 //! same for any worker count and for a live capture and a replay of it.
@@ -48,6 +55,7 @@ use crate::packet::{Addr, FlowKey, LinkType, RawFrame};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
@@ -255,6 +263,10 @@ pub struct EvidenceStats {
     pub bytes: u64,
     /// Alerts without a file because `--evidence-total-bytes` was reached.
     pub alerts_without_file: u64,
+    /// Alerts written without `evidence_pcap` because their file could not be
+    /// created (the directory became unwritable, the disk is full...; the
+    /// first error on stderr).
+    pub alerts_file_failed: u64,
     /// Frames not written because their file reached `--evidence-alert-bytes`
     /// (counted once the file is full, while it would still collect).
     pub frames_over_alert_cap: u64,
@@ -268,7 +280,9 @@ pub struct EvidenceStats {
     pub rings_evicted: u64,
     /// Frames that were in those rings.
     pub frames_evicted: u64,
-    /// Files that could not be written (with the first error on stderr).
+    /// Appends to a named file (or spills to a group's temporary file) that
+    /// failed: the file keeps its whole frames and collects no more (the
+    /// first error on stderr).
     pub write_errors: u64,
     /// Frames the capture thread could not hand over because the analysis
     /// thread was behind (live only; a replay waits instead).
@@ -292,15 +306,23 @@ struct Stored {
 /// Evidence being collected: in memory until it closes (so files never
 /// hold descriptors while they wait), then written at once.
 struct Open {
-    /// `DIR/<alert id>.pcap`, once the line is written.
+    /// `DIR/<alert id>.pcap`, once the line is written (the file exists then).
     path: Option<PathBuf>,
     /// Bytes not yet on disk.
     buf: Vec<u8>,
     /// Where earlier bytes went when the buffers were spilled (the final
     /// path, or `.open-<n>.pcap` until the line names the file).
     spilled: Option<PathBuf>,
+    /// Bytes of `spilled` on disk: whole frames (a failed append is cut back
+    /// to it).
+    on_disk: u64,
     /// Bytes of the file so far (on disk and in `buf`).
     size: u64,
+    /// Frames in the file so far.
+    packets: u64,
+    /// A spill before the line named the file failed: its first bytes are
+    /// gone, so it will not be named (the error, for the count).
+    lost: Option<io::Error>,
     link: Option<LinkType>,
     /// Explicit flows (a fold group), or a selector (a detector).
     flows: Vec<FlowKey>,
@@ -340,23 +362,42 @@ pub struct Store {
     scratch: Vec<u64>,
     stats: EvidenceStats,
     error_told: bool,
+    file_failed_told: bool,
+    /// Link type of the last frame committed: the header of a file that has
+    /// no frame yet when its line is written.
+    last_link: LinkType,
 }
 
 /// Bytes the open files may buffer together before they are appended to disk.
 pub const MAX_BUFFERED: u64 = 64 << 20;
 
-fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Append `bytes` to `path` (created 0640 if missing), whose first `on_disk`
+/// bytes are whole frames: a write that fails part-way is cut back to them,
+/// so the file never ends in a torn record. `fresh`: the file starts here
+/// (a stale file of an earlier run with that name is emptied first), and is
+/// removed again if the write fails.
+fn append(path: &Path, on_disk: u64, bytes: &[u8], fresh: bool) -> io::Result<()> {
     use std::io::Write;
-    std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)?
-        .write_all(bytes)
+        .mode(crate::output::FILE_MODE)
+        .open(path)?;
+    let r = if fresh { f.set_len(0) } else { Ok(()) }.and_then(|()| f.write_all(bytes));
+    if r.is_err() {
+        if fresh {
+            let _ = std::fs::remove_file(path);
+        } else {
+            let _ = f.set_len(on_disk);
+        }
+    }
+    r
 }
 
 /// Reasons evidence is cut ([`EvidenceStats::cuts`]; metrics label values).
-pub const CUT_REASONS: [&str; 8] = [
+pub const CUT_REASONS: [&str; 9] = [
     "alerts_without_file",
+    "alerts_file_failed",
     "frames_over_alert_cap",
     "frames_over_total_cap",
     "frames_other_link",
@@ -368,9 +409,10 @@ pub const CUT_REASONS: [&str; 8] = [
 
 impl EvidenceStats {
     /// Every cut count with its reason, in [`CUT_REASONS`] order.
-    pub fn cuts(&self) -> [(&'static str, u64); 8] {
+    pub fn cuts(&self) -> [(&'static str, u64); 9] {
         let n = [
             self.alerts_without_file,
+            self.alerts_file_failed,
             self.frames_over_alert_cap,
             self.frames_over_total_cap,
             self.frames_other_link,
@@ -411,6 +453,8 @@ impl Store {
             scratch: Vec::new(),
             stats: EvidenceStats::default(),
             error_told: false,
+            file_failed_told: false,
+            last_link: LinkType::Ethernet,
         }
     }
 
@@ -459,6 +503,7 @@ impl Store {
     }
 
     fn take(&mut self, r: &Rec, data: Box<[u8]>) {
+        self.last_link = r.link;
         if r.ts_ns >= self.next_sweep_ns {
             self.sweep(r.ts_ns);
             self.next_sweep_ns = r.ts_ns.saturating_add(SWEEP_NS);
@@ -650,19 +695,103 @@ impl Store {
                 i
             }
         };
-        let mut renamed = Ok(());
-        if let Some(o) = self.open.get_mut(&i) {
+        self.name_file(i, a, &path, Some(until));
+    }
+
+    /// Put file `i` on disk as `path` and name it in `a` (`evidence_pcap`),
+    /// or count why not. `finish`: the file stops collecting its group's
+    /// flows and collects until that packet time (`None`: a fold group's
+    /// first line; the group keeps collecting until it closes).
+    fn name_file(&mut self, i: u64, a: &mut Alert, path: &std::path::Path, finish: Option<u64>) {
+        let path = path.to_path_buf();
+        let last_link = self.last_link;
+        let Some(o) = self.open.get_mut(&i) else {
+            return;
+        };
+        if let Some(until) = finish {
             o.slot = None;
             o.until_ns = until;
-            a.evidence_pcap = Some(path.display().to_string());
-            if let Some(tmp) = o.spilled.take() {
-                renamed = std::fs::rename(&tmp, &path);
-                o.spilled = Some(path.clone());
-            }
-            o.path = Some(path.clone());
         }
-        if let Err(e) = renamed {
-            self.error(&path, &e);
+        if o.link.is_none() {
+            // No frame yet: a valid pcap for the capture's link type.
+            let _ = pcap::write_header(&mut o.buf, last_link);
+            o.link = Some(last_link);
+        }
+        // On disk before the line names it: the group's spilled file renamed
+        // (or a stale file of that name replaced), then what is buffered.
+        let buffered = o.buf.len() as u64;
+        let put = match (o.lost.take(), o.spilled.take()) {
+            // Its buffers could not be spilled: the file lacks its start.
+            (Some(e), _) => Err(e),
+            (None, Some(tmp)) => match std::fs::rename(&tmp, &path) {
+                // (Renamed: a failed append removes what is now ours.)
+                Ok(()) => append(&path, o.on_disk, &o.buf, false).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&path);
+                }),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e)
+                }
+            },
+            // (A failed fresh append removes what it created.)
+            (None, None) => append(&path, 0, &o.buf, true),
+        };
+        match put {
+            Ok(()) => {
+                o.on_disk += buffered;
+                o.buf = Vec::new();
+                self.buffered = self.buffered.saturating_sub(buffered);
+                o.spilled = Some(path.clone());
+                o.path = Some(path.clone());
+                a.evidence_pcap = Some(path.display().to_string());
+                self.stats.files += 1;
+            }
+            Err(e) => {
+                self.drop_file(i);
+                self.stats.alerts_file_failed += 1;
+                if !self.file_failed_told {
+                    self.file_failed_told = true;
+                    eprintln!(
+                        "zonewatch: evidence: cannot create {}: {e}; alert {} is written without evidence_pcap (counted: alerts.evidence.alerts_file_failed)",
+                        path.display(),
+                        a.id
+                    );
+                }
+            }
+        }
+    }
+
+    /// Forget file `i` without writing it (its creation failed), giving
+    /// back what it counted.
+    fn drop_file(&mut self, i: u64) {
+        let Some(o) = self.open.remove(&i) else {
+            return;
+        };
+        self.forget(i, &o);
+        let size = o.size.max(pcap::FILE_HEADER);
+        self.written = self.written.saturating_sub(size);
+        self.stats.bytes = self.stats.bytes.saturating_sub(size);
+        self.stats.packets = self.stats.packets.saturating_sub(o.packets);
+        self.buffered = self.buffered.saturating_sub(o.buf.len() as u64);
+    }
+
+    /// Remove file `id` from the flow and anchor indexes.
+    fn forget(&mut self, id: u64, o: &Open) {
+        for k in &o.flows {
+            if let Some(v) = self.by_flow.get_mut(k) {
+                v.retain(|&x| x != id);
+                if v.is_empty() {
+                    self.by_flow.remove(k);
+                }
+            }
+        }
+        if let Some(a) = o.sel.and_then(|s| s.anchor()) {
+            if let Some(v) = self.by_anchor.get_mut(&a) {
+                v.retain(|&x| x != id);
+                if v.is_empty() {
+                    self.by_anchor.remove(&a);
+                }
+            }
         }
     }
 
@@ -680,18 +809,7 @@ impl Store {
             return;
         };
         let path = self.cfg.dir.join(format!("{}.pcap", a.id));
-        let mut renamed = Ok(());
-        if let Some(o) = self.open.get_mut(&i) {
-            a.evidence_pcap = Some(path.display().to_string());
-            if let Some(tmp) = o.spilled.take() {
-                renamed = std::fs::rename(&tmp, &path);
-                o.spilled = Some(path.clone());
-            }
-            o.path = Some(path.clone());
-        }
-        if let Err(e) = renamed {
-            self.error(&path, &e);
-        }
+        self.name_file(i, a, &path, None);
     }
 
     /// Fold group `slot` closed at `at`: its file collects what follows for
@@ -744,6 +862,56 @@ impl Store {
         }
     }
 
+    /// End of a hurried run (a second interrupt): write every file with what
+    /// it holds, without taking in the frames still queued. Returns how many
+    /// frames were left out.
+    pub fn finish_now(&mut self) -> u64 {
+        let queued: usize = self.pending.iter().map(|b| b.recs.len()).sum();
+        let left = queued.saturating_sub(self.next) as u64;
+        self.pending.clear();
+        self.next = 0;
+        while let Some(id) = self.open.keys().next().copied() {
+            self.close(id);
+        }
+        left
+    }
+
+    /// Append what every named file collected since its last write (the
+    /// analysis thread calls this about once a second).
+    pub fn flush_named(&mut self) {
+        let ids: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.path.is_some() && !o.buf.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.write_out(id);
+        }
+    }
+
+    /// Append file `id`'s buffer to its named file; a failure is counted and
+    /// the file collects no more.
+    fn write_out(&mut self, id: u64) {
+        let Some(o) = self.open.get_mut(&id) else {
+            return;
+        };
+        let Some(path) = o.path.clone() else {
+            return;
+        };
+        let n = o.buf.len() as u64;
+        let r = append(&path, o.on_disk, &o.buf, false);
+        o.buf = Vec::new();
+        self.buffered = self.buffered.saturating_sub(n);
+        match r {
+            Ok(()) => o.on_disk += n,
+            Err(e) => {
+                o.full = true;
+                self.error(&path, &e);
+            }
+        }
+    }
+
     fn create(&mut self, sel: Option<Selector>, slot: Option<u64>) -> u64 {
         // Every file gets its header, even with no frame: reserve it now.
         self.written += pcap::FILE_HEADER;
@@ -759,7 +927,10 @@ impl Store {
                 path: None,
                 buf: Vec::new(),
                 spilled: None,
+                on_disk: 0,
                 size: 0,
+                packets: 0,
+                lost: None,
                 link: None,
                 flows: Vec::new(),
                 sel,
@@ -806,6 +977,7 @@ impl Store {
         let _ = pcap::write_record(&mut o.buf, ts, orig, data);
         let added = (o.buf.len() - before) as u64;
         o.size += added;
+        o.packets += 1;
         self.buffered += added;
         self.written += need;
         self.stats.packets += 1;
@@ -840,18 +1012,22 @@ impl Store {
             let Some(o) = self.open.get_mut(&id) else {
                 continue;
             };
-            let target = match (&o.spilled, &o.path) {
-                (Some(p), _) | (None, Some(p)) => p.clone(),
-                (None, None) => dir.join(format!(".open-{id}.pcap")),
+            let (target, fresh) = match &o.spilled {
+                Some(p) => (p.clone(), false),
+                None => (dir.join(format!(".open-{id}.pcap")), true),
             };
-            match append(&target, &o.buf) {
+            match append(&target, o.on_disk, &o.buf, fresh) {
                 Ok(()) => {
                     o.spilled = Some(target);
+                    o.on_disk += o.buf.len() as u64;
                     o.buf = Vec::new();
                 }
                 Err(e) => {
                     o.buf = Vec::new();
                     o.full = true;
+                    if o.path.is_none() {
+                        o.lost = Some(io::Error::new(e.kind(), e.to_string()));
+                    }
                     failed.get_or_insert((target, e));
                 }
             }
@@ -864,45 +1040,21 @@ impl Store {
 
     /// Write file `i` out and forget it.
     fn close(&mut self, id: u64) {
-        let Some(mut o) = self.open.remove(&id) else {
+        // A named file exists already (written when its line was): append
+        // the rest.
+        if self.open.get(&id).is_some_and(|o| o.path.is_some()) {
+            self.write_out(id);
+        }
+        let Some(o) = self.open.remove(&id) else {
             return;
         };
-        for k in &o.flows {
-            if let Some(v) = self.by_flow.get_mut(k) {
-                v.retain(|&x| x != id);
-                if v.is_empty() {
-                    self.by_flow.remove(k);
-                }
-            }
-        }
-        if let Some(a) = o.sel.and_then(|s| s.anchor()) {
-            if let Some(v) = self.by_anchor.get_mut(&a) {
-                v.retain(|&x| x != id);
-                if v.is_empty() {
-                    self.by_anchor.remove(&a);
-                }
-            }
-        }
+        self.forget(id, &o);
         self.buffered = self.buffered.saturating_sub(o.buf.len() as u64);
-        let Some(path) = o.path.take() else {
+        if o.path.is_none() {
             // A group whose line was never written: nothing names it.
             if let Some(tmp) = o.spilled {
                 let _ = std::fs::remove_file(tmp);
             }
-            return;
-        };
-        if o.link.is_none() {
-            // No frame reached it (its rings were gone): still a valid, empty
-            // pcap (its header was counted when it was created).
-            let _ = pcap::write_header(&mut o.buf, LinkType::Ethernet);
-        }
-        let done = match o.spilled {
-            Some(_) => append(&path, &o.buf),
-            None => std::fs::write(&path, &o.buf),
-        };
-        match done {
-            Ok(()) => self.stats.files += 1,
-            Err(e) => self.error(&path, &e),
         }
     }
 

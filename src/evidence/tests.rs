@@ -191,3 +191,67 @@ fn rings_of_flows_idle_longer_than_keep_are_not_evidence() {
     st.finish();
     assert_eq!(frames_of(&dir.path().join("k1.pcap")), vec![(150, 2)]);
 }
+
+#[test]
+fn a_named_file_exists_with_whole_frames_before_its_line_and_grows_once_flushed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut st = store(dir.path(), 3);
+    let k = key(40010);
+    st.queue(batch(&[(10, k, 1), (20, k, 2), (55, k, 3)]));
+    let mut a = alert("brute_force", "n1", A, Some(B), Some(80));
+    st.alert(&mut a, 50);
+    let path = dir.path().join("n1.pcap");
+    // Named, and on disk already: the ring's frames, readable.
+    assert_eq!(a.evidence_pcap.as_deref(), path.to_str());
+    assert_eq!(frames_of(&path), vec![(10, 1), (20, 2)]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode & !0o640, 0, "{mode:o}");
+    // What follows is appended by the once-a-second flush, before the close.
+    st.commit(56);
+    st.flush_named();
+    assert_eq!(frames_of(&path), vec![(10, 1), (20, 2), (55, 3)]);
+    st.finish();
+    assert_eq!(frames_of(&path), vec![(10, 1), (20, 2), (55, 3)]);
+    assert_eq!(st.stats().files, 1);
+}
+
+#[test]
+fn a_file_that_cannot_be_created_is_not_named_and_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut st = store(dir.path(), 3);
+    let k = key(40011);
+    st.queue(batch(&[(10, k, 1), (20, k, 2)]));
+    // A directory holds the file's name.
+    std::fs::create_dir(dir.path().join("x1.pcap")).expect("mkdir");
+    let mut a = alert("brute_force", "x1", A, Some(B), Some(80));
+    st.alert(&mut a, 30);
+    assert_eq!(a.evidence_pcap, None);
+    // A fold group's file fails the same way.
+    st.fold(7, &key(40012), 31);
+    std::fs::create_dir(dir.path().join("x2.pcap")).expect("mkdir");
+    let mut g = alert("separation_violation", "x2", A, Some(B), Some(80));
+    g.evidence_slot = Some(7);
+    st.alert(&mut g, 32);
+    assert_eq!(g.evidence_pcap, None);
+    st.finish();
+    let s = st.stats();
+    assert_eq!(
+        (s.alerts_file_failed, s.files, s.bytes, s.packets),
+        (2, 0, 0, 0)
+    );
+    // Nothing but the two directories is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2);
+}
+
+#[test]
+fn an_alert_with_no_frame_yet_gets_a_valid_empty_pcap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut st = store(dir.path(), 3);
+    let mut a = alert("brute_force", "e1", A, Some(B), Some(80));
+    st.alert(&mut a, 30);
+    let path = dir.path().join("e1.pcap");
+    assert_eq!(a.evidence_pcap.as_deref(), path.to_str());
+    assert_eq!(frames_of(&path), vec![]);
+    st.finish();
+}

@@ -149,7 +149,7 @@ impl M {
             M::CaptureTime => ("zonewatch_capture_time_seconds", Gauge, &[], "Packet time of the newest packet read (Unix seconds)"),
             M::EvidenceFiles => ("zonewatch_evidence_files_total", Counter, &[], "Evidence pcaps written (--evidence)"),
             M::EvidenceBytes => ("zonewatch_evidence_bytes_total", Counter, &[], "Bytes put into evidence pcaps, headers included (--evidence)"),
-            M::EvidenceCut => ("zonewatch_evidence_cuts_total", Counter, &["reason"], "Evidence not written, by reason (the summary's alerts.evidence names: alerts_without_file, frames_over_alert_cap, frames_over_total_cap, frames_other_link, flows_over_cap, frames_evicted, write_errors, frames_not_copied)"),
+            M::EvidenceCut => ("zonewatch_evidence_cuts_total", Counter, &["reason"], "Evidence not written, by reason (the summary's alerts.evidence names: alerts_without_file, alerts_file_failed, frames_over_alert_cap, frames_over_total_cap, frames_other_link, flows_over_cap, frames_evicted, write_errors, frames_not_copied)"),
         };
         Def {
             name,

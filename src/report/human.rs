@@ -365,8 +365,9 @@ fn japanese(s: &Summary, r: &Report) -> String {
                 e.files, e.packets, e.bytes
             );
             // Japanese names of the cut reasons, in CUT_REASONS order.
-            const JA_CUTS: [&str; 8] = [
+            const JA_CUTS: [&str; 9] = [
                 "上限超過でファイルなしのアラート",
+                "ファイルを作れずファイルなしのアラート",
                 "1 ファイルの上限を超えたフレーム",
                 "全体の上限を超えたフレーム",
                 "リンク種別の異なるフレーム",
