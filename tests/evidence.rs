@@ -440,11 +440,13 @@ fn an_alert_names_its_evidence_file_only_when_the_file_was_created() {
         "{}",
         run.stderr
     );
-    let lines: Vec<Map<String, Value>> = std::fs::read_to_string(&alerts)
+    let raw: Vec<Map<String, Value>> = std::fs::read_to_string(&alerts)
         .expect("alerts")
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
+    // Each alert as it finally stands (an update line repeats its file name).
+    let lines = util::finals(&raw);
     assert_eq!(lines.len(), first.alerts.len());
     for a in &lines {
         if s(a, "id") == blocked {

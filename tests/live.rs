@@ -51,6 +51,36 @@ impl Veth {
     }
 }
 
+impl Veth {
+    /// [`Veth::new`], then two documentation blocks on one link: the capture
+    /// end holds `cap_addr`/24 (in 198.51.100.0/24), the sender `snd_addr`/24
+    /// (in 192.0.2.0/24), and each side routes the other's block onto it.
+    pub fn between_blocks(prefix: &str, cap_addr: &str, snd_addr: &str) -> Veth {
+        let v = Veth::new(prefix);
+        v.cap.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{cap_addr}/24"),
+            "dev",
+            &v.cap_if,
+        ]);
+        v.snd.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{snd_addr}/24"),
+            "dev",
+            &v.snd_if,
+        ]);
+        v.cap
+            .run(&["ip", "route", "add", "192.0.2.0/24", "dev", &v.cap_if]);
+        v.snd
+            .run(&["ip", "route", "add", "198.51.100.0/24", "dev", &v.snd_if]);
+        v
+    }
+}
+
 impl Netns {
     /// A new namespace with a unique name: zw-t-PID-N.
     pub fn new() -> Netns {

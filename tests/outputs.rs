@@ -50,15 +50,8 @@ struct Link {
 impl Link {
     fn new() -> Link {
         let Veth {
-            cap,
-            snd,
-            cap_if,
-            snd_if,
-        } = Veth::new("zwo");
-        cap.run(&["ip", "addr", "add", &format!("{DST}/24"), "dev", &cap_if]);
-        snd.run(&["ip", "addr", "add", &format!("{SRC}/24"), "dev", &snd_if]);
-        cap.run(&["ip", "route", "add", "192.0.2.0/24", "dev", &cap_if]);
-        snd.run(&["ip", "route", "add", "198.51.100.0/24", "dev", &snd_if]);
+            cap, snd, cap_if, ..
+        } = Veth::between_blocks("zwo", DST, SRC);
         Link { cap, snd, cap_if }
     }
 
