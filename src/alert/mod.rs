@@ -137,6 +137,10 @@ pub struct Alert {
     /// tells the writer and the evidence store that the group closed.
     #[serde(skip)]
     pub silent: bool,
+    /// A detector's alert group (unique per detector): a later line of the
+    /// same group (`update` > 0) repeats the first line's `id` (not written).
+    #[serde(skip)]
+    pub group: Option<u64>,
 }
 
 /// Give `a` its `id`: the first 16 hex digits of SHA-1 over the line as

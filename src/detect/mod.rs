@@ -500,9 +500,10 @@ struct Written {
     /// Due time of the last alert written and how many were written at it.
     last_due: u64,
     nth: u64,
-    /// Open fold groups (evidence slot) → the id and evidence file of their
-    /// first line, which their update line repeats.
-    groups: HashMap<u64, (String, Option<String>)>,
+    /// Open alert groups (producer rank, fold group's evidence slot or a
+    /// detector's group) → the id and evidence file of their first line,
+    /// which their update line repeats.
+    groups: HashMap<(usize, u64), (String, Option<String>)>,
     /// Update lines written.
     updates: u64,
 }
@@ -566,19 +567,20 @@ fn write(
     let mut folds_iter = ev.folds.unwrap_or(&mut none).drain(..).peekable();
     let wrote = !items.is_empty();
     items.sort_by_key(|(at, rank, _)| (*at, *rank));
-    for (at, _, mut a) in items.drain(..) {
+    for (at, rank, mut a) in items.drain(..) {
         if let Some(st) = store.as_deref_mut() {
             while let Some((t, slot, key)) = folds_iter.next_if(|f| f.0 <= at) {
                 st.fold(slot, &key, t);
             }
         }
-        if let (true, Some(slot)) = (a.update > 0, a.evidence_slot) {
-            // A fold group closed: its update line repeats the first line's id.
-            if let Some((id, pcap)) = written.groups.remove(&slot) {
+        let group = a.evidence_slot.or(a.group).map(|g| (rank, g));
+        if let (true, Some(gk)) = (a.update > 0, group) {
+            // A group closed: its update line repeats the first line's id.
+            if let Some((id, pcap)) = written.groups.remove(&gk) {
                 a.id = id;
                 a.evidence_pcap = pcap;
             }
-            if let Some(st) = store.as_deref_mut() {
+            if let (Some(st), Some(slot)) = (store.as_deref_mut(), a.evidence_slot) {
                 st.close_slot(slot, at);
             }
             if a.silent {
@@ -615,10 +617,10 @@ fn write(
                 st.alert(&mut a, at);
             }
         }
-        if let Some(slot) = a.evidence_slot {
+        if let Some(gk) = group {
             written
                 .groups
-                .insert(slot, (a.id.clone(), a.evidence_pcap.clone()));
+                .insert(gk, (a.id.clone(), a.evidence_pcap.clone()));
         }
         *written.by_kind.entry(a.kind).or_default() += 1;
         if let Some(m) = &mut written.metrics {

@@ -130,6 +130,13 @@ struct Window {
     overflow: u64,
     total: u64,
     vlan: Option<u16>,
+    /// Refused TCP/UDP ports per host and refused hosts per (protocol, port)
+    /// so far: a port-scan threshold crossed by refusals alerts at once.
+    refused_ports: HashMap<Addr, u32>,
+    refused_hosts: HashMap<(u8, u16), u32>,
+    /// The group of the alert written when a threshold was crossed; the
+    /// window's judgement then writes its update line.
+    early: Option<u64>,
 }
 
 impl WindowState for Window {
@@ -152,6 +159,8 @@ pub struct ScanDetector {
     /// sweep of its own.
     recent_dst: HashMap<Addr, u64>,
     stats: DetectorStats,
+    /// Alert groups given out (early alerts).
+    groups: u64,
 }
 
 /// How long a forwarded packet explains an ARP request for its destination.
@@ -185,6 +194,7 @@ impl ScanDetector {
             win,
             recent_dst: HashMap::default(),
             stats: DetectorStats::default(),
+            groups: 0,
         }
     }
 
@@ -240,19 +250,53 @@ impl ScanDetector {
             });
     }
 
-    /// Mark the attempt of `src` to `t` answered or refused.
-    fn outcome(&mut self, src: SrcKey, t: Target, refused: bool) {
+    /// Mark the attempt of `src` to `t` answered or refused (at `at`). A
+    /// refusal that makes the current window cross a port-scan threshold
+    /// writes the alert now; the window's judgement updates it.
+    fn outcome(
+        &mut self,
+        src: SrcKey,
+        t: Target,
+        refused: bool,
+        at: u64,
+        cx: &Ctx,
+        out: &mut Emit,
+    ) {
+        let (min_ports, min_hosts) = (self.cfg.min_ports_per_host, self.cfg.min_hosts_per_port);
+        let mut crossed = false;
         if let Some(s) = self.win.get_mut(&src) {
+            let in_cur = s.cur.attempts.contains_key(&t);
             let a = match s.cur.attempts.get_mut(&t) {
                 Some(a) => Some(a),
                 None => s.next.attempts.get_mut(&t),
             };
             if let Some(a) = a {
                 if refused {
+                    let first = !a.refused;
                     a.refused = true;
+                    if first && in_cur && matches!(a.probe, Probe::Tcp | Probe::Udp) {
+                        let w = &mut s.cur;
+                        let p = w.refused_ports.entry(t.dst).or_default();
+                        *p += 1;
+                        let h = w.refused_hosts.entry((t.proto, t.port)).or_default();
+                        *h += 1;
+                        crossed = w.early.is_none() && (*p >= min_ports || *h >= min_hosts);
+                    }
                 } else {
                     a.answered = true;
                 }
+            }
+        }
+        if crossed {
+            self.groups += 1;
+            let g = self.groups;
+            if let Some(s) = self.win.get_mut(&src) {
+                s.cur.early = Some(g);
+            }
+            if let Some(mut a) = self.alert_of(src, cx) {
+                a.group = Some(g);
+                self.stats.alerts += 1;
+                out.push(at, a);
             }
         }
     }
@@ -266,14 +310,39 @@ impl ScanDetector {
         }
     }
 
-    /// Judge the current window of `k` at time `at`.
+    /// Judge the current window of `k` at time `at`: its alert, or the
+    /// update of the alert written when it crossed a threshold.
     fn judge(&mut self, k: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
-        let Some(s) = self.win.get(&k) else {
-            return;
-        };
+        let early = self.win.get(&k).and_then(|s| s.cur.early);
+        match (self.alert_of(k, cx), early) {
+            (Some(mut a), Some(g)) => {
+                a.group = Some(g);
+                a.update = 1;
+                out.push(at, a);
+            }
+            (Some(a), None) => {
+                self.stats.alerts += 1;
+                out.push(at, a);
+            }
+            (None, Some(g)) => out.push(
+                at,
+                Alert {
+                    group: Some(g),
+                    update: 1,
+                    silent: true,
+                    ..Alert::default()
+                },
+            ),
+            (None, None) => {}
+        }
+    }
+
+    /// The alert the current window of `k` makes as it stands, if any.
+    fn alert_of(&self, k: SrcKey, cx: &Ctx) -> Option<Alert> {
+        let s = self.win.get(&k)?;
         let w = &s.cur;
         if w.total == 0 {
-            return;
+            return None;
         }
         let failed = |a: &Attempt| a.refused || !a.answered;
         // Failed ports per host and failed hosts per (proto, port).
@@ -329,7 +398,7 @@ impl ScanDetector {
         let is_sweep = sweep_hosts.len() as u64 >= u64::from(c.min_sweep_hosts)
             && sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed);
         if !(is_vertical || is_horizontal || is_sweep) {
-            return;
+            return None;
         }
         let src_ip = to_ip(&k.src, k.v6);
         let src_zone = cx.zone(src_ip, w.vlan);
@@ -453,35 +522,31 @@ impl ScanDetector {
             "dst_zones": dst_zones,
             "window_secs": c.window_secs,
         });
-        self.stats.alerts += 1;
-        out.push(
-            at,
-            Alert {
-                timestamp: rfc3339(w.first_ns),
-                kind,
-                severity: severity.as_str(),
-                src_ip: Some(src_ip),
-                dst_ip,
-                dst_port,
-                proto: proto.map(|p| {
-                    if p == 0 {
-                        "arp".to_string()
-                    } else {
-                        proto_label(p)
-                    }
-                }),
-                vlan: w.vlan.into_iter().collect(),
-                src_zone,
-                dst_zone,
-                rule: format!("detect.port_scan.{}", types.join("+")),
-                reason,
-                count: w.total,
-                first_seen: rfc3339(w.first_ns),
-                last_seen: rfc3339(w.last_ns),
-                evidence: Some(evidence),
-                ..Alert::default()
-            },
-        );
+        Some(Alert {
+            timestamp: rfc3339(w.first_ns),
+            kind,
+            severity: severity.as_str(),
+            src_ip: Some(src_ip),
+            dst_ip,
+            dst_port,
+            proto: proto.map(|p| {
+                if p == 0 {
+                    "arp".to_string()
+                } else {
+                    proto_label(p)
+                }
+            }),
+            vlan: w.vlan.into_iter().collect(),
+            src_zone,
+            dst_zone,
+            rule: format!("detect.port_scan.{}", types.join("+")),
+            reason,
+            count: w.total,
+            first_seen: rfc3339(w.first_ns),
+            last_seen: rfc3339(w.last_ns),
+            evidence: Some(evidence),
+            ..Alert::default()
+        })
     }
 }
 
@@ -556,7 +621,7 @@ impl Detector for ScanDetector {
                 };
                 self.attempt(a, cx, out);
             }
-            Obs::Answered { key, .. } => {
+            Obs::Answered { key, ts_ns } => {
                 self.outcome(
                     SrcKey {
                         src: key.src,
@@ -564,9 +629,12 @@ impl Detector for ScanDetector {
                     },
                     target(key),
                     false,
+                    *ts_ns,
+                    cx,
+                    out,
                 );
             }
-            Obs::Refused { key, how, .. } => {
+            Obs::Refused { key, how, ts_ns } => {
                 let refused = match how {
                     Refusal::Rst | Refusal::IcmpError => true,
                 };
@@ -577,6 +645,9 @@ impl Detector for ScanDetector {
                     },
                     target(key),
                     refused,
+                    *ts_ns,
+                    cx,
+                    out,
                 );
             }
             Obs::Arp(a) => self.arp(a, cx, out),
@@ -640,6 +711,9 @@ impl ScanDetector {
                 },
                 t(a.sender),
                 false,
+                a.ts_ns,
+                cx,
+                out,
             ),
             _ => {}
         }

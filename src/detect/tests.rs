@@ -223,3 +223,44 @@ fn merger_holds_at_most_max_queued_and_counts_what_it_released_early() {
     assert_eq!(rest.len(), 10);
     assert_eq!(m.forced, 20);
 }
+
+/// Issue #12 point 3: a port scan whose refusals cross `min_ports_per_host`
+/// is written at the refusal that crossed it (update 0), not when its window
+/// is judged; the judgement writes the update line of the same group with the
+/// final counts.
+#[test]
+fn a_port_scan_alerts_when_refusals_cross_the_threshold_and_updates_at_judgement() {
+    let cfg = ScanConfig::default();
+    let min = u64::from(cfg.min_ports_per_host);
+    let mut obs = Vec::new();
+    for p in 1..=(2 * min) {
+        let port = p as u16;
+        let k = key(proto::TCP, "203.0.113.66", 40000, "192.0.2.34", port);
+        let ts = T0 + p * 10_000_000;
+        obs.push(start(ts, k, tcp_flags::SYN));
+        obs.push(Obs::Refused {
+            ts_ns: ts + 1000,
+            key: k,
+            how: Refusal::Rst,
+        });
+    }
+    let lines = run(&mut ScanDetector::new(cfg.clone()), None, obs);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let ((t0, first), (t1, last)) = (&lines[0], &lines[1]);
+    assert_eq!(
+        *t0,
+        T0 + min * 10_000_000 + 1000,
+        "written at the crossing refusal"
+    );
+    assert_eq!(
+        (first.update, first.kind, ev(first, "refused")),
+        (0, "port_scan", min)
+    );
+    assert!(
+        *t1 >= T0 + cfg.window_secs * S,
+        "the update waits for the judgement"
+    );
+    assert_eq!((last.update, ev(last, "refused")), (1, 2 * min));
+    assert!(first.group.is_some() && first.group == last.group);
+    assert_eq!(first.timestamp, last.timestamp);
+}
