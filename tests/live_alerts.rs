@@ -377,9 +377,11 @@ fn live_capture_and_replay_of_its_recording_give_identical_alerts() {
             "no {kind} alert among {kinds:?}:\n{a}"
         );
     }
+    // The newest line of a kind: an update line holds the alert's final state.
     let find = |kind: &str| -> &Value {
         alerts
             .iter()
+            .rev()
             .find(|v| v["kind"] == kind)
             .unwrap_or_else(|| panic!("no {kind}"))
     };
@@ -465,4 +467,55 @@ fn a_separation_violation_is_written_seconds_after_its_flow_live() {
         (&lines[0]["update"], &lines[0]["count"]),
         (&Value::from(0), &Value::from(1))
     );
+}
+
+/// Issue #12 point 3 for port scans: the recorded nmap SYN scan (1,020
+/// refused ports) sent at top speed is written as `port_scan` within seconds,
+/// at the refusal that crossed the threshold, not when the 60 s window is
+/// judged.
+#[test]
+fn a_port_scan_is_written_seconds_after_its_refusals_live() {
+    require_root();
+    let link = Link::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alerts = dir.path().join("A.jsonl");
+    let mut zw = link.cap.cmd(util::BIN);
+    zw.args(["run", "-q", "-i", &link.cap_if, "-w", "2"])
+        .args(["--duration-secs", "45"])
+        .arg("--rules")
+        .arg(RULES)
+        .arg("--alerts")
+        .arg(&alerts);
+    let mut zw = Watched::spawn(zw);
+    zw.wait_stderr("zonewatch: listening on ");
+    let scan = util::bundled("scan-nmap-syn.pcap");
+    let scan = scan.to_str().expect("utf-8 path");
+    let out = ns_run(
+        &link.snd,
+        &["tcpreplay", "-i", &link.snd_if, "--topspeed", scan],
+    );
+    let sent_at = std::time::Instant::now();
+    assert_eq!(
+        number_after(&out, "Failed packets:", "tcpreplay"),
+        0,
+        "{out}"
+    );
+    let ceiling = Duration::from_secs(20);
+    let latency = loop {
+        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+        if text.lines().any(|l| l.contains("\"kind\":\"port_scan\"")) {
+            break sent_at.elapsed();
+        }
+        assert!(
+            sent_at.elapsed() < ceiling,
+            "no port_scan line {ceiling:?} after the scan (its window is 60 s): {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("port_scan last-packet-to-line latency: {latency:?}");
+    util::send_signal(zw.pid(), "INT");
+    let _ = finish_ok(zw, "zonewatch run", WAIT);
+    let lines = parse_lines(&read(&alerts), "alerts");
+    let scans: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "port_scan").collect();
+    assert_eq!(scans[0]["update"], 0, "{scans:?}");
 }
