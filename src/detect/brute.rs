@@ -196,6 +196,9 @@ struct Window {
     /// Open connections by (target, initiator port).
     pending: BTreeMap<(Addr, u16), Pending>,
     targets: BTreeMap<Addr, Tally>,
+    /// The group of the alert written when the counted connections reached
+    /// the threshold; the window's judgement then writes its update line.
+    early: Option<u64>,
 }
 
 impl WindowState for Window {
@@ -217,6 +220,8 @@ pub struct BruteDetector {
     /// Per (initiator, service): its window, judged at its end + the wait.
     keys: Windows<Key, Window>,
     stats: DetectorStats,
+    /// Alert groups given out (early alerts).
+    groups: u64,
 }
 
 const NS: u64 = 1_000_000_000;
@@ -252,6 +257,7 @@ impl BruteDetector {
             cfg,
             keys,
             stats: DetectorStats::default(),
+            groups: 0,
         }
     }
 
@@ -384,7 +390,55 @@ impl BruteDetector {
         }
     }
 
-    /// Judge the current window of `k` at time `at`.
+    /// After an outcome of `key` at `at`: if the current window's counted
+    /// connections (to targets that talked) reached the threshold, write the
+    /// alert now; the window's judgement updates it.
+    fn check_early(&mut self, key: &FlowKey, at: u64, cx: &Ctx, out: &mut Emit) {
+        if !self.watched(key.proto, key.dport) {
+            return;
+        }
+        let k = Key {
+            src: key.src,
+            v6: key.v6,
+            port: key.dport,
+            proto: key.proto,
+        };
+        let Some(s) = self.keys.get(&k) else {
+            return;
+        };
+        let w = &s.cur;
+        if w.early.is_some() || w.connections == 0 {
+            return;
+        }
+        let attempts: u64 = w
+            .targets
+            .values()
+            .filter(|t| t.talked > 0)
+            .map(Tally::counted)
+            .sum();
+        let min = if k.proto == proto::UDP {
+            self.cfg.min_udp_attempts
+        } else {
+            self.cfg.min_attempts
+        };
+        if attempts < u64::from(min.max(1)) {
+            return;
+        }
+        let open = w.pending.values().filter(|p| p.answered).count() as u64;
+        self.groups += 1;
+        let g = self.groups;
+        if let Some(s) = self.keys.get_mut(&k) {
+            s.cur.early = Some(g);
+        }
+        if let Some(mut a) = self.alert_of(k, open, cx) {
+            a.group = Some(g);
+            self.stats.alerts += 1;
+            out.push(at, a);
+        }
+    }
+
+    /// Judge the current window of `k` at time `at`: its alert, or the
+    /// update of the alert written when it reached the threshold.
     fn judge(&mut self, k: Key, at: u64, cx: &Ctx, out: &mut Emit) {
         let Some(s) = self.keys.get_mut(&k) else {
             return;
@@ -406,6 +460,34 @@ impl BruteDetector {
                 t.unanswered += 1;
             }
         }
+        let early = s.cur.early;
+        match (self.alert_of(k, open, cx), early) {
+            (Some(mut a), Some(g)) => {
+                a.group = Some(g);
+                a.update = 1;
+                out.push(at, a);
+            }
+            (Some(a), None) => {
+                self.stats.alerts += 1;
+                out.push(at, a);
+            }
+            (None, Some(g)) => out.push(
+                at,
+                Alert {
+                    group: Some(g),
+                    update: 1,
+                    silent: true,
+                    ..Alert::default()
+                },
+            ),
+            (None, None) => {}
+        }
+    }
+
+    /// The alert the current window of `k` makes as it stands (`open`
+    /// sessions still running), if its counted connections reach the threshold.
+    fn alert_of(&self, k: Key, open: u64, cx: &Ctx) -> Option<Alert> {
+        let s = self.keys.get(&k)?;
         let w = &s.cur;
         let mut sum = Tally::default();
         let mut silent = 0u64; // connections to targets that never talked
@@ -435,7 +517,7 @@ impl BruteDetector {
             c.min_attempts
         };
         if attempts < u64::from(min.max(1)) {
-            return;
+            return None;
         }
         let targets = counted.len() as u64;
         let max_per_target = counted.values().copied().max().unwrap_or(0);
@@ -520,33 +602,29 @@ impl BruteDetector {
             "dst_zones": dst_zones,
             "window_secs": c.window_secs,
         });
-        self.stats.alerts += 1;
-        out.push(
-            at,
-            Alert {
-                timestamp: rfc3339(w.first_ns),
-                kind: "brute_force",
-                severity: severity.as_str(),
-                src_ip: Some(src_ip),
-                dst_ip,
-                dst_port: Some(k.port),
-                proto: Some(label.into()),
-                vlan: w.vlan.into_iter().collect(),
-                src_zone,
-                dst_zone,
-                rule: if spraying {
-                    "detect.brute_force.spray".into()
-                } else {
-                    "detect.brute_force".into()
-                },
-                reason,
-                count: attempts,
-                first_seen: rfc3339(w.first_ns),
-                last_seen: rfc3339(w.last_ns),
-                evidence: Some(evidence),
-                ..Alert::default()
+        Some(Alert {
+            timestamp: rfc3339(w.first_ns),
+            kind: "brute_force",
+            severity: severity.as_str(),
+            src_ip: Some(src_ip),
+            dst_ip,
+            dst_port: Some(k.port),
+            proto: Some(label.into()),
+            vlan: w.vlan.into_iter().collect(),
+            src_zone,
+            dst_zone,
+            rule: if spraying {
+                "detect.brute_force.spray".into()
+            } else {
+                "detect.brute_force".into()
             },
-        );
+            reason,
+            count: attempts,
+            first_seen: rfc3339(w.first_ns),
+            last_seen: rfc3339(w.last_ns),
+            evidence: Some(evidence),
+            ..Alert::default()
+        })
     }
 }
 
@@ -567,9 +645,18 @@ impl Detector for BruteDetector {
             {
                 self.start(&s.key, s.ts_ns, cx, out);
             }
-            Obs::Answered { key, .. } => self.answered(key),
-            Obs::Refused { key, .. } => self.refused(key),
-            Obs::Closed(c) => self.closed(c),
+            Obs::Answered { key, ts_ns } => {
+                self.answered(key);
+                self.check_early(key, *ts_ns, cx, out);
+            }
+            Obs::Refused { key, ts_ns, .. } => {
+                self.refused(key);
+                self.check_early(key, *ts_ns, cx, out);
+            }
+            Obs::Closed(c) => {
+                self.closed(c);
+                self.check_early(&c.key, c.ts_ns, cx, out);
+            }
             _ => {}
         }
     }
@@ -624,8 +711,9 @@ mod tests {
         }));
     }
 
+    /// Each alert as it finally stands (an early alert's update replaces it).
     fn run_with(cfg: BruteConfig, policy: Option<&Policy>, obs: Vec<Obs>) -> Vec<(u64, Alert)> {
-        testkit::run(&mut BruteDetector::new(cfg), policy, obs)
+        testkit::finals(testkit::run(&mut BruteDetector::new(cfg), policy, obs))
     }
 
     fn run(obs: Vec<Obs>) -> Vec<Alert> {
@@ -664,6 +752,27 @@ mod tests {
         assert_eq!(a.first_seen, rfc3339(T0));
         // One below the threshold: nothing.
         assert!(run(hydra(7, ATT, VIC, T0)).is_empty());
+    }
+
+    /// Issue #12 point 3: the alert is written at the connection that makes
+    /// the counted connections reach `min_attempts` (8 by default: the 8th
+    /// hydra connection closes 60.2 s after the first), not when the window
+    /// is judged (5.5 min later); the judgement updates it.
+    #[test]
+    fn hydra_is_written_at_the_threshold_and_updated_at_the_judgement() {
+        let min = u64::from(BruteConfig::default().min_attempts);
+        let lines = testkit::run(
+            &mut BruteDetector::new(BruteConfig::default()),
+            None,
+            hydra(12, ATT, VIC, T0),
+        );
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        let ((t0, first), (t1, last)) = (&lines[0], &lines[1]);
+        assert_eq!((first.update, first.count), (0, min));
+        assert!(*t0 < T0 + 61 * S, "at the threshold: {t0}");
+        assert_eq!((last.update, last.count), (1, 12));
+        assert!(*t1 >= T0 + 300 * S, "the update waits for the judgement");
+        assert!(first.group.is_some() && first.group == last.group);
     }
 
     #[test]
@@ -857,27 +966,36 @@ mod tests {
         }
         obs.extend(rdp);
         obs.extend(hydra(9, "192.0.2.131", VIC, T0 + 10 * S));
-        let a = run_with(BruteConfig::default(), None, obs.clone());
-        let got: Vec<(u64, String, Option<u16>)> = a
-            .iter()
-            .map(|(t, a)| {
-                (
-                    *t,
-                    a.src_ip.map(|i| i.to_string()).unwrap_or_default(),
-                    a.dst_port,
-                )
-            })
-            .collect();
-        let due = T0 + 330 * S;
-        assert_eq!(
-            got,
-            vec![
-                (due, ATT.to_string(), Some(22)),
-                (due, ATT.to_string(), Some(3389)),
-                (due, "192.0.2.140".to_string(), Some(22)),
-                (due + 10 * S, "192.0.2.131".to_string(), Some(22)),
-            ]
+        // Every line: each alert at the connection that reached the threshold
+        // (update 0), its judgement's update line at the window's due time.
+        let lines = testkit::run(
+            &mut BruteDetector::new(BruteConfig::default()),
+            None,
+            obs.clone(),
         );
+        let row = |(t, a): &(u64, Alert)| {
+            (
+                *t,
+                a.src_ip.map(|i| i.to_string()).unwrap_or_default(),
+                a.dst_port,
+            )
+        };
+        let got: Vec<(u64, String, Option<u16>)> = lines
+            .iter()
+            .filter(|(_, a)| a.update == 1)
+            .map(row)
+            .collect();
+        let firsts: Vec<(u64, String, Option<u16>)> = lines
+            .iter()
+            .filter(|(_, a)| a.update == 0)
+            .map(row)
+            .collect();
+        assert!(firsts.windows(2).all(|w| w[0] <= w[1]), "{firsts:?}");
+        assert!(
+            firsts.iter().all(|f| f.0 < T0 + 60 * S),
+            "early: {firsts:?}"
+        );
+        let a = run_with(BruteConfig::default(), None, obs.clone());
         // The same observations again: the same alerts.
         assert_eq!(run_with(BruteConfig::default(), None, obs), a);
     }

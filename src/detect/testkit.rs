@@ -61,6 +61,31 @@ pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> 
     out.items.into_iter().map(|(t, _, a)| (t, a)).collect()
 }
 
+/// Each alert as it finally stands: a later line of a detector's group
+/// (`update` > 0) replaces the group's first line (keeping the first line's
+/// due time); silent markers are dropped; alerts without a group pass as they are.
+pub fn finals(lines: Vec<(u64, Alert)>) -> Vec<(u64, Alert)> {
+    let mut out: Vec<(u64, Alert)> = Vec::with_capacity(lines.len());
+    let mut at = std::collections::HashMap::new();
+    for (t, a) in lines {
+        match (a.group, a.update) {
+            (Some(g), 0) => {
+                assert!(at.insert(g, out.len()).is_none(), "group {g} opened twice");
+                out.push((t, a));
+            }
+            (Some(g), _) => {
+                let i = at.remove(&g).expect("an update follows its first line");
+                if !a.silent {
+                    out[i].1 = a;
+                }
+            }
+            (None, _) => out.push((t, a)),
+        }
+    }
+    assert!(at.is_empty(), "every early alert was judged: {at:?}");
+    out
+}
+
 /// An evidence value of an alert (`null` when missing).
 pub fn ev(a: &Alert, k: &str) -> serde_json::Value {
     a.evidence
