@@ -995,6 +995,16 @@ mod tests {
             firsts.iter().all(|f| f.0 < T0 + 60 * S),
             "early: {firsts:?}"
         );
+        let due = T0 + 330 * S;
+        assert_eq!(
+            got,
+            vec![
+                (due, ATT.to_string(), Some(22)),
+                (due, ATT.to_string(), Some(3389)),
+                (due, "192.0.2.140".to_string(), Some(22)),
+                (due + 10 * S, "192.0.2.131".to_string(), Some(22)),
+            ]
+        );
         let a = run_with(BruteConfig::default(), None, obs.clone());
         // The same observations again: the same alerts.
         assert_eq!(run_with(BruteConfig::default(), None, obs), a);
