@@ -12,11 +12,12 @@
 //! Every flow start from a non-admin initiator to a management port under a
 //! rule is an attempt (TCP SYN or a UDP datagram), answered or not: an
 //! unanswered SSH SYN from a terminal to a My Number server is already a
-//! finding; the evidence says whether the service answered. Attempts with
-//! the same (source, destination, protocol, port) whose start lies within
-//! `window_secs` of the group's first fold into one alert, written when the
-//! window closes (plus `answer_wait_secs` for the last answers), so its
-//! counts are final and the output does not depend on arrival batches.
+//! finding; the evidence says whether the service answered. The alert is
+//! written at the group's first attempt; attempts with the same (source,
+//! destination, protocol, port) whose start lies within `window_secs` of it
+//! fold into the group, and when the window closes (plus `answer_wait_secs`
+//! for the last answers) an `update` line with the same `id` gives the final
+//! counts and whether the service answered (unless nothing changed).
 //! Severity `severity` (high), `critical` when the destination's top-level
 //! zone is in `critical_zones`.
 //!
@@ -158,6 +159,8 @@ struct Fold {
     /// Index of the rule that matched (0 = global, i = zone entry i - 1).
     rule: usize,
     dst_zone: Option<String>,
+    /// Its alert group (first line written at its first attempt).
+    group: u64,
 }
 
 struct Slot {
@@ -177,6 +180,8 @@ pub struct AdminDetector {
     slots: HashMap<Key, Slot>,
     due: BTreeSet<(u64, Key)>,
     stats: DetectorStats,
+    /// Alert groups given out.
+    groups: u64,
 }
 
 const NS: u64 = 1_000_000_000;
@@ -238,6 +243,7 @@ impl AdminDetector {
             slots: HashMap::default(),
             due: BTreeSet::new(),
             stats: DetectorStats::default(),
+            groups: 0,
         }
     }
 
@@ -294,6 +300,7 @@ impl AdminDetector {
         };
         let window = self.window_ns();
         let wait = self.cfg.answer_wait_secs.saturating_mul(NS);
+        let group = self.groups + 1;
         let fresh = || Fold {
             first_ns: ts,
             last_ns: ts,
@@ -303,6 +310,7 @@ impl AdminDetector {
             vlan,
             rule: ri,
             dst_zone: dst_zone.clone(),
+            group,
         };
         if let Some(s) = self.slots.get_mut(&k) {
             if ts < s.cur.first_ns.saturating_add(window) {
@@ -312,7 +320,11 @@ impl AdminDetector {
                 n.attempts += 1;
                 n.last_ns = n.last_ns.max(ts);
             } else {
-                s.next = Some(fresh());
+                let f = fresh();
+                self.first_line(&k, &f, ts, cx, out);
+                if let Some(s) = self.slots.get_mut(&k) {
+                    s.next = Some(f);
+                }
             }
             return;
         }
@@ -324,15 +336,27 @@ impl AdminDetector {
             }
         }
         let due = ts.saturating_add(window).saturating_add(wait);
+        let f = fresh();
+        self.first_line(&k, &f, ts, cx, out);
         self.slots.insert(
             k,
             Slot {
-                cur: fresh(),
+                cur: f,
                 next: None,
                 due,
             },
         );
         self.due.insert((due, k));
+    }
+
+    /// The first line of a new group `f`, at its first attempt `at`.
+    fn first_line(&mut self, k: &Key, f: &Fold, at: u64, cx: &Ctx, out: &mut Emit) {
+        self.groups = self.groups.max(f.group);
+        if let Some(mut a) = self.build(k, f, cx) {
+            a.group = Some(f.group);
+            self.stats.alerts += 1;
+            out.push(at, a);
+        }
     }
 
     fn outcome(&mut self, key: &FlowKey, ts: u64, refused: bool) {
@@ -371,7 +395,14 @@ impl AdminDetector {
         let Some(mut s) = self.slots.remove(&k) else {
             return;
         };
-        self.alert(&k, &s.cur, at, cx, out);
+        // The group's update line: final counts and the service's answer
+        // (a silent marker when nothing changed since its first line).
+        if let Some(mut a) = self.build(&k, &s.cur, cx) {
+            a.group = Some(s.cur.group);
+            a.update = 1;
+            a.silent = s.cur.attempts == 1 && s.cur.answered == 0 && s.cur.refused == 0;
+            out.push(at, a);
+        }
         if let Some(n) = s.next.take() {
             let wait = self.cfg.answer_wait_secs.saturating_mul(NS);
             let due = n
@@ -386,9 +417,10 @@ impl AdminDetector {
         }
     }
 
-    fn alert(&mut self, k: &Key, f: &Fold, at: u64, cx: &Ctx, out: &mut Emit) {
+    /// The alert of group `f` as it stands.
+    fn build(&self, k: &Key, f: &Fold, cx: &Ctx) -> Option<Alert> {
         let Some(Some(rule)) = self.rules.get(f.rule) else {
-            return;
+            return None;
         };
         let src_ip = to_ip(&k.src, k.v6);
         let dst_ip = to_ip(&k.dst, k.v6);
@@ -435,29 +467,25 @@ impl AdminDetector {
             "admin_sources": admins,
             "window_secs": self.cfg.window_secs,
         });
-        self.stats.alerts += 1;
-        out.push(
-            at,
-            Alert {
-                timestamp: rfc3339(f.first_ns),
-                kind: "admin_access",
-                severity: severity.as_str(),
-                src_ip: Some(src_ip),
-                dst_ip: Some(dst_ip),
-                dst_port: Some(k.port),
-                proto: Some(proto_label(k.proto)),
-                vlan: f.vlan.into_iter().collect(),
-                src_zone,
-                dst_zone: f.dst_zone.clone(),
-                rule: "detect.admin_access".into(),
-                reason,
-                count: f.attempts,
-                first_seen: rfc3339(f.first_ns),
-                last_seen: rfc3339(f.last_ns),
-                evidence: Some(evidence),
-                ..Alert::default()
-            },
-        );
+        Some(Alert {
+            timestamp: rfc3339(f.first_ns),
+            kind: "admin_access",
+            severity: severity.as_str(),
+            src_ip: Some(src_ip),
+            dst_ip: Some(dst_ip),
+            dst_port: Some(k.port),
+            proto: Some(proto_label(k.proto)),
+            vlan: f.vlan.into_iter().collect(),
+            src_zone,
+            dst_zone: f.dst_zone.clone(),
+            rule: "detect.admin_access".into(),
+            reason,
+            count: f.attempts,
+            first_seen: rfc3339(f.first_ns),
+            last_seen: rfc3339(f.last_ns),
+            evidence: Some(evidence),
+            ..Alert::default()
+        })
     }
 }
 
@@ -520,8 +548,13 @@ mod tests {
         }
     }
 
+    /// Each alert as it finally stands (its update line replaces its first).
     fn run(cfg: AdminConfig, policy: Option<&Policy>, obs: Vec<Obs>) -> Vec<(u64, Alert)> {
-        crate::detect::testkit::run(&mut AdminDetector::new(cfg), policy, obs)
+        crate::detect::testkit::finals(crate::detect::testkit::run(
+            &mut AdminDetector::new(cfg),
+            policy,
+            obs,
+        ))
     }
 
     /// `n` SSH connections from `src` to `dst`, a second apart, answered.
@@ -546,8 +579,9 @@ mod tests {
         let a = run(global(&["192.0.2.224/28"]), None, obs);
         assert_eq!(a.len(), 1, "{a:#?}");
         let (at, a) = &a[0];
-        // Written when the window (60 s) and the answer wait (3 s) are over.
-        assert_eq!(*at, T0 + 63 * S);
+        // Written at its first attempt (issue #12: not when the window and the
+        // answer wait are over); its update line carries the final counts.
+        assert_eq!(*at, T0);
         assert_eq!(
             (a.kind, a.severity, a.rule.as_str()),
             ("admin_access", "high", "detect.admin_access")
@@ -568,6 +602,24 @@ mod tests {
         // Other ports are not management ports.
         let web = vec![syn(T0, key(proto::TCP, TERM, 40000, SRV, 80))];
         assert!(run(global(&[]), None, web).is_empty());
+    }
+
+    /// Issue #12 point 3: the first line at the first attempt (count 1, not
+    /// yet answered), the update line when the window and the answer wait are
+    /// over (final count, answered), with the same group.
+    #[test]
+    fn first_line_at_the_first_attempt_update_at_the_window_end() {
+        let lines = crate::detect::testkit::run(
+            &mut AdminDetector::new(global(&["192.0.2.224/28"])),
+            None,
+            ssh(TERM, SRV, 3, T0),
+        );
+        let seen: Vec<(u64, u32, u64)> =
+            lines.iter().map(|(t, a)| (*t, a.update, a.count)).collect();
+        assert_eq!(seen, [(T0, 0, 1), (T0 + 63 * S, 1, 3)]);
+        assert_eq!(ev(&lines[0].1, "answered"), false);
+        assert_eq!(ev(&lines[1].1, "answered"), true);
+        assert_eq!(lines[0].1.group, lines[1].1.group);
     }
 
     #[test]
@@ -649,9 +701,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (T0 + 63 * S, TERM.to_string(), 2),
-                (T0 + 63 * S, "192.0.2.131".to_string(), 2),
-                (T0 + 133 * S, TERM.to_string(), 2),
+                (T0, TERM.to_string(), 2),
+                (T0, "192.0.2.131".to_string(), 2),
+                (T0 + 70 * S, TERM.to_string(), 2),
             ]
         );
         let mut rev = obs;
