@@ -461,27 +461,8 @@ impl BruteDetector {
             }
         }
         let early = s.cur.early;
-        match (self.alert_of(k, open, cx), early) {
-            (Some(mut a), Some(g)) => {
-                a.group = Some(g);
-                a.update = 1;
-                out.push(at, a);
-            }
-            (Some(a), None) => {
-                self.stats.alerts += 1;
-                out.push(at, a);
-            }
-            (None, Some(g)) => out.push(
-                at,
-                Alert {
-                    group: Some(g),
-                    update: 1,
-                    silent: true,
-                    ..Alert::default()
-                },
-            ),
-            (None, None) => {}
-        }
+        let judged = self.alert_of(k, open, cx);
+        out.judged(at, judged, early, &mut self.stats.alerts);
     }
 
     /// The alert the current window of `k` makes as it stands (`open`

@@ -102,6 +102,34 @@ impl Emit {
     pub fn push(&mut self, at_ns: u64, a: Alert) {
         self.items.push((at_ns, self.rank, a));
     }
+
+    /// A window's judgement at `at`: its alert `judged` (if it makes one),
+    /// as the update line of group `early` when an alert was already written
+    /// when the window crossed its threshold (a silent marker if the window
+    /// makes none now), else as a new alert, counted in `alerts`.
+    pub fn judged(&mut self, at: u64, judged: Option<Alert>, early: Option<u64>, alerts: &mut u64) {
+        match (judged, early) {
+            (Some(mut a), Some(g)) => {
+                a.group = Some(g);
+                a.update = 1;
+                self.push(at, a);
+            }
+            (Some(a), None) => {
+                *alerts += 1;
+                self.push(at, a);
+            }
+            (None, Some(g)) => self.push(
+                at,
+                Alert {
+                    group: Some(g),
+                    update: 1,
+                    silent: true,
+                    ..Alert::default()
+                },
+            ),
+            (None, None) => {}
+        }
+    }
 }
 
 /// Per-detector counters for the summary.

@@ -314,27 +314,8 @@ impl ScanDetector {
     /// update of the alert written when it crossed a threshold.
     fn judge(&mut self, k: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
         let early = self.win.get(&k).and_then(|s| s.cur.early);
-        match (self.alert_of(k, cx), early) {
-            (Some(mut a), Some(g)) => {
-                a.group = Some(g);
-                a.update = 1;
-                out.push(at, a);
-            }
-            (Some(a), None) => {
-                self.stats.alerts += 1;
-                out.push(at, a);
-            }
-            (None, Some(g)) => out.push(
-                at,
-                Alert {
-                    group: Some(g),
-                    update: 1,
-                    silent: true,
-                    ..Alert::default()
-                },
-            ),
-            (None, None) => {}
-        }
+        let judged = self.alert_of(k, cx);
+        out.judged(at, judged, early, &mut self.stats.alerts);
     }
 
     /// The alert the current window of `k` makes as it stands, if any.
