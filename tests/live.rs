@@ -51,6 +51,24 @@ impl Veth {
     }
 }
 
+/// Initiator (zone "a") and responder (zone "b") of the flows the routed
+/// tests send over [`Veth::between_blocks`].
+pub const AB_SRC: &str = "192.0.2.10";
+pub const AB_DST: &str = "198.51.100.10";
+
+/// Zones a and b and no allow rule: every a→b flow is a violation (high).
+pub const AB_RULES: &str = r#"[[zone]]
+id = "a"
+cidrs = ["192.0.2.0/24"]
+
+[[zone]]
+id = "b"
+cidrs = ["198.51.100.0/24"]
+
+[severity]
+default = "high"
+"#;
+
 impl Veth {
     /// [`Veth::new`], then two documentation blocks on one link: the capture
     /// end holds `cap_addr`/24 (in 198.51.100.0/24), the sender `snd_addr`/24

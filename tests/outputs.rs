@@ -22,22 +22,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Initiator (zone "a") and responder (zone "b") of every test flow.
-const SRC: &str = "192.0.2.10";
-const DST: &str = "198.51.100.10";
-
-/// Zones a and b and no allow rule: every a→b flow is a violation.
-const RULES: &str = r#"[[zone]]
-id = "a"
-cidrs = ["192.0.2.0/24"]
-
-[[zone]]
-id = "b"
-cidrs = ["198.51.100.0/24"]
-
-[severity]
-default = "high"
-"#;
+use crate::live::{AB_DST as DST, AB_RULES as RULES, AB_SRC as SRC};
 
 /// A veth between two fresh namespaces: zonewatch captures on `cap_if` in
 /// `cap` (which holds DST), traffic comes from `snd` (SRC).

@@ -18,22 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The initiator (zone "a") and responder (zone "b") of every test flow.
-const SRC: &str = "192.0.2.10";
-const DST: &str = "198.51.100.10";
-
-/// Zones a and b, no allow rule: a→b is a violation (severity high).
-const VIOLATING: &str = r#"[[zone]]
-id = "a"
-cidrs = ["192.0.2.0/24"]
-
-[[zone]]
-id = "b"
-cidrs = ["198.51.100.0/24"]
-
-[severity]
-default = "high"
-"#;
+use crate::live::{AB_DST as DST, AB_RULES as VIOLATING, AB_SRC as SRC};
 
 /// Appended to [`VIOLATING`]: a→b UDP/9999 allowed by rule "reload-ok".
 const ALLOW_9999: &str = r#"
