@@ -112,6 +112,9 @@ struct Attempt {
     probe: Probe,
     answered: bool,
     refused: bool,
+    /// Counted as failed for the early check (refused, or unanswered when
+    /// its answer wait ran out).
+    counted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,10 +133,15 @@ struct Window {
     overflow: u64,
     total: u64,
     vlan: Option<u16>,
-    /// Refused TCP/UDP ports per host and refused hosts per (protocol, port)
-    /// so far: a port-scan threshold crossed by refusals alerts at once.
-    refused_ports: HashMap<Addr, u32>,
-    refused_hosts: HashMap<(u8, u16), u32>,
+    /// Failed (refused, or unanswered past the answer wait) TCP/UDP ports
+    /// per host and hosts per (protocol, port), and ping-probed / failed
+    /// hosts, so far: a threshold crossed alerts at once.
+    failed_ports: HashMap<Addr, u32>,
+    failed_hosts: HashMap<(u8, u16), u32>,
+    sweep_probed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
+    sweep_failed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
+    /// (answer deadline, target) of this window's attempts, in time order.
+    deadlines: std::collections::VecDeque<(u64, Target)>,
     /// The group of the alert written when a threshold was crossed; the
     /// window's judgement then writes its update line.
     early: Option<u64>,
@@ -161,6 +169,8 @@ pub struct ScanDetector {
     stats: DetectorStats,
     /// Alert groups given out (early alerts).
     groups: u64,
+    /// (earliest answer deadline of its current window, source).
+    answer_due: BTreeSet<(u64, SrcKey)>,
 }
 
 /// How long a forwarded packet explains an ARP request for its destination.
@@ -195,6 +205,7 @@ impl ScanDetector {
             recent_dst: HashMap::default(),
             stats: DetectorStats::default(),
             groups: 0,
+            answer_due: BTreeSet::new(),
         }
     }
 
@@ -223,6 +234,7 @@ impl ScanDetector {
             }
         }
         let max_targets = self.cfg.max_targets_per_source;
+        let wait = self.cfg.answer_wait_secs.saturating_mul(NS);
         let w = self.win.window_for(src, ts);
         if w.total == 0 {
             w.first_ns = ts;
@@ -233,6 +245,21 @@ impl ScanDetector {
         if w.attempts.len() >= max_targets && !w.attempts.contains_key(&t) {
             w.overflow += 1;
             return;
+        }
+        let new = !w.attempts.contains_key(&t);
+        if new {
+            w.deadlines.push_back((ts.saturating_add(wait), t));
+        }
+        let in_cur = self.win.get(&src).is_some_and(|s| ts < s.end);
+        let Some(s) = self.win.get_mut(&src) else {
+            return;
+        };
+        let w = if in_cur { &mut s.cur } else { &mut s.next };
+        if new && in_cur && w.deadlines.len() == 1 {
+            self.answer_due.insert((ts.saturating_add(wait), src));
+        }
+        if probe == Probe::Ping && in_cur {
+            w.sweep_probed.insert(t.dst);
         }
         w.attempts
             .entry(t)
@@ -247,12 +274,99 @@ impl ScanDetector {
                 probe,
                 answered: false,
                 refused: false,
+                counted: false,
             });
+        if in_cur && probe == Probe::Ping && self.sweep_crossed(src) {
+            self.early(src, ts, cx, out);
+        }
+    }
+
+    /// Count attempt `t` of `src`'s current window as failed (once); whether
+    /// that makes the window cross a threshold it had not crossed.
+    fn count_failed(&mut self, src: SrcKey, t: Target) -> bool {
+        let (min_ports, min_hosts) = (self.cfg.min_ports_per_host, self.cfg.min_hosts_per_port);
+        let Some(s) = self.win.get_mut(&src) else {
+            return false;
+        };
+        let w = &mut s.cur;
+        let Some(a) = w.attempts.get_mut(&t) else {
+            return false;
+        };
+        if a.counted || (a.answered && !a.refused) {
+            return false;
+        }
+        a.counted = true;
+        match a.probe {
+            Probe::Tcp | Probe::Udp => {
+                let p = w.failed_ports.entry(t.dst).or_default();
+                *p += 1;
+                let h = w.failed_hosts.entry((t.proto, t.port)).or_default();
+                *h += 1;
+                w.early.is_none() && (*p >= min_ports || *h >= min_hosts)
+            }
+            Probe::Ping => {
+                w.sweep_failed.insert(t.dst);
+                self.sweep_crossed(src)
+            }
+        }
+    }
+
+    /// Whether `src`'s current window, with no alert yet, is a sweep now.
+    fn sweep_crossed(&self, src: SrcKey) -> bool {
+        let c = &self.cfg;
+        self.win.get(&src).is_some_and(|s| {
+            s.cur.early.is_none()
+                && s.cur.sweep_probed.len() as u64 >= u64::from(c.min_sweep_hosts)
+                && s.cur.sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed)
+        })
+    }
+
+    /// Write `src`'s alert now, at `at`: its window crossed a threshold.
+    fn early(&mut self, src: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
+        self.groups += 1;
+        let g = self.groups;
+        if let Some(s) = self.win.get_mut(&src) {
+            s.cur.early = Some(g);
+        }
+        if let Some(mut a) = self.alert_of(src, cx) {
+            a.group = Some(g);
+            self.stats.alerts += 1;
+            out.push(at, a);
+        }
+    }
+
+    /// The answer wait of `src`'s oldest pending attempt ran out at `at`:
+    /// every attempt of its current window due by then and still unanswered
+    /// has failed.
+    fn answers_due(&mut self, src: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
+        let mut crossed = false;
+        loop {
+            let next = self
+                .win
+                .get(&src)
+                .and_then(|s| s.cur.deadlines.front().copied());
+            match next {
+                Some((d, t)) if d <= at => {
+                    if let Some(s) = self.win.get_mut(&src) {
+                        s.cur.deadlines.pop_front();
+                    }
+                    crossed |= self.count_failed(src, t);
+                }
+                Some((d, _)) => {
+                    self.answer_due.insert((d, src));
+                    break;
+                }
+                None => break,
+            }
+        }
+        if crossed && self.win.get(&src).is_some_and(|s| s.cur.early.is_none()) {
+            self.early(src, at, cx, out);
+        }
     }
 
     /// Mark the attempt of `src` to `t` answered or refused (at `at`). A
-    /// refusal that makes the current window cross a port-scan threshold
-    /// writes the alert now; the window's judgement updates it.
+    /// refusal that makes the current window cross a threshold writes the
+    /// alert now; the window's judgement updates it.
     fn outcome(
         &mut self,
         src: SrcKey,
@@ -262,51 +376,57 @@ impl ScanDetector {
         cx: &Ctx,
         out: &mut Emit,
     ) {
-        let (min_ports, min_hosts) = (self.cfg.min_ports_per_host, self.cfg.min_hosts_per_port);
-        let mut crossed = false;
+        let mut in_cur = false;
         if let Some(s) = self.win.get_mut(&src) {
-            let in_cur = s.cur.attempts.contains_key(&t);
+            in_cur = s.cur.attempts.contains_key(&t);
             let a = match s.cur.attempts.get_mut(&t) {
                 Some(a) => Some(a),
                 None => s.next.attempts.get_mut(&t),
             };
             if let Some(a) = a {
                 if refused {
-                    let first = !a.refused;
                     a.refused = true;
-                    if first && in_cur && matches!(a.probe, Probe::Tcp | Probe::Udp) {
-                        let w = &mut s.cur;
-                        let p = w.refused_ports.entry(t.dst).or_default();
-                        *p += 1;
-                        let h = w.refused_hosts.entry((t.proto, t.port)).or_default();
-                        *h += 1;
-                        crossed = w.early.is_none() && (*p >= min_ports || *h >= min_hosts);
-                    }
                 } else {
                     a.answered = true;
                 }
             }
         }
-        if crossed {
-            self.groups += 1;
-            let g = self.groups;
-            if let Some(s) = self.win.get_mut(&src) {
-                s.cur.early = Some(g);
-            }
-            if let Some(mut a) = self.alert_of(src, cx) {
-                a.group = Some(g);
-                self.stats.alerts += 1;
-                out.push(at, a);
-            }
+        if refused && in_cur && self.count_failed(src, t) {
+            self.early(src, at, cx, out);
         }
     }
 
     /// Judge every source due at or before `now`; the attempts made while a
     /// window waited start the source's next one.
     fn close_due(&mut self, now: u64, cx: &Ctx, out: &mut Emit) {
-        while let Some((k, d)) = self.win.next_due(now) {
-            self.judge(k, d, cx, out);
-            self.win.roll(k, d);
+        loop {
+            // Answer deadlines and judgements in time order (deadlines first
+            // at equal times), so the output does not depend on how far each
+            // call reaches.
+            let answer = self.answer_due.first().copied().filter(|(d, _)| *d <= now);
+            let judge = self.win.peek_due().filter(|(d, _)| *d <= now);
+            match (answer, judge) {
+                (Some((da, src)), j) if j.map_or(true, |(dj, _)| da <= dj) => {
+                    self.answer_due.remove(&(da, src));
+                    self.answers_due(src, da, cx, out);
+                }
+                (_, Some(_)) => {
+                    let Some((k, d)) = self.win.next_due(now) else {
+                        break;
+                    };
+                    self.judge(k, d, cx, out);
+                    self.win.roll(k, d);
+                    // The next window's attempts (if any) now wait here.
+                    let head = self
+                        .win
+                        .get(&k)
+                        .and_then(|s| s.cur.deadlines.front().copied());
+                    if let Some((dl, _)) = head {
+                        self.answer_due.insert((dl, k));
+                    }
+                }
+                _ => break,
+            }
         }
     }
 

@@ -9,9 +9,10 @@ use crate::packet::{proto, tcp_flags};
 
 use super::testkit::{key, run, start_flags as start, S, T0};
 
-/// Run the scan detector over `obs` and return its alerts.
+/// Run the scan detector over `obs` and return its alerts as they finally
+/// stand (an early alert's update line replaces it).
 fn scan(cfg: ScanConfig, obs: &[Obs]) -> Vec<Alert> {
-    run(&mut ScanDetector::new(cfg), None, obs.to_vec())
+    super::testkit::finals(run(&mut ScanDetector::new(cfg), None, obs.to_vec()))
         .into_iter()
         .map(|(_, a)| a)
         .collect()
@@ -263,4 +264,29 @@ fn a_port_scan_alerts_when_refusals_cross_the_threshold_and_updates_at_judgement
     assert_eq!((last.update, ev(last, "refused")), (1, 2 * min));
     assert!(first.group.is_some() && first.group == last.group);
     assert_eq!(first.timestamp, last.timestamp);
+}
+
+/// Issue #12 point 3 for sweeps: failures of unanswered probes are known when
+/// their answer wait (3 s) runs out, so a ping sweep of a dead range alerts at
+/// the deadline that brings it to `min_sweep_hosts` probed and
+/// `min_sweep_failed` failed, not when the 60 s window is judged.
+#[test]
+fn a_ping_sweep_alerts_when_unanswered_probes_time_out() {
+    let cfg = ScanConfig::default();
+    let mut obs = Vec::new();
+    // 40 hosts 100 ms apart, none answers.
+    for h in 1..=40u8 {
+        let k = key(proto::ICMP, "192.0.2.230", 8, &format!("192.0.2.{h}"), 0);
+        obs.push(start(T0 + u64::from(h) * S / 10, k, 0));
+    }
+    let lines = run(&mut ScanDetector::new(cfg.clone()), None, obs);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let ((t0, first), (t1, last)) = (&lines[0], &lines[1]);
+    assert_eq!((first.kind, first.update), ("host_sweep", 0));
+    // 20 probed by 2.0 s; the 10th failure is host 10's deadline, 1.0 s + 3 s,
+    // and by then 20 + hosts were probed: the crossing is at 4.0 s.
+    assert_eq!(*t0, T0 + 4 * S);
+    assert_eq!((last.update, ev(last, "sweep_hosts")), (1, 40));
+    assert!(*t1 >= T0 + cfg.window_secs * S);
+    assert_eq!(first.group, last.group);
 }

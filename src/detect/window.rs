@@ -100,6 +100,11 @@ impl<K: Copy + Eq + Hash + Ord, W: WindowState> Windows<K, W> {
         Some((k, d))
     }
 
+    /// The key due soonest and when, left scheduled.
+    pub fn peek_due(&self) -> Option<(u64, K)> {
+        self.due.iter().next().copied()
+    }
+
     /// The key due soonest, whatever its time (to make room), removed from
     /// the schedule: judge it, then [`remove`](Self::remove) it.
     pub fn soonest(&mut self) -> Option<(K, u64)> {
