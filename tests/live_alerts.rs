@@ -481,3 +481,17 @@ fn a_port_scan_is_written_seconds_after_its_refusals_live() {
     let scans: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "port_scan").collect();
     assert_eq!(scans[0]["update"], 0, "{scans:?}");
 }
+
+/// Issue #12 point 3 for brute force: hydra's recorded run against sshd (30
+/// passwords) is written as `brute_force` at the connection that brought the
+/// short ones to `min_attempts`, not after the 300 s window and its wait.
+#[test]
+fn a_brute_force_is_written_seconds_after_its_threshold_live() {
+    let (_, lines) = first_line_latency("bruteforce-ssh.pcap", "\"kind\":\"brute_force\"");
+    let b: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "brute_force")
+        .collect();
+    assert_eq!(b[0]["update"], 0, "{b:?}");
+    assert_eq!(b[0]["count"], 8, "{b:?}");
+}
