@@ -240,3 +240,25 @@ fn check_against_fails_on_the_dry_run_alerts() {
     );
     assert_code(&check(&web, "info"), 0);
 }
+
+/// Outputs to `/dev/null` (benchmarks, "detectors only" runs) are accepted:
+/// a device has nothing to empty. (Regression: the append-only output module
+/// refused `--alerts /dev/null` with "Invalid argument".)
+#[test]
+fn dev_null_outputs_are_accepted() {
+    let r = replay(
+        "zones.pcap",
+        &[
+            "-q",
+            "--rules",
+            RULES,
+            "--alerts",
+            "/dev/null",
+            "--flows",
+            "/dev/null",
+            "--summary",
+            "/dev/null",
+        ],
+    );
+    assert_code(&r, 0);
+}
