@@ -171,6 +171,9 @@ pub struct ScanDetector {
     groups: u64,
     /// (earliest answer deadline of its current window, source).
     answer_due: BTreeSet<(u64, SrcKey)>,
+    /// The first deadline of `answer_due` (`u64::MAX` when empty), so the
+    /// per-observation check needs no tree walk.
+    answer_min: u64,
 }
 
 /// How long a forwarded packet explains an ARP request for its destination.
@@ -206,6 +209,7 @@ impl ScanDetector {
             stats: DetectorStats::default(),
             groups: 0,
             answer_due: BTreeSet::new(),
+            answer_min: u64::MAX,
         }
     }
 
@@ -235,7 +239,7 @@ impl ScanDetector {
         }
         let max_targets = self.cfg.max_targets_per_source;
         let wait = self.cfg.answer_wait_secs.saturating_mul(NS);
-        let w = self.win.window_for(src, ts);
+        let (w, in_cur) = self.win.window_and_place(src, ts);
         if w.total == 0 {
             w.first_ns = ts;
             w.vlan = vlan;
@@ -246,37 +250,57 @@ impl ScanDetector {
             w.overflow += 1;
             return;
         }
-        let new = !w.attempts.contains_key(&t);
-        if new {
-            w.deadlines.push_back((ts.saturating_add(wait), t));
-        }
-        let in_cur = self.win.get(&src).is_some_and(|s| ts < s.end);
-        let Some(s) = self.win.get_mut(&src) else {
-            return;
-        };
-        let w = if in_cur { &mut s.cur } else { &mut s.next };
-        if new && in_cur && w.deadlines.len() == 1 {
-            self.answer_due.insert((ts.saturating_add(wait), src));
-        }
-        if probe == Probe::Ping && in_cur {
-            w.sweep_probed.insert(t.dst);
-        }
-        w.attempts
-            .entry(t)
-            // A port probed after a ping to it (nmap's ACK ping to 80, then
-            // the SYN scan of 80) counts as a probed port.
-            .and_modify(|a| {
-                if a.probe == Probe::Ping {
-                    a.probe = probe;
-                }
-            })
-            .or_insert(Attempt {
+        // A window with fewer targets than any threshold cannot cross one:
+        // answer deadlines are kept only from the `track`-th target on (then
+        // for the earlier ones too, due `wait` from now: at most `wait` late).
+        let c = &self.cfg;
+        let track = c
+            .min_ports_per_host
+            .min(c.min_hosts_per_port)
+            .min(c.min_sweep_hosts)
+            .max(1) as usize;
+        let was_empty = w.deadlines.is_empty();
+        if let std::collections::hash_map::Entry::Vacant(e) = w.attempts.entry(t) {
+            e.insert(Attempt {
                 probe,
                 answered: false,
                 refused: false,
                 counted: false,
             });
-        if in_cur && probe == Probe::Ping && self.sweep_crossed(src) {
+            let due = ts.saturating_add(wait);
+            match w.attempts.len().cmp(&track) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    let mut pending: Vec<Target> = w
+                        .attempts
+                        .iter()
+                        .filter(|(_, a)| !a.answered && !a.refused)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    pending.sort_unstable();
+                    w.deadlines.extend(pending.into_iter().map(|p| (due, p)));
+                }
+                std::cmp::Ordering::Greater => w.deadlines.push_back((due, t)),
+            }
+        } else if let Some(a) = w.attempts.get_mut(&t) {
+            // A port probed after a ping to it (nmap's ACK ping to 80, then
+            // the SYN scan of 80) counts as a probed port.
+            if a.probe == Probe::Ping {
+                a.probe = probe;
+            }
+        }
+        // The source waits for answers from now on: schedule its first deadline.
+        let head = w.deadlines.front().map(|(d, _)| *d);
+        let first_deadline = in_cur && was_empty;
+        let mut sweep = false;
+        if probe == Probe::Ping && in_cur {
+            w.sweep_probed.insert(t.dst);
+            sweep = sweep_crossed(w, &self.cfg);
+        }
+        if let (true, Some(d)) = (first_deadline, head) {
+            self.due_answer(d, src);
+        }
+        if sweep {
             self.early(src, ts, cx, out);
         }
     }
@@ -284,41 +308,10 @@ impl ScanDetector {
     /// Count attempt `t` of `src`'s current window as failed (once); whether
     /// that makes the window cross a threshold it had not crossed.
     fn count_failed(&mut self, src: SrcKey, t: Target) -> bool {
-        let (min_ports, min_hosts) = (self.cfg.min_ports_per_host, self.cfg.min_hosts_per_port);
-        let Some(s) = self.win.get_mut(&src) else {
-            return false;
-        };
-        let w = &mut s.cur;
-        let Some(a) = w.attempts.get_mut(&t) else {
-            return false;
-        };
-        if a.counted || (a.answered && !a.refused) {
-            return false;
+        match self.win.get_mut(&src) {
+            Some(s) => failed_in(&mut s.cur, t, &self.cfg),
+            None => false,
         }
-        a.counted = true;
-        match a.probe {
-            Probe::Tcp | Probe::Udp => {
-                let p = w.failed_ports.entry(t.dst).or_default();
-                *p += 1;
-                let h = w.failed_hosts.entry((t.proto, t.port)).or_default();
-                *h += 1;
-                w.early.is_none() && (*p >= min_ports || *h >= min_hosts)
-            }
-            Probe::Ping => {
-                w.sweep_failed.insert(t.dst);
-                self.sweep_crossed(src)
-            }
-        }
-    }
-
-    /// Whether `src`'s current window, with no alert yet, is a sweep now.
-    fn sweep_crossed(&self, src: SrcKey) -> bool {
-        let c = &self.cfg;
-        self.win.get(&src).is_some_and(|s| {
-            s.cur.early.is_none()
-                && s.cur.sweep_probed.len() as u64 >= u64::from(c.min_sweep_hosts)
-                && s.cur.sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed)
-        })
     }
 
     /// Write `src`'s alert now, at `at`: its window crossed a threshold.
@@ -335,29 +328,31 @@ impl ScanDetector {
         }
     }
 
+    /// Schedule `src`'s answer deadline `d`.
+    fn due_answer(&mut self, d: u64, src: SrcKey) {
+        self.answer_due.insert((d, src));
+        self.answer_min = self.answer_min.min(d);
+    }
+
     /// The answer wait of `src`'s oldest pending attempt ran out at `at`:
     /// every attempt of its current window due by then and still unanswered
     /// has failed.
     fn answers_due(&mut self, src: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
         let mut crossed = false;
-        loop {
-            let next = self
-                .win
-                .get(&src)
-                .and_then(|s| s.cur.deadlines.front().copied());
-            match next {
-                Some((d, t)) if d <= at => {
-                    if let Some(s) = self.win.get_mut(&src) {
-                        s.cur.deadlines.pop_front();
-                    }
-                    crossed |= self.count_failed(src, t);
-                }
-                Some((d, _)) => {
-                    self.answer_due.insert((d, src));
+        let mut next = None;
+        if let Some(s) = self.win.get_mut(&src) {
+            let w = &mut s.cur;
+            while let Some(&(d, t)) = w.deadlines.front() {
+                if d > at {
+                    next = Some(d);
                     break;
                 }
-                None => break,
+                w.deadlines.pop_front();
+                crossed |= failed_in(w, t, &self.cfg);
             }
+        }
+        if let Some(d) = next {
+            self.due_answer(d, src);
         }
         if crossed && self.win.get(&src).is_some_and(|s| s.cur.early.is_none()) {
             self.early(src, at, cx, out);
@@ -408,6 +403,7 @@ impl ScanDetector {
             match (answer, judge) {
                 (Some((da, src)), j) if j.map_or(true, |(dj, _)| da <= dj) => {
                     self.answer_due.remove(&(da, src));
+                    self.answer_min = self.answer_due.first().map_or(u64::MAX, |x| x.0);
                     self.answers_due(src, da, cx, out);
                 }
                 (_, Some(_)) => {
@@ -422,7 +418,7 @@ impl ScanDetector {
                         .get(&k)
                         .and_then(|s| s.cur.deadlines.front().copied());
                     if let Some((dl, _)) = head {
-                        self.answer_due.insert((dl, k));
+                        self.due_answer(dl, k);
                     }
                 }
                 _ => break,
@@ -649,6 +645,39 @@ impl ScanDetector {
             ..Alert::default()
         })
     }
+}
+
+/// Count attempt `t` of window `w` as failed (once); whether that makes the
+/// window, with no alert yet, cross a threshold.
+fn failed_in(w: &mut Window, t: Target, c: &ScanConfig) -> bool {
+    let Some(a) = w.attempts.get_mut(&t) else {
+        return false;
+    };
+    if a.counted || (a.answered && !a.refused) {
+        return false;
+    }
+    a.counted = true;
+    match a.probe {
+        Probe::Tcp | Probe::Udp => {
+            let p = w.failed_ports.entry(t.dst).or_default();
+            *p += 1;
+            let p = *p;
+            let h = w.failed_hosts.entry((t.proto, t.port)).or_default();
+            *h += 1;
+            w.early.is_none() && (p >= c.min_ports_per_host || *h >= c.min_hosts_per_port)
+        }
+        Probe::Ping => {
+            w.sweep_failed.insert(t.dst);
+            sweep_crossed(w, c)
+        }
+    }
+}
+
+/// Whether window `w`, with no alert yet, is a sweep now.
+fn sweep_crossed(w: &Window, c: &ScanConfig) -> bool {
+    w.early.is_none()
+        && w.sweep_probed.len() as u64 >= u64::from(c.min_sweep_hosts)
+        && w.sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed)
 }
 
 /// What a new flow's first packet probes, if it is an attempt.

@@ -70,6 +70,11 @@ impl<K: Copy + Eq + Hash + Ord, W: WindowState> Windows<K, W> {
     /// The window an event of `k` at `ts` belongs to (a new key, or a key
     /// whose windows are both empty, starts a window at `ts`).
     pub fn window_for(&mut self, k: K, ts: u64) -> &mut W {
+        self.window_and_place(k, ts).0
+    }
+
+    /// [`window_for`](Self::window_for), and whether it is the current one.
+    pub fn window_and_place(&mut self, k: K, ts: u64) -> (&mut W, bool) {
         let (window, wait) = (self.window_ns, self.wait_ns);
         let s = self.slots.entry(k).or_insert_with(|| Slot {
             end: ts.saturating_add(window),
@@ -83,9 +88,9 @@ impl<K: Copy + Eq + Hash + Ord, W: WindowState> Windows<K, W> {
             self.due.insert((s.due, k));
         }
         if ts < s.end {
-            &mut s.cur
+            (&mut s.cur, true)
         } else {
-            &mut s.next
+            (&mut s.next, false)
         }
     }
 
