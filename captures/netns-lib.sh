@@ -69,9 +69,10 @@ mirror_if() {
     done
 }
 
-# start_tcpdump TAP_NS FILE: record cap1 to FILE; returns once tcpdump listens.
+# start_tcpdump TAP_NS FILE [IFACE]: record IFACE (default cap1) to FILE; returns once
+# tcpdump listens.
 start_tcpdump() {
-    ip netns exec "$1" tcpdump -i cap1 -n -s 0 -U -w "$2" 2>"$work/tcpdump.log" &
+    ip netns exec "$1" tcpdump -i "${3:-cap1}" -n -s 0 -U -w "$2" 2>"$work/tcpdump.log" &
     tcpdump_pid=$!
     pids+=("$tcpdump_pid")
     for _ in $(seq 50); do

@@ -45,13 +45,7 @@ in_ns "$R" ip addr add 192.0.2.1/27 dev r0
 in_ns "$R" ip -6 addr add 2001:db8:0:110::1/64 dev r0 nodad
 in_ns "$R" ip link set r0 up
 
-ip netns exec "$R" tcpdump -i r0 -n -s 0 -U -w "$work/office.pcap" 2>"$work/tcpdump.log" &
-tcpdump_pid=$!
-pids+=("$tcpdump_pid")
-for _ in $(seq 100); do
-    grep -q "listening on" "$work/tcpdump.log" && break
-    sleep 0.1
-done
+start_tcpdump "$R" "$work/office.pcap" r0
 
 ip netns exec "$R" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=r0 --bind-interfaces \
     --dhcp-range=192.0.2.20,192.0.2.29,255.255.255.224,10m \
@@ -142,8 +136,6 @@ kill "$avahi_pid" 2>/dev/null || true
 pkill -f -- "-lf $work/dh" 2>/dev/null || true  # a dhclient that wrote no pid file yet
 wait "$avahi_pid" 2>/dev/null || true
 sleep 1
-kill -INT "$tcpdump_pid"
-wait "$tcpdump_pid" || true
-cat "$work/tcpdump.log" >&2
+stop_tcpdump
 cp "$work/office.pcap" "$out/office-noise.pcap"
 echo "wrote $out/office-noise.pcap (DHCPv4 lease $lease)" >&2

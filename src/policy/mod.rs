@@ -589,7 +589,7 @@ impl Policy {
         if self.segment_local(src, dst, proto, sport) {
             return Verdict::Local;
         }
-        self.verdict(src, dst, proto, dport, vlan)
+        self.routed_verdict(src, dst, proto, dport, vlan)
     }
 
     /// The verdict for a flow from `src` (initiator) to `dst` (responder).
@@ -611,6 +611,19 @@ impl Policy {
         if self.segment_local(src, dst, proto, u16::MAX) {
             return Verdict::Local;
         }
+        self.routed_verdict(src, dst, proto, dst_port, vlan)
+    }
+
+    /// [`verdict`](Self::verdict) of a flow already known not to be
+    /// segment-local: the rules, the zones, the severity table.
+    fn routed_verdict(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        dst_port: u16,
+        vlan: Option<u16>,
+    ) -> Verdict {
         let (Some(sz), Some(dz)) = (self.zone_of(src, vlan), self.zone_of(dst, vlan)) else {
             return Verdict::Unknown;
         };
