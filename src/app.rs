@@ -106,7 +106,7 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
     let stop = control.stop.clone();
     match cli.command {
         Command::Check(args) if !args.against.is_empty() => check_against(&args, &stop),
-        Command::Check(args) => check(&args.rules),
+        Command::Check(args) => check(&args.rules, args.sources),
         Command::Replay(args) => {
             let Some(policy) = load_rules(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
@@ -291,11 +291,15 @@ fn open_live(
 pub const EXIT_RULES_INVALID: i32 = 2;
 
 /// `zonewatch check RULES`: errors to stderr (exit 2), or the report to stdout (exit 0).
-fn check(path: &Path) -> Result<i32, AppError> {
+fn check(path: &Path, sources: bool) -> Result<i32, AppError> {
     match crate::policy::Policy::load(path) {
         Ok((policy, warnings)) => {
-            let report =
-                crate::policy::render_check(&path.display().to_string(), &policy, &warnings);
+            let name = path.display().to_string();
+            let report = if sources {
+                crate::policy::render_sources(&name, &policy, &warnings)
+            } else {
+                crate::policy::render_check(&name, &policy, &warnings)
+            };
             write_stdout(&report)?;
             Ok(EXIT_OK)
         }

@@ -32,6 +32,11 @@ pub struct CheckArgs {
     /// alert, grouped by zone pair (nothing is written).
     #[arg(long, value_name = "FILE.pcap", num_args = 1..)]
     pub against: Vec<PathBuf>,
+    /// List every allow rule (on or off) with what it rests on: primary text
+    /// (document and quote), practice (who does it) or unverified, and the
+    /// options a site can turn on; instead of the zone matrix.
+    #[arg(long, conflicts_with = "against")]
+    pub sources: bool,
     #[command(flatten)]
     pub alerts: AlertArgs,
     /// With --against: exit 1 when the dry run would raise an alert of this

@@ -112,12 +112,12 @@ fn check_against_lists_what_would_alert_by_zone_pair() {
     let (code, stdout, _) = run_check_args(&args);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("12 allowed, 12 violating, 0 unknown, 0 segment-local -> 12 alerts"),
+        stdout.contains("10 allowed, 14 violating, 0 unknown, 0 segment-local -> 14 alerts"),
         "{stdout}"
     );
-    // Six zone pairs (captures/README.md ground truth), each one IPv4 and one IPv6 flow.
+    // Seven zone pairs (captures/README.md ground truth), each one IPv4 and one IPv6 flow.
     let pairs: Vec<&str> = stdout.lines().filter(|l| l.contains(" alerts, ")).collect();
-    assert_eq!(pairs.len(), 6, "{stdout}");
+    assert_eq!(pairs.len(), 7, "{stdout}");
     assert!(
         pairs.iter().all(|l| l.ends_with("2 alerts, 2 flows")),
         "{pairs:#?}"
@@ -128,11 +128,16 @@ fn check_against_lists_what_would_alert_by_zone_pair() {
         .collect();
     assert_eq!(
         sev,
-        ["critical", "critical", "critical", "high", "high", "medium"],
+        ["critical", "critical", "critical", "critical", "high", "high", "medium"],
         "most severe first: {pairs:#?}"
     );
     // Allowed relay/proxy paths never appear.
-    for allowed in ["-> relay ", "-> sec_cloud  critical", "lgwan_wan"] {
+    for allowed in [
+        "-> relay ",
+        "-> sec_cloud  critical",
+        "lgwan_wan",
+        "192.0.2.177",
+    ] {
         assert!(!stdout.contains(allowed), "{allowed}: {stdout}");
     }
 }

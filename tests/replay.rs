@@ -330,7 +330,7 @@ fn inputs_from_several_links_are_merged_and_each_alert_is_tagged_with_its_source
         .iter()
         .all(|s| s == "203.0.113.66"));
     assert!(by_iface["core-sw"].iter().all(|s| s != "203.0.113.66"));
-    assert_eq!(by_iface["core-sw"].len(), 6, "the six planted violations");
+    assert_eq!(by_iface["core-sw"].len(), 7, "the seven planted violations");
     let labels: Vec<&str> = r.summary["sources"]
         .as_array()
         .expect("sources")

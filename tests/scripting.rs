@@ -47,7 +47,7 @@ fn json_severities(r: &Run) -> Vec<String> {
 
 #[test]
 fn zones_capture_fails_on_critical_and_high() {
-    // zones.pcap with the example rules: 3 critical, 2 high, 1 medium violations.
+    // zones.pcap with the example rules: 4 critical, 2 high, 1 medium violations.
     for sev in ["critical", "high", "medium", "low", "info"] {
         let r = replay("zones.pcap", &["--rules", RULES, "--fail-on", sev, "-q"]);
         assert_code(&r, 1);
@@ -58,7 +58,7 @@ fn zones_capture_fails_on_critical_and_high() {
     assert_code(&r, 1);
     assert!(
         r.stderr
-            .contains("3 alerts at or above critical (--fail-on): exit 1"),
+            .contains("4 alerts at or above critical (--fail-on): exit 1"),
         "{}",
         r.stderr
     );
@@ -174,7 +174,7 @@ fn quiet_stdout_is_only_alert_json() {
     sev.sort();
     assert_eq!(
         sev,
-        ["critical", "critical", "critical", "high", "high", "medium"]
+        ["critical", "critical", "critical", "critical", "high", "high", "medium"]
     );
     assert!(
         !r.stderr.contains("zonewatch replay:"),
@@ -188,14 +188,14 @@ fn quiet_stdout_is_only_alert_json() {
 fn human_summary_moves_to_stderr_when_stdout_carries_data() {
     let r = replay("zones.pcap", &["--rules", RULES, "--alerts", "-"]);
     assert_code(&r, 0);
-    assert_eq!(json_severities(&r).len(), 6);
+    assert_eq!(json_severities(&r).len(), 7);
     assert!(
         r.stderr.contains("zonewatch replay: 136 packets"),
         "{}",
         r.stderr
     );
     assert!(
-        r.stderr.contains("alerts         6 written"),
+        r.stderr.contains("alerts         7 written"),
         "{}",
         r.stderr
     );
@@ -234,7 +234,7 @@ fn check_against_fails_on_the_dry_run_alerts() {
         r.stdout
     );
     assert!(
-        r.stderr.contains("3 alerts at or above critical"),
+        r.stderr.contains("4 alerts at or above critical"),
         "{}",
         r.stderr
     );

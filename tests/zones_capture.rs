@@ -95,14 +95,15 @@ const PLANTED_V4: [Planted; 12] = [
         ("lgwan.term", "inet.srv"),
         "L3u",
     ),
-    // L5: file sanitiser -> LGWAN server.
-    allowed(
+    // The file sanitiser -> the LGWAN mail server: L5 opens only the drop locations
+    // (host group `file_drop`, 192.0.2.101), so "relay->*" = critical (issue #19).
+    violation(
         "192.0.2.178",
         "192.0.2.100",
         "tcp",
         443,
         ("relay", "lgwan.srv"),
-        "L5",
+        "critical",
     ),
     // L4: mail text-ification gateway -> LGWAN mail.
     allowed(
@@ -206,13 +207,13 @@ const PLANTED_V6: [Planted; 12] = [
         ("lgwan.term", "inet.srv"),
         "L3u",
     ),
-    allowed(
+    violation(
         "2001:db8:0:330::178",
         "2001:db8:0:220::100",
         "tcp",
         443,
         ("relay", "lgwan.srv"),
-        "L5",
+        "critical",
     ),
     allowed(
         "2001:db8:0:330::177",

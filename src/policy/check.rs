@@ -1,7 +1,7 @@
 //! The `zonewatch check` report: warnings, then the effective zone × zone matrix
 //! over top-level zones, then which allow rules open each zone pair.
 
-use super::{Diagnostic, Endpoint, Policy, Severity, ZoneIdx};
+use super::{Basis, Diagnostic, Endpoint, Inactive, Policy, Proto, Rule, Severity, ZoneIdx};
 use std::fmt::Write;
 
 fn sev_letter(s: Severity) -> &'static str {
@@ -23,7 +23,7 @@ impl Policy {
     }
 
     /// Top-level zones an endpoint can put an address in.
-    fn endpoint_tops(&self, e: &Endpoint) -> Vec<ZoneIdx> {
+    pub(super) fn endpoint_tops(&self, e: &Endpoint) -> Vec<ZoneIdx> {
         let mut out: Vec<ZoneIdx> = match e {
             Endpoint::Zone(z) => vec![self.zone(*z).top],
             _ => {
@@ -184,5 +184,159 @@ pub fn render_check(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
     if !any {
         let _ = writeln!(o, "  (none)");
     }
+    o
+}
+
+impl Policy {
+    fn endpoint_name(&self, e: &Endpoint) -> String {
+        match e {
+            Endpoint::Zone(z) => self.zone(*z).id.clone(),
+            Endpoint::HostGroup(g) => self
+                .hostgroups()
+                .get(usize::from(*g))
+                .map_or_else(|| "?".into(), |g| g.id.clone()),
+            Endpoint::Cidr(c) => c.to_string(),
+        }
+    }
+}
+
+/// `tcp 443, 8000-8001`, `udp any port`, `icmp`.
+fn ports_text(r: &Rule, site_ports: bool) -> String {
+    if r.proto == Proto::Icmp {
+        return "icmp".into();
+    }
+    let proto = match r.proto {
+        Proto::Any => "tcp/udp",
+        p => p.as_str(),
+    };
+    if site_ports {
+        return format!("{proto} ports from the site");
+    }
+    if r.ports.is_empty() {
+        let what = if r.proto == Proto::Any {
+            "any protocol, any port"
+        } else {
+            "any port"
+        };
+        return if r.proto == Proto::Any {
+            what.into()
+        } else {
+            format!("{proto} {what}")
+        };
+    }
+    let list: Vec<String> = r
+        .ports
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    format!("{proto} {}", list.join(", "))
+}
+
+/// The `check --sources` report: every allow rule, on or off, with the source
+/// it rests on, so that a reader can see what a preset claims and on what basis.
+pub fn render_sources(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "rules: {file} (site {:?}, preset {}, guideline {})",
+        p.site_name.as_deref().unwrap_or("-"),
+        p.preset.as_deref().unwrap_or("none"),
+        p.guideline.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(
+        o,
+        "{} warning(s) (`zonewatch check {file}` lists them)",
+        warnings.len()
+    );
+    let _ = writeln!(
+        o,
+        "\nbasis: text = primary text was read (document and quote given); practice = what\n  \
+         municipalities or vendors do, not guideline text (who does it given); unverified = no\n  \
+         primary text was found (why given); note = free text, not classified"
+    );
+    if !p.options.is_empty() {
+        let _ = writeln!(
+            o,
+            "\noptions (opt-in rule sets; a site turns one on with `options = [\"ID\"]`)"
+        );
+        for opt in &p.options {
+            let _ = writeln!(
+                o,
+                "  {:<3} {}: {}",
+                if opt.enabled { "on" } else { "off" },
+                opt.id,
+                opt.description.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut count = |k: &'static str| match counts.iter_mut().find(|(n, _)| *n == k) {
+        Some(c) => c.1 += 1,
+        None => counts.push((k, 1)),
+    };
+    let _ = writeln!(
+        o,
+        "\nallow rules (in judging order; rules that are off last)"
+    );
+    let all = p
+        .rules()
+        .iter()
+        .map(|r| (r, None))
+        .chain(p.inactive.iter().map(|(r, w)| (r, Some(w))));
+    for (r, why) in all {
+        let froms: Vec<String> = r.from.iter().map(|e| p.endpoint_name(e)).collect();
+        let tos: Vec<String> = r.to.iter().map(|e| p.endpoint_name(e)).collect();
+        let state = match why {
+            None => "on".to_string(),
+            Some(Inactive::OptionOff(opt)) => format!("off (option {opt} not turned on)"),
+            Some(Inactive::SitePorts) => "off (the site gives no ports)".to_string(),
+        };
+        let origin = match r.origin {
+            super::Origin::Preset => "preset",
+            super::Origin::Site => "site",
+        };
+        let _ = writeln!(
+            o,
+            "\n{} [{origin}, {state}]: {} -> {}: {}",
+            r.id,
+            froms.join(", "),
+            tos.join(", "),
+            ports_text(r, matches!(why, Some(Inactive::SitePorts)))
+        );
+        if let Some(desc) = &r.description {
+            let _ = writeln!(o, "  what: {desc}");
+        }
+        match &r.source {
+            None => {
+                count("none");
+                let _ = writeln!(o, "  basis: NONE (the rule names no source)");
+            }
+            Some(s) => {
+                let basis = s.basis.unwrap_or(Basis::Note);
+                count(basis.as_str());
+                let _ = writeln!(o, "  basis: {}", basis.as_str());
+                for (k, v) in [
+                    ("document", &s.document),
+                    ("quote", &s.quote),
+                    ("url", &s.url),
+                    ("by", &s.by),
+                    ("note", &s.note),
+                ] {
+                    if let Some(v) = v {
+                        let _ = writeln!(o, "  {k}: {v}");
+                    }
+                }
+            }
+        }
+    }
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let list: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = writeln!(o, "\n{total} rule(s): {}", list.join(", "));
     o
 }

@@ -4,7 +4,10 @@
 //! reports one) and keeps toml's own message.
 
 use super::raw::{RawAllow, RawFile, RawPort};
-use super::{Endpoint, HostGroup, Origin, Policy, Proto, Rule, Sel, Severity, Zone, ZoneIdx};
+use super::{
+    Basis, Endpoint, HostGroup, Inactive, Origin, Policy, Proto, Rule, RuleOption, RuleSource, Sel,
+    Severity, Zone, ZoneIdx,
+};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::collections::BTreeMap;
@@ -14,8 +17,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// Embedded presets: (name, file name shown in diagnostics, text).
+/// Embedded presets: (name, file name shown in diagnostics, text). A preset
+/// may select another as its base (`preset = "..."`), merged before it.
 pub const PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "common",
+        "presets/common.toml",
+        include_str!("../../rules/presets/common.toml"),
+    ),
     (
         "alpha",
         "presets/alpha.toml",
@@ -37,6 +46,12 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         include_str!("../../rules/presets/beta_prime.toml"),
     ),
 ];
+
+/// The models a site selects (`preset = "..."`).
+pub const MODELS: &[&str] = &["alpha", "alpha_prime", "beta", "beta_prime"];
+
+/// Presets that are bases of the models, which a site cannot select itself.
+pub const BASE_PRESETS: &[&str] = &["common"];
 
 /// Default severity when no `[severity] default` is given.
 const FALLBACK_SEVERITY: Severity = Severity::High;
@@ -191,6 +206,144 @@ struct RuleB {
     raw: RawAllow,
     src: usize,
     origin: Origin,
+    /// The file each inheritable key was written in: a site override takes the
+    /// keys it does not give from the preset rule, with their spans.
+    at: KeySrc,
+}
+
+#[derive(Clone, Copy)]
+struct KeySrc {
+    from: usize,
+    to: usize,
+    proto: usize,
+    ports: usize,
+    guideline: usize,
+    option: usize,
+}
+
+impl RuleB {
+    fn new(raw: RawAllow, src: usize, origin: Origin) -> RuleB {
+        let at = KeySrc {
+            from: src,
+            to: src,
+            proto: src,
+            ports: src,
+            guideline: src,
+            option: src,
+        };
+        RuleB {
+            raw,
+            src,
+            origin,
+            at,
+        }
+    }
+
+    /// `self` overrides `old`: every key `self` leaves out comes from `old`.
+    fn inherit(&mut self, old: &mut RuleB) {
+        let (r, o) = (&mut self.raw, &mut old.raw);
+        if r.from.is_none() {
+            r.from = o.from.take();
+            self.at.from = old.at.from;
+        }
+        if r.to.is_none() {
+            r.to = o.to.take();
+            self.at.to = old.at.to;
+        }
+        if r.proto.is_none() {
+            r.proto = o.proto.take();
+            self.at.proto = old.at.proto;
+        }
+        if r.ports.is_none() {
+            r.ports = o.ports.take();
+            self.at.ports = old.at.ports;
+        }
+        if r.guideline.is_none() {
+            r.guideline = o.guideline.take();
+            self.at.guideline = old.at.guideline;
+        }
+        if r.option.is_none() {
+            r.option = o.option.take();
+            self.at.option = old.at.option;
+        }
+        if r.description.is_none() {
+            r.description = o.description.take();
+        }
+    }
+}
+
+/// The keys of a `guideline = { ... }` source table.
+const SOURCE_KEYS: &[&str] = &["basis", "document", "quote", "url", "by", "note"];
+
+/// `guideline`: a string (an unclassified note) or a source table whose
+/// `basis` says what the rule rests on and which other keys it needs.
+fn parse_source(v: &toml::Value) -> Result<RuleSource, String> {
+    let t = match v {
+        toml::Value::String(s) => {
+            return Ok(RuleSource {
+                basis: Some(Basis::Note),
+                note: Some(s.clone()),
+                ..RuleSource::default()
+            })
+        }
+        toml::Value::Table(t) => t,
+        _ => return Err("`guideline` must be a string or a table { basis = ..., ... }".into()),
+    };
+    let mut out = RuleSource::default();
+    for (k, val) in t {
+        if !SOURCE_KEYS.contains(&k.as_str()) {
+            return Err(format!(
+                "unknown key `guideline.{k}` (known: {})",
+                SOURCE_KEYS.join(", ")
+            ));
+        }
+        let Some(text) = val.as_str() else {
+            return Err(format!("`guideline.{k}` must be a string"));
+        };
+        let slot = match k.as_str() {
+            "basis" => {
+                out.basis = Some(match text {
+                    "text" => Basis::Text,
+                    "practice" => Basis::Practice,
+                    "unverified" => Basis::Unverified,
+                    other => {
+                        return Err(format!(
+                            "`guideline.basis` {other:?}: expected \"text\" (primary text read: give `document` and `quote`), \"practice\" (give `by`: who does it) or \"unverified\" (give `note`: why no text was found)"
+                        ))
+                    }
+                });
+                continue;
+            }
+            "document" => &mut out.document,
+            "quote" => &mut out.quote,
+            "url" => &mut out.url,
+            "by" => &mut out.by,
+            "note" => &mut out.note,
+            other => {
+                return Err(format!(
+                    "unknown key `guideline.{other}` (known: {})",
+                    SOURCE_KEYS.join(", ")
+                ))
+            }
+        };
+        *slot = Some(text.to_string());
+    }
+    let need: &[(&str, bool)] = match out.basis {
+        None => {
+            return Err("`guideline` table without `basis` (text, practice or unverified)".into())
+        }
+        Some(Basis::Text) => &[
+            ("document", out.document.is_some()),
+            ("quote", out.quote.is_some()),
+        ],
+        Some(Basis::Practice) => &[("by", out.by.is_some())],
+        Some(Basis::Unverified) | Some(Basis::Note) => &[("note", out.note.is_some())],
+    };
+    if let Some((k, _)) = need.iter().find(|(_, has)| !has) {
+        let basis = out.basis.map_or("", Basis::as_str);
+        return Err(format!("`guideline` with basis {basis:?} needs `{k}`"));
+    }
+    Ok(out)
 }
 
 fn valid_zone_id(id: &str) -> bool {
@@ -309,41 +462,53 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     // (file index, parsed file, origin) in merge order: preset first.
     let mut files: Vec<(usize, RawFile, Origin)> = Vec::new();
     let mut preset_name = None;
-    if let Some(p) = &site.preset {
-        match PRESETS.iter().find(|(n, _, _)| *n == p.get_ref().as_str()) {
-            Some((n, file, text)) => {
-                d.sources.push(Source {
-                    name: (*file).to_string(),
-                    text,
-                });
-                let idx = d.sources.len() - 1;
-                let pf = parse_file(d, idx)?;
-                if let Some(inner) = &pf.preset {
-                    d.err(
-                        idx,
-                        inner.span(),
-                        "a preset cannot select another preset".into(),
-                        None,
-                    );
-                }
-                files.push((idx, pf, Origin::Preset));
-                preset_name = Some((*n).to_string());
-            }
-            None => {
-                let names: Vec<&str> = PRESETS.iter().map(|(n, _, _)| *n).collect();
-                d.err(
-                    0,
-                    p.span(),
-                    format!(
-                        "unknown preset {:?} (known: {})",
-                        p.get_ref(),
-                        names.join(", ")
-                    ),
-                    None,
-                );
-            }
+    // The preset chain: a model preset may build on a base preset
+    // (`alpha_prime` on `alpha` on `common`); bases are merged first.
+    let mut next = site.preset.as_ref().map(|p| (0, p.clone()));
+    while let Some((from_src, p)) = next.take() {
+        let name = p.get_ref().as_str();
+        let Some((n, file, text)) = PRESETS.iter().find(|(n, _, _)| *n == name) else {
+            let names: Vec<&str> = PRESETS
+                .iter()
+                .map(|(n, _, _)| *n)
+                .filter(|n| !BASE_PRESETS.contains(n))
+                .collect();
+            d.err(
+                from_src,
+                p.span(),
+                format!(
+                    "unknown preset {:?} (known: {})",
+                    p.get_ref(),
+                    names.join(", ")
+                ),
+                None,
+            );
+            break;
+        };
+        if from_src == 0 && BASE_PRESETS.contains(n) {
+            d.err(from_src, p.span(), format!("preset {n:?} is the base of the model presets, not a model: choose alpha, alpha_prime, beta or beta_prime"), None);
+            break;
         }
+        if files.len() >= PRESETS.len() {
+            d.err(
+                from_src,
+                p.span(),
+                format!("preset {n:?}: the presets select each other in a loop"),
+                None,
+            );
+            break;
+        }
+        d.sources.push(Source {
+            name: (*file).to_string(),
+            text,
+        });
+        let idx = d.sources.len() - 1;
+        let pf = parse_file(d, idx)?;
+        next = pf.preset.as_ref().map(|q| (idx, q.clone()));
+        files.push((idx, pf, Origin::Preset));
+        preset_name.get_or_insert_with(|| (*n).to_string());
     }
+    files.reverse();
     files.push((0, site, Origin::Site));
 
     let mut site_name = None;
@@ -354,15 +519,44 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     let mut severity: BTreeMap<String, At<String>> = BTreeMap::new();
     let mut rules: Vec<RuleB> = Vec::new();
     let mut detect = crate::detect::DetectConfig::default();
+    let mut declared: Vec<(At<String>, Option<String>)> = Vec::new();
+    let mut enabled: Vec<At<String>> = Vec::new();
 
     for (src, file, origin) in files {
         if let Some(dc) = file.detect {
             detect = dc;
         }
-        if let Some(s) = file.site {
-            if origin == Origin::Site || site_name.is_none() {
-                site_name = s.name.or(site_name);
+        for o in file.option {
+            let id = at(&o.id, src);
+            if declared.iter().any(|(p, _)| p.v == id.v) {
+                d.err(
+                    src,
+                    id.span.clone(),
+                    format!("option {:?} is declared twice", id.v),
+                    None,
+                );
+                continue;
             }
+            declared.push((id, o.description));
+        }
+        if let Some(list) = &file.options {
+            if origin == Origin::Preset {
+                if let Some(first) = list.first() {
+                    d.err(
+                        src,
+                        first.span(),
+                        "a preset declares options (`[[option]]`); only the site turns them on"
+                            .into(),
+                        None,
+                    );
+                }
+            } else {
+                enabled.extend(list.iter().map(|o| at(o, src)));
+            }
+        }
+        if let Some(s) = file.site {
+            // Bases come first: a model's name replaces its base's, the site's both.
+            site_name = s.name.or(site_name);
             guideline = s.guideline.or(guideline);
         }
         if let Some(z) = &file.default_zone {
@@ -489,17 +683,19 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
                 }
                 Some(i) => {
                     if r.override_preset {
-                        d.warn(
-                            src,
-                            span,
-                            format!("site rule replaces preset rule {id:?}"),
-                            Some(&id),
-                        );
-                        rules[i] = RuleB {
-                            raw: r,
-                            src,
-                            origin,
-                        };
+                        // A model changing its base's rule is the preset's design;
+                        // a site changing a preset rule is worth a word.
+                        if origin == Origin::Site {
+                            d.warn(
+                                src,
+                                span,
+                                format!("site rule replaces preset rule {id:?}"),
+                                Some(&id),
+                            );
+                        }
+                        let mut nb = RuleB::new(r, src, origin);
+                        nb.inherit(&mut rules[i]);
+                        rules[i] = nb;
                     } else {
                         d.err(src, span, format!("rule id {id:?} is already a preset rule; set `override = true` to replace it"), Some(&id));
                     }
@@ -513,11 +709,7 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
                             Some(&id),
                         );
                     }
-                    rules.push(RuleB {
-                        raw: r,
-                        src,
-                        origin,
-                    });
+                    rules.push(RuleB::new(r, src, origin));
                 }
             }
         }
@@ -749,94 +941,65 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         }
     }
 
+    // Options the site turns on.
+    let mut options: Vec<RuleOption> = declared
+        .iter()
+        .map(|(id, description)| RuleOption {
+            id: id.v.clone(),
+            description: description.clone(),
+            enabled: false,
+        })
+        .collect();
+    for e in &enabled {
+        match options.iter_mut().find(|o| o.id == e.v) {
+            Some(o) => o.enabled = true,
+            None => {
+                let known: Vec<&str> = options.iter().map(|o| o.id.as_str()).collect();
+                d.err(
+                    e.src,
+                    e.span.clone(),
+                    format!(
+                        "unknown option {:?} (the preset declares: {})",
+                        e.v,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+
     // Rules.
     let mut out_rules = Vec::with_capacity(rules.len());
+    let mut inactive = Vec::new();
     let mut rule_at = Vec::with_capacity(rules.len());
     for rb in &rules {
-        let r = &rb.raw;
-        let id = r.id.get_ref().as_str();
-        let src = rb.src;
-        let mut ends = |list: &Spanned<Vec<Spanned<String>>>, side: &str| -> Vec<Endpoint> {
-            if list.get_ref().is_empty() {
-                d.err(src, list.span(), format!("`{side}` is empty"), Some(id));
-            }
-            let mut out = Vec::new();
-            for e in list.get_ref() {
-                let name = e.get_ref().as_str();
-                if name == super::LOCAL_ZONE {
-                    d.err(src, e.span(), format!("`{side}`: zone {name:?} holds segment-local traffic, which never crosses a zone and no rule judges"), Some(id));
-                } else if let Some(z) = zone_idx(name) {
-                    out.push(Endpoint::Zone(z));
-                } else if let Some(g) = groups.iter().position(|g| g.id.v == name) {
-                    out.push(Endpoint::HostGroup(g as u16));
-                } else if name.contains(['.', ':'])
-                    && name
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_hexdigit() || c == ':')
-                    && (name.contains('/') || name.parse::<IpAddr>().is_ok())
-                {
-                    match parse_cidr(name) {
-                        Ok(n) => out.push(Endpoint::Cidr(n)),
-                        Err(m) => d.err(src, e.span(), format!("`{side}`: {m}"), Some(id)),
-                    }
-                } else {
-                    d.err(
-                        src,
-                        e.span(),
-                        format!("`{side}`: {name:?} is not a zone, host group, CIDR or address"),
-                        Some(id),
-                    );
-                }
-            }
-            out
+        let Some((rule, why)) = resolve_rule(d, rb, &zone_idx, &groups, &options) else {
+            continue;
         };
-        let from = ends(&r.from, "from");
-        let to = ends(&r.to, "to");
-        let proto = match &r.proto {
-            None => Proto::Any,
-            Some(p) => match p.get_ref().as_str() {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                "icmp" => Proto::Icmp,
-                "any" => Proto::Any,
-                other => {
-                    d.err(
-                        src,
-                        p.span(),
-                        format!("unknown proto {other:?} (tcp, udp, icmp, any)"),
-                        Some(id),
-                    );
-                    Proto::Any
-                }
-            },
-        };
-        let mut ports = Vec::new();
-        for p in &r.ports {
-            match parse_port(p.get_ref()) {
-                Ok(x) => ports.push(x),
-                Err(m) => d.err(src, p.span(), m, Some(id)),
+        match why {
+            None => {
+                out_rules.push(rule);
+                rule_at.push((rb.src, rb.raw.id.span()));
             }
+            Some(Inactive::SitePorts) => {
+                d.warn(
+                    rb.src,
+                    rb.raw.id.span(),
+                    format!(
+                        "rule {:?} is off: the preset leaves its ports to the site (`ports = [\"site\"]`) and this site gives none; its flows are judged by `[severity]` until a site rule with `id = {:?}`, `override = true` and `ports = [...]` names them",
+                        rule.id, rule.id
+                    ),
+                    Some(&rule.id),
+                );
+                inactive.push((rule, Inactive::SitePorts));
+            }
+            Some(w) => inactive.push((rule, w)),
         }
-        if proto == Proto::Icmp && !r.ports.is_empty() {
-            d.err(
-                src,
-                r.ports.first().map_or(r.id.span(), |p| p.span()),
-                "`ports` given with proto \"icmp\", which has no ports".into(),
-                Some(id),
-            );
-        }
-        out_rules.push(Rule {
-            id: id.to_string(),
-            from,
-            to,
-            proto,
-            ports,
-            description: r.description.clone(),
-            guideline: r.guideline.clone(),
-            origin: rb.origin,
-        });
-        rule_at.push((src, r.id.span()));
     }
 
     if !d.errors.is_empty() {
@@ -901,6 +1064,8 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         site_name,
         guideline,
         preset: preset_name,
+        options,
+        inactive,
         zones: out_zones,
         hostgroups: out_groups,
         rules: out_rules,
@@ -963,6 +1128,18 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             d.warn(src, span, format!("dead rule: `{side}` resolves to no address (zone or host group without CIDRs?)"), Some(&r.id));
             continue;
         }
+        if let Some((a, b)) = policy.mynumber_crossing(r) {
+            if r.ports.is_empty() && r.proto != Proto::Icmp {
+                d.warn(
+                    src,
+                    span.clone(),
+                    format!(
+                        "rule crosses the My Number boundary ({a} -> {b}) without naming ports: a link of マイナンバー利用事務系 is limited to named applications; give `proto` and `ports`"
+                    ),
+                    Some(&r.id),
+                );
+            }
+        }
         if let Some(earlier) = policy.rules[..i].iter().find(|e| policy.covers(e, r)) {
             d.warn(
                 src,
@@ -978,6 +1155,169 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     Some(policy)
 }
 
+/// Validate one merged rule: its endpoints, protocol, ports, source and option.
+/// Returns the rule and, if it takes no part in verdicts, why; `None` after an
+/// error (already reported).
+fn resolve_rule(
+    d: &mut Diags<'_>,
+    rb: &RuleB,
+    zone_idx: &dyn Fn(&str) -> Option<ZoneIdx>,
+    groups: &[GroupB],
+    options: &[RuleOption],
+) -> Option<(Rule, Option<Inactive>)> {
+    let r = &rb.raw;
+    let id = r.id.get_ref().as_str();
+    let errors_before = d.errors.len();
+    let ends = |d: &mut Diags<'_>,
+                list: &Option<Spanned<Vec<Spanned<String>>>>,
+                src: usize,
+                side: &str|
+     -> Vec<Endpoint> {
+        let Some(list) = list else {
+            d.err(
+                rb.src,
+                r.id.span(),
+                format!("`{side}` is missing (only a site rule with `override = true` may leave it out, to keep the preset rule's)"),
+                Some(id),
+            );
+            return Vec::new();
+        };
+        if list.get_ref().is_empty() {
+            d.err(src, list.span(), format!("`{side}` is empty"), Some(id));
+        }
+        let mut out = Vec::new();
+        for e in list.get_ref() {
+            let name = e.get_ref().as_str();
+            if name == super::LOCAL_ZONE {
+                d.err(src, e.span(), format!("`{side}`: zone {name:?} holds segment-local traffic, which never crosses a zone and no rule judges"), Some(id));
+            } else if let Some(z) = zone_idx(name) {
+                out.push(Endpoint::Zone(z));
+            } else if let Some(g) = groups.iter().position(|g| g.id.v == name) {
+                out.push(Endpoint::HostGroup(g as u16));
+            } else if name.contains(['.', ':'])
+                && name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_hexdigit() || c == ':')
+                && (name.contains('/') || name.parse::<IpAddr>().is_ok())
+            {
+                match parse_cidr(name) {
+                    Ok(n) => out.push(Endpoint::Cidr(n)),
+                    Err(m) => d.err(src, e.span(), format!("`{side}`: {m}"), Some(id)),
+                }
+            } else {
+                d.err(
+                    src,
+                    e.span(),
+                    format!("`{side}`: {name:?} is not a zone, host group, CIDR or address"),
+                    Some(id),
+                );
+            }
+        }
+        out
+    };
+    let from = ends(d, &r.from, rb.at.from, "from");
+    let to = ends(d, &r.to, rb.at.to, "to");
+    let proto = match &r.proto {
+        None => Proto::Any,
+        Some(p) => match p.get_ref().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "icmp" => Proto::Icmp,
+            "any" => Proto::Any,
+            other => {
+                d.err(
+                    rb.at.proto,
+                    p.span(),
+                    format!("unknown proto {other:?} (tcp, udp, icmp, any)"),
+                    Some(id),
+                );
+                Proto::Any
+            }
+        },
+    };
+    let raw_ports: &[Spanned<RawPort>] = r.ports.as_deref().unwrap_or(&[]);
+    let is_site = |p: &Spanned<RawPort>| matches!(p.get_ref(), RawPort::Range(s) if s == "site");
+    let mut site_ports = false;
+    let mut ports = Vec::new();
+    if let Some(p) = raw_ports.iter().find(|p| is_site(p)) {
+        if raw_ports.len() != 1 {
+            d.err(
+                rb.at.ports,
+                p.span(),
+                "`\"site\"` must be the only entry of `ports`".into(),
+                Some(id),
+            );
+        } else if rb.at.ports == rb.src && rb.origin == Origin::Site {
+            d.err(rb.at.ports, p.span(), "`ports = [\"site\"]` leaves the ports to the site, so only a preset can say it; give the ports here".into(), Some(id));
+        }
+        site_ports = true;
+    } else {
+        for p in raw_ports {
+            match parse_port(p.get_ref()) {
+                Ok(x) => ports.push(x),
+                Err(m) => d.err(rb.at.ports, p.span(), m, Some(id)),
+            }
+        }
+    }
+    if proto == Proto::Icmp && !raw_ports.is_empty() {
+        d.err(
+            rb.at.ports,
+            raw_ports.first().map_or(r.id.span(), |p| p.span()),
+            "`ports` given with proto \"icmp\", which has no ports".into(),
+            Some(id),
+        );
+    }
+    let source = match &r.guideline {
+        None => None,
+        Some(g) => match parse_source(g.get_ref()) {
+            Ok(s) => Some(s),
+            Err(m) => {
+                d.err(rb.at.guideline, g.span(), m, Some(id));
+                None
+            }
+        },
+    };
+    let option = match &r.option {
+        None => None,
+        Some(o) => match options.iter().find(|x| x.id == *o.get_ref()) {
+            Some(x) => Some(x),
+            None => {
+                d.err(
+                    rb.at.option,
+                    o.span(),
+                    format!(
+                        "`option`: {:?} is not declared by an `[[option]]`",
+                        o.get_ref()
+                    ),
+                    Some(id),
+                );
+                None
+            }
+        },
+    };
+    if d.errors.len() > errors_before {
+        return None;
+    }
+    let why = match option {
+        Some(o) if !o.enabled => Some(Inactive::OptionOff(o.id.clone())),
+        _ if site_ports => Some(Inactive::SitePorts),
+        _ => None,
+    };
+    let rule = Rule {
+        id: id.to_string(),
+        from,
+        to,
+        proto,
+        ports,
+        description: r.description.clone(),
+        source,
+        option: option.map(|o| o.id.clone()),
+        origin: rb.origin,
+    };
+    Some((rule, why))
+}
+
 impl Policy {
     /// Zone by explicit CIDRs only (no VLAN, no default zone).
     pub(super) fn explicit_zone_of(&self, ip: IpAddr) -> Option<ZoneIdx> {
@@ -991,6 +1331,19 @@ impl Policy {
                 .get_lpm(&Ipv6Net::from(a))
                 .and_then(|(_, z)| z.first().copied()),
         }
+    }
+
+    /// The first (initiator top zone, responder top zone) pair of `r` where
+    /// exactly one side is the `mynumber` zone, by zone id.
+    pub(super) fn mynumber_crossing(&self, r: &Rule) -> Option<(String, String)> {
+        let my = self.zone_by_id("mynumber")?;
+        let froms: Vec<ZoneIdx> = r.from.iter().flat_map(|e| self.endpoint_tops(e)).collect();
+        let tos: Vec<ZoneIdx> = r.to.iter().flat_map(|e| self.endpoint_tops(e)).collect();
+        froms.iter().find_map(|f| {
+            tos.iter()
+                .find(|t| (*f == my) != (**t == my))
+                .map(|t| (self.zone(*f).id.clone(), self.zone(*t).id.clone()))
+        })
     }
 
     /// True if some address can match the endpoint.

@@ -13,9 +13,11 @@ mod load;
 mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_guideline;
 
-pub use check::render_check;
-pub use load::{Diagnostic, Level, LoadError, PRESETS};
+pub use check::{render_check, render_sources};
+pub use load::{Diagnostic, Level, LoadError, BASE_PRESETS, MODELS, PRESETS};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
@@ -141,8 +143,67 @@ pub struct Rule {
     /// Inclusive destination port ranges; empty = every port.
     pub ports: Vec<(u16, u16)>,
     pub description: Option<String>,
-    pub guideline: Option<String>,
+    /// What the rule rests on (`guideline` in the file).
+    pub source: Option<RuleSource>,
+    /// The `[[option]]` the rule belongs to (an opt-in rule set).
+    pub option: Option<String>,
     pub origin: Origin,
+}
+
+/// What kind of source an allow rule rests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// Primary text was read: `document` and `quote` say which and what.
+    Text,
+    /// Common practice, not guideline text: `by` says who does it.
+    Practice,
+    /// Believed to follow the guideline, but no primary text was found: `note` says why.
+    Unverified,
+    /// A free-text `guideline = "..."` string (site rules, older files): not classified.
+    Note,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Text => "text",
+            Basis::Practice => "practice",
+            Basis::Unverified => "unverified",
+            Basis::Note => "note",
+        }
+    }
+}
+
+/// An allow rule's source (`guideline = { basis = ..., ... }` or a string).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleSource {
+    pub basis: Option<Basis>,
+    /// The document (title, edition, issuer), for `text`.
+    pub document: Option<String>,
+    /// The verbatim passage, for `text`.
+    pub quote: Option<String>,
+    pub url: Option<String>,
+    /// Who does it, for `practice`.
+    pub by: Option<String>,
+    /// Free text: the whole string of a `note`, or a remark.
+    pub note: Option<String>,
+}
+
+/// An opt-in rule set declared by a preset (`[[option]]`), and whether the site turned it on.
+#[derive(Clone, Debug)]
+pub struct RuleOption {
+    pub id: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+}
+
+/// Why a declared rule takes no part in verdicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inactive {
+    /// Its `[[option]]` is not in the site's `options`.
+    OptionOff(String),
+    /// The preset leaves its ports to the site (`ports = ["site"]`) and the site gave none.
+    SitePorts,
 }
 
 /// Which allowance a flow got.
@@ -375,6 +436,10 @@ pub struct Policy {
     pub site_name: Option<String>,
     pub guideline: Option<String>,
     pub preset: Option<String>,
+    /// Opt-in rule sets, in declaration order.
+    pub options: Vec<RuleOption>,
+    /// Rules that take no part in verdicts, with why (shown by `check --sources`).
+    pub inactive: Vec<(Rule, Inactive)>,
     zones: Vec<Zone>,
     hostgroups: Vec<HostGroup>,
     rules: Vec<Rule>,

@@ -21,6 +21,11 @@ pub struct RawFile {
     #[serde(default)]
     pub allow: Vec<RawAllow>,
     pub severity: Option<BTreeMap<String, Spanned<String>>>,
+    /// Opt-in rule sets a preset declares (`[[option]]`) ...
+    #[serde(default)]
+    pub option: Vec<RawOption>,
+    /// ... and the ones this site turns on (`options = ["..."]`).
+    pub options: Option<Vec<Spanned<String>>>,
     /// Detector thresholds (`[detect.*]`, defined by `crate::detect`).
     pub detect: Option<crate::detect::DetectConfig>,
 }
@@ -57,15 +62,29 @@ pub struct RawHostGroup {
 #[serde(deny_unknown_fields)]
 pub struct RawAllow {
     pub id: Spanned<String>,
-    pub from: Spanned<Vec<Spanned<String>>>,
-    pub to: Spanned<Vec<Spanned<String>>>,
+    /// Required, except in a site rule with `override = true`, which takes every
+    /// key it does not give from the preset rule it replaces.
+    pub from: Option<Spanned<Vec<Spanned<String>>>>,
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
     pub proto: Option<Spanned<String>>,
-    #[serde(default)]
-    pub ports: Vec<Spanned<RawPort>>,
+    /// `["site"]` in a preset: the site must give the ports (the rule is off until it does).
+    pub ports: Option<Vec<Spanned<RawPort>>>,
     pub description: Option<String>,
-    pub guideline: Option<String>,
+    /// A note (string) or a source table (`basis`, `document`, `quote`, ...),
+    /// checked by the loader.
+    pub guideline: Option<Spanned<toml::Value>>,
+    /// The `[[option]]` this rule belongs to: off unless the site lists it in `options`.
+    pub option: Option<Spanned<String>>,
     #[serde(default, rename = "override")]
     pub override_preset: bool,
+}
+
+/// An opt-in rule set of a preset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOption {
+    pub id: Spanned<String>,
+    pub description: Option<String>,
 }
 
 /// `443` or `"8000-8080"`.

@@ -6,16 +6,10 @@ use std::net::IpAddr;
 
 const EXAMPLE: &str = include_str!("../../rules/example-site.toml");
 
-/// Extra host groups the non-α presets need, appended to the example site.
-const EXTRA: &str = r#"
-[[hostgroup]]
-id = "lbo_gateway"
-cidrs = ["192.0.2.114", "2001:db8:0:230::114"]
-
-[[hostgroup]]
-id = "lgwan_vdi"
-cidrs = ["192.0.2.104", "2001:db8:0:220::104"]
-"#;
+/// The example site under another model: every model's host groups are in it.
+fn example_as(preset: &str) -> String {
+    EXAMPLE.replace("preset = \"alpha\"", &format!("preset = \"{preset}\""))
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -40,8 +34,7 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 fn site(preset: &str) -> Policy {
-    let text = EXAMPLE.replace("preset = \"alpha\"", &format!("preset = \"{preset}\"")) + EXTRA;
-    load(&text).0
+    load(&example_as(preset)).0
 }
 
 /// The rule id (or "intra:ZONE", or "SEVERITY") a flow gets.
@@ -61,9 +54,9 @@ fn v(p: &Policy, src: &str, dst: &str, proto: u8, port: u16) -> String {
 
 #[test]
 fn every_preset_loads_without_errors() {
-    for (name, _, _) in PRESETS {
+    for &name in MODELS {
         let (p, _warnings) = Policy::preset(name).expect("preset loads");
-        assert_eq!(p.preset.as_deref(), Some(*name));
+        assert_eq!(p.preset.as_deref(), Some(name));
         assert!(p.rules().len() >= 18, "{name}: {} rules", p.rules().len());
         assert!(p.zone_by_id("mynumber.term").is_some());
     }
@@ -72,10 +65,13 @@ fn every_preset_loads_without_errors() {
 #[test]
 fn example_site_loads_with_only_the_override_warning() {
     let (p, w) = load(EXAMPLE);
-    let w: Vec<String> = w.iter().map(|d| d.to_string()).collect();
-    assert_eq!(
-        w,
-        ["site.toml:181:6: warning: site rule replaces preset rule \"I1\" (rule I1)"]
+    // The site gives the ports the preset leaves to it (A1, A1r, A5) and its own proxy ports.
+    let ids: Vec<&str> = w.iter().filter_map(|d| d.rule.as_deref()).collect();
+    assert_eq!(ids, ["A1", "A1r", "A5", "I1"], "{w:#?}");
+    assert!(
+        w.iter()
+            .all(|d| d.message.starts_with("site rule replaces preset rule")),
+        "{w:#?}"
     );
     assert_eq!(p.site_name.as_deref(), Some("Example City (例示市)"));
     assert_eq!(p.guideline.as_deref(), Some("R7.3"));
@@ -87,10 +83,14 @@ fn example_site_loads_with_only_the_override_warning() {
 
 #[test]
 fn every_preset_with_the_example_addresses_has_no_dead_or_shadowed_rule() {
-    for (name, _, _) in PRESETS {
-        let text = EXAMPLE.replace("preset = \"alpha\"", &format!("preset = \"{name}\"")) + EXTRA;
+    for &name in MODELS {
+        let text = example_as(name);
         let (_, w) = load(&text);
-        assert_eq!(w.len(), 1, "{name}: {w:#?}");
+        assert!(
+            w.iter()
+                .all(|d| d.message.starts_with("site rule replaces preset rule")),
+            "{name}: {w:#?}"
+        );
     }
 }
 
@@ -169,10 +169,15 @@ cidrs = ["2001:db8::/32"]
 fn alpha_verdicts_both_directions_v4_v6() {
     let p = site("alpha");
     // My Number: only the CS reaches 住基ネット, and 住基ネット reaches only the CS.
-    assert_eq!(v(&p, "192.0.2.49", "198.51.100.70", IPPROTO_TCP, 700), "A1");
+    // The CS's ports are the site's (443 at the example site): others are critical.
+    assert_eq!(v(&p, "192.0.2.49", "198.51.100.70", IPPROTO_TCP, 443), "A1");
     assert_eq!(
-        v(&p, "198.51.100.70", "192.0.2.49", IPPROTO_TCP, 700),
+        v(&p, "198.51.100.70", "192.0.2.49", IPPROTO_TCP, 443),
         "A1r"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.49", "198.51.100.70", IPPROTO_TCP, 4444),
+        "critical"
     );
     assert_eq!(
         v(&p, "192.0.2.5", "198.51.100.70", IPPROTO_TCP, 700),
@@ -184,7 +189,7 @@ fn alpha_verdicts_both_directions_v4_v6() {
             "2001:db8:0:121::49",
             "2001:db8:ffff:2::70",
             IPPROTO_TCP,
-            700
+            443
         ),
         "A1"
     );
@@ -413,7 +418,17 @@ fn beta_reverses_screen_transfer() {
 
 #[test]
 fn beta_prime_adds_saas_from_internet_terminals() {
-    let p = site("beta_prime");
+    // The β' cloud rules are practice, opt-in: off, the SaaS flow is `inet -> cloud_allow`, high.
+    let off = site("beta_prime");
+    assert_eq!(
+        v(&off, "192.0.2.130", "203.0.113.10", IPPROTO_TCP, 443),
+        "high"
+    );
+    let p = load(&example_as("beta_prime").replace(
+        "default_zone = \"internet\"",
+        "default_zone = \"internet\"\noptions = [\"saas\"]",
+    ))
+    .0;
     assert_eq!(
         v(&p, "192.0.2.130", "203.0.113.10", IPPROTO_TCP, 443),
         "B'2"
@@ -432,9 +447,13 @@ fn beta_prime_adds_saas_from_internet_terminals() {
         v(&p, "203.0.113.10", "192.0.2.130", IPPROTO_TCP, 443),
         "critical"
     );
-    // Servers are not terminals: inet.srv -> cloud_allow is still high.
+    // β' business systems in inet.srv reach the allow-listed SaaS on https only.
     assert_eq!(
         v(&p, "192.0.2.167", "203.0.113.10", IPPROTO_TCP, 443),
+        "B'2s"
+    );
+    assert_eq!(
+        v(&p, "192.0.2.167", "203.0.113.10", IPPROTO_TCP, 22),
         "high"
     );
     // β' business systems on the internet side: intra-zone.
@@ -872,13 +891,11 @@ fn every_preset_with_vlan_tags() {
             }
         }
 
-        let shared = EXAMPLE
-            .replace("preset = \"alpha\"", &format!("preset = \"{preset}\""))
+        let shared = example_as(preset)
             .replace(
                 "cidrs = [\"192.0.2.64/27\", \"2001:db8:0:210::/64\"]",
                 "cidrs = [\"192.0.2.64/27\", \"2001:db8:0:210::/64\", \"192.0.2.0/27\", \"2001:db8:0:110::/64\"]",
-            )
-            + EXTRA;
+            );
         let (p, warnings) = load(&shared);
         assert!(
             warnings
@@ -953,7 +970,7 @@ fn every_preset_with_vlan_tags() {
 #[test]
 fn segment_local_office_noise_is_never_judged_as_crossing() {
     const IGMP: u8 = IPPROTO_IGMP;
-    for (name, _, _) in PRESETS {
+    for &name in MODELS {
         let p = site(name);
         let term = p.zone_by_id("mynumber.term");
         let local = Some(p.local_zone());
@@ -1066,7 +1083,7 @@ fn directed_broadcast_is_local_only_in_the_senders_block() {
 /// zone that lists a group block owns it.
 #[test]
 fn routable_multicast_is_judged_by_the_rules() {
-    for (name, _, _) in PRESETS {
+    for &name in MODELS {
         let p = site(name);
         let mc = Some(p.multicast_zone());
         let term = p.zone_by_id("mynumber.term");
