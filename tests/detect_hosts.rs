@@ -1,6 +1,7 @@
 //! The `hosts` detector on captures: the crafted dual-homed PC and VLAN
 //! bridge (captures/make-bridge.py, facts in captures/README.md) raise one
-//! `zone_bridge` each and their routers none; the inventory fixture finds the
+//! `zone_bridge` each and their routers none (plus the dual-homed capture's
+//! shared syslog collector, a bridge by management paths); the inventory fixture finds the
 //! one rogue host; the public VLAN and office captures raise no bridge; a bad
 //! inventory is a rules error naming its line; 1 and 4 workers write the same
 //! bytes.
@@ -41,18 +42,32 @@ fn site_with(dir: &Path, hosts: &str) -> PathBuf {
 
 #[test]
 fn dual_homed_pc_is_one_critical_zone_bridge_and_the_router_none() {
-    let (a, raw) = alerts(
+    let (all, raw) = alerts(
         &util::bundled("bridge-dual-homed.pcap"),
         Path::new(SITE),
         "2",
         "zone_bridge",
     );
+    // The syslog collector 192.0.2.226 (mgmt) takes logs from My Number and from
+    // LGWAN (frames 12-16): a bridge by management paths, beside the MAC bridge.
+    let (by_mac, by_paths): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|a| s(a, "rule") != "detect.hosts.zone_bridge.paths");
     assert_eq!(
-        a.len(),
+        by_mac.len(),
         1,
-        "one bridge (not the router 02:00:00:00:0b:fe):\n{raw}"
+        "one MAC bridge (not the router 02:00:00:00:0b:fe):\n{raw}"
     );
-    let a = &a[0];
+    assert_eq!(by_paths.len(), 1, "{raw}");
+    let p = by_paths[0];
+    assert_eq!(s(p, "severity"), "critical");
+    assert_eq!(s(p, "src_ip"), "192.0.2.226");
+    assert_eq!(s(p, "src_zone"), "mgmt");
+    assert_eq!(s(p, "dest_ip"), "192.0.2.72");
+    assert_eq!(s(p, "dest_zone"), "lgwan.term");
+    assert_eq!(p["evidence"]["tiers"][0]["peer"], "192.0.2.12");
+    assert_eq!(p["evidence"]["tiers"][0]["tier"], "mynumber");
+    let a = by_mac[0];
     assert_eq!(s(a, "severity"), "critical");
     assert_eq!(s(a, "rule"), "detect.hosts.zone_bridge.zones");
     assert_eq!(s(a, "src_ip"), "192.0.2.10");
@@ -112,8 +127,8 @@ fn inventory_finds_the_one_rogue_host() {
     assert_eq!(s(a, "timestamp"), "2026-01-01T00:00:06.000000Z");
     assert_eq!(a["evidence"]["check"], "unknown_address");
     assert_eq!(a["evidence"]["mac"], "02:00:00:00:0b:0c");
-    // The bridge is still reported beside it.
-    assert_eq!(raw.matches("\"zone_bridge\"").count(), 1, "{raw}");
+    // The two bridges (the PC's MAC, the shared collector) are still reported beside it.
+    assert_eq!(raw.matches("\"zone_bridge\"").count(), 2, "{raw}");
 }
 
 #[test]

@@ -32,6 +32,9 @@
 //! MAC; critical when a zone involved (an address's zone, or the zone that
 //! lists a VLAN it was seen on) has the top-level id `mynumber`.
 //!
+//! **zone_bridge by management paths** (`paths.rs`): a host of a
+//! management zone with flows to or from two tiers.
+//!
 //! **rogue_host.** With an `inventory` (CSV `ip,mac,name`), a host seen in a
 //! `protected_zones` zone that the inventory lacks (its address; or, when the
 //! inventory gives MACs for the address, the address with another MAC) is
@@ -255,6 +258,12 @@ pub struct HostsConfig {
     pub confirm_secs: u64,
     pub max_macs: usize,
     pub max_rogue_hosts: usize,
+    /// Zones whose hosts must serve one tier only (management paths, `paths.rs`).
+    pub management_zones: Vec<String>,
+    /// The tiers a management host must not join: the zones of 三層の対策.
+    pub tiers: Vec<String>,
+    /// Management hosts tracked by the path check.
+    pub max_path_hosts: usize,
 }
 
 impl Default for HostsConfig {
@@ -268,6 +277,9 @@ impl Default for HostsConfig {
             confirm_secs: 30,
             max_macs: 65_536,
             max_rogue_hosts: 65_536,
+            management_zones: vec!["mgmt".into()],
+            tiers: vec!["mynumber".into(), "lgwan".into(), "inet".into()],
+            max_path_hosts: 65_536,
         }
     }
 }
@@ -393,10 +405,17 @@ pub struct HostsDetector {
     /// Rogue hosts alerted: (address, MAC for a MAC mismatch).
     rogues: BTreeSet<(IpAddr, Option<[u8; 6]>)>,
     stats: DetectorStats,
+    /// Management hosts and the tiers they had flows with.
+    paths: super::paths::PathBridges,
 }
 
 impl HostsDetector {
     pub fn new(cfg: HostsConfig) -> HostsDetector {
+        let paths = super::paths::PathBridges::new(
+            cfg.management_zones.clone(),
+            cfg.tiers.clone(),
+            cfg.max_path_hosts,
+        );
         HostsDetector {
             routers: cfg.routers.iter().map(|m| m.0).collect(),
             cfg,
@@ -405,6 +424,7 @@ impl HostsDetector {
             pending: BTreeSet::new(),
             rogues: BTreeSet::new(),
             stats: DetectorStats::default(),
+            paths,
         }
     }
 
@@ -778,6 +798,9 @@ impl Detector for HostsDetector {
 
     fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit) {
         self.close_due(o.ts_ns(), out);
+        if let Obs::Start(f) = o {
+            self.paths.flow(f, cx, out, &mut self.stats);
+        }
         let s = match o {
             // A flow's packet on another VLAN is a sighting of its sender there.
             Obs::Start(f) | Obs::Moved(f) if !f.quote_keyed => {

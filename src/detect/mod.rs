@@ -21,6 +21,7 @@ pub mod admin;
 pub mod brute;
 pub mod dos;
 pub mod hosts;
+mod paths;
 pub mod merge;
 pub mod obs;
 pub mod scan;
