@@ -27,7 +27,12 @@ DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl net
 #   dnsmasq-base isc-dhcp-client   a real DHCPv4/DHCPv6/RA server and client
 #   avahi-daemon                   real mDNS announcements and IGMP joins
 #   samba-common-bin               nmblookup: a NetBIOS name query to the directed broadcast
-CAPTURE_PKGS := dnsmasq-base isc-dhcp-client avahi-daemon samba-common-bin
+# and for captures/model-*.pcap (record-models.sh), real clients of the planted flows:
+#   ntpsec-ntpdig                  NTP queries (ntpdig)
+#   bind9-dnsutils                 DNS queries (dig), answered by dnsmasq
+#   smbclient                      SMB sessions to tcp/445
+CAPTURE_PKGS := dnsmasq-base isc-dhcp-client avahi-daemon samba-common-bin ntpsec-ntpdig \
+                bind9-dnsutils smbclient
 
 .PHONY: all deps capture-deps install-pkgs build run test lint bench bench-flood criterion captures fuzz clean grafana-check
 
@@ -119,6 +124,7 @@ captures: capture-deps
 	bash captures/record-attacks.sh
 	bash captures/record-office.sh
 	bash captures/record-trunk.sh
+	bash captures/record-models.sh
 
 # Fuzz the decoder, the rules loader and capture files through the whole pipeline (targets
 # decode, rules, capture) for FUZZ_SECS seconds each (nightly toolchain; corpora seeded from

@@ -19,6 +19,7 @@ mod flows;
 mod live;
 mod live_alerts;
 mod metrics;
+mod models;
 mod outputs;
 mod overload;
 mod policy_flows;

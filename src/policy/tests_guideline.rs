@@ -305,8 +305,8 @@ fn model_specific_flows() {
     let p = load(&with("alpha_prime", &[])).0;
     assert_eq!(v(&p, "192.0.2.114", "203.0.113.10", TCP, 443), "A'1");
     assert_eq!(v(&p, "192.0.2.114", "203.0.113.11", UDP, 3478), "A'1u");
-    assert_eq!(v(&p, "192.0.2.114", "203.0.113.53", UDP, 53), "A'3");
-    assert_eq!(v(&p, "192.0.2.114", "203.0.113.80", TCP, 80), "A'4");
+    assert_eq!(v(&p, "192.0.2.114", "203.0.113.153", UDP, 53), "A'3");
+    assert_eq!(v(&p, "192.0.2.114", "203.0.113.180", TCP, 80), "A'4");
     assert_eq!(v(&p, "192.0.2.114", "203.0.113.66", TCP, 80), "critical");
     // A terminal's own address towards the cloud: critical unless the site says
     // its proxy is transparent (option lbo_transparent).
