@@ -182,8 +182,12 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
             Ok(code)
         }
         Command::Run(args) => {
-            let Some(policy) = load_rules(args.common.rules.as_deref())? else {
+            let Some(loaded) = load_rules_text(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
+            };
+            let (policy, rules_text) = match loaded {
+                Some((p, text)) => (Some(p), Some(text)),
+                None => (None, None),
             };
             // `--user`: look the account up and check we are root before
             // opening anything, so a typo fails at once (exit 2), and while
@@ -201,10 +205,13 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
             // SIGHUP also reloads --rules (live only: a replay's verdicts stay
             // reproducible). The handler is installed at start (`Control`),
             // so an early SIGHUP never takes the default action.
-            let reloader = match (&args.common.rules, &policy) {
-                (Some(path), Some(p)) => {
-                    Some(control.set_reload(Reload::new(path.clone(), p.clone(), metrics.clone())))
-                }
+            let reloader = match (&args.common.rules, &policy, rules_text) {
+                (Some(path), Some(p), Some(text)) => Some(control.set_reload(Reload::new(
+                    path.clone(),
+                    p.clone(),
+                    text,
+                    metrics.clone(),
+                ))),
                 _ => None,
             };
             // Order of set-up with privileges: metrics bound (above), capture
@@ -329,16 +336,24 @@ fn print_invalid(errors: &[Diagnostic], warnings: &[Diagnostic]) {
 /// `Some(Some(policy))` when it loads (its warnings go to stderr), `None` when
 /// the rules are invalid (errors printed as `check` prints them; exit 2).
 fn load_rules(path: Option<&Path>) -> Result<Option<Option<Arc<Policy>>>, AppError> {
+    Ok(load_rules_text(path)?.map(|r| r.map(|(policy, _)| policy)))
+}
+
+/// Loaded rules and the text of the file they were loaded from.
+type RulesAndText = (Arc<Policy>, String);
+
+/// [`load_rules`], with the text of the file the rules were loaded from.
+fn load_rules_text(path: Option<&Path>) -> Result<Option<Option<RulesAndText>>, AppError> {
     let Some(path) = path else {
         return Ok(Some(None));
     };
-    match Policy::load(path) {
-        Ok((policy, warnings)) => {
+    match Policy::load_text(path) {
+        Ok(((policy, warnings), text)) => {
             let mut err = io::stderr().lock();
             for d in &warnings {
                 let _ = writeln!(err, "{d}");
             }
-            Ok(Some(Some(Arc::new(policy))))
+            Ok(Some(Some((Arc::new(policy), text))))
         }
         Err(LoadError::Invalid { errors, warnings }) => {
             print_invalid(&errors, &warnings);
@@ -862,9 +877,9 @@ impl Control {
                         std::process::exit(EXIT_INTERRUPTED);
                     }
                     if hup.swap(false, Ordering::SeqCst) {
-                        reopen(&outputs);
-                        if let Some(r) = reload.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                            r.apply();
+                        let reopened = reopen(&outputs);
+                        if let Some(r) = reload.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                            r.apply(reopened);
                         }
                     }
                     if flushed.elapsed() >= FLUSH_EVERY {
@@ -906,10 +921,12 @@ impl Control {
     }
 }
 
-/// SIGHUP: every output reopened at its path, said on stderr.
-fn reopen(outputs: &OutputSet) {
+/// SIGHUP: every output reopened at its path, said on stderr. True when
+/// at least one was.
+fn reopen(outputs: &OutputSet) -> bool {
     let (done, failed) = outputs.reopen_all();
-    if !done.is_empty() {
+    let reopened = !done.is_empty();
+    if reopened {
         let names: Vec<String> = done.iter().map(|p| p.display().to_string()).collect();
         eprintln!("zonewatch: SIGHUP: reopened {}", names.join(", "));
     }
@@ -919,14 +936,20 @@ fn reopen(outputs: &OutputSet) {
             path.display()
         );
     }
+    reopened
 }
 
 /// Reloads the rules file (on SIGHUP, live) and publishes it to the workers
 /// (they pick it up at their next batch). A file that does not load leaves
 /// the running rules in place; every error is printed as `check` prints it.
+/// A file that did not change is not swapped in: logrotate's nightly SIGHUP
+/// must not restart the open alert groups (they are keyed by the policy
+/// that judged them) nor count as a reload.
 struct Reload {
     path: PathBuf,
     cell: Arc<ArcSwap<Policy>>,
+    /// The text the rules in force were loaded from.
+    text: String,
     metrics: Option<Arc<Metrics>>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -950,41 +973,66 @@ impl ReloadCounts {
 }
 
 impl Reload {
-    fn new(path: PathBuf, initial: Arc<Policy>, metrics: Option<Arc<Metrics>>) -> Reload {
+    fn new(
+        path: PathBuf,
+        initial: Arc<Policy>,
+        text: String,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Reload {
         Reload {
             path,
             cell: Arc::new(ArcSwap::new(initial)),
+            text,
             metrics,
             ok: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    fn apply(&self) {
+    /// `reopened`: the same SIGHUP reopened the outputs (said with "rules
+    /// unchanged").
+    fn apply(&mut self, reopened: bool) {
         let path = &self.path;
-        // The file as it is now: policy_info's hash names what loaded.
-        let bytes = std::fs::read(path);
-        let loaded = Policy::load(path);
+        let loaded = Policy::load_text(path);
+        // Unchanged: the same text gives the same rules (a preset is compiled
+        // into the binary), except for what the rules name outside the file,
+        // the host inventory of [detect.hosts], which is compared as loaded.
+        if let Ok(((p, _), text)) = &loaded {
+            if *text == self.text && p.detect == self.cell.load().detect {
+                eprintln!(
+                    "zonewatch: SIGHUP: rules unchanged ({}); {}",
+                    path.display(),
+                    if reopened {
+                        "outputs reopened, the running rules stay in force"
+                    } else {
+                        "the running rules stay in force"
+                    }
+                );
+                return;
+            }
+        }
         if let Some(m) = &self.metrics {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
             m.reload(loaded.is_ok(), unix);
-            if let (Ok((p, _)), Ok(b)) = (&loaded, &bytes) {
+            // policy_info's hash names the text that loaded.
+            if let Ok(((p, _), text)) = &loaded {
                 m.set_policy(
                     p.site_name.as_deref().unwrap_or("-"),
                     p.preset.as_deref().unwrap_or("-"),
-                    &crate::metrics::sha256_12(b),
+                    &crate::metrics::sha256_12(text.as_bytes()),
                 );
             }
         }
         match loaded {
-            Ok((p, warnings)) => {
+            Ok(((p, warnings), text)) => {
                 let mut err = io::stderr().lock();
                 for d in &warnings {
                     let _ = writeln!(err, "{d}");
                 }
                 self.cell.store(Arc::new(p));
+                self.text = text;
                 let n = self.ok.fetch_add(1, Ordering::Relaxed) + 1;
                 let _ = writeln!(
                     err,

@@ -1,7 +1,8 @@
 //! SIGHUP reloads `--rules` in `zonewatch run` (live capture on a veth between two
 //! network namespaces, root only): new flows get the new verdicts, flows that
-//! already exist keep theirs, and a file that does not load keeps the running
-//! rules. Traffic is real UDP from the sender namespace (192.0.2.10, zone "a") to
+//! already exist keep theirs, a file that does not load keeps the running
+//! rules, and a file that did not change (nor the inventory it names) is not
+//! swapped in, so open alerts go on folding (logrotate's nightly SIGHUP). Traffic is real UDP from the sender namespace (192.0.2.10, zone "a") to
 //! the capture namespace (198.51.100.10, zone "b").
 //!
 //! Alerts are checked without sleeping on guesses: at `--alert-window-secs 0` an
@@ -33,6 +34,14 @@ ports = [9999]
 /// The same zones with a→b UDP/9999 allowed.
 fn allowing() -> String {
     format!("{VIOLATING}{ALLOW_9999}")
+}
+
+/// The same zones with a→b violations critical instead of high: a changed
+/// file that judges the same flows.
+fn critical() -> String {
+    let s = VIOLATING.replace(r#"default = "high""#, r#"default = "critical""#);
+    assert_ne!(s, VIOLATING);
+    s
 }
 
 /// Would allow a→b UDP/9999 but does not load: the CIDR of zone b is invalid
@@ -87,12 +96,18 @@ struct Zw {
 }
 
 impl Zw {
+    /// `--alert-window-secs 0`: every violating flow is its own alert.
     fn start(link: &Link, rules_text: &str) -> Zw {
+        Zw::start_with_window(link, rules_text, "0")
+    }
+
+    fn start_with_window(link: &Link, rules_text: &str, window_secs: &str) -> Zw {
         let dir = tempfile::tempdir().expect("tempdir");
         let rules = dir.path().join("rules.toml");
         write(&rules, rules_text);
         let mut cmd = link.cap.cmd(util::BIN);
-        cmd.args(["run", "-q", "-i", &link.cap_if, "--alert-window-secs", "0"])
+        cmd.args(["run", "-q", "-i", &link.cap_if])
+            .args(["--alert-window-secs", window_secs])
             .args(["--metrics-listen", "none", "--rules"])
             .arg(&rules)
             .arg("--alerts")
@@ -187,8 +202,16 @@ impl Zw {
         util::send_signal(self.guard.id(), sig);
     }
 
-    /// SIGTERM, wait for a clean exit, and read back the summary and flow lines.
-    fn finish(mut self) -> (Value, Vec<serde_json::Map<String, Value>>, String) {
+    /// SIGTERM, wait for a clean exit, and read back the summary, the flow
+    /// lines, stderr and the alert lines.
+    fn finish(
+        mut self,
+    ) -> (
+        Value,
+        Vec<serde_json::Map<String, Value>>,
+        String,
+        Vec<Value>,
+    ) {
         self.signal("TERM");
         let deadline = Instant::now() + WAIT;
         let status: ExitStatus = loop {
@@ -227,7 +250,8 @@ impl Zw {
             .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{text}"));
         let raw = std::fs::read_to_string(self.dir.path().join("flows.jsonl")).unwrap_or_default();
         let lines: Vec<String> = raw.lines().map(str::to_string).collect();
-        (summary, util::parse_flows(&lines), stderr)
+        let alerts = read_alerts(&self.alerts_path());
+        (summary, util::parse_flows(&lines), stderr, alerts)
     }
 }
 
@@ -331,7 +355,7 @@ fn reload_swaps_rules_for_new_flows() {
         "only flow 1 alerts on udp/9999: {to_9999:#?}"
     );
 
-    let (summary, flows, stderr) = zw.finish();
+    let (summary, flows, stderr, _) = zw.finish();
     let policy = &summary["policy"];
     assert_eq!(policy["reloads"], 1, "{summary:#}\nstderr:\n{stderr}");
     assert_eq!(policy["reload_failures"], 0, "{summary:#}");
@@ -383,7 +407,16 @@ fn broken_reload_keeps_the_running_rules() {
         .expect("found");
     assert_violation(a, 9999);
 
-    let (summary, flows, stderr) = zw.finish();
+    // The file put back as it was: the rules in force come from these bytes,
+    // so nothing is reloaded.
+    write(&zw.rules, VIOLATING);
+    zw.signal("HUP");
+    zw.wait_stderr(&format!(
+        "zonewatch: SIGHUP: rules unchanged ({}); outputs reopened, the running rules stay in force\n",
+        zw.rules.display()
+    ));
+
+    let (summary, flows, stderr, _) = zw.finish();
     let policy = &summary["policy"];
     assert_eq!(
         policy["reload_failures"], 1,
@@ -393,4 +426,151 @@ fn broken_reload_keeps_the_running_rules() {
     let f = flow_from(&flows, 40011);
     assert_eq!(f["verdict"], "violation", "{f:?}");
     assert_eq!(f["rule"], Value::Null, "{f:?}");
+}
+
+/// logrotate sends SIGHUP every night. With the rules file unchanged (the
+/// same bytes, even rewritten) the running rules stay in force: no policy
+/// swap, so a violation repeated after the signal folds into the alert that is
+/// already open, whose `update` line carries the same `id` and both flows,
+/// instead of a second alert. A changed file still reloads (and its
+/// violations start new alerts).
+#[test]
+fn sighup_with_unchanged_rules_keeps_open_alerts_and_a_changed_file_still_reloads() {
+    require_root();
+    let link = Link::new();
+    // A fold window far longer than the test: every repeat below starts in
+    // the first flow's window.
+    let zw = Zw::start_with_window(&link, VIOLATING, "600");
+
+    link.udp_flow(40021, 9999);
+    let alerts = zw.wait_alert(40021);
+    let first = alerts
+        .iter()
+        .find(|a| is_udp_from(a, 40021))
+        .expect("found")
+        .clone();
+    assert_violation(&first, 9999);
+    assert_eq!(
+        (&first["update"], &first["count"]),
+        (&Value::from(0), &Value::from(1)),
+        "{first}"
+    );
+
+    // logrotate's postrotate: the file is untouched (here even rewritten with
+    // the same bytes, so its mtime changed), then SIGHUP.
+    write(&zw.rules, VIOLATING);
+    zw.signal("HUP");
+    zw.wait_stderr("zonewatch: SIGHUP: rules ");
+
+    // The repeat: same initiator, responder, protocol, port and rule. Then a
+    // sentinel to another port, a new alert: once its line is out, the
+    // repeat (which started before it) has been folded or alerted.
+    link.udp_flow(40022, 9999);
+    link.udp_flow(40023, 9998);
+    let alerts = zw.wait_alert(40023);
+    assert!(
+        !alerts.iter().any(|a| is_udp_from(a, 40022)),
+        "the repeat after a SIGHUP with unchanged rules started a new alert instead of \
+         folding into {}: {alerts:#?}\nstderr:\n{}",
+        first["id"],
+        zw.stderr()
+    );
+    let stderr = zw.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "zonewatch: SIGHUP: rules unchanged ({})",
+            zw.rules.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rules reloaded"), "{stderr}");
+
+    // A changed file reloads: the same flow is now critical, a new alert.
+    write(&zw.rules, &critical());
+    zw.signal("HUP");
+    let stderr = zw.wait_stderr(&format!(
+        "zonewatch: SIGHUP: rules reloaded from {} (reload 1)",
+        zw.rules.display()
+    ));
+    assert!(
+        !stderr.contains("error"),
+        "reload printed errors:\n{stderr}"
+    );
+    link.udp_flow(40024, 9999);
+    let alerts = zw.wait_alert(40024);
+    let changed = alerts
+        .iter()
+        .find(|a| is_udp_from(a, 40024))
+        .expect("found");
+    assert_eq!(changed["severity"], "critical", "{changed}");
+    assert_eq!(changed["update"], 0, "{changed}");
+    assert_ne!(changed["id"], first["id"], "{changed}");
+
+    let (summary, _, stderr, alerts) = zw.finish();
+    let policy = &summary["policy"];
+    assert_eq!(policy["reloads"], 1, "{summary:#}\nstderr:\n{stderr}");
+    assert_eq!(policy["reload_failures"], 0, "{summary:#}");
+    // The first alert's lines: its first (count 1) and, at the stop, its
+    // update with the same id and both flows.
+    let same: Vec<&Value> = alerts.iter().filter(|a| a["id"] == first["id"]).collect();
+    assert_eq!(same.len(), 2, "{alerts:#?}");
+    assert_eq!(*same[0], first);
+    assert_eq!(
+        (&same[1]["update"], &same[1]["count"], &same[1]["src_port"]),
+        (&Value::from(1), &Value::from(2), &Value::from(40021)),
+        "{alerts:#?}"
+    );
+    let to_9999: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["proto"] == "udp" && a["dest_port"] == 9999 && a["update"] == 0)
+        .collect();
+    assert_eq!(
+        to_9999.len(),
+        2,
+        "udp/9999: the first alert and the one after the changed rules: {alerts:#?}"
+    );
+}
+
+/// The rules also depend on a file they name: the host inventory of
+/// `[detect.hosts]`. The rules file unchanged but the inventory changed is a
+/// change (reloaded); both unchanged is not.
+#[test]
+fn sighup_reloads_when_only_the_inventory_changed() {
+    require_root();
+    let link = Link::new();
+    let inv_dir = tempfile::tempdir().expect("tempdir");
+    let inventory = inv_dir.path().join("inventory.csv");
+    write(&inventory, "ip,mac,name\n198.51.100.10,,capture end\n");
+    let rules = format!(
+        "{VIOLATING}\n[detect.hosts]\ninventory = {:?}\nprotected_zones = [\"b\"]\n",
+        inventory.to_str().expect("utf-8 path")
+    );
+    let zw = Zw::start(&link, &rules);
+
+    zw.signal("HUP");
+    zw.wait_stderr(&format!(
+        "zonewatch: SIGHUP: rules unchanged ({}); outputs reopened, the running rules stay in force\n",
+        zw.rules.display()
+    ));
+    // Same bytes in the rules file, another host in the inventory.
+    write(
+        &inventory,
+        "ip,mac,name\n198.51.100.10,,capture end\n198.51.100.11,,printer\n",
+    );
+    zw.signal("HUP");
+    zw.wait_stderr(&format!(
+        "zonewatch: SIGHUP: rules reloaded from {} (reload 1)",
+        zw.rules.display()
+    ));
+    zw.signal("HUP");
+    zw.wait_for("a second \"rules unchanged\"", || {
+        (zw.stderr().matches("rules unchanged").count() == 2).then_some(())
+    });
+
+    let (summary, _, stderr, _) = zw.finish();
+    assert_eq!(
+        summary["policy"]["reloads"], 1,
+        "{summary:#}\nstderr:\n{stderr}"
+    );
+    assert_eq!(summary["policy"]["reload_failures"], 0, "{summary:#}");
 }

@@ -419,11 +419,18 @@ fn parse_file(d: &mut Diags<'_>, src: usize) -> Option<RawFile> {
 impl Policy {
     /// Load a site (or stand-alone) rules file from disk.
     pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+        Policy::load_text(path).map(|(loaded, _)| loaded)
+    }
+
+    /// [`Policy::load`], also giving the file's text as it was read (the text
+    /// these rules come from: a SIGHUP compares it with the file as it is then).
+    pub fn load_text(path: &Path) -> Result<(Loaded, String), LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Policy::from_source(&path.display().to_string(), &text)
+        let loaded = Policy::from_source(&path.display().to_string(), &text)?;
+        Ok((loaded, text))
     }
 
     /// Load one of the embedded presets on its own.
