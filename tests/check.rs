@@ -84,6 +84,32 @@ fn check_example_site_matrix() {
     );
 }
 
+/// `check --sources`: what each rule of the example site rests on, as a CISO
+/// reads it (golden file), and no rule without a classified basis.
+#[test]
+fn check_sources_of_the_example_site() {
+    compare_args(
+        &["rules/example-site.toml", "--sources"],
+        &golden("example-site-sources"),
+    );
+    let (code, stdout, _) = run_check_args(&["rules/example-site.toml", "--sources"]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("basis: NONE"), "{stdout}");
+    assert!(!stdout.contains("basis: note"), "{stdout}");
+    assert!(
+        stdout.contains("26 rule(s): 13 practice, 6 unverified, 7 text"),
+        "{stdout}"
+    );
+    // --sources is not a dry run.
+    let (code, _, stderr) = run_check_args(&[
+        "rules/example-site.toml",
+        "--sources",
+        "--against",
+        "captures/zones.pcap",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
 #[test]
 fn check_broken_files_exit_2_and_missing_file_fails() {
     for n in ["syntax_error.toml", "unknown_key.toml", "many_errors.toml"] {

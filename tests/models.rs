@@ -167,13 +167,20 @@ fn each_models_capture_gets_exactly_the_guidelines_verdicts() {
                         && f.get("dst_port").and_then(Value::as_u64) == Some(port)
                 })
                 .unwrap_or_else(|| panic!("{}: no flow {src} -> {dst} {proto}/{port}", m.preset));
-            assert_eq!(verdict_of(f), rule, "{}: {src} -> {dst} {proto}/{port}: {f:?}", m.preset);
+            assert_eq!(
+                verdict_of(f),
+                rule,
+                "{}: {src} -> {dst} {proto}/{port}: {f:?}",
+                m.preset
+            );
         }
         // The alerts are exactly the planted violations and the shared collector's bridge.
         let mut want: Vec<String> = COMMON_VIOLATIONS
             .iter()
             .chain(m.violations)
-            .map(|(src, dst, port, sev)| format!("separation_violation {sev} {src} -> {dst}:{port}"))
+            .map(|(src, dst, port, sev)| {
+                format!("separation_violation {sev} {src} -> {dst}:{port}")
+            })
             .collect();
         want.push("zone_bridge critical 192.0.2.226 -> 192.0.2.130:0".into());
         want.sort();

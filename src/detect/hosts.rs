@@ -1063,7 +1063,7 @@ mod tests {
         let obs: Vec<Obs> = srcs
             .iter()
             .enumerate()
-            .map(|(i, s)| start(T0 + i as u64 * S, MR, s, "192.0.2.226", 0))
+            .map(|(i, s)| start(T0 + i as u64 * S, MR, s, "198.51.100.41", 0))
             .collect();
         assert!(run(HostsConfig::default(), Some(&p), &obs).is_empty());
         // With a higher limit the same MAC would be a bridge ...
@@ -1083,7 +1083,7 @@ mod tests {
         let obs: Vec<Obs> = srcs
             .iter()
             .enumerate()
-            .map(|(i, s)| start(T0 + i as u64 * S, M1, s, "192.0.2.226", 0))
+            .map(|(i, s)| start(T0 + i as u64 * S, M1, s, "198.51.100.41", 0))
             .collect();
         assert!(run(HostsConfig::default(), Some(&p), &obs).is_empty());
     }

@@ -21,9 +21,9 @@ pub mod admin;
 pub mod brute;
 pub mod dos;
 pub mod hosts;
-mod paths;
 pub mod merge;
 pub mod obs;
+mod paths;
 pub mod scan;
 #[cfg(test)]
 mod testkit;

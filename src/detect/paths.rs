@@ -44,8 +44,8 @@ struct HostPaths {
 
 /// The zone ids of the configuration resolved in one policy.
 struct Resolved {
-    /// Address of the policy they were resolved in (a reload gives a new one).
-    policy: usize,
+    /// The serial of the policy they were resolved in (a reload gives a new one).
+    policy: u64,
     management: Vec<ZoneIdx>,
     tiers: Vec<ZoneIdx>,
 }
@@ -71,8 +71,8 @@ impl PathBridges {
     }
 
     fn resolve(&mut self, p: &Policy) -> &Resolved {
-        let key = p as *const Policy as usize;
-        if self.resolved.as_ref().is_none_or(|r| r.policy != key) {
+        let key = p.serial;
+        if !self.resolved.as_ref().is_some_and(|r| r.policy == key) {
             let ids = |names: &[String]| -> Vec<ZoneIdx> {
                 names.iter().filter_map(|n| p.zone_by_id(n)).collect()
             };
@@ -223,12 +223,27 @@ mod tests {
     fn one_management_host_with_two_tiers_is_a_bridge() {
         let obs = vec![
             start(T0, key(proto::UDP, "192.0.2.5", 514, "192.0.2.226", 514)),
-            start(T0 + S, key(proto::UDP, "192.0.2.6", 514, "192.0.2.226", 514)),
-            start(T0 + 2 * S, key(proto::UDP, "192.0.2.130", 514, "192.0.2.226", 514)),
-            start(T0 + 3 * S, key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514)),
+            start(
+                T0 + S,
+                key(proto::UDP, "192.0.2.6", 514, "192.0.2.226", 514),
+            ),
+            start(
+                T0 + 2 * S,
+                key(proto::UDP, "192.0.2.130", 514, "192.0.2.226", 514),
+            ),
+            start(
+                T0 + 3 * S,
+                key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514),
+            ),
             // The monitor opens its flows itself.
-            start(T0 + 4 * S, key(proto::UDP, "192.0.2.228", 40000, "192.0.2.70", 161)),
-            start(T0 + 5 * S, key(proto::UDP, "192.0.2.228", 40001, "192.0.2.131", 161)),
+            start(
+                T0 + 4 * S,
+                key(proto::UDP, "192.0.2.228", 40000, "192.0.2.70", 161),
+            ),
+            start(
+                T0 + 5 * S,
+                key(proto::UDP, "192.0.2.228", 40001, "192.0.2.131", 161),
+            ),
         ];
         let got = paths_only(obs, HostsConfig::default());
         assert_eq!(got.len(), 2, "{got:#?}");
@@ -253,7 +268,10 @@ mod tests {
     #[test]
     fn one_tier_relays_local_flows_and_other_zones_are_no_bridge() {
         let local = {
-            let mut o = start(T0 + 3 * S, key(proto::UDP, "192.0.2.226", 137, "192.0.2.239", 137));
+            let mut o = start(
+                T0 + 3 * S,
+                key(proto::UDP, "192.0.2.226", 137, "192.0.2.239", 137),
+            );
             if let Obs::Start(f) = &mut o {
                 f.tag = Verdict::Local.pack();
             }
@@ -262,13 +280,25 @@ mod tests {
         let obs = vec![
             // A per-tier collector: LGWAN only, from many hosts.
             start(T0, key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514)),
-            start(T0 + S, key(proto::UDP, "192.0.2.100", 514, "192.0.2.226", 514)),
+            start(
+                T0 + S,
+                key(proto::UDP, "192.0.2.100", 514, "192.0.2.226", 514),
+            ),
             // The sanitiser talks to both sides by design: relay is no management zone.
-            start(T0 + 2 * S, key(proto::TCP, "192.0.2.130", 40000, "192.0.2.178", 443)),
-            start(T0 + 2 * S, key(proto::TCP, "192.0.2.178", 40000, "192.0.2.101", 445)),
+            start(
+                T0 + 2 * S,
+                key(proto::TCP, "192.0.2.130", 40000, "192.0.2.178", 443),
+            ),
+            start(
+                T0 + 2 * S,
+                key(proto::TCP, "192.0.2.178", 40000, "192.0.2.101", 445),
+            ),
             // Segment-local, and mgmt to mgmt: not counted.
             local,
-            start(T0 + 4 * S, key(proto::UDP, "192.0.2.227", 40000, "192.0.2.226", 161)),
+            start(
+                T0 + 4 * S,
+                key(proto::UDP, "192.0.2.227", 40000, "192.0.2.226", 161),
+            ),
         ];
         assert!(paths_only(obs, HostsConfig::default()).is_empty());
     }
@@ -277,7 +307,10 @@ mod tests {
     fn configurable_zones_and_bounded_state() {
         let obs = vec![
             start(T0, key(proto::UDP, "192.0.2.5", 514, "192.0.2.226", 514)),
-            start(T0 + S, key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514)),
+            start(
+                T0 + S,
+                key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514),
+            ),
         ];
         let off = HostsConfig {
             management_zones: Vec::new(),
@@ -292,11 +325,19 @@ mod tests {
         });
         let more = vec![
             start(T0, key(proto::UDP, "192.0.2.5", 514, "192.0.2.226", 514)),
-            start(T0 + S, key(proto::UDP, "192.0.2.5", 514, "192.0.2.227", 514)),
-            start(T0 + 2 * S, key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514)),
+            start(
+                T0 + S,
+                key(proto::UDP, "192.0.2.5", 514, "192.0.2.227", 514),
+            ),
+            start(
+                T0 + 2 * S,
+                key(proto::UDP, "192.0.2.70", 514, "192.0.2.226", 514),
+            ),
         ];
         let got = run(&mut d, Some(&p), more);
-        assert!(got.iter().all(|(_, a)| a.rule != "detect.hosts.zone_bridge.paths"));
+        assert!(got
+            .iter()
+            .all(|(_, a)| a.rule != "detect.hosts.zone_bridge.paths"));
         use crate::detect::Detector;
         assert_eq!(d.stats().state_evictions, 2);
     }

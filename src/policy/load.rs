@@ -1071,6 +1071,10 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         site_name,
         guideline,
         preset: preset_name,
+        serial: {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        },
         options,
         inactive,
         zones: out_zones,

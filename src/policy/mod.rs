@@ -436,6 +436,9 @@ pub struct Policy {
     pub site_name: Option<String>,
     pub guideline: Option<String>,
     pub preset: Option<String>,
+    /// Unique in the process: tells a policy from one loaded later (a cache
+    /// keyed by it cannot mistake a reloaded policy for the one it replaced).
+    pub serial: u64,
     /// Opt-in rule sets, in declaration order.
     pub options: Vec<RuleOption>,
     /// Rules that take no part in verdicts, with why (shown by `check --sources`).
