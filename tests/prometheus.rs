@@ -174,6 +174,31 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Start `prometheus` (the command, maybe inside a namespace) with `config`
+/// written into `dir`, its data in `dir`, listening on 127.0.0.1:`port`;
+/// returns once it is ready, with its stderr being collected.
+fn start_prometheus(
+    mut cmd: Command,
+    dir: &Path,
+    config: &str,
+    port: u16,
+) -> (ChildGuard, Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("write prometheus.yml");
+    cmd.arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let mut prom = ChildGuard::spawn(cmd);
+    let (err, reader) = tap_stderr(&mut prom);
+    wait_stderr(&mut prom, &err, WAIT, "prometheus ready", |t| {
+        t.contains("Server is ready to receive web requests")
+    });
+    (prom, err, reader)
+}
+
 /// Wait until `done(stderr so far)` holds; panic with the stderr at `timeout`
 /// or if the child exits first.
 fn wait_stderr(
@@ -271,21 +296,9 @@ fn prometheus_scrapes_a_replay_and_every_dashboard_and_rule_query_returns_data()
          scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      \
          - targets: [\"{target}\"]\n        labels:\n          sensor: {SENSOR}\n"
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, &config).expect("write prometheus.yml");
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let mut prom = ChildGuard::spawn(cmd);
-    let (prom_err, prom_reader) = tap_stderr(&mut prom);
+    let (mut prom, prom_err, prom_reader) =
+        start_prometheus(Command::new("prometheus"), dir.path(), &config, port);
     let prom_log = || prom_err.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    wait_stderr(&mut prom, &prom_err, WAIT, "prometheus ready", |t| {
-        t.contains("Server is ready to receive web requests")
-    });
 
     // 2. zonewatch: paced replay, metrics on its address, held afterwards.
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/example-site.toml");
@@ -748,21 +761,9 @@ fn a_violation_fires_the_prometheus_alert_within_a_scrape_and_an_evaluation_live
          - targets: [\"127.0.0.1:9464\"]\n        labels:\n          sensor: {SENSOR}\n",
         shipped.global_scrape, shipped.evaluation, shipped.job_scrape, shipped.job_timeout
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, &config).expect("write prometheus.yml");
-    let mut cmd = v.cap.cmd("prometheus");
-    cmd.arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let mut prom = ChildGuard::spawn(cmd);
-    let (prom_err, prom_reader) = tap_stderr(&mut prom);
+    let (prom, prom_err, prom_reader) =
+        start_prometheus(v.cap.cmd("prometheus"), dir.path(), &config, port);
     let prom_log = || prom_err.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    wait_stderr(&mut prom, &prom_err, WAIT, "prometheus ready", |t| {
-        t.contains("Server is ready to receive web requests")
-    });
 
     // Steady state before the first packet: the target scraped (up) and the
     // rules evaluated since.

@@ -48,9 +48,8 @@ impl Policy {
     }
 }
 
-/// Render the `check` report for a loaded policy and its warnings.
-pub fn render_check(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
-    let mut o = String::new();
+/// The first line of both reports: the file, site, preset and edition.
+fn header(o: &mut String, file: &str, p: &Policy) {
     let _ = writeln!(
         o,
         "rules: {file} (site {:?}, preset {}, guideline {})",
@@ -58,6 +57,12 @@ pub fn render_check(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
         p.preset.as_deref().unwrap_or("none"),
         p.guideline.as_deref().unwrap_or("-")
     );
+}
+
+/// Render the `check` report for a loaded policy and its warnings.
+pub fn render_check(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
+    let mut o = String::new();
+    header(&mut o, file, p);
     let tops = p.top_zones();
     let external = tops.iter().filter(|z| p.zone(**z).external).count();
     let _ = writeln!(
@@ -242,13 +247,7 @@ fn ports_text(r: &Rule, site_ports: bool) -> String {
 /// it rests on, so that a reader can see what a preset claims and on what basis.
 pub fn render_sources(file: &str, p: &Policy, warnings: &[Diagnostic]) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "rules: {file} (site {:?}, preset {}, guideline {})",
-        p.site_name.as_deref().unwrap_or("-"),
-        p.preset.as_deref().unwrap_or("none"),
-        p.guideline.as_deref().unwrap_or("-")
-    );
+    header(&mut o, file, p);
     let _ = writeln!(
         o,
         "{} warning(s) (`zonewatch check {file}` lists them)",

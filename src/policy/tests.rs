@@ -15,7 +15,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
 
-fn load(text: &str) -> (Policy, Vec<Diagnostic>) {
+pub(super) fn load(text: &str) -> (Policy, Vec<Diagnostic>) {
     match Policy::from_source("site.toml", text) {
         Ok(x) => x,
         Err(LoadError::Invalid { errors, .. }) => {
@@ -25,7 +25,7 @@ fn load(text: &str) -> (Policy, Vec<Diagnostic>) {
     }
 }
 
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     match Policy::from_source("site.toml", text) {
         Ok(_) => panic!("expected errors"),
         Err(LoadError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
@@ -38,7 +38,7 @@ fn site(preset: &str) -> Policy {
 }
 
 /// The rule id (or "intra:ZONE", or "SEVERITY") a flow gets.
-fn v(p: &Policy, src: &str, dst: &str, proto: u8, port: u16) -> String {
+pub(super) fn v(p: &Policy, src: &str, dst: &str, proto: u8, port: u16) -> String {
     match p.verdict(ip(src), ip(dst), proto, port, None) {
         Verdict::Allowed {
             rule: Allowance::Rule(r),

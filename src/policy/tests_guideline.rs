@@ -4,8 +4,8 @@
 //! presets rest on (sources, site-defined ports, options, inheriting overrides)
 //! are checked with their errors.
 
+use super::tests::{errors, load, v};
 use super::*;
-use std::net::IpAddr;
 
 const EXAMPLE: &str = include_str!("../../rules/example-site.toml");
 
@@ -15,38 +15,6 @@ fn with(preset: &str, options: &[&str]) -> String {
         "preset = \"alpha\"",
         &format!("preset = \"{preset}\"\noptions = [{}]", opts.join(", ")),
     )
-}
-
-fn load(text: &str) -> (Policy, Vec<Diagnostic>) {
-    match Policy::from_source("site.toml", text) {
-        Ok(x) => x,
-        Err(LoadError::Invalid { errors, .. }) => panic!("unexpected errors: {errors:#?}"),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn errors(text: &str) -> Vec<String> {
-    match Policy::from_source("site.toml", text) {
-        Ok(_) => panic!("expected errors"),
-        Err(LoadError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// The rule id, "intra:ZONE" or the severity a flow gets.
-fn v(p: &Policy, src: &str, dst: &str, proto: u8, port: u16) -> String {
-    let ip = |s: &str| s.parse::<IpAddr>().expect("address");
-    match p.verdict(ip(src), ip(dst), proto, port, None) {
-        Verdict::Allowed {
-            rule: Allowance::Rule(r),
-        } => p.rule(r).id.clone(),
-        Verdict::Allowed {
-            rule: Allowance::IntraZone(z),
-        } => format!("intra:{}", p.zone(z).id),
-        Verdict::Violation { severity, .. } => severity.as_str().to_string(),
-        Verdict::Unknown => "unknown".into(),
-        Verdict::Local => "local".into(),
-    }
 }
 
 const TCP: u8 = IPPROTO_TCP;
