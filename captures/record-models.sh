@@ -27,7 +27,8 @@
 #   in_s     192.0.2.160/28     .174    .161 screen_transfer, .165 inet_mail,
 #                                       .167 β' business system (inet.srv)
 #   rl       192.0.2.176/28     .190    .178 relay_file, .177 relay_mail, .179 relay_handover
-#   mg       192.0.2.224/28     .238    .226 a log collector shared by two tiers (mgmt)
+#   mg       192.0.2.224/28     .238    .226 a log collector shared by two tiers, .227 a
+#                                       monitoring server polling two tiers (mgmt)
 #   wan      198.51.100.0/26    .1      .10 tokutei, .20 chukan, .30 jlis_pf, .41 LGWAN
 #                                       mail relay, .42 lgwan_ntp, .50 telework LGWAN-ASP
 #   juki     198.51.100.64/27   .94     .70 都道府県サーバ (juki_net)
@@ -37,7 +38,7 @@
 #   net      203.0.113.128/25   .254    .153 lbo_dns (dnsmasq), .180 lbo_pki (internet)
 #   zw-mtap-PID  the capture port (tcpdump -i cap1)
 #
-# Clients: curl (HTTP on every TCP port but 25 and 445), nc (SMTP, UDP media),
+# Clients: curl (HTTP on every TCP port but 25 and 445), nc (SMTP, UDP media and polls),
 # smbclient (SMB), ntpdig (NTP), dig (DNS), logger (syslog). Servers: dnsmasq (DNS)
 # and captures/model-server.py (HTTP/SMTP banners, NTP replies, UDP echo), each
 # bounded by `timeout`. Every namespace is deleted on exit.
@@ -67,7 +68,7 @@ declare -A SEG=(
     [in_t]="27 192.0.2.129 192.0.2.130"
     [in_s]="28 192.0.2.174 192.0.2.161 192.0.2.165 192.0.2.167"
     [rl]="28 192.0.2.190 192.0.2.178 192.0.2.177 192.0.2.179"
-    [mg]="28 192.0.2.238 192.0.2.226"
+    [mg]="28 192.0.2.238 192.0.2.226 192.0.2.227"
     [wan]="26 198.51.100.1 198.51.100.10 198.51.100.20 198.51.100.30 198.51.100.41 198.51.100.42 198.51.100.50"
     [juki]="27 198.51.100.94 198.51.100.70"
     [gov]="27 198.51.100.126 198.51.100.100"
@@ -79,11 +80,12 @@ declare -A SEG=(
 declare -A PORTS=(
     [my_s]="udp:123"
     [my_e]="tcp:443"
-    [lg_t]="tcp:445"
+    [lg_t]="tcp:445 udp:161"
     [lg_s]="tcp:445 tcp:443 tcp:3389"
     [in_s]="tcp:3389"
     [rl]="tcp:443 tcp:445"
     [mg]="udp:514"
+    [in_t]="udp:161"
     [wan]="tcp:443 tcp:80 tcp:25 udp:123"
     [juki]="tcp:443 tcp:4444"
     [gov]="tcp:443 tcp:3389 tcp:445"
@@ -176,6 +178,9 @@ common_flows() {
     syslog in_t 192.0.2.226                    # internet-zone syslog to it: critical, and the
                                                # collector is a zone_bridge by paths
     smb wan 192.0.2.70                         # LGWAN (.10) -> a terminal, SMB: high
+    smb rl 192.0.2.70                          # sanitiser (.178) -> a terminal, SMB: critical
+    udp mg 192.0.2.227 192.0.2.70 161          # monitor polls an LGWAN terminal: high, and ...
+    udp mg 192.0.2.227 192.0.2.130 161         # ... an internet-zone one: high, a zone_bridge
 }
 
 alpha_flows() {
