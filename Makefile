@@ -77,6 +77,7 @@ grafana-check: deps
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 tools/layers.py src
 
 # Whole-process throughput against tcpdump on generated 10M-packet captures.
 bench: deps

@@ -13,9 +13,12 @@ pub mod detect;
 pub mod evidence;
 pub mod flow;
 pub mod metrics;
+pub mod model;
 pub mod output;
-pub mod packet;
 pub mod pipeline;
 pub mod policy;
 pub mod report;
 pub mod summary;
+
+/// The packet and flow keys (floor L0), at their historical path.
+pub use model::packet;

@@ -8,7 +8,6 @@ use crate::policy::Severity;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Flow counters.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -200,11 +199,7 @@ impl AlertSummary {
     }
 }
 
-/// RFC 3339 with microseconds, UTC.
-pub fn rfc3339(ts_ns: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(ts_ns);
-    humantime::format_rfc3339_micros(t).to_string()
-}
+pub use crate::model::time::rfc3339;
 
 impl Summary {
     pub fn from_report(r: &RunReport) -> Summary {

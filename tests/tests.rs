@@ -16,6 +16,7 @@ mod determinism;
 mod evidence;
 mod flood;
 mod flows;
+mod layers;
 mod live;
 mod live_alerts;
 mod metrics;

@@ -37,9 +37,7 @@ use crate::packet::Addr;
 use crate::policy::Verdict;
 use std::collections::{BTreeMap, VecDeque};
 
-/// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+use crate::model::maps::{FastMap as HashMap, FastSet as HashSet};
 
 /// How far out of timestamp order input may be before folding can depend on
 /// the worker count.

@@ -44,7 +44,8 @@ mod report;
 
 pub use report::render_dry_run;
 
-use crate::flow::record::{community_id, proto_name};
+use crate::model::community_id::community_id;
+use crate::model::proto::proto_name;
 use crate::packet::FlowKey;
 use crate::policy::{Policy, Severity, Verdict};
 use serde::Serialize;
@@ -235,10 +236,7 @@ pub struct AlertStats {
     pub late: u64,
 }
 
-/// `2024-01-02T03:04:05.123456Z`.
-pub fn rfc3339(ns: u64) -> String {
-    humantime::format_rfc3339_micros(crate::flow::record::ns_to_system_time(ns)).to_string()
-}
+pub use crate::model::time::rfc3339;
 
 /// The `rule` and `reason` of a violation.
 fn rule_and_reason(p: &Policy, v: &Verdict) -> (String, String, Option<String>, Option<String>) {

@@ -30,44 +30,14 @@ use crate::alert::{proto_label, rfc3339, Alert};
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use crate::policy::Severity;
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::model::maps::FastMap as HashMap;
 
-/// A CIDR or a single address (`"192.0.2.224/28"`, `"192.0.2.5"`), checked
-/// when the rules file is loaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cidr(pub IpNet);
-
-impl TryFrom<String> for Cidr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Cidr, String> {
-        s.parse::<IpNet>()
-            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-            .map(|n| Cidr(n.trunc()))
-            .map_err(|_| format!("{s:?} is not a CIDR or an IP address"))
-    }
-}
-
-impl From<Cidr> for String {
-    fn from(c: Cidr) -> String {
-        c.0.to_string()
-    }
-}
-
-/// A severity name (`"info"` .. `"critical"`), checked at load.
-pub fn de_severity<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    match Severity::parse(&s) {
-        Some(_) => Ok(s),
-        None => Err(serde::de::Error::custom(format!(
-            "severity {s:?} is not one of info, low, medium, high, critical"
-        ))),
-    }
-}
+use crate::model::severity::de_severity;
+use crate::model::Cidr;
 
 /// `[detect.admin_access]` in a rules file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -186,9 +156,7 @@ pub struct AdminDetector {
 
 const NS: u64 = 1_000_000_000;
 
-fn vlan_of(v: [u16; 2]) -> Option<u16> {
-    v.iter().rev().copied().find(|&x| x != 0)
-}
+use crate::packet::inner_vlan as vlan_of;
 
 /// `zone` is `id` or one of its sub-zones.
 fn within(zone: &str, id: &str) -> bool {
@@ -437,7 +405,7 @@ impl AdminDetector {
         };
         let answered = f.answered.saturating_sub(f.refused);
         let unanswered = f.attempts.saturating_sub(f.answered);
-        let service = crate::detect::brute::service_name(k.port)
+        let service = crate::model::services::service_name(k.port)
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}/{}", proto_label(k.proto), k.port));
         let state = if answered > 0 {

@@ -47,12 +47,13 @@
 //! `max_targets_per_key` targets and `max_pending_per_key` open connections
 //! per window (beyond them connections are only counted, `not_tracked`).
 
-use super::admin::{de_severity, Cidr};
 use super::obs::Obs;
 use super::window::{WindowState, Windows};
 use super::{Ctx, Detector, DetectorStats, Emit};
 use crate::alert::{rfc3339, Alert};
 use crate::flow::FlowClose;
+use crate::model::severity::de_severity;
+use crate::model::Cidr;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use crate::policy::Severity;
 use serde::{Deserialize, Serialize};
@@ -127,27 +128,7 @@ impl Default for BruteConfig {
     }
 }
 
-/// Name of a well-known authentication service port.
-pub fn service_name(port: u16) -> Option<&'static str> {
-    Some(match port {
-        21 => "ftp",
-        22 => "ssh",
-        23 => "telnet",
-        88 => "kerberos",
-        139 => "netbios-ssn",
-        161 => "snmp",
-        389 => "ldap",
-        445 => "smb",
-        623 => "ipmi",
-        636 => "ldaps",
-        3389 => "rdp",
-        5900 => "vnc",
-        5985 => "winrm",
-        5986 => "winrm-https",
-        8443 => "https-mgmt",
-        _ => return None,
-    })
-}
+use crate::model::services::service_name;
 
 /// (initiator, service port, IP protocol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -226,9 +207,7 @@ pub struct BruteDetector {
 
 const NS: u64 = 1_000_000_000;
 
-fn vlan_of(v: [u16; 2]) -> Option<u16> {
-    v.iter().rev().copied().find(|&x| x != 0)
-}
+use crate::packet::inner_vlan as vlan_of;
 
 fn top(z: &str) -> &str {
     z.split('.').next().unwrap_or(z)

@@ -472,7 +472,7 @@ impl DosCounter {
         a.last_ns = a.last_ns.max(m.ts_ns);
         // The smallest innermost VLAN seen: the same whichever worker saw which
         // packet (merge takes the minimum too).
-        let v = k.vlan.iter().rev().copied().find(|&x| x != 0).unwrap_or(0);
+        let v = crate::packet::inner_vlan(k.vlan).unwrap_or(0);
         if v != 0 && (a.vlan == 0 || v < a.vlan) {
             a.vlan = v;
         }

@@ -332,16 +332,10 @@ fn usable_mac(m: [u8; 6]) -> bool {
     m != [0; 6] && m[0] & 1 == 0
 }
 
-fn vlan_of(v: [u16; 2]) -> Option<u16> {
-    v.iter().rev().copied().find(|&x| x != 0)
-}
+use crate::packet::inner_vlan as vlan_of;
 
 fn top(z: &str) -> &str {
     z.split('.').next().unwrap_or(z)
-}
-
-fn ns_rfc(ns: u64) -> String {
-    rfc3339(ns)
 }
 
 /// One address (IPv6: /64) seen with a MAC.
@@ -521,7 +515,7 @@ impl HostsDetector {
         out.push(
             s.ts,
             Alert {
-                timestamp: ns_rfc(s.ts),
+                timestamp: rfc3339(s.ts),
                 kind: "rogue_host",
                 severity: if mynumber { "critical" } else { "high" },
                 src_ip: Some(s.ip),
@@ -530,8 +524,8 @@ impl HostsDetector {
                 rule: "detect.hosts.rogue_host".into(),
                 reason,
                 count: 1,
-                first_seen: ns_rfc(s.ts),
-                last_seen: ns_rfc(s.ts),
+                first_seen: rfc3339(s.ts),
+                last_seen: rfc3339(s.ts),
                 evidence: Some(evidence),
                 ..Alert::default()
             },
@@ -701,21 +695,21 @@ impl HostsDetector {
                     "ip": n.ip.to_string(),
                     "zone": n.zone,
                     "vlan": n.vlan,
-                    "first_seen": ns_rfc(n.first_ns),
+                    "first_seen": rfc3339(n.first_ns),
                 })
             })
             .collect();
         let zone_list: Vec<serde_json::Value> = zones
             .iter()
             .map(|(z, (t, ip))| {
-                serde_json::json!({"zone": z, "first_seen": ns_rfc(*t), "ip": ip.to_string()})
+                serde_json::json!({"zone": z, "first_seen": rfc3339(*t), "ip": ip.to_string()})
             })
             .collect();
         let vlan_list: Vec<serde_json::Value> = st
             .vlans
             .iter()
             .map(|(v, (t, ip, z))| {
-                serde_json::json!({"vlan": v, "first_seen": ns_rfc(*t), "ip": ip.to_string(), "zone": z})
+                serde_json::json!({"vlan": v, "first_seen": rfc3339(*t), "ip": ip.to_string(), "zone": z})
             })
             .collect();
         let what = if by_zones {
@@ -749,7 +743,7 @@ impl HostsDetector {
             "sightings": st.sightings,
         });
         let alert = Alert {
-            timestamp: ns_rfc(st.first_ns),
+            timestamp: rfc3339(st.first_ns),
             kind: "zone_bridge",
             severity: if mynumber { "critical" } else { "high" },
             src_ip: first.map(|n| n.ip),
@@ -765,8 +759,8 @@ impl HostsDetector {
             rule: format!("detect.hosts.zone_bridge.{}", by.join("+")),
             reason,
             count: st.sightings,
-            first_seen: ns_rfc(st.first_ns),
-            last_seen: ns_rfc(st.last_ns),
+            first_seen: rfc3339(st.first_ns),
+            last_seen: rfc3339(st.last_ns),
             evidence: Some(evidence),
             ..Alert::default()
         };

@@ -39,8 +39,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::model::maps::FastMap as HashMap;
 
 /// Thresholds of every detector: the `[detect]` table of a rules file
 /// (rules/README.md). Unknown keys are errors; every key has a default.

@@ -97,7 +97,7 @@ impl PathBridges {
         if r.management.is_empty() || r.tiers.is_empty() {
             return;
         }
-        let vlan = f.key.vlan.iter().rev().copied().find(|&v| v != 0);
+        let vlan = crate::packet::inner_vlan(f.key.vlan);
         let (a, b) = (to_ip(&f.key.src, f.key.v6), to_ip(&f.key.dst, f.key.v6));
         let (Some(za), Some(zb)) = (p.zone_of(a, vlan), p.zone_of(b, vlan)) else {
             return;

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::model::maps::FastMap as HashMap;
 
 /// `[detect.port_scan]` in a rules file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -718,9 +718,7 @@ fn target(key: &FlowKey) -> Target {
     }
 }
 
-fn vlan_of(v: [u16; 2]) -> Option<u16> {
-    v.iter().rev().copied().find(|&x| x != 0)
-}
+use crate::packet::inner_vlan as vlan_of;
 
 impl Detector for ScanDetector {
     fn name(&self) -> &'static str {

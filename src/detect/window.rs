@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::hash::Hash;
 
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::model::maps::FastMap as HashMap;
 
 /// What a detector keeps per window.
 pub trait WindowState: Default {

@@ -58,8 +58,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Maps keyed by addresses a sender chooses: foldhash, seeded per process.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::model::maps::FastMap as HashMap;
 
 /// `--evidence*` settings.
 #[derive(Clone, Debug)]
@@ -214,7 +213,7 @@ impl Selector {
                 // The line's label back to its number (the flow lines' one table).
                 proto: a.proto.as_deref().and_then(|p| {
                     p.parse().ok().or_else(|| {
-                        (0..=u8::MAX).find(|&n| crate::flow::record::proto_name(n) == Some(p))
+                        (0..=u8::MAX).find(|&n| crate::model::proto::proto_name(n) == Some(p))
                     })
                 }),
             },

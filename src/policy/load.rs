@@ -8,6 +8,7 @@ use super::{
     Basis, Endpoint, HostGroup, Inactive, Origin, Policy, Proto, Rule, RuleOption, RuleSource, Sel,
     Severity, Zone, ZoneIdx,
 };
+use crate::model::parse_cidr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::collections::BTreeMap;
@@ -357,22 +358,6 @@ fn valid_zone_id(id: &str) -> bool {
 }
 
 /// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a /32 or /128).
-fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    if let Ok(a) = s.parse::<IpAddr>() {
-        return Ok(IpNet::from(a));
-    }
-    let n: IpNet = s
-        .parse()
-        .map_err(|_| format!("invalid CIDR or address {s:?}"))?;
-    if n.trunc() != n {
-        return Err(format!(
-            "CIDR {s:?} has host bits set (did you mean {}?)",
-            n.trunc()
-        ));
-    }
-    Ok(n)
-}
-
 fn parse_port_num(v: i64) -> Option<u16> {
     u16::try_from(v).ok().filter(|p| *p != 0)
 }

@@ -24,37 +24,7 @@ use prefix_trie::PrefixMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// How bad a violation is, lowest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn parse(s: &str) -> Option<Severity> {
-        Some(match s {
-            "info" => Severity::Info,
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+pub use crate::model::Severity;
 
 /// Transport selector of an allow rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,17 +284,6 @@ pub fn generation_of(tag: u32) -> u8 {
 #[inline]
 pub fn is_violation_tag(tag: u32) -> bool {
     tag >> PACK_KIND_SHIFT == PACK_VIOLATION
-}
-
-impl Severity {
-    /// All severities, lowest first (`ALL[s as usize] == s`).
-    pub const ALL: [Severity; 5] = [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
 }
 
 impl Verdict {

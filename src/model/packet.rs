@@ -203,6 +203,12 @@ impl Tunnel {
 }
 
 /// IP protocol numbers used across the crate.
+/// The innermost VLAN id of a key's `[outer, inner]` tag pair (0 = none).
+#[inline]
+pub fn inner_vlan(v: [u16; 2]) -> Option<u16> {
+    v.iter().rev().copied().find(|&x| x != 0)
+}
+
 pub mod proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
