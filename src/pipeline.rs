@@ -190,7 +190,7 @@ pub struct RunReport {
     /// Time steps the sensor clock shifted.
     pub clock_steps: ClockSteps,
     /// Zone pairs, talkers and gaps (`PipelineConfig::report_gap_ns`).
-    pub report: Option<crate::report::ReportData>,
+    pub report: Option<crate::flow::tally::ReportData>,
     /// What a second interrupt left unwritten (`PipelineConfig::hurry`);
     /// `None` when the run finished normally.
     pub unwritten: Option<Unwritten>,
@@ -379,7 +379,7 @@ pub fn run<S: PacketSource + ?Sized>(
             lines_skipped: 0,
             report: cfg
                 .report_gap_ns
-                .map(|_| Box::new(crate::report::ZoneAcc::new())),
+                .map(|_| Box::new(crate::flow::tally::ZoneAcc::new())),
         };
         let updates = cfg.policy_updates.clone();
         let publish = cfg.metrics.clone().map(|m| WorkerPub::new(m, i));
@@ -454,7 +454,7 @@ pub fn run<S: PacketSource + ?Sized>(
             .as_ref()
             .is_some_and(|h| h.load(Ordering::Relaxed))
     };
-    let mut gaps = cfg.report_gap_ns.map(crate::report::GapTracker::new);
+    let mut gaps = cfg.report_gap_ns.map(crate::flow::tally::GapTracker::new);
     let mut sensor_clock = crate::capture::clock::SensorClock::new(cfg.fold.slack_ns);
     let stop_cause = loop {
         match draining {
@@ -697,8 +697,8 @@ pub fn run<S: PacketSource + ?Sized>(
             count: sensor_clock.steps,
             listed: sensor_clock.listed,
         },
-        report: gaps.map(|g| crate::report::ReportData {
-            pairs: crate::report::acc::merge_pairs(pair_parts),
+        report: gaps.map(|g| crate::flow::tally::ReportData {
+            pairs: crate::flow::tally::merge_pairs(pair_parts),
             gaps: Some(g),
         }),
         unwritten: hurried().then_some(unwritten),
@@ -845,7 +845,7 @@ impl Dispatch<'_> {
 /// What a worker hands back when it ends.
 struct WorkerEnd {
     stats: FlowStats,
-    pairs: Option<crate::report::acc::Pairs>,
+    pairs: Option<crate::flow::tally::Pairs>,
     /// Packets of batches skipped after a second interrupt.
     skipped_packets: u64,
     /// A second interrupt came before the table was flushed: its open flows
@@ -966,7 +966,7 @@ struct ChunkSink {
     /// Flows ended by the stop whose line was skipped because of `hurry`.
     lines_skipped: u64,
     /// Zone pairs and initiators for the report (`PipelineConfig::report_gap_ns`).
-    report: Option<Box<crate::report::ZoneAcc>>,
+    report: Option<Box<crate::flow::tally::ZoneAcc>>,
 }
 
 /// The `brute_force` service ports as a bit set, if that detector runs.

@@ -32,7 +32,6 @@ KNOWN = {
     ("flow", "metrics"): "the flow table fills metrics::zones::ZoneCells",
     ("detect", "evidence"): "the analysis thread (detect::serve) commits evidence frames",
     ("detect", "metrics"): "the analysis thread publishes alert counts",
-    ("pipeline", "report"): "workers accumulate report::ZoneAcc and GapTracker",
 }
 
 PATH = re.compile(r"\b(?:crate|zonewatch)::([a-z_][a-z0-9_]*)")

@@ -9,6 +9,7 @@
 pub mod hash;
 pub mod record;
 pub mod table;
+pub mod tally;
 
 pub use hash::FlowHasher;
 pub use record::{

@@ -10,14 +10,15 @@
 //! the rendering. Leaves alone: the summary's own JSON (`summary`), which this
 //! report repeats in part so that the two always agree.
 
-pub mod acc;
+/// The accumulators moved to the flow floor (`flow::tally`); their old path stays.
+pub use crate::flow::tally as acc;
 pub mod human;
 #[cfg(test)]
 mod tests;
 
-pub use acc::{
-    GapTracker, PairAcc, Traffic, ZoneAcc, DEFAULT_GAP_NS, MAX_GAPS_LISTED, MAX_TALKERS_PER_PAIR,
-    MAX_TALKERS_PER_WORKER, NO_ZONE, TOP_TALKERS,
+pub use crate::flow::tally::{
+    GapTracker, PairAcc, ReportData, Traffic, ZoneAcc, DEFAULT_GAP_NS, MAX_GAPS_LISTED,
+    MAX_TALKERS_PER_PAIR, MAX_TALKERS_PER_WORKER, NO_ZONE, TOP_TALKERS,
 };
 pub use human::{render, Lang};
 
@@ -26,15 +27,6 @@ use crate::policy::{Policy, Severity};
 use crate::summary::{rfc3339, SeverityCounts, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// What the pipeline hands the report besides the summary's counts.
-#[derive(Debug, Default)]
-pub struct ReportData {
-    /// Finished flows by (initiator zone id, responder zone id), all workers merged.
-    pub pairs: acc::Pairs,
-    /// The capture thread's gap watch.
-    pub gaps: Option<GapTracker>,
-}
 
 /// Everything `--report` writes. Keys are stable (docs/report.md).
 #[derive(Clone, Debug, Serialize)]

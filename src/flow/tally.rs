@@ -1,9 +1,9 @@
-//! What the report accumulates while the pipeline runs: per worker, finished
+//! Floor L2. What the report accumulates while the pipeline runs: per worker, finished
 //! flows by zone pair with their initiators ([`ZoneAcc`], fed once per finished
 //! flow); on the capture thread, time gaps and backward steps of the merged
 //! packet stream ([`GapTracker`], one compare per packet).
 
-use crate::flow::{policy_vlan, FlowRecord};
+use super::{policy_vlan, FlowRecord};
 use crate::policy::{generation_of, Policy, Verdict, POLICY_GENERATIONS};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -320,4 +320,13 @@ impl GapTracker {
         }
         self.prev = ts_ns;
     }
+}
+
+/// What the pipeline hands the report besides the summary's counts.
+#[derive(Debug, Default)]
+pub struct ReportData {
+    /// Finished flows by (initiator zone id, responder zone id), all workers merged.
+    pub pairs: Pairs,
+    /// The capture thread's gap watch.
+    pub gaps: Option<GapTracker>,
 }
