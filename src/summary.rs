@@ -104,7 +104,7 @@ pub struct AlertSummary {
 }
 
 impl AlertSummary {
-    pub fn new(a: &crate::detect::AnalysisStats, window_ns: u64) -> AlertSummary {
+    pub fn new(a: &crate::pipeline::analysis::AnalysisStats, window_ns: u64) -> AlertSummary {
         let s = &a.separation;
         let sev = |x: Severity| a.written_by_severity.get(x as usize).copied().unwrap_or(0);
         AlertSummary {

@@ -30,8 +30,6 @@ FLOORS = {
 KNOWN = {
     ("policy", "detect"): "the rules file's [detect] table is parsed into detect::DetectConfig",
     ("flow", "metrics"): "the flow table fills metrics::zones::ZoneCells",
-    ("detect", "evidence"): "the analysis thread (detect::serve) commits evidence frames",
-    ("detect", "metrics"): "the analysis thread publishes alert counts",
 }
 
 PATH = re.compile(r"\b(?:crate|zonewatch)::([a-z_][a-z0-9_]*)")

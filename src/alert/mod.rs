@@ -4,7 +4,7 @@
 //! folding of repeated violations ([`fold::Folder`]), and where alerts go
 //! ([`AlertSink`]). It leaves alone: how flows are tracked and judged, and the
 //! analysis thread that feeds the folding in packet-time order
-//! ([`crate::detect::serve`]).
+//! (`crate::pipeline::analysis::serve`).
 //!
 //! # `separation_violation`
 //!

@@ -4,7 +4,7 @@
 //! Owns the copies of captured frames kept for evidence, the per-flow rings,
 //! and the files. It leaves alone: what alerts (the folder and the
 //! detectors), and when a line is written (the analysis thread,
-//! [`crate::detect::serve`]).
+//! `crate::pipeline::analysis::serve`).
 //!
 //! # Data flow
 //!

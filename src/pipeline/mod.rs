@@ -17,13 +17,15 @@
 //!   capture clock; when packet time advances by [`TICK_NS`] all workers get their
 //!   partial batch (or an empty one) so idle workers expire flows too.
 
+pub mod analysis;
+
 use crate::alert::fold::FoldConfig;
 use crate::alert::AlertSink;
 use crate::capture::{CaptureError, LiveCounters, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
 use crate::detect::dos::DosCounter;
 use crate::detect::obs::{ArpObs, Obs};
-use crate::detect::{AnalysisConfig, AnalysisMsg, AnalysisStats, DetectConfig};
+use crate::detect::DetectConfig;
 use crate::flow::{
     EndReason, FlowClose, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats,
     FlowTable, Refusal,
@@ -32,6 +34,7 @@ use crate::metrics::openmetrics::Recorder;
 use crate::metrics::{CapturePub, Metrics, WorkerPub};
 use crate::packet::{FlowKey, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
+use analysis::{AnalysisConfig, AnalysisMsg, AnalysisStats};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
@@ -327,7 +330,7 @@ pub fn run<S: PacketSource + ?Sized>(
             };
             let h = thread::Builder::new()
                 .name("zw-analysis".into())
-                .spawn(move || crate::detect::serve(rx, spare_tx, acfg, sink))
+                .spawn(move || analysis::serve(rx, spare_tx, acfg, sink))
                 .map_err(PipelineError::Spawn)?;
             (Some(tx), Some(spare_rx), Some(h))
         }
