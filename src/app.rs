@@ -5,6 +5,7 @@
 use crate::alert::{AlertSink, Collect, Discard, JsonLines};
 use crate::capture::{CaptureError, FileSource, LiveConfig, LiveSource, Paced, PacketSource};
 use crate::cli::{CheckArgs, Cli, Command, CommonArgs, Listen};
+use crate::detect::DetectConfig;
 use crate::metrics::openmetrics::{Recorder, Tee};
 use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
@@ -108,9 +109,11 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
         Command::Check(args) if !args.against.is_empty() => check_against(&args, &stop),
         Command::Check(args) => check(&args.rules, args.sources),
         Command::Replay(args) => {
-            let Some(policy) = load_rules(args.common.rules.as_deref())? else {
+            let Some(rules) = load_rules(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
             };
+            let detect = rules.as_ref().map(|r| r.detect.clone());
+            let policy = rules.map(|r| r.policy);
             let files = FileSource::open_named(&named_inputs(&args.files))?;
             let om_out = match &args.openmetrics {
                 Some(p) => Some((p.clone(), open_output(p)?)),
@@ -135,7 +138,7 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
                 ))),
                 _ => None,
             };
-            let mut cfg = base_config(&args.common, policy);
+            let mut cfg = base_config(&args.common, policy, detect);
             cfg.sources = files.labels();
             cfg.metrics = metrics;
             cfg.openmetrics = recorder.clone();
@@ -182,12 +185,12 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
             Ok(code)
         }
         Command::Run(args) => {
-            let Some(loaded) = load_rules_text(args.common.rules.as_deref())? else {
+            let Some(loaded) = load_rules(args.common.rules.as_deref())? else {
                 return Ok(EXIT_RULES_INVALID);
             };
-            let (policy, rules_text) = match loaded {
-                Some((p, text)) => (Some(p), Some(text)),
-                None => (None, None),
+            let (policy, detect, rules_text) = match loaded {
+                Some(r) => (Some(r.policy), Some(r.detect), Some(r.text)),
+                None => (None, None, None),
             };
             // `--user`: look the account up and check we are root before
             // opening anything, so a typo fails at once (exit 2), and while
@@ -205,13 +208,10 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
             // SIGHUP also reloads --rules (live only: a replay's verdicts stay
             // reproducible). The handler is installed at start (`Control`),
             // so an early SIGHUP never takes the default action.
-            let reloader = match (&args.common.rules, &policy, rules_text) {
-                (Some(path), Some(p), Some(text)) => Some(control.set_reload(Reload::new(
-                    path.clone(),
-                    p.clone(),
-                    text,
-                    metrics.clone(),
-                ))),
+            let reloader = match (&args.common.rules, &policy, &detect, rules_text) {
+                (Some(path), Some(p), Some(d), Some(text)) => Some(control.set_reload(
+                    Reload::new(path.clone(), p.clone(), d.clone(), text, metrics.clone()),
+                )),
                 _ => None,
             };
             // Order of set-up with privileges: metrics bound (above), capture
@@ -234,7 +234,7 @@ fn run_with(cli: Cli, control: &Control) -> Result<i32, AppError> {
                 metrics,
                 sources: vec![args.iface.clone()],
                 hurry: Some(control.hurry.clone()),
-                ..base_config(&args.common, policy)
+                ..base_config(&args.common, policy, detect)
             };
             let result = execute(live, outputs, &args.common, cfg, &stop, reloader);
             if let Some(s) = serving {
@@ -299,8 +299,10 @@ pub const EXIT_RULES_INVALID: i32 = 2;
 
 /// `zonewatch check RULES`: errors to stderr (exit 2), or the report to stdout (exit 0).
 fn check(path: &Path, sources: bool) -> Result<i32, AppError> {
-    match crate::policy::Policy::load(path) {
-        Ok((policy, warnings)) => {
+    match crate::detect::load_rules(path) {
+        Ok(crate::detect::Rules {
+            policy, warnings, ..
+        }) => {
             let name = path.display().to_string();
             let report = if sources {
                 crate::policy::render_sources(&name, &policy, &warnings)
@@ -332,28 +334,32 @@ fn print_invalid(errors: &[Diagnostic], warnings: &[Diagnostic]) {
     );
 }
 
-/// `--rules FILE` of `replay` / `run`: `Some(None)` without the flag,
-/// `Some(Some(policy))` when it loads (its warnings go to stderr), `None` when
-/// the rules are invalid (errors printed as `check` prints them; exit 2).
-fn load_rules(path: Option<&Path>) -> Result<Option<Option<Arc<Policy>>>, AppError> {
-    Ok(load_rules_text(path)?.map(|r| r.map(|(policy, _)| policy)))
+/// Loaded rules: the policy, the `[detect]` thresholds and the text of the
+/// file they were loaded from.
+struct LoadedRules {
+    policy: Arc<Policy>,
+    detect: DetectConfig,
+    text: String,
 }
 
-/// Loaded rules and the text of the file they were loaded from.
-type RulesAndText = (Arc<Policy>, String);
-
-/// [`load_rules`], with the text of the file the rules were loaded from.
-fn load_rules_text(path: Option<&Path>) -> Result<Option<Option<RulesAndText>>, AppError> {
+/// `--rules FILE` of `replay` / `run`: `Some(None)` without the flag,
+/// `Some(Some(rules))` when it loads (its warnings go to stderr), `None` when
+/// the rules are invalid (errors printed as `check` prints them; exit 2).
+fn load_rules(path: Option<&Path>) -> Result<Option<Option<LoadedRules>>, AppError> {
     let Some(path) = path else {
         return Ok(Some(None));
     };
-    match Policy::load_text(path) {
-        Ok(((policy, warnings), text)) => {
+    match crate::detect::load_rules(path) {
+        Ok(r) => {
             let mut err = io::stderr().lock();
-            for d in &warnings {
+            for d in &r.warnings {
                 let _ = writeln!(err, "{d}");
             }
-            Ok(Some(Some((Arc::new(policy), text))))
+            Ok(Some(Some(LoadedRules {
+                policy: Arc::new(r.policy),
+                detect: r.detect,
+                text: r.text,
+            })))
         }
         Err(LoadError::Invalid { errors, warnings }) => {
             print_invalid(&errors, &warnings);
@@ -419,15 +425,15 @@ fn set_policy_info(m: &Metrics, path: Option<&Path>, policy: Option<&Policy>) {
     );
 }
 
-fn base_config(c: &CommonArgs, policy: Option<Arc<Policy>>) -> PipelineConfig {
+fn base_config(
+    c: &CommonArgs,
+    policy: Option<Arc<Policy>>,
+    rules_detect: Option<DetectConfig>,
+) -> PipelineConfig {
     // With --alerts (or --fail-on, which counts the alerts) the detectors
     // run, with the rules' [detect] thresholds.
-    let detect = (c.alerts.is_some() || c.fail_on.is_some()).then(|| {
-        policy
-            .as_ref()
-            .map(|p| p.detect.clone())
-            .unwrap_or_default()
-    });
+    let detect =
+        (c.alerts.is_some() || c.fail_on.is_some()).then(|| rules_detect.unwrap_or_default());
     let mut cfg = PipelineConfig {
         detect,
         workers: c.workers,
@@ -715,7 +721,7 @@ pub fn open_output(path: &Path) -> Result<Box<dyn Write + Send>, AppError> {
 /// `zonewatch check RULES --against FILE...`: replay the files with the rules,
 /// fold alerts as `--alerts` would, and print them grouped by zone pair.
 fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
-    let Some(Some(policy)) = load_rules(Some(&args.rules))? else {
+    let Some(Some(LoadedRules { policy, .. })) = load_rules(Some(&args.rules))? else {
         return Ok(EXIT_RULES_INVALID);
     };
     let mut files = FileSource::open(&args.against)?;
@@ -948,6 +954,9 @@ fn reopen(outputs: &OutputSet) -> bool {
 struct Reload {
     path: PathBuf,
     cell: Arc<ArcSwap<Policy>>,
+    /// The `[detect]` thresholds of the rules in force, as loaded (with the
+    /// host inventory they name).
+    detect: DetectConfig,
     /// The text the rules in force were loaded from.
     text: String,
     metrics: Option<Arc<Metrics>>,
@@ -976,12 +985,14 @@ impl Reload {
     fn new(
         path: PathBuf,
         initial: Arc<Policy>,
+        detect: DetectConfig,
         text: String,
         metrics: Option<Arc<Metrics>>,
     ) -> Reload {
         Reload {
             path,
             cell: Arc::new(ArcSwap::new(initial)),
+            detect,
             text,
             metrics,
             ok: Arc::new(AtomicU64::new(0)),
@@ -993,12 +1004,12 @@ impl Reload {
     /// unchanged").
     fn apply(&mut self, reopened: bool) {
         let path = &self.path;
-        let loaded = Policy::load_text(path);
+        let loaded = crate::detect::load_rules(path);
         // Unchanged: the same text gives the same rules (a preset is compiled
         // into the binary), except for what the rules name outside the file,
         // the host inventory of [detect.hosts], which is compared as loaded.
-        if let Ok(((p, _), text)) = &loaded {
-            if *text == self.text && p.detect == self.cell.load().detect {
+        if let Ok(r) = &loaded {
+            if r.text == self.text && r.detect == self.detect {
                 eprintln!(
                     "zonewatch: SIGHUP: rules unchanged ({}); {}",
                     path.display(),
@@ -1017,22 +1028,23 @@ impl Reload {
                 .map_or(0.0, |d| d.as_secs_f64());
             m.reload(loaded.is_ok(), unix);
             // policy_info's hash names the text that loaded.
-            if let Ok(((p, _), text)) = &loaded {
+            if let Ok(r) = &loaded {
                 m.set_policy(
-                    p.site_name.as_deref().unwrap_or("-"),
-                    p.preset.as_deref().unwrap_or("-"),
-                    &crate::metrics::sha256_12(text.as_bytes()),
+                    r.policy.site_name.as_deref().unwrap_or("-"),
+                    r.policy.preset.as_deref().unwrap_or("-"),
+                    &crate::metrics::sha256_12(r.text.as_bytes()),
                 );
             }
         }
         match loaded {
-            Ok(((p, warnings), text)) => {
+            Ok(r) => {
                 let mut err = io::stderr().lock();
-                for d in &warnings {
+                for d in &r.warnings {
                     let _ = writeln!(err, "{d}");
                 }
-                self.cell.store(Arc::new(p));
-                self.text = text;
+                self.cell.store(Arc::new(r.policy));
+                self.detect = r.detect;
+                self.text = r.text;
                 let n = self.ok.fetch_add(1, Ordering::Relaxed) + 1;
                 let _ = writeln!(
                     err,

@@ -28,7 +28,6 @@ FLOORS = {
 
 # (from module, to module): why the import is still there. Issue #17 removes them.
 KNOWN = {
-    ("policy", "detect"): "the rules file's [detect] table is parsed into detect::DetectConfig",
     ("flow", "metrics"): "the flow table fills metrics::zones::ZoneCells",
 }
 

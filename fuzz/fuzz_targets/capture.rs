@@ -91,13 +91,17 @@ max_tracked = 4
 
 struct Fixture {
     /// The example site as is, and with [`TIGHT`] appended.
-    policies: [Arc<Policy>; 2],
+    policies: [(Arc<Policy>, DetectConfig); 2],
     dir: PathBuf,
 }
 
-fn load(name: &str, text: &str) -> Arc<Policy> {
+fn load(name: &str, text: &str) -> (Arc<Policy>, DetectConfig) {
+    let detect = match zonewatch::detect::config_of(name, text) {
+        Ok(d) => d,
+        Err(e) => panic!("{name}'s [detect] must load: {e}"),
+    };
     match Policy::from_source(name, text) {
-        Ok((p, _warnings)) => Arc::new(p),
+        Ok((p, _warnings)) => (Arc::new(p), detect),
         Err(e) => panic!("{name} must load: {e:?}"),
     }
 }
@@ -164,7 +168,7 @@ fuzz_target!(|input: &[u8]| {
     let evidence = sel & 2 != 0;
     let max_flows = if sel & 4 != 0 { 8 } else { 256 };
     let workers = if sel & 8 != 0 { 2 } else { 1 };
-    let policy = fx.policies[usize::from(sel >> 4 & 1)].clone();
+    let (policy, rules_detect) = fx.policies[usize::from(sel >> 4 & 1)].clone();
 
     let a = fx.dir.join("a.cap");
     let b = fx.dir.join("b.cap");
@@ -191,7 +195,7 @@ fuzz_target!(|input: &[u8]| {
     }
 
     // Every detector on, with the rules' thresholds.
-    let mut detect: DetectConfig = policy.detect.clone();
+    let mut detect: DetectConfig = rules_detect;
     detect.port_scan.enabled = true;
     detect.brute_force.enabled = true;
     detect.admin_access.enabled = true;

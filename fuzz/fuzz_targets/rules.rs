@@ -1,13 +1,15 @@
 //! The rules loader never panics on any text: it returns a policy or a list
-//! of diagnostics. A policy that loads also renders its `check` report and
-//! answers verdicts and zone look-ups for a few addresses.
+//! of diagnostics. A policy that loads also renders its `check` and
+//! `check --sources` reports and answers verdicts and zone look-ups for a few
+//! addresses. The detectors' `[detect]` table (read by their own floor) is
+//! read too, and gives a config or one located error.
 //! Input: the bytes of a rules file (invalid UTF-8 is replaced).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
-use zonewatch::policy::{render_check, LoadError, Policy};
+use zonewatch::policy::{render_check, render_sources, LoadError, Policy};
 
 const ADDRS: [&str; 6] = [
     "192.0.2.10",
@@ -20,9 +22,13 @@ const ADDRS: [&str; 6] = [
 
 fuzz_target!(|input: &[u8]| {
     let text = String::from_utf8_lossy(input);
+    if let Err(d) = zonewatch::detect::config_of("fuzz.toml", &text) {
+        let _ = d.to_string();
+    }
     match Policy::from_source("fuzz.toml", &text) {
         Ok((policy, warnings)) => {
             let _ = render_check("fuzz.toml", &policy, &warnings);
+            let _ = render_sources("fuzz.toml", &policy, &warnings);
             for a in ADDRS {
                 let src: IpAddr = a.parse().expect("constant address");
                 for b in ADDRS {

@@ -692,7 +692,9 @@ mod tests {
              [[detect.admin_access.zone]]\nzone = \"mynumber.srv\"\nports = [22]\nadmin_sources = [\"192.0.2.5\"]\n"
         );
         let (p, _) = Policy::from_source("site.toml", &text).expect("loads");
-        let cfg = p.detect.admin_access.clone();
+        let cfg = crate::detect::config_of("site.toml", &text)
+            .expect("loads")
+            .admin_access;
         assert_eq!(cfg.zone.len(), 2);
         let mut obs = ssh(TERM, SRV, 1, T0);
         // The mgmt host is no admin for mynumber.srv (its own list wins)...
@@ -742,7 +744,8 @@ mod tests {
         let mut obs = ssh(TERM, "192.0.2.70", 1, T0);
         // An entry with no ports exempts its zone.
         obs.extend(ssh(TERM, SRV, 1, T0));
-        let a = run(p.detect.admin_access.clone(), Some(&p), obs);
+        let cfg = crate::detect::config_of("site.toml", &text).expect("loads");
+        let a = run(cfg.admin_access, Some(&p), obs);
         assert_eq!(a.len(), 1, "{a:#?}");
         assert_eq!(
             (a[0].1.severity, a[0].1.dst_zone.as_deref()),
@@ -760,7 +763,14 @@ mod tests {
             "[detect.admin_access]\nseverity = \"severe\"\n",
             "[[detect.admin_access.zone]]\nzone = \"a\"\nadmins = []\n",
         ] {
-            assert!(Policy::from_source("site.toml", bad).is_err(), "{bad}");
+            assert!(crate::detect::config_of("site.toml", bad).is_err(), "{bad}");
         }
+        // Host bits are refused, as in [[zone]] (they used to be dropped silently).
+        let e = crate::detect::config_of(
+            "site.toml",
+            "[detect.admin_access]\nadmin_sources = [\"192.0.2.230/28\"]\n",
+        )
+        .expect_err("host bits");
+        assert!(e.to_string().contains("did you mean 192.0.2.224/28"), "{e}");
     }
 }

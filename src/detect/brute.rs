@@ -983,19 +983,19 @@ mod tests {
             ..BruteConfig::default()
         };
         assert!(run_with(cfg, None, hydra(20, ATT, VIC, T0)).is_empty());
-        let (p, _) = Policy::from_source(
+        let c = crate::detect::config_of(
             "site.toml",
             "[detect.brute_force]\nmin_attempts = 3\nports = [2222]\nignore_sources = [\"192.0.2.1\"]\n",
         )
         .expect("loads");
-        assert_eq!(p.detect.brute_force.min_attempts, 3);
-        assert_eq!(p.detect.brute_force.ports, vec![2222]);
+        assert_eq!(c.brute_force.min_attempts, 3);
+        assert_eq!(c.brute_force.ports, vec![2222]);
         for bad in [
             "[detect.brute_force]\nseverity = \"urgent\"\n",
             "[detect.brute_force]\nignore_sources = [\"192.0.2.300\"]\n",
             "[detect.brute_force]\nmin_tries = 3\n",
         ] {
-            assert!(Policy::from_source("site.toml", bad).is_err(), "{bad}");
+            assert!(crate::detect::config_of("site.toml", bad).is_err(), "{bad}");
         }
     }
 
@@ -1219,7 +1219,7 @@ mod tests {
             ..BruteConfig::default()
         };
         assert!(run_with(tcp_only, None, obs.clone()).is_empty());
-        let (p, _) = Policy::from_source(
+        let c = crate::detect::config_of(
             "site.toml",
             "[detect.brute_force]
 udp_ports = [88, 464]
@@ -1227,7 +1227,7 @@ min_udp_attempts = 10
 ",
         )
         .expect("loads");
-        let b = &p.detect.brute_force;
+        let b = &c.brute_force;
         assert_eq!(
             (b.udp_ports.clone(), b.min_udp_attempts),
             (vec![88, 464], 10)
@@ -1240,7 +1240,7 @@ min_udp_attempts = 10
         assert_eq!(a.len(), 1);
         assert_eq!(BruteConfig::default().udp_ports, vec![88]);
         assert_eq!(BruteConfig::default().min_udp_attempts, 40);
-        assert!(Policy::from_source(
+        assert!(crate::detect::config_of(
             "site.toml",
             "[detect.brute_force]
 udp_ports = [70000]

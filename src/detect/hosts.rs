@@ -1232,7 +1232,7 @@ mod tests {
             "[[zone]]\nid = \"a\"\ncidrs = [\"192.0.2.0/24\"]\n\n[detect.hosts]\ninventory = {:?}\n",
             inv.display().to_string()
         );
-        match Policy::from_source("r.toml", &rules) {
+        match crate::detect::config_of("r.toml", &rules) {
             Ok(_) => panic!("bad inventory accepted"),
             Err(e) => {
                 let m = format!("{e:?}");
@@ -1241,8 +1241,8 @@ mod tests {
             }
         }
         std::fs::write(&inv, "192.0.2.1,02:00:00:00:00:01,a\n").expect("write");
-        match Policy::from_source("r.toml", &rules) {
-            Ok((p, _)) => assert_eq!(p.detect.hosts.inventory.map(|i| i.len()), Some(1)),
+        match crate::detect::config_of("r.toml", &rules) {
+            Ok(c) => assert_eq!(c.hosts.inventory.map(|i| i.len()), Some(1)),
             Err(e) => panic!("good inventory refused: {e:?}"),
         }
     }

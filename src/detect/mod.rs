@@ -61,6 +61,48 @@ impl DetectConfig {
     }
 }
 
+/// The `[detect]` table of a rules file's text (`file` names it in errors):
+/// the policy's floor accepts the table without reading it; this floor reads
+/// it, with the same `FILE:LINE:COL` errors (a bad inventory line included).
+pub fn config_of(file: &str, text: &str) -> Result<DetectConfig, crate::policy::Diagnostic> {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        detect: Option<DetectConfig>,
+    }
+    match toml::from_str::<Only>(text) {
+        Ok(o) => Ok(o.detect.unwrap_or_default()),
+        Err(e) => Err(crate::policy::toml_error(file, text, &e)),
+    }
+}
+
+/// A rules file as the sensor runs it: the zone policy and the detectors'
+/// thresholds, with the policy's warnings and the text it was read from.
+pub struct Rules {
+    pub policy: Policy,
+    pub detect: DetectConfig,
+    pub warnings: Vec<crate::policy::Diagnostic>,
+    pub text: String,
+}
+
+/// Load a rules file ([`Policy::load_text`], then [`config_of`]); an error in
+/// `[detect]` is an `Invalid` error like the policy's own.
+pub fn load_rules(path: &std::path::Path) -> Result<Rules, crate::policy::LoadError> {
+    let ((policy, warnings), text) = Policy::load_text(path)?;
+    match config_of(&path.display().to_string(), &text) {
+        Ok(detect) => Ok(Rules {
+            policy,
+            detect,
+            warnings,
+            text,
+        }),
+        Err(d) => Err(crate::policy::LoadError::Invalid {
+            errors: vec![d],
+            warnings,
+        }),
+    }
+}
+
 /// What a detector may look up while it works.
 pub struct Ctx<'a> {
     /// The rules in force (zone names), if any.

@@ -389,6 +389,20 @@ fn parse_port(p: &RawPort) -> Result<(u16, u16), String> {
     }
 }
 
+/// A TOML or schema error of `text` (named `file`) as a located error, as the
+/// loader reports its own (the detectors' floor reads `[detect]` with it).
+pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> Diagnostic {
+    let (line, col) = line_col(text, e.span().map_or(0, |s| s.start));
+    Diagnostic {
+        level: Level::Error,
+        file: file.to_string(),
+        line,
+        col,
+        message: e.message().trim_end().to_string(),
+        rule: None,
+    }
+}
+
 fn parse_file(d: &mut Diags<'_>, src: usize) -> Option<RawFile> {
     let text = d.sources.get(src)?.text;
     match toml::from_str::<RawFile>(text) {
@@ -510,13 +524,17 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     let mut groups: Vec<GroupB> = Vec::new();
     let mut severity: BTreeMap<String, At<String>> = BTreeMap::new();
     let mut rules: Vec<RuleB> = Vec::new();
-    let mut detect = crate::detect::DetectConfig::default();
     let mut declared: Vec<(At<String>, Option<String>)> = Vec::new();
     let mut enabled: Vec<At<String>> = Vec::new();
 
     for (src, file, origin) in files {
-        if let Some(dc) = file.detect {
-            detect = dc;
+        if file.detect.is_some() && origin == Origin::Preset {
+            d.err(
+                src,
+                0..0,
+                "a preset cannot set [detect]: detector thresholds are the site's".into(),
+                None,
+            );
         }
         for o in file.option {
             let id = at(&o.id, src);
@@ -1081,7 +1099,6 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         },
         pair_rules: Vec::new(),
         pair_severity: Vec::new(),
-        detect,
     };
     policy.index_pairs();
 

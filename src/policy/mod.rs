@@ -17,7 +17,7 @@ mod tests;
 mod tests_guideline;
 
 pub use check::{render_check, render_sources};
-pub use load::{Diagnostic, Level, LoadError, BASE_PRESETS, MODELS, PRESETS};
+pub use load::{toml_error, Diagnostic, Level, LoadError, BASE_PRESETS, MODELS, PRESETS};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
@@ -430,8 +430,6 @@ pub struct Policy {
     pair_rules: Vec<Vec<u16>>,
     /// Per zone pair: the severity of unallowed traffic (`severity_for`, precomputed).
     pair_severity: Vec<Severity>,
-    /// Detector thresholds (`[detect]`; defaults when the file has none).
-    pub detect: crate::detect::DetectConfig,
 }
 
 impl Policy {

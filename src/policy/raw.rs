@@ -26,8 +26,9 @@ pub struct RawFile {
     pub option: Vec<RawOption>,
     /// ... and the ones this site turns on (`options = ["..."]`).
     pub options: Option<Vec<Spanned<String>>>,
-    /// Detector thresholds (`[detect.*]`, defined by `crate::detect`).
-    pub detect: Option<crate::detect::DetectConfig>,
+    /// Detector thresholds (`[detect.*]`): read by the detectors' floor
+    /// (`crate::detect::config_of`), accepted and ignored here.
+    pub detect: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
