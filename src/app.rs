@@ -826,6 +826,28 @@ const CONTROL_TICK: Duration = Duration::from_millis(50);
 /// How often every line output is flushed.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// Count `sig` in `n` from inside the signal handler, and set `hurry` at the
+/// second one. A counter, because signal-hook's safe iterator folds two quick
+/// signals into one; `hurry` is set here, not by a thread, so the pipeline sees
+/// it at once.
+// Unsafe: the one low-level handler of the crate (reason above).
+#[allow(unsafe_code)]
+fn count_interrupts(
+    sig: std::ffi::c_int,
+    n: Arc<AtomicUsize>,
+    hurry: Arc<AtomicBool>,
+) -> io::Result<signal_hook::SigId> {
+    // SAFETY: the action only touches atomics, which is async-signal-safe
+    // (no allocation, no lock).
+    unsafe {
+        signal_hook::low_level::register(sig, move || {
+            if n.fetch_add(1, Ordering::SeqCst) >= 1 {
+                hurry.store(true, Ordering::SeqCst);
+            }
+        })
+    }
+}
+
 impl Control {
     fn start() -> Result<Control, AppError> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -835,19 +857,7 @@ impl Control {
         let interrupts = Arc::new(AtomicUsize::new(0));
         for sig in [SIGINT, SIGTERM] {
             flag::register(sig, stop.clone()).map_err(AppError::Signal)?;
-            let (n, h) = (interrupts.clone(), hurry.clone());
-            // SAFETY: the action only touches atomics, which is
-            // async-signal-safe (no allocation, no lock). A counter, because
-            // the iterator API folds two quick signals into one; `hurry` is
-            // set here, not by the thread, so the pipeline sees it at once.
-            unsafe {
-                signal_hook::low_level::register(sig, move || {
-                    if n.fetch_add(1, Ordering::SeqCst) >= 1 {
-                        h.store(true, Ordering::SeqCst);
-                    }
-                })
-            }
-            .map_err(AppError::Signal)?;
+            count_interrupts(sig, interrupts.clone(), hurry.clone()).map_err(AppError::Signal)?;
         }
         let hup = Arc::new(AtomicBool::new(false));
         flag::register(SIGHUP, hup.clone()).map_err(AppError::Signal)?;
@@ -1103,7 +1113,8 @@ impl Progress for Bar {
 /// change only the calling thread. Then it checks that `setuid(0)` and
 /// `setgid(0)` fail and that every id is NAME's.
 mod privs {
-    use std::ffi::CString;
+    use nix::errno::Errno;
+    use nix::unistd::{self, Gid, Uid, User};
     use std::io;
 
     #[derive(Debug, thiserror::Error)]
@@ -1142,12 +1153,9 @@ mod privs {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Account {
         pub name: String,
-        pub uid: libc::uid_t,
-        pub gid: libc::gid_t,
+        pub uid: u32,
+        pub gid: u32,
     }
-
-    /// Largest getpwnam_r buffer tried (an entry larger than this is refused).
-    const MAX_BUF: usize = 1 << 20;
 
     impl Account {
         /// Look `name` up (getpwnam_r: /etc/passwd or whatever NSS says) and
@@ -1162,8 +1170,7 @@ mod privs {
                     gid: a.gid,
                 });
             }
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let euid = unsafe { libc::geteuid() };
+            let euid = Uid::effective().as_raw();
             if euid != 0 {
                 return Err(UserError::NotRoot { name: a.name, euid });
             }
@@ -1172,73 +1179,42 @@ mod privs {
 
         /// The user database entry for `name`, whoever runs this.
         pub fn find(name: &str) -> Result<Account, UserError> {
-            let cname = CString::new(name).map_err(|_| UserError::Nul {
-                name: name.escape_debug().to_string(),
-            })?;
-            let mut buf: Vec<libc::c_char> = vec![0; 1024];
-            loop {
-                // SAFETY: `passwd` is a plain C struct of integers and pointers;
-                // all-zero is a valid value, and getpwnam_r overwrites it.
-                let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-                let mut found: *mut libc::passwd = std::ptr::null_mut();
-                // SAFETY: every pointer is valid for the call: a NUL-terminated
-                // name, a passwd to fill, `buf` with its true length for the
-                // strings, and the result pointer. Nothing is kept afterwards
-                // except the two integers copied out below.
-                let rc = unsafe {
-                    libc::getpwnam_r(
-                        cname.as_ptr(),
-                        &mut pwd,
-                        buf.as_mut_ptr(),
-                        buf.len(),
-                        &mut found,
-                    )
-                };
-                if rc == libc::ERANGE && buf.len() < MAX_BUF {
-                    buf.resize(buf.len() * 2, 0);
-                    continue;
-                }
-                // Not found is rc 0 and no result (POSIX); some NSS modules say
-                // ENOENT or ESRCH instead (getpwnam_r(3)).
-                if found.is_null() && matches!(rc, 0 | libc::ENOENT | libc::ESRCH) {
-                    return Err(UserError::Unknown {
-                        name: name.to_string(),
-                    });
-                }
-                if rc != 0 || found.is_null() {
-                    return Err(UserError::Lookup {
-                        name: name.to_string(),
-                        source: io::Error::from_raw_os_error(rc),
-                    });
-                }
-                return Ok(Account {
-                    name: name.to_string(),
-                    uid: pwd.pw_uid,
-                    gid: pwd.pw_gid,
+            if name.contains('\0') {
+                return Err(UserError::Nul {
+                    name: name.escape_debug().to_string(),
                 });
+            }
+            match User::from_name(name) {
+                Ok(Some(u)) => Ok(Account {
+                    name: name.to_string(),
+                    uid: u.uid.as_raw(),
+                    gid: u.gid.as_raw(),
+                }),
+                // Not found: no entry (POSIX), or ENOENT / ESRCH from some NSS
+                // modules (getpwnam_r(3)).
+                Ok(None) | Err(Errno::ENOENT | Errno::ESRCH) => Err(UserError::Unknown {
+                    name: name.to_string(),
+                }),
+                Err(e) => Err(UserError::Lookup {
+                    name: name.to_string(),
+                    source: io::Error::from(e),
+                }),
             }
         }
 
         /// Become this user for good (see the module docs), and prove it.
         pub fn become_user(&self) -> Result<(), UserError> {
-            let fail = |call: &'static str| UserError::Switch {
-                name: self.name.clone(),
-                call,
-                source: io::Error::last_os_error(),
+            let fail = |call: &'static str| {
+                move |e: Errno| UserError::Switch {
+                    name: self.name.clone(),
+                    call,
+                    source: io::Error::from(e),
+                }
             };
-            let groups = [self.gid];
-            // SAFETY: a pointer to one gid_t and the count 1.
-            if unsafe { libc::setgroups(1, groups.as_ptr()) } != 0 {
-                return Err(fail("setgroups"));
-            }
-            // SAFETY: plain integer arguments.
-            if unsafe { libc::setresgid(self.gid, self.gid, self.gid) } != 0 {
-                return Err(fail("setresgid"));
-            }
-            // SAFETY: plain integer arguments.
-            if unsafe { libc::setresuid(self.uid, self.uid, self.uid) } != 0 {
-                return Err(fail("setresuid"));
-            }
+            let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
+            unistd::setgroups(&[gid]).map_err(fail("setgroups"))?;
+            unistd::setresgid(gid, gid, gid).map_err(fail("setresgid"))?;
+            unistd::setresuid(uid, uid, uid).map_err(fail("setresuid"))?;
             self.verify()
         }
 
@@ -1250,32 +1226,20 @@ mod privs {
                 gid: self.gid,
                 what,
             };
-            // SAFETY: plain integer arguments; success here is the error case.
-            if unsafe { libc::setuid(0) } == 0 {
+            // Success here is the error case.
+            if unistd::setuid(Uid::from_raw(0)).is_ok() {
                 return Err(not("setuid(0) still succeeds".into()));
             }
-            // SAFETY: as above.
-            if unsafe { libc::setgid(0) } == 0 {
+            if unistd::setgid(Gid::from_raw(0)).is_ok() {
                 return Err(not("setgid(0) still succeeds".into()));
             }
-            let (mut r, mut e, mut s) = (0, 0, 0);
-            // SAFETY: three valid out-pointers.
-            if unsafe { libc::getresuid(&mut r, &mut e, &mut s) } != 0 {
-                return Err(not(format!(
-                    "getresuid failed: {}",
-                    io::Error::last_os_error()
-                )));
-            }
+            let u = unistd::getresuid().map_err(|e| not(format!("getresuid failed: {e}")))?;
+            let (r, e, s) = (u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw());
             if [r, e, s] != [self.uid; 3] {
                 return Err(not(format!("uids are real {r} effective {e} saved {s}")));
             }
-            // SAFETY: three valid out-pointers.
-            if unsafe { libc::getresgid(&mut r, &mut e, &mut s) } != 0 {
-                return Err(not(format!(
-                    "getresgid failed: {}",
-                    io::Error::last_os_error()
-                )));
-            }
+            let g = unistd::getresgid().map_err(|e| not(format!("getresgid failed: {e}")))?;
+            let (r, e, s) = (g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw());
             if [r, e, s] != [self.gid; 3] {
                 return Err(not(format!("gids are real {r} effective {e} saved {s}")));
             }

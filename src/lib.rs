@@ -4,6 +4,9 @@
 //! `capture` (frames) → `decode` (PacketMeta) → `pipeline` (hash, batch, dispatch)
 //! → worker threads (`flow` tables) → outputs (flow lines, `summary`).
 
+// No unsafe code, except in the modules that say why they need it.
+#![deny(unsafe_code)]
+
 pub mod alert;
 pub mod app;
 pub mod capture;

@@ -5,7 +5,12 @@
 //! before asking for the next, so no frame is ever copied.
 
 pub mod clock;
+// Unsafe: memmap2's map of a replay file (the file may change under the
+// mapping: the reader checks every length against the window it holds).
+#[allow(unsafe_code)]
 pub mod file;
+// Unsafe: poll() on libpcap's selectable fd, so a stop request is seen at once.
+#[allow(unsafe_code)]
 pub mod live;
 pub mod mem;
 pub mod pace;
