@@ -463,7 +463,85 @@ impl Policy {
     }
 }
 
+/// Load the rules: read the preset chain and the site, merge them, then
+/// validate each part into the [`Policy`] (named steps below), collecting
+/// every error and warning in `d`.
 fn build(d: &mut Diags<'_>) -> Option<Policy> {
+    let (files, preset_name) = read_chain(d)?;
+    let m = merge(d, files);
+    if !within_limits(d, &m) {
+        return None;
+    }
+    let zone_idx = |id: &str| {
+        m.zones
+            .iter()
+            .position(|z| z.id.v == id)
+            .map(|i| ZoneIdx(i as u16))
+    };
+    let out_zones = resolve_zones(d, &m.zones, &zone_idx);
+    let out_groups = resolve_groups(d, &m.groups, &zone_idx);
+    let default_zone = m.default_zone.clone().and_then(|z| match zone_idx(&z.v) {
+        Some(i) => Some(i),
+        None => {
+            d.err(
+                z.src,
+                z.span.clone(),
+                format!("default_zone: unknown zone {:?}", z.v),
+                None,
+            );
+            None
+        }
+    });
+    let (sev_out, default_severity) = resolve_severity(d, &m.severity, &zone_idx);
+    let options = resolve_options(d, &m.declared, &m.enabled);
+    let (out_rules, inactive, rule_at) = resolve_rules(d, &m.rules, &zone_idx, &m.groups, &options);
+    if !d.errors.is_empty() {
+        return None;
+    }
+    let t = prefix_tables(d, &out_zones, &m.zones);
+    let Merged {
+        site_name,
+        guideline,
+        groups,
+        ..
+    } = m;
+    let mut policy = Policy {
+        site_name,
+        guideline,
+        preset: preset_name,
+        serial: {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        },
+        options,
+        inactive,
+        zones: out_zones,
+        hostgroups: out_groups,
+        rules: out_rules,
+        default_zone,
+        severity: sev_out,
+        default_severity,
+        v4: t.v4,
+        v6: t.v6,
+        vlan_only: t.vlan_only,
+        vlan_zone: t.vlan_zone,
+        local_zone: t.local_zone,
+        multicast_zone: t.multicast_zone,
+        directed_broadcast: t.directed_broadcast,
+        pair_rules: Vec::new(),
+        pair_severity: Vec::new(),
+    };
+    policy.index_pairs();
+    warn_built(d, &policy, &groups, &rule_at);
+    Some(policy)
+}
+
+/// The files in merge order: the preset chain, bases first, then the site
+/// (index 0), with the name of the preset the site selected.
+type Chain = (Vec<(usize, RawFile, Origin)>, Option<String>);
+
+/// Parse the site and the preset chain it selects.
+fn read_chain(d: &mut Diags<'_>) -> Option<Chain> {
     let site = parse_file(d, 0)?;
     // (file index, parsed file, origin) in merge order: preset first.
     let mut files: Vec<(usize, RawFile, Origin)> = Vec::new();
@@ -516,7 +594,26 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     }
     files.reverse();
     files.push((0, site, Origin::Site));
+    Some((files, preset_name))
+}
 
+/// What the files say once merged, before validation.
+struct Merged {
+    site_name: Option<String>,
+    guideline: Option<String>,
+    default_zone: Option<At<String>>,
+    zones: Vec<ZoneB>,
+    groups: Vec<GroupB>,
+    severity: BTreeMap<String, At<String>>,
+    rules: Vec<RuleB>,
+    declared: Vec<(At<String>, Option<String>)>,
+    enabled: Vec<At<String>>,
+}
+
+/// Merge the files in order: a later file fills in or replaces what an
+/// earlier one declared (zones, host groups, severities; rules only with
+/// `override`), then the built-in zones.
+fn merge(d: &mut Diags<'_>, files: Vec<(usize, RawFile, Origin)>) -> Merged {
     let mut site_name = None;
     let mut guideline = None;
     let mut default_zone: Option<At<String>> = None;
@@ -526,7 +623,6 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
     let mut rules: Vec<RuleB> = Vec::new();
     let mut declared: Vec<(At<String>, Option<String>)> = Vec::new();
     let mut enabled: Vec<At<String>> = Vec::new();
-
     for (src, file, origin) in files {
         if file.detect.is_some() && origin == Origin::Preset {
             d.err(
@@ -572,159 +668,208 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
         if let Some(z) = &file.default_zone {
             default_zone = Some(at(z, src));
         }
-        for z in file.zone {
-            let id = at(&z.id, src);
-            if !valid_zone_id(&id.v) {
-                d.err(src, id.span.clone(), format!("invalid zone id {:?} (lower-case letters, digits, '_' and '-', sub-zones joined by '.')", id.v), None);
-                continue;
-            }
-            let top_id = id.v.split('.').next().unwrap_or_default();
-            if top_id == super::LOCAL_ZONE || top_id == super::MULTICAST_ZONE {
-                d.err(src, id.span.clone(), format!("zone id {:?} is reserved: zonewatch declares the zones {:?} (segment-local traffic) and {:?} (routable multicast groups no zone claims) itself", id.v, super::LOCAL_ZONE, super::MULTICAST_ZONE), None);
-                continue;
-            }
-            let cidrs = z
-                .cidrs
-                .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
-            let vlans = z
-                .vlans
-                .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
-            if let Some(prev) = zones.iter_mut().find(|p| p.id.v == id.v) {
-                if prev.id.src == src {
-                    d.err(
-                        src,
-                        id.span.clone(),
-                        format!("zone {:?} is defined twice", id.v),
-                        None,
-                    );
-                    continue;
-                }
-                // A site entry fills in or replaces the preset's declaration.
-                prev.id = id;
-                prev.name_ja = z.name_ja.or(prev.name_ja.take());
-                prev.name_en = z.name_en.or(prev.name_en.take());
-                if let Some(c) = cidrs {
-                    prev.cidrs = c;
-                }
-                if let Some(v) = vlans {
-                    prev.vlans = v;
-                }
-                prev.external = z.external.unwrap_or(prev.external);
-                prev.intra_zone_allowed = z.intra_zone_allowed.unwrap_or(prev.intra_zone_allowed);
-                continue;
-            }
-            // Implicit parents: `lgwan.term` makes `lgwan` exist.
-            let segs: Vec<&str> = id.v.split('.').collect();
-            for n in 1..segs.len() {
-                let parent = segs[..n].join(".");
-                if !zones.iter().any(|p| p.id.v == parent) {
-                    zones.push(ZoneB {
-                        id: At {
-                            v: parent,
-                            src,
-                            span: id.span.clone(),
-                        },
-                        name_ja: None,
-                        name_en: None,
-                        cidrs: Vec::new(),
-                        vlans: Vec::new(),
-                        external: z.external.unwrap_or(false),
-                        intra_zone_allowed: true,
-                    });
-                }
-            }
-            zones.push(ZoneB {
-                id,
-                name_ja: z.name_ja,
-                name_en: z.name_en,
-                cidrs: cidrs.unwrap_or_default(),
-                vlans: vlans.unwrap_or_default(),
-                external: z.external.unwrap_or(false),
-                intra_zone_allowed: z.intra_zone_allowed.unwrap_or(true),
-            });
-        }
-        for g in file.hostgroup {
-            let id = at(&g.id, src);
-            let cidrs = g
-                .cidrs
-                .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
-            let zone = g.zone.as_ref().map(|z| at(z, src));
-            if let Some(prev) = groups.iter_mut().find(|p| p.id.v == id.v) {
-                if prev.id.src == src {
-                    d.err(
-                        src,
-                        id.span.clone(),
-                        format!("host group {:?} is defined twice", id.v),
-                        None,
-                    );
-                    continue;
-                }
-                prev.id = id;
-                prev.description = g.description.or(prev.description.take());
-                prev.zone = zone.or(prev.zone.take());
-                if let Some(c) = cidrs {
-                    prev.cidrs = c;
-                }
-                continue;
-            }
-            groups.push(GroupB {
-                id,
-                description: g.description,
-                zone,
-                cidrs: cidrs.unwrap_or_default(),
-            });
-        }
+        merge_zones(d, src, file.zone, &mut zones);
+        merge_groups(d, src, file.hostgroup, &mut groups);
         if let Some(sev) = file.severity {
             for (k, v) in sev {
                 severity.insert(k, at(&v, src));
             }
         }
-        for r in file.allow {
-            let id = r.id.get_ref().clone();
-            let span = r.id.span();
-            match rules.iter().position(|p| p.raw.id.get_ref() == &id) {
-                Some(i) if rules[i].src == src => {
-                    d.err(
+        merge_rules(d, src, origin, file.allow, &mut rules);
+    }
+    add_builtin_zones(&mut zones);
+    Merged {
+        site_name,
+        guideline,
+        default_zone,
+        zones,
+        groups,
+        severity,
+        rules,
+        declared,
+        enabled,
+    }
+}
+/// A file's zones: new ones (and their implicit parents) are added; one the
+/// preset declared is filled in by the site.
+fn merge_zones(
+    d: &mut Diags<'_>,
+    src: usize,
+    raw: Vec<super::raw::RawZone>,
+    zones: &mut Vec<ZoneB>,
+) {
+    for z in raw {
+        let id = at(&z.id, src);
+        if !valid_zone_id(&id.v) {
+            d.err(src, id.span.clone(), format!("invalid zone id {:?} (lower-case letters, digits, '_' and '-', sub-zones joined by '.')", id.v), None);
+            continue;
+        }
+        let top_id = id.v.split('.').next().unwrap_or_default();
+        if top_id == super::LOCAL_ZONE || top_id == super::MULTICAST_ZONE {
+            d.err(src, id.span.clone(), format!("zone id {:?} is reserved: zonewatch declares the zones {:?} (segment-local traffic) and {:?} (routable multicast groups no zone claims) itself", id.v, super::LOCAL_ZONE, super::MULTICAST_ZONE), None);
+            continue;
+        }
+        let cidrs = z
+            .cidrs
+            .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
+        let vlans = z
+            .vlans
+            .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
+        if let Some(prev) = zones.iter_mut().find(|p| p.id.v == id.v) {
+            if prev.id.src == src {
+                d.err(
+                    src,
+                    id.span.clone(),
+                    format!("zone {:?} is defined twice", id.v),
+                    None,
+                );
+                continue;
+            }
+            // A site entry fills in or replaces the preset's declaration.
+            prev.id = id;
+            prev.name_ja = z.name_ja.or(prev.name_ja.take());
+            prev.name_en = z.name_en.or(prev.name_en.take());
+            if let Some(c) = cidrs {
+                prev.cidrs = c;
+            }
+            if let Some(v) = vlans {
+                prev.vlans = v;
+            }
+            prev.external = z.external.unwrap_or(prev.external);
+            prev.intra_zone_allowed = z.intra_zone_allowed.unwrap_or(prev.intra_zone_allowed);
+            continue;
+        }
+        // Implicit parents: `lgwan.term` makes `lgwan` exist.
+        let segs: Vec<&str> = id.v.split('.').collect();
+        for n in 1..segs.len() {
+            let parent = segs[..n].join(".");
+            if !zones.iter().any(|p| p.id.v == parent) {
+                zones.push(ZoneB {
+                    id: At {
+                        v: parent,
                         src,
-                        span,
-                        format!("rule id {id:?} is used twice"),
-                        Some(&id),
-                    );
-                }
-                Some(i) => {
-                    if r.override_preset {
-                        // A model changing its base's rule is the preset's design;
-                        // a site changing a preset rule is worth a word.
-                        if origin == Origin::Site {
-                            d.warn(
-                                src,
-                                span,
-                                format!("site rule replaces preset rule {id:?}"),
-                                Some(&id),
-                            );
-                        }
-                        let mut nb = RuleB::new(r, src, origin);
-                        nb.inherit(&mut rules[i]);
-                        rules[i] = nb;
-                    } else {
-                        d.err(src, span, format!("rule id {id:?} is already a preset rule; set `override = true` to replace it"), Some(&id));
-                    }
-                }
-                None => {
-                    if r.override_preset && origin == Origin::Site {
-                        d.err(
+                        span: id.span.clone(),
+                    },
+                    name_ja: None,
+                    name_en: None,
+                    cidrs: Vec::new(),
+                    vlans: Vec::new(),
+                    external: z.external.unwrap_or(false),
+                    intra_zone_allowed: true,
+                });
+            }
+        }
+        zones.push(ZoneB {
+            id,
+            name_ja: z.name_ja,
+            name_en: z.name_en,
+            cidrs: cidrs.unwrap_or_default(),
+            vlans: vlans.unwrap_or_default(),
+            external: z.external.unwrap_or(false),
+            intra_zone_allowed: z.intra_zone_allowed.unwrap_or(true),
+        });
+    }
+}
+
+/// A file's host groups: new ones are added; one the preset declared is
+/// filled in by the site.
+fn merge_groups(
+    d: &mut Diags<'_>,
+    src: usize,
+    raw: Vec<super::raw::RawHostGroup>,
+    groups: &mut Vec<GroupB>,
+) {
+    for g in raw {
+        let id = at(&g.id, src);
+        let cidrs = g
+            .cidrs
+            .map(|v| v.iter().map(|c| at(c, src)).collect::<Vec<_>>());
+        let zone = g.zone.as_ref().map(|z| at(z, src));
+        if let Some(prev) = groups.iter_mut().find(|p| p.id.v == id.v) {
+            if prev.id.src == src {
+                d.err(
+                    src,
+                    id.span.clone(),
+                    format!("host group {:?} is defined twice", id.v),
+                    None,
+                );
+                continue;
+            }
+            prev.id = id;
+            prev.description = g.description.or(prev.description.take());
+            prev.zone = zone.or(prev.zone.take());
+            if let Some(c) = cidrs {
+                prev.cidrs = c;
+            }
+            continue;
+        }
+        groups.push(GroupB {
+            id,
+            description: g.description,
+            zone,
+            cidrs: cidrs.unwrap_or_default(),
+        });
+    }
+}
+
+/// A file's allow rules: new ids are added; a site rule with `override`
+/// replaces the preset rule of its id, keeping what it leaves out.
+fn merge_rules(
+    d: &mut Diags<'_>,
+    src: usize,
+    origin: Origin,
+    raw: Vec<RawAllow>,
+    rules: &mut Vec<RuleB>,
+) {
+    for r in raw {
+        let id = r.id.get_ref().clone();
+        let span = r.id.span();
+        match rules.iter().position(|p| p.raw.id.get_ref() == &id) {
+            Some(i) if rules[i].src == src => {
+                d.err(
+                    src,
+                    span,
+                    format!("rule id {id:?} is used twice"),
+                    Some(&id),
+                );
+            }
+            Some(i) => {
+                if r.override_preset {
+                    // A model changing its base's rule is the preset's design;
+                    // a site changing a preset rule is worth a word.
+                    if origin == Origin::Site {
+                        d.warn(
                             src,
                             span,
-                            format!("`override = true` but the preset has no rule {id:?}"),
+                            format!("site rule replaces preset rule {id:?}"),
                             Some(&id),
                         );
                     }
-                    rules.push(RuleB::new(r, src, origin));
+                    let mut nb = RuleB::new(r, src, origin);
+                    nb.inherit(&mut rules[i]);
+                    rules[i] = nb;
+                } else {
+                    d.err(src, span, format!("rule id {id:?} is already a preset rule; set `override = true` to replace it"), Some(&id));
                 }
+            }
+            None => {
+                if r.override_preset && origin == Origin::Site {
+                    d.err(
+                        src,
+                        span,
+                        format!("`override = true` but the preset has no rule {id:?}"),
+                        Some(&id),
+                    );
+                }
+                rules.push(RuleB::new(r, src, origin));
             }
         }
     }
+}
 
+/// The built-in zones, last: segment-local responders, and routable multicast
+/// groups (a site zone listing a group block wins by longest prefix).
+fn add_builtin_zones(zones: &mut Vec<ZoneB>) {
     // The built-in zones, last: segment-local responders, and routable multicast
     // groups (a site zone listing a group block wins by longest prefix).
     for (id, ja, en, cidrs) in [
@@ -762,7 +907,11 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             intra_zone_allowed: false,
         });
     }
+}
 
+/// Zones, rules and host groups fit the packed verdict and the indices.
+fn within_limits(d: &mut Diags<'_>, m: &Merged) -> bool {
+    let (zones, rules, groups) = (&m.zones, &m.rules, &m.groups);
     if zones.len() > super::MAX_ZONES {
         // A flow's cached verdict stores zone indices in 10 bits (`Verdict::pack`).
         d.err(
@@ -775,7 +924,7 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             ),
             None,
         );
-        return None;
+        return false;
     }
     if rules.len() > usize::from(u16::MAX) || groups.len() > usize::from(u16::MAX) {
         d.err(
@@ -788,18 +937,19 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             ),
             None,
         );
-        return None;
+        return false;
     }
+    true
+}
 
-    // Zones.
-    let zone_idx = |id: &str| {
-        zones
-            .iter()
-            .position(|z| z.id.v == id)
-            .map(|i| ZoneIdx(i as u16))
-    };
+/// Validate the zones: parents, CIDRs, VLANs.
+fn resolve_zones(
+    d: &mut Diags<'_>,
+    zones: &[ZoneB],
+    zone_idx: &dyn Fn(&str) -> Option<ZoneIdx>,
+) -> Vec<Zone> {
     let mut out_zones: Vec<Zone> = Vec::with_capacity(zones.len());
-    for z in &zones {
+    for z in zones {
         let parent = z.id.v.rsplit_once('.').and_then(|(p, _)| zone_idx(p));
         let top_id = z.id.v.split('.').next().unwrap_or(&z.id.v);
         let top = zone_idx(top_id).unwrap_or(ZoneIdx(0));
@@ -839,10 +989,17 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             intra_zone_allowed: z.intra_zone_allowed,
         });
     }
+    out_zones
+}
 
-    // Host groups.
+/// Validate the host groups: ids, zones, CIDRs.
+fn resolve_groups(
+    d: &mut Diags<'_>,
+    groups: &[GroupB],
+    zone_idx: &dyn Fn(&str) -> Option<ZoneIdx>,
+) -> Vec<HostGroup> {
     let mut out_groups = Vec::with_capacity(groups.len());
-    for g in &groups {
+    for g in groups {
         if zone_idx(&g.id.v).is_some() {
             d.err(
                 g.id.src,
@@ -885,24 +1042,18 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             cidrs,
         });
     }
+    out_groups
+}
 
-    let default_zone = default_zone.and_then(|z| match zone_idx(&z.v) {
-        Some(i) => Some(i),
-        None => {
-            d.err(
-                z.src,
-                z.span.clone(),
-                format!("default_zone: unknown zone {:?}", z.v),
-                None,
-            );
-            None
-        }
-    });
-
-    // Severity table.
+/// Validate the `[severity]` table: (initiator, responder, level) and the default.
+fn resolve_severity(
+    d: &mut Diags<'_>,
+    severity: &BTreeMap<String, At<String>>,
+    zone_idx: &dyn Fn(&str) -> Option<ZoneIdx>,
+) -> (Vec<(Sel, Sel, Severity)>, Severity) {
     let mut sev_out = Vec::new();
     let mut default_severity = FALLBACK_SEVERITY;
-    for (k, v) in &severity {
+    for (k, v) in severity {
         let Some(sev) = Severity::parse(&v.v) else {
             d.err(
                 v.src,
@@ -950,8 +1101,15 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             sev_out.push((a, b, sev));
         }
     }
+    (sev_out, default_severity)
+}
 
-    // Options the site turns on.
+/// The declared options, turned on as the site lists them.
+fn resolve_options(
+    d: &mut Diags<'_>,
+    declared: &[(At<String>, Option<String>)],
+    enabled: &[At<String>],
+) -> Vec<RuleOption> {
     let mut options: Vec<RuleOption> = declared
         .iter()
         .map(|(id, description)| RuleOption {
@@ -960,7 +1118,7 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             enabled: false,
         })
         .collect();
-    for e in &enabled {
+    for e in enabled {
         match options.iter_mut().find(|o| o.id == e.v) {
             Some(o) => o.enabled = true,
             None => {
@@ -982,13 +1140,26 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             }
         }
     }
+    options
+}
 
-    // Rules.
+/// Rules that take part in verdicts, rules that are off (with why), and where
+/// each active rule was written.
+type Resolved = (Vec<Rule>, Vec<(Rule, Inactive)>, Vec<(usize, Range<usize>)>);
+
+/// Validate every merged rule ([`resolve_rule`]).
+fn resolve_rules(
+    d: &mut Diags<'_>,
+    rules: &[RuleB],
+    zone_idx: &dyn Fn(&str) -> Option<ZoneIdx>,
+    groups: &[GroupB],
+    options: &[RuleOption],
+) -> Resolved {
     let mut out_rules = Vec::with_capacity(rules.len());
     let mut inactive = Vec::new();
     let mut rule_at = Vec::with_capacity(rules.len());
-    for rb in &rules {
-        let Some((rule, why)) = resolve_rule(d, rb, &zone_idx, &groups, &options) else {
+    for rb in rules {
+        let Some((rule, why)) = resolve_rule(d, rb, zone_idx, groups, options) else {
             continue;
         };
         match why {
@@ -1011,12 +1182,23 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             Some(w) => inactive.push((rule, w)),
         }
     }
+    (out_rules, inactive, rule_at)
+}
 
-    if !d.errors.is_empty() {
-        return None;
-    }
+/// The address look-up tables of a policy.
+struct Tables {
+    v4: PrefixMap<Ipv4Net, Vec<ZoneIdx>>,
+    v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>>,
+    vlan_only: BTreeMap<u16, ZoneIdx>,
+    vlan_zone: BTreeMap<u16, ZoneIdx>,
+    local_zone: ZoneIdx,
+    multicast_zone: ZoneIdx,
+    directed_broadcast: Vec<(u32, Ipv4Net)>,
+}
 
-    // Longest-prefix tables.
+/// Longest-prefix tables, VLAN zones and directed broadcasts; warns about a
+/// prefix two zones claim.
+fn prefix_tables(d: &mut Diags<'_>, out_zones: &[Zone], zones: &[ZoneB]) -> Tables {
     let mut v4: PrefixMap<Ipv4Net, Vec<ZoneIdx>> = PrefixMap::new();
     let mut v6: PrefixMap<Ipv6Net, Vec<ZoneIdx>> = PrefixMap::new();
     let mut vlan_only = BTreeMap::new();
@@ -1069,41 +1251,34 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             }
         }
     }
-
-    let mut policy = Policy {
-        site_name,
-        guideline,
-        preset: preset_name,
-        serial: {
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        },
-        options,
-        inactive,
-        zones: out_zones,
-        hostgroups: out_groups,
-        rules: out_rules,
-        default_zone,
-        severity: sev_out,
-        default_severity,
+    let zone_idx = |id: &str| {
+        out_zones
+            .iter()
+            .position(|z| z.id == id)
+            .map(|i| ZoneIdx(i as u16))
+    };
+    directed_broadcast.sort_unstable();
+    directed_broadcast.dedup();
+    Tables {
         v4,
         v6,
         vlan_only,
         vlan_zone,
         local_zone: zone_idx(super::LOCAL_ZONE).unwrap_or(ZoneIdx(0)),
         multicast_zone: zone_idx(super::MULTICAST_ZONE).unwrap_or(ZoneIdx(0)),
-        directed_broadcast: {
-            directed_broadcast.sort_unstable();
-            directed_broadcast.dedup();
-            directed_broadcast
-        },
-        pair_rules: Vec::new(),
-        pair_severity: Vec::new(),
-    };
-    policy.index_pairs();
+        directed_broadcast,
+    }
+}
 
-    // Warnings that need the built policy.
-    for (g, gb) in policy.hostgroups.iter().zip(&groups) {
+/// Warnings that need the built policy: host-group addresses outside their
+/// zone, dead and shadowed rules, My Number crossings without ports.
+fn warn_built(
+    d: &mut Diags<'_>,
+    policy: &Policy,
+    groups: &[GroupB],
+    rule_at: &[(usize, Range<usize>)],
+) {
+    for (g, gb) in policy.hostgroups.iter().zip(groups) {
         for (c, cb) in g.cidrs.iter().zip(&gb.cidrs) {
             let z = policy.explicit_zone_of(c.network());
             match (g.zone, z) {
@@ -1165,7 +1340,6 @@ fn build(d: &mut Diags<'_>) -> Option<Policy> {
             );
         }
     }
-    Some(policy)
 }
 
 /// Validate one merged rule: its endpoints, protocol, ports, source and option.
