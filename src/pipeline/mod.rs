@@ -249,35 +249,25 @@ enum Msg {
     Sync(Sender<()>),
 }
 
-/// Runs the pipeline until the source ends, `stop` is set, or a limit is hit.
-///
-/// Generic over the source so the reader's `next` inlines into the capture loop
-/// (a `dyn` call per packet was measurable at 64-byte frames).
-pub fn run<S: PacketSource + ?Sized>(
-    source: &mut S,
-    cfg: &PipelineConfig,
-    outputs: Outputs,
-    stop: &AtomicBool,
-    progress: Option<&dyn Progress>,
-) -> Result<RunReport, PipelineError> {
-    let started = Instant::now();
-    let n = cfg.workers.get();
-    let live = source.is_live();
-    let when_full = if live {
-        WhenFull::DropNewest
-    } else {
-        WhenFull::Block
-    };
-    let hasher = match cfg.hash_seed {
-        Some(s) => FlowHasher::with_seed(s),
-        None => FlowHasher::new(),
-    }
-    .with_vlan_in_key(cfg.flow.vlan_in_key);
-
-    // Writer thread for flow lines: chunks of whole lines in, buffers back out.
+/// The flow-line writer thread, if flow lines are wanted: chunks of whole
+/// lines come in on the first sender, emptied buffers go back on the spare
+/// queue (its sender and receiver are returned for the workers).
+#[allow(clippy::type_complexity)]
+fn spawn_writer(
+    flows: Option<Box<dyn Write + Send>>,
+    n: usize,
+) -> Result<
+    (
+        Sender<Vec<u8>>,
+        Sender<Vec<u8>>,
+        Receiver<Vec<u8>>,
+        Option<thread::JoinHandle<std::io::Result<()>>>,
+    ),
+    PipelineError,
+> {
     let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(4 * n);
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(8 * n);
-    let writer = match outputs.flows {
+    let writer = match flows {
         Some(mut out) => {
             let spare_tx = spare_tx.clone();
             Some(
@@ -307,12 +297,27 @@ pub fn run<S: PacketSource + ?Sized>(
             None
         }
     };
-    let flows_wanted = writer.is_some();
+    Ok((chunk_tx, spare_tx, spare_rx, writer))
+}
 
-    // Analysis thread: folds violations and runs the detectors on the
-    // workers' merged observations (detect module docs).
+/// The analysis thread, if alerts are wanted (a sink, and rules or detectors):
+/// its message sender, the spare queue its observation vectors come back on,
+/// and its handle.
+#[allow(clippy::type_complexity)]
+fn spawn_analysis(
+    cfg: &PipelineConfig,
+    alerts: Option<Box<dyn AlertSink>>,
+    n: usize,
+) -> Result<
+    (
+        Option<Sender<AnalysisMsg>>,
+        Option<Receiver<Vec<Obs>>>,
+        Option<thread::JoinHandle<(AnalysisStats, std::io::Result<()>)>>,
+    ),
+    PipelineError,
+> {
     let wanted = cfg.policy.is_some() || cfg.detect.is_some();
-    let (alert_tx, alert_spare, alerter) = match outputs.alerts {
+    let spawned = match alerts {
         Some(sink) if wanted => {
             let (tx, rx) = bounded::<AnalysisMsg>(16 * n);
             // Observation vectors come back emptied: no allocation per message.
@@ -336,9 +341,28 @@ pub fn run<S: PacketSource + ?Sized>(
         }
         _ => (None, None, None),
     };
-    let detecting = cfg.detect.is_some();
+    Ok(spawned)
+}
 
-    // Workers.
+/// The worker threads: a batch queue to each (and the queue its emptied
+/// batches come back on, pre-filled with every batch it will ever use), with
+/// its share of the alert feed and of the flow-line writer.
+#[allow(clippy::type_complexity)]
+fn spawn_workers(
+    cfg: &PipelineConfig,
+    n: usize,
+    alerts: Option<(&Sender<AnalysisMsg>, &Receiver<Vec<Obs>>)>,
+    detecting: bool,
+    chunk_tx: Option<&Sender<Vec<u8>>>,
+    spare_rx: &Receiver<Vec<u8>>,
+) -> Result<
+    (
+        Vec<Sender<Msg>>,
+        Vec<Receiver<Vec<PacketMeta>>>,
+        Vec<thread::JoinHandle<WorkerEnd>>,
+    ),
+    PipelineError,
+> {
     let mut to_worker = Vec::with_capacity(n);
     let mut recycled = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
@@ -353,8 +377,8 @@ pub fn run<S: PacketSource + ?Sized>(
         let policy = cfg.policy.clone();
         let sink = ChunkSink {
             gens: std::array::from_fn(|i| if i == 0 { cfg.policy.clone() } else { None }),
-            alerts: match (&alert_tx, &alert_spare) {
-                (Some(tx), Some(spare)) => Some(AlertOut {
+            alerts: match alerts {
+                Some((tx, spare)) => Some(AlertOut {
                     tx: tx.clone(),
                     spare: spare.clone(),
                     worker: i,
@@ -371,11 +395,7 @@ pub fn run<S: PacketSource + ?Sized>(
                 _ => None,
             },
             buf: Vec::new(),
-            out: if flows_wanted {
-                Some(chunk_tx.clone())
-            } else {
-                None
-            },
+            out: chunk_tx.cloned(),
             spare: spare_rx.clone(),
             shipped_at: Instant::now(),
             hurry: cfg.hurry.clone(),
@@ -395,6 +415,52 @@ pub fn run<S: PacketSource + ?Sized>(
         recycled.push(ret_rx);
         handles.push(h);
     }
+    Ok((to_worker, recycled, handles))
+}
+
+/// Runs the pipeline until the source ends, `stop` is set, or a limit is hit.
+///
+/// Generic over the source so the reader's `next` inlines into the capture loop
+/// (a `dyn` call per packet was measurable at 64-byte frames).
+pub fn run<S: PacketSource + ?Sized>(
+    source: &mut S,
+    cfg: &PipelineConfig,
+    outputs: Outputs,
+    stop: &AtomicBool,
+    progress: Option<&dyn Progress>,
+) -> Result<RunReport, PipelineError> {
+    let started = Instant::now();
+    let n = cfg.workers.get();
+    let live = source.is_live();
+    let when_full = if live {
+        WhenFull::DropNewest
+    } else {
+        WhenFull::Block
+    };
+    let hasher = match cfg.hash_seed {
+        Some(s) => FlowHasher::with_seed(s),
+        None => FlowHasher::new(),
+    }
+    .with_vlan_in_key(cfg.flow.vlan_in_key);
+
+    // Writer thread for flow lines: chunks of whole lines in, buffers back out.
+    let (chunk_tx, spare_tx, spare_rx, writer) = spawn_writer(outputs.flows, n)?;
+    let flows_wanted = writer.is_some();
+
+    // Analysis thread: folds violations and runs the detectors on the
+    // workers' merged observations (pipeline::analysis).
+    let (alert_tx, alert_spare, alerter) = spawn_analysis(cfg, outputs.alerts, n)?;
+    let detecting = cfg.detect.is_some();
+
+    // Workers.
+    let (to_worker, recycled, handles) = spawn_workers(
+        cfg,
+        n,
+        alert_tx.as_ref().zip(alert_spare.as_ref()),
+        detecting,
+        flows_wanted.then_some(&chunk_tx),
+        &spare_rx,
+    )?;
     drop(chunk_tx);
     // The capture thread keeps a sender only for evidence frames.
     let evidence = match (&cfg.evidence, alert_tx) {
