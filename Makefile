@@ -34,7 +34,7 @@ DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl net
 CAPTURE_PKGS := dnsmasq-base isc-dhcp-client avahi-daemon samba-common-bin ntpsec-ntpdig \
                 bind9-dnsutils smbclient
 
-.PHONY: all deps capture-deps install-pkgs build run test lint bench bench-flood criterion captures fuzz clean grafana-check
+.PHONY: all deps capture-deps install-pkgs build run test lint msrv bench bench-flood criterion captures fuzz clean grafana-check
 
 all: build
 
@@ -74,10 +74,17 @@ test: deps grafana-check
 grafana-check: deps
 	bash grafana/check.sh
 
-lint: deps
+lint: deps msrv
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 tools/layers.py src
+
+# The declared minimum Rust version (Cargo.toml rust-version) really builds the
+# library and binaries (the toolchain is installed if missing).
+MSRV := $(shell sed -n 's/^rust-version = "\([0-9.]*\)".*/\1/p' Cargo.toml)
+msrv:
+	@rustup toolchain list | grep -q "^$(MSRV)" || rustup toolchain install $(MSRV) --profile minimal
+	$(CARGO) +$(MSRV) check --lib --bins --target-dir target/msrv
 
 # Whole-process throughput against tcpdump on generated 10M-packet captures.
 bench: deps
