@@ -237,7 +237,7 @@ impl Folder {
         let n = self.queues.len();
         let q = &mut self.queues[w.min(n - 1)];
         let key = sort_key(&e);
-        if q.back().map_or(true, |b| sort_key(b) <= key) {
+        if q.back().is_none_or(|b| sort_key(b) <= key) {
             q.push_back(e);
         } else {
             // Out of order within this worker (input timestamps went back).
@@ -303,7 +303,7 @@ impl Folder {
             if let Some(h) = q.front() {
                 if h.ts_ns <= upto {
                     let k = sort_key(h);
-                    if best.as_ref().map_or(true, |(_, b)| k < *b) {
+                    if best.as_ref().is_none_or(|(_, b)| k < *b) {
                         best = Some((i, k));
                     }
                 }

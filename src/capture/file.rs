@@ -644,7 +644,7 @@ impl Input {
         }
         let btype = if be { btype_le.swap_bytes() } else { btype_le };
         let blen = u32_at(rest, 4, be).unwrap_or(0);
-        if blen < 12 || blen % 4 != 0 {
+        if blen < 12 || !blen.is_multiple_of(4) {
             self.stop(format!(
                 "block at offset {pos} (type 0x{btype:08x}) has invalid length {blen}"
             ));
@@ -1040,7 +1040,7 @@ impl FileSource {
         let mut best: Option<(usize, u64)> = None;
         for (i, h) in self.heads.iter().enumerate() {
             if let Some(r) = h {
-                if best.map_or(true, |(_, t)| r.ts_ns < t) {
+                if best.is_none_or(|(_, t)| r.ts_ns < t) {
                     best = Some((i, r.ts_ns));
                 }
             }

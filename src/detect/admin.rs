@@ -227,7 +227,7 @@ impl AdminDetector {
         let mut best: Option<(usize, usize)> = None; // (id length, index)
         if let Some(z) = zone {
             for (i, e) in self.cfg.zone.iter().enumerate() {
-                if within(z, &e.zone) && best.map_or(true, |(l, _)| e.zone.len() > l) {
+                if within(z, &e.zone) && best.is_none_or(|(l, _)| e.zone.len() > l) {
                     best = Some((e.zone.len(), i + 1));
                 }
             }

@@ -72,7 +72,7 @@ impl Merger {
         let q = &mut self.queues[w.min(n - 1)];
         self.queued += 1;
         let ts = o.ts_ns();
-        if q.back().map_or(true, |b| b.ts_ns() <= ts) {
+        if q.back().is_none_or(|b| b.ts_ns() <= ts) {
             q.push_back(o);
         } else {
             // Input time went back within the slack: keep the queue in time order.

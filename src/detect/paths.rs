@@ -72,7 +72,7 @@ impl PathBridges {
 
     fn resolve(&mut self, p: &Policy) -> &Resolved {
         let key = p.serial;
-        if !self.resolved.as_ref().is_some_and(|r| r.policy == key) {
+        if self.resolved.as_ref().is_none_or(|r| r.policy != key) {
             let ids = |names: &[String]| -> Vec<ZoneIdx> {
                 names.iter().filter_map(|n| p.zone_by_id(n)).collect()
             };

@@ -401,7 +401,7 @@ impl ScanDetector {
             let answer = self.answer_due.first().copied().filter(|(d, _)| *d <= now);
             let judge = self.win.peek_due().filter(|(d, _)| *d <= now);
             match (answer, judge) {
-                (Some((da, src)), j) if j.map_or(true, |(dj, _)| da <= dj) => {
+                (Some((da, src)), j) if j.is_none_or(|(dj, _)| da <= dj) => {
                     self.answer_due.remove(&(da, src));
                     self.answer_min = self.answer_due.first().map_or(u64::MAX, |x| x.0);
                     self.answers_due(src, da, cx, out);
@@ -524,7 +524,7 @@ impl ScanDetector {
         }
         // Probing the My Number zone from outside it is always critical.
         let into_mynumber = dst_zones.keys().any(|d| top(d) == MY_NUMBER)
-            && src_zone.as_deref().map_or(true, |sz| top(sz) != MY_NUMBER);
+            && src_zone.as_deref().is_none_or(|sz| top(sz) != MY_NUMBER);
         if into_mynumber {
             severity = crate::policy::Severity::Critical;
         }

@@ -842,7 +842,7 @@ impl Store {
         }
         frames.sort_unstable();
         for (_, k, j) in frames {
-            if self.open.get(&i).map_or(true, |o| o.full) {
+            if self.open.get(&i).is_none_or(|o| o.full) {
                 break;
             }
             let Some(f) = self.rings.get(&k).and_then(|r| r.frames.get(j)) else {

@@ -11,7 +11,7 @@ impl Policy {
         let mut best: Option<((usize, usize), (Sel, Sel))> = None;
         for &(a, b, _) in &self.severity {
             if let (Some(da), Some(db)) = (self.sel_depth(a, s), self.sel_depth(b, d)) {
-                if best.map_or(true, |(k, _)| (da, db) < k) {
+                if best.is_none_or(|(k, _)| (da, db) < k) {
                     best = Some(((da, db), (a, b)));
                 }
             }
