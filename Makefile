@@ -34,7 +34,7 @@ DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl net
 CAPTURE_PKGS := dnsmasq-base isc-dhcp-client avahi-daemon samba-common-bin ntpsec-ntpdig \
                 bind9-dnsutils smbclient
 
-.PHONY: all deps capture-deps install-pkgs build run test lint msrv bench bench-flood criterion captures fuzz clean grafana-check
+.PHONY: all deps capture-deps install-pkgs build run test lint msrv advisories bench bench-flood criterion captures fuzz clean grafana-check
 
 all: build
 
@@ -78,6 +78,14 @@ lint: deps msrv
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 tools/layers.py src
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check licenses bans sources
+
+# RustSec advisories (cargo-deny): needs the advisory database from GitHub, so it
+# is its own target, and fails when the database cannot be fetched.
+advisories:
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check advisories
 
 # The declared minimum Rust version (Cargo.toml rust-version) really builds the
 # library and binaries (the toolchain is installed if missing).
