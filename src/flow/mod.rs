@@ -5,6 +5,8 @@
 //! - `table`: the flow table (slab of 96-byte entries + open-addressing index),
 //!   timeouts on packet time, eviction under a hard cap; `update_batch` prefetches.
 //! - `record`: finished-flow records, JSON lines, Community ID v1.
+//! - `zones`: packets and bytes by (zone, zone, verdict) cell beside a table's
+//!   slab, filled by the table, drained by `metrics`.
 
 pub mod hash;
 pub mod record;
@@ -12,6 +14,7 @@ pub mod record;
 #[allow(unsafe_code)]
 pub mod table;
 pub mod tally;
+pub mod zones;
 
 pub use hash::FlowHasher;
 pub use record::{

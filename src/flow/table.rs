@@ -140,7 +140,7 @@
 //!   (benches/flow_table.rs measures resident memory at 1M flows).
 //! - With metrics on ([`FlowTable::count_zone_pairs`]), a `u16` per entry beside
 //!   the slab names the flow's (zones, verdict) cell, set at creation;
-//!   each packet adds to its cell ([`crate::metrics::zones`]); +2 B per flow.
+//!   each packet adds to its cell ([`crate::flow::zones`]); +2 B per flow.
 //! - One intrusive doubly linked list per timeout class, ordered by the
 //!   "epoch" of each flow's last packet: `last_seen >> shift`, with `2^shift`
 //!   ns the largest power of two ≤ 1/8 of the class timeout (e.g. 4.3 s for
@@ -163,8 +163,8 @@ use super::record::{
     icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart,
     Refusal, TcpState,
 };
+use super::zones::ZoneCells;
 use super::FlowSink;
-use crate::metrics::zones::ZoneCells;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, Severity, Verdict, POLICY_GENERATIONS};
 
