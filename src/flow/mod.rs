@@ -10,8 +10,6 @@
 
 pub mod hash;
 pub mod record;
-// Unsafe: madvise(MADV_HUGEPAGE) on the entry slab and prefetch hints.
-#[allow(unsafe_code)]
 pub mod table;
 pub mod tally;
 pub mod zones;
