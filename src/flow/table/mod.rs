@@ -141,18 +141,19 @@
 //!   pages, so residency grows in 2 MiB steps: at 500k random-order flows the
 //!   TLB misses of 4 KiB pages cost more than zeroing whole huge pages), a free
 //!   list threaded through `next`.
-//!   `size_of::<Entry>() == 96` (const-asserted): key 44 B, policy tag 4 B,
-//!   LRU prev/next 8 B, packets 2 × 4 B, first/last seen 16 B, and two words
+//!   `size_of::<Entry>() == 104` (const-asserted): key 44 B, policy tag 4 B,
+//!   LRU prev/next 8 B, packets 2 × 4 B, first/last seen 16 B, two words
 //!   packing 48-bit byte counters with the flags of each side, the TCP state,
-//!   class bits and a saturating 8-bit ICMP error count. 96-byte entries
-//!   always span exactly two cache lines.
+//!   class bits and a saturating 8-bit ICMP error count, the responder's first
+//!   VLAN ids 4 B and a VLAN-moved flag (1 B, 3 B padding). A 104-byte entry
+//!   spans two or three cache lines; prefetches fetch its first and last byte.
 //! - Index: open addressing with linear probing over `u64` slots
 //!   (`slab index + 1` in the low half, the low 32 bits of the flow hash in the
 //!   high half: 0 = empty), `2 × max_flows` rounded up to a power of two
 //!   (load ≤ 0.5), backward-shift deletion (no tombstones). 16 B per flow at
 //!   `max_flows` = 2^20. A `u32` per slab entry remembers its slot, so ending
 //!   a flow needs no hash: the table never hashes keys, it trusts `meta.hash`.
-//! - So 96 + 16 + 4 = 116 B per flow when the table is full
+//! - So 104 + 16 + 4 = 124 B per flow when the table is full
 //!   (benches/flow_table.rs measures resident memory at 1M flows).
 //! - With metrics on ([`FlowTable::count_zone_pairs`]), a `u16` per entry beside
 //!   the slab names the flow's (zones, verdict) cell, set at creation;
@@ -307,7 +308,7 @@ pub struct FlowTable {
     /// a flow is created or emitted.
     live: [u32; POLICY_GENERATIONS],
     /// Packets and bytes by (zone, zone, verdict) cell: a `u16` per slab entry
-    /// beside the slab (entries stay 96 B); `None` unless
+    /// beside the slab (entries stay 104 B); `None` unless
     /// [`count_zone_pairs`](Self::count_zone_pairs) turned it on (metrics).
     cells: Option<Box<ZoneCells>>,
 }
