@@ -27,9 +27,7 @@ FLOORS = {
 }
 
 # (from module, to module): why the import is still there. Issue #17 removes them.
-KNOWN = {
-    ("flow", "metrics"): "the flow table fills metrics::zones::ZoneCells",
-}
+KNOWN: dict = {}
 
 PATH = re.compile(r"\b(?:crate|zonewatch)::([a-z_][a-z0-9_]*)")
 USE_GROUP = re.compile(r"\b(?:crate|zonewatch)::\{([^}]*)\}")

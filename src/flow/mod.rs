@@ -2,16 +2,17 @@
 //!
 //! - `hash`: the keyed symmetric flow hash the dispatcher computes once per packet
 //!   (`meta.hash = hasher.hash_packet(&meta)`); tables never hash keys themselves.
-//! - `table`: the flow table (slab of 96-byte entries + open-addressing index),
+//! - `table`: the flow table (slab of 104-byte entries + open-addressing index),
 //!   timeouts on packet time, eviction under a hard cap; `update_batch` prefetches.
 //! - `record`: finished-flow records, JSON lines, Community ID v1.
+//! - `zones`: packets and bytes by (zone, zone, verdict) cell beside a table's
+//!   slab, filled by the table, drained by `metrics`.
 
 pub mod hash;
 pub mod record;
-// Unsafe: madvise(MADV_HUGEPAGE) on the entry slab and prefetch hints.
-#[allow(unsafe_code)]
 pub mod table;
 pub mod tally;
+pub mod zones;
 
 pub use hash::FlowHasher;
 pub use record::{

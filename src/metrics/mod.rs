@@ -13,15 +13,18 @@
 //!   severity, and zone ids of the rules (≤ [`crate::policy::MAX_ZONES`]);
 //!   `"-"` when there are no rules or the address is in no zone. Never addresses.
 //! - Workers count packets and bytes by (source zone, destination zone,
-//!   verdict) in a per-table side array ([`zones::ZoneCells`]) and publish the
-//!   dirty cells after each batch ([`WorkerPub`]). The capture thread publishes
-//!   every 1024 frames ([`CapturePub`]).
+//!   verdict) in a per-table side array ([`crate::flow::zones::ZoneCells`],
+//!   on the flow floor) and publish the dirty cells after each batch
+//!   ([`WorkerPub`]). The capture thread publishes every 1024 frames
+//!   ([`CapturePub`]).
 //! - Latency and batch work time are recorded per batch into per-worker
 //!   hdrhistograms and exported as summaries (quantiles 0.5/0.9/0.99/0.999).
 
 pub mod openmetrics;
 pub mod server;
-pub mod zones;
+/// The zone-pair cells live on the flow floor (the table fills them); re-exported
+/// under their old path.
+pub use crate::flow::zones;
 
 use crate::capture::LiveCounters;
 use crate::decode::{DecodeFail, DecodeStats};
@@ -40,8 +43,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// registry's "exporter default" range; 9464 is the OpenTelemetry exporter's).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
-/// Zone label when there are no rules or the address is in no zone.
-pub const NO_ZONE: &str = "-";
+// Zone label when there are no rules or the address is in no zone: one
+// definition on the flow floor, used by the zone cells and the report's tallies.
+pub use crate::flow::tally::NO_ZONE;
 
 /// Quantiles exported by the summaries.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];

@@ -4,6 +4,21 @@
 //! Owns flow state only; it never sees frame bytes, never reads the clock and
 //! never allocates after [`FlowTable::new`].
 //!
+//! Floor L2 (flow): imports from `packet` and `policy` below it and from its
+//! `flow` siblings, never from a higher floor.
+//!
+//! # Files
+//!
+//! - this file: [`FlowConfig`], [`FlowTable`] and its public API, the
+//!   per-packet path (update, touch, create, end), expiry, eviction, flush,
+//!   and the table's tests;
+//! - `stats`: [`FlowStats`], [`PolicyStats`];
+//! - `entry`: the slab entry and its bit-packing;
+//! - `tcp`: the TCP state machine, timeout classes, end reasons;
+//! - `index`: the open-addressing index and the LRU lists;
+//! - `memory`: huge pages, pre-faulting, prefetching (all the `unsafe`);
+//! - `generations`: verdicts and policy generation slots (reload).
+//!
 //! # Which packets make flows
 //!
 //! Only `l3` = IPv4/IPv6. ARP packets are counted (`FlowStats::arp`) and left to
@@ -94,9 +109,10 @@
 //! responder's port and the flow's innermost VLAN ([`policy_vlan`]). The
 //! orientation is fixed at creation (later packets never swap the sides), so
 //! the verdict never needs recomputing. It is cached packed
-//! ([`Verdict::pack_in`]) in the entry's 4-byte `tag` and handed out in
-//! [`FlowRecord::tag`]; packets after the first cost nothing. Flows created are
-//! also counted by verdict (`FlowStats::policy`). Without a policy `tag` is 0.
+//! ([`Verdict::pack_in`](crate::policy::Verdict::pack_in)) in the entry's
+//! 4-byte `tag` and handed out in [`FlowRecord::tag`]; packets after the first
+//! cost nothing. Flows created are also counted by verdict
+//! (`FlowStats::policy`). Without a policy `tag` is 0.
 //!
 //! A new flow whose verdict is a violation is also handed to
 //! [`FlowSink::flow_violation`] as a [`FlowStart`], once, by the packet that
@@ -125,22 +141,23 @@
 //!   pages, so residency grows in 2 MiB steps: at 500k random-order flows the
 //!   TLB misses of 4 KiB pages cost more than zeroing whole huge pages), a free
 //!   list threaded through `next`.
-//!   `size_of::<Entry>() == 96` (const-asserted): key 44 B, policy tag 4 B,
-//!   LRU prev/next 8 B, packets 2 × 4 B, first/last seen 16 B, and two words
+//!   `size_of::<Entry>() == 104` (const-asserted): key 44 B, policy tag 4 B,
+//!   LRU prev/next 8 B, packets 2 × 4 B, first/last seen 16 B, two words
 //!   packing 48-bit byte counters with the flags of each side, the TCP state,
-//!   class bits and a saturating 8-bit ICMP error count. 96-byte entries
-//!   always span exactly two cache lines.
+//!   class bits and a saturating 8-bit ICMP error count, the responder's first
+//!   VLAN ids 4 B and a VLAN-moved flag (1 B, 3 B padding). A 104-byte entry
+//!   spans two or three cache lines; prefetches fetch its first and last byte.
 //! - Index: open addressing with linear probing over `u64` slots
 //!   (`slab index + 1` in the low half, the low 32 bits of the flow hash in the
 //!   high half: 0 = empty), `2 × max_flows` rounded up to a power of two
 //!   (load ≤ 0.5), backward-shift deletion (no tombstones). 16 B per flow at
 //!   `max_flows` = 2^20. A `u32` per slab entry remembers its slot, so ending
 //!   a flow needs no hash: the table never hashes keys, it trusts `meta.hash`.
-//! - So 96 + 16 + 4 = 116 B per flow when the table is full
+//! - So 104 + 16 + 4 = 124 B per flow when the table is full
 //!   (benches/flow_table.rs measures resident memory at 1M flows).
 //! - With metrics on ([`FlowTable::count_zone_pairs`]), a `u16` per entry beside
 //!   the slab names the flow's (zones, verdict) cell, set at creation;
-//!   each packet adds to its cell ([`crate::metrics::zones`]); +2 B per flow.
+//!   each packet adds to its cell ([`crate::flow::zones`]); +2 B per flow.
 //! - One intrusive doubly linked list per timeout class, ordered by the
 //!   "epoch" of each flow's last packet: `last_seen >> shift`, with `2^shift`
 //!   ns the largest power of two ≤ 1/8 of the class timeout (e.g. 4.3 s for
@@ -163,10 +180,32 @@ use super::record::{
     icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart,
     Refusal, TcpState,
 };
+use super::zones::ZoneCells;
 use super::FlowSink;
-use crate::metrics::zones::ZoneCells;
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
-use crate::policy::{generation_of, Policy, Severity, Verdict, POLICY_GENERATIONS};
+use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
+
+mod entry;
+mod generations;
+mod index;
+// Unsafe (the flow table's only unsafe code): madvise(MADV_HUGEPAGE) on the slab
+// and index, volatile writes that pre-fault the index, and prefetch hints.
+#[allow(unsafe_code)]
+mod memory;
+mod stats;
+mod tcp;
+
+pub use entry::ENTRY_BYTES;
+pub use stats::{FlowStats, PolicyStats};
+
+use entry::{
+    Entry, BYTES, FREE, ICMP, NCLASS, NIL, OTHER, ST_MIDSTREAM, ST_QUOTE_KEYED, TCP_CLOSED,
+    TCP_EST, TCP_SYN, UDP,
+};
+use generations::judge;
+use index::epoch_shift;
+use memory::{huge_pages, touch_pages};
+use tcp::{class_of, tcp_next, timeout_reason};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -213,231 +252,6 @@ impl Default for FlowConfig {
     }
 }
 
-/// Counters of one table (plain integers; merged into the summary).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FlowStats {
-    /// IPv4/IPv6 packets given to `update` (including ICMP errors).
-    pub packets: u64,
-    /// ARP packets (no flow; left to detectors).
-    pub arp: u64,
-    /// Packets that are neither IP nor ARP (ignored).
-    pub non_ip: u64,
-    /// Flows created.
-    pub created: u64,
-    /// Flows ended, by reason (`EndReason as usize`).
-    pub ended: [u64; EndReason::COUNT],
-    /// Flows evicted under `max_flows` (also in `ended[Evicted]`).
-    pub evicted: u64,
-    /// Flows currently tracked.
-    pub active: u64,
-    /// Highest `active` seen. After `merge`, the sum of the tables' peaks (an
-    /// upper bound of the combined peak).
-    pub peak_active: u64,
-    /// ICMP errors counted on the flow they quote.
-    pub icmp_errors_matched: u64,
-    /// Flows created, by policy verdict (all zero without a policy).
-    pub policy: PolicyStats,
-    /// Live flows judged again under a new policy by
-    /// [`FlowTable::swap_policy`] because every other generation slot still
-    /// had live flows (not counted again in `policy`).
-    pub policy_rejudged: u64,
-}
-
-/// Flows created by a table with a policy, by verdict.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicyStats {
-    pub allowed: u64,
-    pub violation: u64,
-    pub unknown: u64,
-    /// Segment-local flows ([`Verdict::Local`]): judged by no rule.
-    pub local: u64,
-    /// Violations by severity (`Severity as usize`, info first).
-    pub violations_by_severity: [u64; Severity::ALL.len()],
-}
-
-impl PolicyStats {
-    /// Count one flow's verdict.
-    #[inline]
-    pub fn count(&mut self, v: &Verdict) {
-        match v {
-            Verdict::Allowed { .. } => self.allowed += 1,
-            Verdict::Violation { severity, .. } => {
-                self.violation += 1;
-                if let Some(n) = self.violations_by_severity.get_mut(*severity as usize) {
-                    *n += 1;
-                }
-            }
-            Verdict::Unknown => self.unknown += 1,
-            Verdict::Local => self.local += 1,
-        }
-    }
-
-    pub fn merge(&mut self, o: &PolicyStats) {
-        self.allowed += o.allowed;
-        self.violation += o.violation;
-        self.unknown += o.unknown;
-        self.local += o.local;
-        for (a, b) in self
-            .violations_by_severity
-            .iter_mut()
-            .zip(o.violations_by_severity.iter())
-        {
-            *a += b;
-        }
-    }
-}
-
-impl FlowStats {
-    pub fn ended_by(&self, reason: EndReason) -> u64 {
-        self.ended[reason as usize]
-    }
-
-    /// Add another table's counters to these.
-    pub fn merge(&mut self, o: &FlowStats) {
-        self.packets += o.packets;
-        self.arp += o.arp;
-        self.non_ip += o.non_ip;
-        self.created += o.created;
-        for (a, b) in self.ended.iter_mut().zip(o.ended.iter()) {
-            *a += b;
-        }
-        self.evicted += o.evicted;
-        self.active += o.active;
-        self.peak_active += o.peak_active;
-        self.icmp_errors_matched += o.icmp_errors_matched;
-        self.policy.merge(&o.policy);
-        self.policy_rejudged += o.policy_rejudged;
-    }
-}
-
-/// Timeout classes; each has its own LRU list.
-const TCP_SYN: u8 = 0;
-const TCP_EST: u8 = 1;
-const TCP_CLOSED: u8 = 2;
-const UDP: u8 = 3;
-const ICMP: u8 = 4;
-const OTHER: u8 = 5;
-const NCLASS: usize = 6;
-/// Class value of a free slab entry.
-const FREE: u8 = 7;
-
-const NIL: u32 = u32::MAX;
-
-/// Bits of the state byte (top byte of `Entry::orig`).
-const ST_TCP: u8 = 0x07;
-const ST_MIDSTREAM: u8 = 0x08;
-const ST_CLASS_SHIFT: u32 = 4;
-const ST_CLASS: u8 = 0x70;
-/// The flow is an ICMP error's own flow, identified by key + quote hash (kept
-/// in the unused responder counters).
-const ST_QUOTE_KEYED: u8 = 0x80;
-
-const BYTES: u64 = (1 << 48) - 1;
-
-/// LRU epochs: a flow moves to its list tail at most once per epoch of its
-/// class, `2^shift` ns with the largest shift such that the epoch is at most
-/// 1/8 of the class timeout, clamped to [2^20 ns, 2^40 ns].
-fn epoch_shift(timeout_ns: u64) -> u32 {
-    let eighth = (timeout_ns / 8).max(1);
-    (63 - eighth.leading_zeros()).clamp(20, 40)
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    /// Initiator → responder; ICMP ports are port equivalents.
-    key: FlowKey,
-    /// Policy verdict, [`Verdict::pack_in`] its generation slot; 0 without a policy.
-    tag: u32,
-    prev: u32,
-    /// LRU successor, or next free entry when free.
-    next: u32,
-    orig_pkts: u32,
-    resp_pkts: u32,
-    first_ns: u64,
-    last_ns: u64,
-    /// bytes (48) | initiator's TCP flags << 48 | state byte << 56
-    orig: u64,
-    /// bytes (48) | responder's TCP flags << 48 | ICMP errors << 56
-    resp: u64,
-    /// VLAN ids of the responder's first packet (`key.vlan` holds those of the
-    /// creating packet): on a router trunk the two directions differ.
-    resp_vlan: [u16; 2],
-    /// A packet already came on other VLANs than its direction's first
-    /// (reported once, [`FlowSink::flow_vlan_moved`]).
-    vlan_moved: bool,
-}
-
-const _: () = assert!(std::mem::size_of::<Entry>() == 104);
-
-/// Bytes of one slab entry.
-pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
-
-impl Entry {
-    #[inline]
-    fn state(&self) -> u8 {
-        (self.orig >> 56) as u8
-    }
-    #[inline]
-    fn set_state(&mut self, s: u8) {
-        self.orig = (self.orig & !(0xff << 56)) | (s as u64) << 56;
-    }
-    #[inline]
-    fn class(&self) -> u8 {
-        (self.state() & ST_CLASS) >> ST_CLASS_SHIFT
-    }
-    #[inline]
-    fn set_class(&mut self, c: u8) {
-        self.set_state((self.state() & !ST_CLASS) | (c << ST_CLASS_SHIFT));
-    }
-    #[inline]
-    fn tcp(&self) -> TcpState {
-        TcpState::from_u8(self.state() & ST_TCP)
-    }
-    #[inline]
-    fn set_tcp(&mut self, t: TcpState) {
-        self.set_state((self.state() & !ST_TCP) | t as u8);
-    }
-    #[inline]
-    fn quote_keyed(&self) -> bool {
-        self.state() & ST_QUOTE_KEYED != 0
-    }
-    #[inline]
-    fn quote_hash(&self) -> u64 {
-        self.resp_pkts as u64 | (self.resp & 0xffff_ffff) << 32
-    }
-    #[inline]
-    fn flags_orig(&self) -> u8 {
-        (self.orig >> 48) as u8
-    }
-    #[inline]
-    fn flags_resp(&self) -> u8 {
-        (self.resp >> 48) as u8
-    }
-    #[inline]
-    fn icmp_errors(&self) -> u8 {
-        (self.resp >> 56) as u8
-    }
-    #[inline]
-    fn add_icmp_error(&mut self) {
-        if self.icmp_errors() < u8::MAX {
-            self.resp += 1 << 56;
-        }
-    }
-    /// Count one packet of `len` bytes with `flags` in a direction.
-    #[inline]
-    fn count(&mut self, is_orig: bool, len: u32, flags: u8) {
-        let (pkts, word) = if is_orig {
-            (&mut self.orig_pkts, &mut self.orig)
-        } else {
-            (&mut self.resp_pkts, &mut self.resp)
-        };
-        *pkts = pkts.saturating_add(1);
-        let b = (*word & BYTES).saturating_add(len as u64).min(BYTES);
-        *word = (*word & !BYTES) | b | (flags as u64) << 48;
-    }
-}
-
 /// The key of the flow `meta` belongs to as this table stores it (ICMP port
 /// equivalents; an ICMP error: the flow it quotes), in either orientation.
 pub fn flow_key_of(meta: &PacketMeta) -> FlowKey {
@@ -463,83 +277,6 @@ fn canonical(key: &FlowKey) -> (FlowKey, bool) {
         }
         None => (*key, false),
     }
-}
-
-#[inline]
-fn class_of(p: u8, t: TcpState) -> u8 {
-    match t {
-        TcpState::SynSent | TcpState::SynReceived => TCP_SYN,
-        TcpState::Established | TcpState::FinWait => TCP_EST,
-        TcpState::Closed | TcpState::Reset => TCP_CLOSED,
-        TcpState::None => match p {
-            proto::UDP => UDP,
-            proto::ICMP | proto::ICMPV6 => ICMP,
-            _ => OTHER,
-        },
-    }
-}
-
-/// The TCP state after a packet with `flags` from the initiator (`from_orig`)
-/// or responder; `fin_orig`/`fin_resp`: each side has sent a FIN (this packet
-/// included).
-#[inline]
-fn tcp_next(s: TcpState, flags: u8, from_orig: bool, fin_orig: bool, fin_resp: bool) -> TcpState {
-    use TcpState::*;
-    let syn = flags & tcp_flags::SYN != 0;
-    let ack = flags & tcp_flags::ACK != 0;
-    if flags & tcp_flags::RST != 0 {
-        return match s {
-            None | Closed => s,
-            _ => Reset,
-        };
-    }
-    match s {
-        None | Closed | Reset => s,
-        _ if fin_orig && fin_resp => Closed,
-        _ if flags & tcp_flags::FIN != 0 => FinWait,
-        FinWait | Established => s,
-        SynSent if syn && ack && !from_orig => SynReceived,
-        SynSent | SynReceived if !syn && ack && from_orig => Established,
-        SynSent | SynReceived => s,
-    }
-}
-
-/// End reason of a flow that timed out in state `t`.
-#[inline]
-fn timeout_reason(t: TcpState) -> EndReason {
-    match t {
-        TcpState::Closed => EndReason::Fin,
-        TcpState::Reset => EndReason::Rst,
-        _ => EndReason::IdleTimeout,
-    }
-}
-
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // `_mm_prefetch` is an unsafe fn on older compilers and safe on newer ones.
-    #[allow(unused_unsafe)]
-    // SAFETY: a prefetch is only a hint to the cache; it never faults or reads
-    // into the program, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// The verdict of a new flow stored as `key` (initiator → responder), judged
-/// with the responder's port and the innermost VLAN.
-#[inline]
-fn judge(p: &Policy, key: &FlowKey) -> Verdict {
-    p.judge(
-        key.src_ip(),
-        key.dst_ip(),
-        key.proto,
-        key.sport,
-        key.dport,
-        policy_vlan(key),
-    )
 }
 
 /// Per-worker flow table. See the module docs.
@@ -571,32 +308,9 @@ pub struct FlowTable {
     /// a flow is created or emitted.
     live: [u32; POLICY_GENERATIONS],
     /// Packets and bytes by (zone, zone, verdict) cell: a `u16` per slab entry
-    /// beside the slab (entries stay 96 B); `None` unless
+    /// beside the slab (entries stay 104 B); `None` unless
     /// [`count_zone_pairs`](Self::count_zone_pairs) turned it on (metrics).
     cells: Option<Box<ZoneCells>>,
-}
-
-/// Ask for transparent huge pages over a big table (a hint; refusals are fine).
-fn huge_pages(ptr: *const u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let start = (ptr as usize + HUGE - 1) & !(HUGE - 1);
-    let end = (ptr as usize + len) & !(HUGE - 1);
-    if end > start {
-        // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE
-        // changes only how the kernel backs it.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-}
-
-/// Write one element per 4 KiB page so every page is backed by its own
-/// zeroed page before the workers start reading it.
-fn touch_pages<T: Copy + Default>(v: &mut [T]) {
-    let step = (4096 / std::mem::size_of::<T>()).max(1);
-    for i in (0..v.len()).step_by(step) {
-        // SAFETY: `i < v.len()`; a volatile write of the value already there
-        // (zero) is not optimised away, which is the point.
-        unsafe { std::ptr::write_volatile(v.as_mut_ptr().add(i), T::default()) };
-    }
 }
 
 impl FlowTable {
@@ -670,78 +384,6 @@ impl FlowTable {
 
     pub fn stats(&self) -> &FlowStats {
         &self.stats
-    }
-
-    /// The policy judging new flows, if any.
-    pub fn policy(&self) -> Option<&Arc<Policy>> {
-        self.gens
-            .get(usize::from(self.cur))
-            .and_then(Option::as_ref)
-    }
-
-    /// The generation slot of the policy judging new flows (0 until the
-    /// first [`swap_policy`](Self::swap_policy)).
-    pub fn generation(&self) -> u8 {
-        self.cur
-    }
-
-    /// The policy a flow's tag ([`FlowRecord::tag`], [`FlowStart::tag`]) was
-    /// made with: the one in its generation slot. `None` for tag 0 (no
-    /// verdict). Valid while the flow is live and when its record or start is
-    /// handed to the sink; a slot is reused only once no live flow names it.
-    pub fn policy_for(&self, tag: u32) -> Option<&Arc<Policy>> {
-        if tag == 0 {
-            return None;
-        }
-        self.gens
-            .get(usize::from(generation_of(tag)))
-            .and_then(Option::as_ref)
-    }
-
-    /// Judge new flows with `p` from now on (policy reload); flows already
-    /// live keep their tags, described by the policy of their slot
-    /// ([`policy_for`](Self::policy_for)). Returns the slot `p` now occupies.
-    ///
-    /// The slot is the next one after the current (round-robin) that no live
-    /// flow names. If all 15 others are still named (15 reloads within one
-    /// flow's lifetime), the one named by the fewest live flows is taken and
-    /// those flows are judged again under `p` (counted in
-    /// `FlowStats::policy_rejudged`; `FlowStats::policy` is unchanged, and
-    /// `flow_violation` is not called for them). Works on a table made
-    /// without a policy too: flows created from now on get verdicts.
-    pub fn swap_policy(&mut self, p: Arc<Policy>) -> u8 {
-        const N: usize = POLICY_GENERATIONS;
-        let cur = usize::from(self.cur);
-        let live = self.live;
-        // The first slot named by the fewest live flows, in round-robin order
-        // after the current one: the next free slot if there is one.
-        let slot = (1..N)
-            .map(|i| (cur + i) % N)
-            .min_by_key(|&s| live[s])
-            .unwrap_or((cur + 1) % N);
-        if live[slot] > 0 {
-            let tag_slot = slot as u8;
-            let mut n = 0u64;
-            if let Some(c) = &mut self.cells {
-                c.slot_reused(tag_slot);
-            }
-            for (i, e) in self.slab.iter_mut().enumerate() {
-                if e.class() == FREE || e.tag == 0 || generation_of(e.tag) != tag_slot {
-                    continue;
-                }
-                e.tag = judge(&p, &e.key).pack_in(tag_slot);
-                if let Some(c) = &mut self.cells {
-                    c.flow_created(i as u32, &e.key, e.tag, Some(&p), policy_vlan(&e.key));
-                }
-                n += 1;
-            }
-            self.stats.policy_rejudged += n;
-        } else if let Some(c) = &mut self.cells {
-            c.slot_reused(slot as u8);
-        }
-        self.gens[slot] = Some(p);
-        self.cur = slot as u8;
-        self.cur
     }
 
     /// Flows currently tracked.
@@ -840,57 +482,6 @@ impl FlowTable {
         }
     }
 
-    #[inline(always)]
-    fn prefetch_slot(&self, hash: u64) {
-        if let Some(s) = self.slots.get(hash as u32 as usize & self.mask) {
-            prefetch(s);
-        }
-    }
-
-    /// The entry the home slot of `hash` points to, if its tag matches.
-    #[inline(always)]
-    fn home_entry(&self, hash: u64) -> Option<&Entry> {
-        let &s = self.slots.get(hash as u32 as usize & self.mask)?;
-        if s != 0 && (s >> 32) as u32 == hash as u32 {
-            self.slab.get((s as u32).wrapping_sub(1) as usize)
-        } else {
-            None
-        }
-    }
-
-    #[inline(always)]
-    fn prefetch_entry(&self, hash: u64) {
-        if let Some(e) = self.home_entry(hash) {
-            let p = e as *const Entry as *const u8;
-            prefetch(p);
-            prefetch(p.wrapping_add(ENTRY_BYTES - 1));
-            if let Some(c) = &self.cells {
-                // The zone cell index beside the slab (a u16 per entry).
-                let idx = (e as *const Entry as usize - self.slab.as_ptr() as usize) / ENTRY_BYTES;
-                if let Some(x) = c.cell_ptr(idx as u32) {
-                    prefetch(x);
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn prefetch_links(&self, m: &PacketMeta) {
-        let Some(e) = self.home_entry(m.hash) else {
-            return;
-        };
-        let shift = self.shifts.get(e.class() as usize).copied().unwrap_or(30);
-        if e.next != NIL && (m.ts_ns >> shift) != (e.last_ns >> shift) {
-            // unlink writes prev.next and next.prev.
-            if let Some(p) = self.slab.get(e.prev as usize) {
-                prefetch(&p.next);
-            }
-            if let Some(n) = self.slab.get(e.next as usize) {
-                prefetch(&n.prev);
-            }
-        }
-    }
-
     /// Packet time moved to `now_ns`: finish flows whose timeout has passed.
     /// Call after the packets older than `now_ns` were given to `update`.
     pub fn expire(&mut self, now_ns: u64, sink: &mut impl FlowSink) {
@@ -952,68 +543,6 @@ impl FlowTable {
                     None => break,
                 }
             }
-        }
-    }
-
-    /// Whether stored key `stored` and packet key `k` (same orientation) name
-    /// one flow: equal, VLAN ids aside unless they are part of the key.
-    #[inline]
-    fn same_flow(&self, stored: &FlowKey, k: &FlowKey) -> bool {
-        if self.vlan_in_key {
-            stored == k
-        } else {
-            let mut k = *k;
-            k.vlan = stored.vlan;
-            *stored == k
-        }
-    }
-
-    /// Find the flow of canonical `key` (either direction unless `one_way`).
-    /// `quote`: look for the own flow of an ICMP error with this quote hash
-    /// instead of a regular flow. Returns (index, packet is from the initiator).
-    #[inline]
-    fn find(
-        &self,
-        hash: u64,
-        key: &FlowKey,
-        one_way: bool,
-        quote: Option<u64>,
-    ) -> Option<(u32, bool)> {
-        let h32 = hash as u32;
-        let mut pos = h32 as usize & self.mask;
-        let mut rev: Option<FlowKey> = None;
-        loop {
-            // The index always has empty slots (load ≤ 0.5), so this ends.
-            let s = *self.slots.get(pos)?;
-            if s == 0 {
-                return None;
-            }
-            if (s >> 32) as u32 == h32 {
-                let idx = (s as u32).wrapping_sub(1);
-                if let Some(e) = self.slab.get(idx as usize) {
-                    match quote {
-                        None if !e.quote_keyed() => {
-                            if self.same_flow(&e.key, key) {
-                                return Some((idx, true));
-                            }
-                            if !one_way
-                                && self.same_flow(&e.key, rev.get_or_insert_with(|| key.reversed()))
-                            {
-                                return Some((idx, false));
-                            }
-                        }
-                        Some(qh)
-                            if e.quote_keyed()
-                                && e.quote_hash() == qh
-                                && self.same_flow(&e.key, key) =>
-                        {
-                            return Some((idx, true));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            pos = (pos + 1) & self.mask;
         }
     }
 
@@ -1162,25 +691,6 @@ impl FlowTable {
             sink.flow_answered(&k, ts);
         }
         self.relink(idx, old_class, old_epoch, shift);
-    }
-
-    /// Move flow `idx` to its list's tail after a packet if its class or
-    /// epoch changed.
-    #[inline]
-    fn relink(&mut self, idx: u32, old_class: u8, old_epoch: u64, shift: u32) {
-        let Some(e) = self.slab.get(idx as usize) else {
-            return;
-        };
-        let new_class = class_of(e.key.proto, e.tcp());
-        let moved = new_class != old_class || (e.last_ns >> shift) != old_epoch;
-        let at_tail = e.next == NIL;
-        if moved && !(at_tail && new_class == old_class) {
-            self.unlink(idx, old_class);
-            if let Some(e) = self.slab.get_mut(idx as usize) {
-                e.set_class(new_class);
-            }
-            self.link_tail(idx, new_class);
-        }
     }
 
     /// Start a new flow with this packet.
@@ -1352,21 +862,6 @@ impl FlowTable {
         self.stats.active = self.stats.active.saturating_sub(1);
     }
 
-    /// Prefetch the index bookkeeping of list head `idx` and its successor entry.
-    #[inline(always)]
-    fn prefetch_head(&self, idx: u32) {
-        if let Some(p) = self.slot_of.get(idx as usize) {
-            prefetch(p);
-        }
-        if let Some(h) = self.slab.get(idx as usize) {
-            if let Some(n) = self.slab.get(h.next as usize) {
-                let p = n as *const Entry as *const u8;
-                prefetch(p);
-                prefetch(p.wrapping_add(ENTRY_BYTES - 1));
-            }
-        }
-    }
-
     /// Hand the record of entry `e` ending for `reason` to the sink and count it.
     #[inline]
     fn emit(&mut self, e: &Entry, reason: EndReason, sink: &mut impl FlowSink) {
@@ -1398,109 +893,6 @@ impl FlowTable {
             }
         }
     }
-
-    fn index_insert(&mut self, hash: u64, idx: u32) {
-        let h32 = hash as u32;
-        let mut pos = h32 as usize & self.mask;
-        while let Some(s) = self.slots.get_mut(pos) {
-            if *s == 0 {
-                *s = (idx as u64 + 1) | (h32 as u64) << 32;
-                if let Some(p) = self.slot_of.get_mut(idx as usize) {
-                    *p = pos as u32;
-                }
-                return;
-            }
-            pos = (pos + 1) & self.mask;
-        }
-    }
-
-    /// Remove `idx` from the index, shifting later entries of its probe run
-    /// back so no tombstone is left.
-    fn index_remove(&mut self, idx: u32) {
-        let mask = self.mask;
-        let Some(&p) = self.slot_of.get(idx as usize) else {
-            return;
-        };
-        let pos = p as usize;
-        match self.slots.get(pos) {
-            Some(&s) if s & 0xffff_ffff == idx as u64 + 1 => {}
-            _ => return, // not indexed (cannot happen)
-        }
-        let mut hole = pos;
-        let mut j = (pos + 1) & mask;
-        loop {
-            let s = match self.slots.get(j) {
-                Some(&s) if s != 0 => s,
-                _ => break,
-            };
-            let home = (s >> 32) as usize & mask;
-            // Move s into the hole if the hole lies on its probe path home..j.
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                if let Some(h) = self.slots.get_mut(hole) {
-                    *h = s;
-                }
-                if let Some(p) = self.slot_of.get_mut((s as u32).wrapping_sub(1) as usize) {
-                    *p = hole as u32;
-                }
-                hole = j;
-            }
-            j = (j + 1) & mask;
-        }
-        if let Some(h) = self.slots.get_mut(hole) {
-            *h = 0;
-        }
-    }
-
-    fn unlink(&mut self, idx: u32, class: u8) {
-        let Some(e) = self.slab.get(idx as usize) else {
-            return;
-        };
-        let (prev, next) = (e.prev, e.next);
-        let c = class as usize;
-        if prev == NIL {
-            if let Some(h) = self.heads.get_mut(c) {
-                if *h == idx {
-                    *h = next;
-                }
-            }
-        } else if let Some(p) = self.slab.get_mut(prev as usize) {
-            p.next = next;
-        }
-        if next == NIL {
-            if let Some(t) = self.tails.get_mut(c) {
-                if *t == idx {
-                    *t = prev;
-                }
-            }
-        } else if let Some(n) = self.slab.get_mut(next as usize) {
-            n.prev = prev;
-        }
-        if let Some(e) = self.slab.get_mut(idx as usize) {
-            e.prev = NIL;
-            e.next = NIL;
-        }
-    }
-
-    fn link_tail(&mut self, idx: u32, class: u8) {
-        let c = class as usize;
-        let Some(&tail) = self.tails.get(c) else {
-            return;
-        };
-        if let Some(e) = self.slab.get_mut(idx as usize) {
-            e.prev = tail;
-            e.next = NIL;
-        }
-        if tail == NIL {
-            if let Some(h) = self.heads.get_mut(c) {
-                *h = idx;
-            }
-        } else if let Some(t) = self.slab.get_mut(tail as usize) {
-            t.next = idx;
-        }
-        if let Some(t) = self.tails.get_mut(c) {
-            *t = idx;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1508,6 +900,7 @@ mod test {
     use super::*;
     use crate::flow::FlowHasher;
     use crate::packet::{addr_v4, tcp_flags::*, Quote};
+    use crate::policy::{Severity, Verdict};
 
     const HASH_SEED: u64 = 42;
 
@@ -1591,20 +984,6 @@ mod test {
         let t = table(1 << 20);
         // 104 B entry + 16 B of index slots + 4 B slot position per flow when full.
         assert_eq!(t.reserved_bytes(), (1 << 20) * (104 + 16 + 4));
-    }
-
-    #[test]
-    fn epoch_is_at_most_an_eighth_of_the_timeout() {
-        let d = FlowConfig::default();
-        assert_eq!(epoch_shift(d.udp_timeout_ns), 32); // 4.29 s for 60 s
-        assert_eq!(epoch_shift(d.tcp_established_timeout_ns), 36); // 68.7 s for 600 s
-        assert_eq!(epoch_shift(d.tcp_closed_timeout_ns), 29); // 0.54 s for 5 s
-        assert_eq!(epoch_shift(0), 20);
-        assert_eq!(epoch_shift(u64::MAX), 40);
-        for t in [SEC, 5 * SEC, 30 * SEC, 60 * SEC, 600 * SEC, 3600 * SEC] {
-            let e = 1u64 << epoch_shift(t);
-            assert!(e <= t / 8 && e * 2 > t / 8, "{t} {e}");
-        }
     }
 
     #[test]

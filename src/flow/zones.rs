@@ -2,15 +2,21 @@
 //! per-packet label work: a flow table with zone counting on
 //! ([`crate::flow::FlowTable::count_zone_pairs`]) gives each new flow a *cell*
 //! (one per distinct label set) in a side array parallel to its slab; each
-//! packet adds to its flow's cell; the worker publishes the dirty cells after
-//! the batch ([`super::WorkerPub`]).
+//! packet adds to its flow's cell; the worker's metrics publisher
+//! (`metrics::WorkerPub`) drains the dirty cells after the batch.
 //!
 //! A cell is found at flow creation through a small map keyed by (policy
 //! generation slot, zone indices, verdict kind), then by the label strings,
 //! so a zone keeps one cell across reloads. Cells are never freed (label sets
 //! are bounded by the rules); past [`MAX_CELLS`] new label sets share one
 //! overflow cell labelled `"-"`, `"-"`, `"overflow"`.
+//!
+//! Floor L2 (flow): the table fills the cells, so they live beside it; `metrics`
+//! (a higher floor) imports them from here and only drains and publishes them.
+//! Owns the cells, their labels and counts; leaves names, registry and
+//! exposition to `metrics`.
 
+use super::tally::NO_ZONE;
 use crate::packet::FlowKey;
 use crate::policy::{generation_of, Policy, Verdict, ZoneIdx};
 use std::collections::HashMap;
@@ -118,8 +124,8 @@ impl ZoneCells {
             Some(p) if z != NONE => p
                 .zones()
                 .get(usize::from(z))
-                .map_or_else(|| super::NO_ZONE.to_string(), |z| z.id.clone()),
-            _ => super::NO_ZONE.to_string(),
+                .map_or_else(|| NO_ZONE.to_string(), |z| z.id.clone()),
+            _ => NO_ZONE.to_string(),
         };
         let labels = CellLabels {
             src: name(src),
@@ -143,8 +149,8 @@ impl ZoneCells {
         }
         let labels = if self.labels.len() + 1 >= MAX_CELLS {
             CellLabels {
-                src: super::NO_ZONE.into(),
-                dst: super::NO_ZONE.into(),
+                src: NO_ZONE.into(),
+                dst: NO_ZONE.into(),
                 verdict: "overflow",
             }
         } else {
