@@ -1,4 +1,4 @@
-//! Runs a parsed command: opens the source and outputs, installs signal
+//! Floor L6. Runs a parsed command: opens the source and outputs, installs signal
 //! handlers, runs the pipeline, writes the summary. `main.rs` only maps the
 //! result to an exit code.
 

@@ -1,4 +1,4 @@
-//! Command-line flags (clap) and their validation into the types the library uses.
+//! Floor L6. Command-line flags (clap) and their validation into the types the library uses.
 //! Raw flags are checked once here; the rest of the crate sees validated values.
 
 use crate::policy::Severity;

@@ -1,4 +1,4 @@
-//! Output files: the line outputs (`--flows`, `--alerts`) and the documents
+//! Floor L4. Output files: the line outputs (`--flows`, `--alerts`) and the documents
 //! written at the end (`--summary`, `--report`).
 //!
 //! Owns how an output is opened (0640; `run` appends, `replay` truncates),

@@ -1,4 +1,4 @@
-//! The end-of-run summary: one struct, written as JSON (`--summary`) and as a
+//! Floor L6. The end-of-run summary: one struct, written as JSON (`--summary`) and as a
 //! human table. Built from the pipeline's [`RunReport`].
 
 use crate::capture::InputReport;

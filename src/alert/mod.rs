@@ -1,4 +1,4 @@
-//! Alerts: what the sensor tells the security team, as JSON lines (`--alerts`).
+//! Floor L3. Alerts: what the sensor tells the security team, as JSON lines (`--alerts`).
 //!
 //! Owns the alert record ([`Alert`]) and its line format, the deterministic
 //! folding of repeated violations ([`fold::Folder`]), and where alerts go

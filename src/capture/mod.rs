@@ -1,4 +1,4 @@
-//! Packet sources: replay files (mmap + pcap-parser) and live interfaces (libpcap).
+//! Floor L1. Packet sources: replay files (mmap + pcap-parser) and live interfaces (libpcap).
 //!
 //! Only this module touches capture formats; only `live.rs` imports the `pcap` crate.
 //! A source yields borrowed [`RawFrame`]s one at a time; the pipeline decodes each

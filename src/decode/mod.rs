@@ -1,4 +1,4 @@
-//! Frame → [`PacketMeta`]. The only module that imports etherparse.
+//! Floor L1. Frame → [`PacketMeta`]. The only module that imports etherparse.
 //!
 //! Owns: link-layer framing (Ethernet II / 802.3, 802.1Q/802.1ad/0x9100 tag
 //! stacks, Linux SLL and SLL2, raw IP, BSD NULL/LOOP), IPv4/IPv6 (options,

@@ -36,29 +36,50 @@ use obs::Obs;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// Thresholds of every detector: the `[detect]` table of a rules file
-/// (rules/README.md). Unknown keys are errors; every key has a default.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectConfig {
-    pub port_scan: scan::ScanConfig,
-    pub brute_force: brute::BruteConfig,
-    pub admin_access: admin::AdminConfig,
-    pub hosts: hosts::HostsConfig,
-    pub dos: dos::DosConfig,
+/// The detector registry: each detector once, in the order they run (a
+/// detector's place is its rank in the alert order), as `[detect.KEY]` table:
+/// config type => detector type. It makes [`DetectConfig`] (the `[detect]`
+/// table), [`DetectConfig::none`] and [`detectors`]. A config has a public
+/// `enabled` flag; a detector a `new(config)`. Adding a detector: its file,
+/// its `pub mod` line above, and one line here.
+macro_rules! registry {
+    ($($key:ident: $cfg:ty => $det:ty,)*) => {
+        /// Thresholds of every detector: the `[detect]` table of a rules file
+        /// (rules/README.md). Unknown keys are errors; every key has a default.
+        #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct DetectConfig {
+            $(pub $key: $cfg,)*
+        }
+
+        impl DetectConfig {
+            /// Every detector off (only separation violations are folded).
+            pub fn none() -> DetectConfig {
+                let mut c = DetectConfig::default();
+                $(c.$key.enabled = false;)*
+                c
+            }
+        }
+
+        /// The detectors `cfg` enables, in registry order.
+        pub fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
+            let mut v: Vec<Box<dyn Detector>> = Vec::new();
+            $(
+                if cfg.$key.enabled {
+                    v.push(Box::new(<$det>::new(cfg.$key.clone())));
+                }
+            )*
+            v
+        }
+    };
 }
 
-impl DetectConfig {
-    /// Every detector off (only separation violations are folded).
-    pub fn none() -> DetectConfig {
-        let mut c = DetectConfig::default();
-        c.port_scan.enabled = false;
-        c.brute_force.enabled = false;
-        c.admin_access.enabled = false;
-        c.hosts.enabled = false;
-        c.dos.enabled = false;
-        c
-    }
+registry! {
+    port_scan: scan::ScanConfig => scan::ScanDetector,
+    brute_force: brute::BruteConfig => brute::BruteDetector,
+    admin_access: admin::AdminConfig => admin::AdminDetector,
+    hosts: hosts::HostsConfig => hosts::HostsDetector,
+    dos: dos::DosConfig => dos::DosDetector,
 }
 
 /// The `[detect]` table of a rules file's text (`file` names it in errors):
@@ -195,29 +216,6 @@ pub trait Detector: Send {
         let _ = p;
     }
     fn stats(&self) -> DetectorStats;
-}
-
-/// The detectors `cfg` enables.
-pub fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
-    let mut v: Vec<Box<dyn Detector>> = Vec::new();
-    if cfg.port_scan.enabled {
-        v.push(Box::new(scan::ScanDetector::new(cfg.port_scan.clone())));
-    }
-    if cfg.brute_force.enabled {
-        v.push(Box::new(brute::BruteDetector::new(cfg.brute_force.clone())));
-    }
-    if cfg.admin_access.enabled {
-        v.push(Box::new(admin::AdminDetector::new(
-            cfg.admin_access.clone(),
-        )));
-    }
-    if cfg.hosts.enabled {
-        v.push(Box::new(hosts::HostsDetector::new(cfg.hosts.clone())));
-    }
-    if cfg.dos.enabled {
-        v.push(Box::new(dos::DosDetector::new(cfg.dos.clone())));
-    }
-    v
 }
 
 #[cfg(test)]

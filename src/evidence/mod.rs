@@ -1,4 +1,4 @@
-//! Evidence pcaps (`--evidence DIR`): per alert, a pcap of the packets that
+//! Floor L4. Evidence pcaps (`--evidence DIR`): per alert, a pcap of the packets that
 //! show it.
 //!
 //! Owns the copies of captured frames kept for evidence, the per-flow rings,

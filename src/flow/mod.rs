@@ -1,4 +1,4 @@
-//! Per-worker bidirectional flow tracking.
+//! Floor L2. Per-worker bidirectional flow tracking.
 //!
 //! - `hash`: the keyed symmetric flow hash the dispatcher computes once per packet
 //!   (`meta.hash = hasher.hash_packet(&meta)`); tables never hash keys themselves.

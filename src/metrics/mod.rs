@@ -1,4 +1,4 @@
-//! Prometheus metrics: the one table of metric names ([`M`]), the registry
+//! Floor L4. Prometheus metrics: the one table of metric names ([`M`]), the registry
 //! ([`Metrics`]), the per-thread publishers that move plain counters into it
 //! once per batch, and the `/metrics` HTTP endpoint ([`server`]).
 //!

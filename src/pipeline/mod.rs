@@ -1,4 +1,4 @@
-//! The sensor pipeline: one capture thread, N worker threads, one writer thread
+//! Floor L5. The sensor pipeline: one capture thread, N worker threads, one writer thread
 //! per output file.
 //!
 //! ```text

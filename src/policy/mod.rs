@@ -1,4 +1,4 @@
-//! Zone policy: the three-tier model (三層の対策) as data.
+//! Floor L1. Zone policy: the three-tier model (三層の対策) as data.
 //!
 //! Owns the rules format (`raw`, documented in `rules/README.md`), the loader that
 //! merges an embedded preset with a site file and validates everything at once

@@ -1,4 +1,4 @@
-//! The end-of-run report (`--report FILE.json`) and the richer human summary
+//! Floor L6. The end-of-run report (`--report FILE.json`) and the richer human summary
 //! (`--lang en|ja`): packets, flows and bytes; the zone × zone matrix with
 //! verdicts; alerts by kind and severity; top talkers per zone pair; capture
 //! anomalies (early stops, decode failures, drops, skipped records, time gaps,
