@@ -128,7 +128,19 @@ fn key_addr(k: u128) -> IpAddr {
 pub type Pairs = BTreeMap<(String, String), PairAcc>;
 
 /// Zone index meaning "in no zone" in a raw key.
-const NONE: u16 = u16::MAX;
+pub(crate) const NONE: u16 = u16::MAX;
+
+/// The id of packed zone index `z` in `policy`, or [`NO_ZONE`] (no rules, no
+/// zone, or an index the policy does not have).
+pub(crate) fn zone_name(policy: Option<&Policy>, z: u16) -> String {
+    match policy {
+        Some(p) if z != NONE => p
+            .zones()
+            .get(usize::from(z))
+            .map_or_else(|| NO_ZONE.to_string(), |z| z.id.clone()),
+        _ => NO_ZONE.to_string(),
+    }
+}
 
 /// Per-worker accumulator of finished flows by (initiator zone, responder
 /// zone). Keys are zone indices of the policy generation that judged the flow
@@ -207,14 +219,10 @@ impl ZoneAcc {
             .collect();
         for k in keys {
             if let Some(pair) = self.raw.remove(&k) {
-                let name = |z: u16| match policy {
-                    Some(p) if z != NONE => p
-                        .zones()
-                        .get(usize::from(z))
-                        .map_or_else(|| NO_ZONE.to_string(), |z| z.id.clone()),
-                    _ => NO_ZONE.to_string(),
-                };
-                let names = (name((k >> 16) as u16), name(k as u16));
+                let names = (
+                    zone_name(policy, (k >> 16) as u16),
+                    zone_name(policy, k as u16),
+                );
                 self.named.entry(names).or_default().merge(pair);
             }
         }

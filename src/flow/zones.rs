@@ -33,7 +33,7 @@ pub struct CellLabels {
 }
 
 /// No zone index (address in no zone, or no rules).
-const NONE: u16 = u16::MAX;
+use super::tally::NONE;
 
 /// Per-table zone-pair counting (see the module docs).
 #[derive(Debug)]
@@ -120,13 +120,7 @@ impl ZoneCells {
         if let Some(&c) = self.fast.get(&fast_key) {
             return c;
         }
-        let name = |z: u16| match policy {
-            Some(p) if z != NONE => p
-                .zones()
-                .get(usize::from(z))
-                .map_or_else(|| NO_ZONE.to_string(), |z| z.id.clone()),
-            _ => NO_ZONE.to_string(),
-        };
+        let name = |z: u16| super::tally::zone_name(policy, z);
         let labels = CellLabels {
             src: name(src),
             dst: name(dst),
