@@ -54,6 +54,7 @@ use std::io::{BufWriter, Write};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Instant;
+use zonewatch::model::pcap::{file_header, record_header, TsUnit};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Profile {
@@ -831,12 +832,7 @@ struct Report {
 /// Write the whole capture to `out` (not flushed).
 fn generate<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report> {
     // Classic pcap, microsecond timestamps, little-endian, snaplen 262144, Ethernet.
-    out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&[0; 8])?;
-    out.write_all(&262_144u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
+    out.write_all(&file_header(1, TsUnit::Micro))?;
 
     if args.profile == Profile::Synflood {
         return generate_flood(args, out);
@@ -883,12 +879,7 @@ fn generate<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report> {
         let len = gen.frame(&mut rng, f, o);
 
         ts_ns += rng.below(2 * mean_gap_ns + 1);
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((ts_ns % 1_000_000_000 / 1000) as u32).to_le_bytes());
-        rec[8..12].copy_from_slice(&(len as u32).to_le_bytes());
-        rec[12..16].copy_from_slice(&(len as u32).to_le_bytes());
-        out.write_all(&rec)?;
+        out.write_all(&record_header(ts_ns, len as u32, len as u32, TsUnit::Micro))?;
         out.write_all(gen.w.buf.get(..len).unwrap_or(&[]))?;
     }
     let open = slots.iter().filter(|f| f.step < f.len).count() as u64;
@@ -947,9 +938,6 @@ fn generate_flood<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report>
 
     let mean_gap_ns = 1_000_000_000 / args.rate_pps.max(1);
     let mut ts_ns: u64 = 1_711_929_600 * 1_000_000_000;
-    let mut rec = [0u8; 16];
-    rec[8..12].copy_from_slice(&(FLOOD_FRAME as u32).to_le_bytes());
-    rec[12..16].copy_from_slice(&(FLOOD_FRAME as u32).to_le_bytes());
     for k in 0..args.packets {
         // Traffic reaches the victim through one of the four gateways.
         frame[6..12].copy_from_slice(&gateway_mac(rng.below(4) as u16));
@@ -966,9 +954,8 @@ fn generate_flood<W: Write>(args: &Args, out: &mut W) -> std::io::Result<Report>
         frame[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
 
         ts_ns += rng.below(2 * mean_gap_ns + 1);
-        rec[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((ts_ns % 1_000_000_000 / 1000) as u32).to_le_bytes());
-        out.write_all(&rec)?;
+        let len = FLOOD_FRAME as u32;
+        out.write_all(&record_header(ts_ns, len, len, TsUnit::Micro))?;
         out.write_all(&frame)?;
     }
     let n = args.packets;

@@ -13,6 +13,7 @@ pub mod cidr;
 pub mod community_id;
 pub mod maps;
 pub mod packet;
+pub mod pcap;
 pub mod proto;
 pub mod services;
 pub mod severity;
