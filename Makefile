@@ -56,8 +56,10 @@ install-pkgs:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The product is one binary; zonewatch-gen (the benchmark capture generator) is a dev
+# tool, built by `make bench` and the tests, not shipped.
 build: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --bin zonewatch
 
 run: build
 	./target/release/zonewatch replay --rules rules/example-site.toml --alerts - $(SAMPLE)
