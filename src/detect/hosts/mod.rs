@@ -51,6 +51,7 @@
 //! the inventory file format and the MAC type are [`inventory`]'s.
 
 mod inventory;
+mod paths;
 
 pub use inventory::{Inventory, InventoryError, Mac};
 
@@ -222,12 +223,12 @@ pub struct HostsDetector {
     rogues: BTreeSet<(IpAddr, Option<[u8; 6]>)>,
     stats: DetectorStats,
     /// Management hosts and the tiers they had flows with.
-    paths: super::paths::PathBridges,
+    paths: paths::PathBridges,
 }
 
 impl HostsDetector {
     pub fn new(cfg: HostsConfig) -> HostsDetector {
-        let paths = super::paths::PathBridges::new(
+        let paths = paths::PathBridges::new(
             cfg.management_zones.clone(),
             cfg.tiers.clone(),
             cfg.max_path_hosts,
