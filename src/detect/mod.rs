@@ -24,7 +24,6 @@ pub mod dos;
 pub mod hosts;
 pub mod merge;
 pub mod obs;
-mod paths;
 pub mod scan;
 #[cfg(test)]
 mod testkit;

@@ -46,199 +46,22 @@
 //! State is bounded: `max_macs` MACs (the oldest first-seen one is dropped,
 //! judged first if a bridge is pending) and `max_rogue_hosts` remembered rogue
 //! hosts (the smallest is forgotten); both count in `state_evictions`.
+//!
+//! Floor L3. This file owns the detector and its config ([`HostsConfig`]);
+//! the inventory file format and the MAC type are [`inventory`]'s.
+
+mod inventory;
+mod paths;
+
+pub use inventory::{Inventory, InventoryError, Mac};
 
 use super::obs::Obs;
 use super::{Ctx, Detector, DetectorStats, Emit};
 use crate::alert::{rfc3339, Alert};
 use crate::packet::to_ip;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
-use std::path::Path;
-use std::str::FromStr;
-
-/// An Ethernet MAC address, written `02:00:00:00:00:01` (or with `-`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Mac(pub [u8; 6]);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mac, String> {
-        let bad = || format!("bad MAC address {s:?} (want six hex pairs like 02:00:00:00:00:01)");
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for b in &mut out {
-            let p = parts.next().ok_or_else(bad)?;
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(Mac(out))
-    }
-}
-
-impl Serialize for Mac {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// What the inventory knows of one address.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Known {
-    /// A line gave this address without a MAC: any MAC is fine.
-    any_mac: bool,
-    macs: BTreeSet<Mac>,
-}
-
-/// The site's host inventory: a CSV file of `ip,mac,name` lines (MAC and name
-/// optional; blank lines, `#` comments and an `ip,...` header skipped). An
-/// address may have several lines (several NICs).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Inventory {
-    /// As written in the rules file (the path, relative to the working directory).
-    path: String,
-    hosts: BTreeMap<IpAddr, Known>,
-    /// Every MAC the inventory lists (an inventoried machine's rotating IPv6
-    /// addresses are known by their MAC).
-    macs: BTreeSet<Mac>,
-}
-
-/// Why an inventory cannot be used. Every bad line is listed.
-#[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
-    #[error("cannot read inventory {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("inventory {path}: {} bad line(s): {}", .lines.len(), fmt_lines(.path, .lines))]
-    Invalid {
-        path: String,
-        /// (1-based line, problem).
-        lines: Vec<(usize, String)>,
-    },
-}
-
-fn fmt_lines(path: &str, lines: &[(usize, String)]) -> String {
-    lines
-        .iter()
-        .map(|(n, m)| format!("{path}:{n}: {m}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl Inventory {
-    /// Read and check an inventory file.
-    pub fn load(path: &str) -> Result<Inventory, InventoryError> {
-        let text =
-            std::fs::read_to_string(Path::new(path)).map_err(|source| InventoryError::Io {
-                path: path.to_string(),
-                source,
-            })?;
-        Inventory::parse(path, &text)
-    }
-
-    /// Check inventory text; `path` names it in errors.
-    pub fn parse(path: &str, text: &str) -> Result<Inventory, InventoryError> {
-        let mut inv = Inventory {
-            path: path.to_string(),
-            ..Inventory::default()
-        };
-        let mut bad = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let n = i + 1;
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut f = line.splitn(3, ',').map(str::trim);
-            let ip = f.next().unwrap_or_default();
-            let mac = f.next().unwrap_or_default();
-            if n == 1 && ip.eq_ignore_ascii_case("ip") {
-                continue;
-            }
-            let ip = match ip.parse::<IpAddr>() {
-                Ok(ip) => ip,
-                Err(_) => {
-                    bad.push((n, format!("bad IP address {ip:?}")));
-                    continue;
-                }
-            };
-            let k = inv.hosts.entry(ip).or_default();
-            if mac.is_empty() {
-                k.any_mac = true;
-                continue;
-            }
-            match mac.parse::<Mac>() {
-                Ok(m) => {
-                    k.macs.insert(m);
-                    inv.macs.insert(m);
-                }
-                Err(e) => bad.push((n, e)),
-            }
-        }
-        if bad.is_empty() {
-            Ok(inv)
-        } else {
-            Err(InventoryError::Invalid {
-                path: path.to_string(),
-                lines: bad,
-            })
-        }
-    }
-
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Addresses listed.
-    pub fn len(&self) -> usize {
-        self.hosts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
-    }
-}
-
-impl Serialize for Inventory {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.path)
-    }
-}
-
-/// The rules file gives a path; it is read and checked right away, so a bad
-/// inventory is an error of the rules file (at the `inventory` key).
-impl<'de> Deserialize<'de> for Inventory {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Inventory, D::Error> {
-        let path = String::deserialize(d)?;
-        Inventory::load(&path).map_err(serde::de::Error::custom)
-    }
-}
 
 /// `[detect.hosts]` in a rules file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -400,12 +223,12 @@ pub struct HostsDetector {
     rogues: BTreeSet<(IpAddr, Option<[u8; 6]>)>,
     stats: DetectorStats,
     /// Management hosts and the tiers they had flows with.
-    paths: super::paths::PathBridges,
+    paths: paths::PathBridges,
 }
 
 impl HostsDetector {
     pub fn new(cfg: HostsConfig) -> HostsDetector {
-        let paths = super::paths::PathBridges::new(
+        let paths = paths::PathBridges::new(
             cfg.management_zones.clone(),
             cfg.tiers.clone(),
             cfg.max_path_hosts,
@@ -853,12 +676,12 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
     const T0: u64 = 1_700_000_000 * S;
-    const M1: [u8; 6] = [2, 0, 0, 0, 0x0b, 1];
+    pub(super) const M1: [u8; 6] = [2, 0, 0, 0, 0x0b, 1];
     const M2: [u8; 6] = [2, 0, 0, 0, 0x0b, 2];
-    const MR: [u8; 6] = [2, 0, 0, 0, 0x0b, 0xfe];
+    pub(super) const MR: [u8; 6] = [2, 0, 0, 0, 0x0b, 0xfe];
 
     fn site() -> Policy {
-        let text = include_str!("../../rules/example-site.toml");
+        let text = include_str!("../../../rules/example-site.toml");
         match Policy::from_source("example-site.toml", text) {
             Ok((p, _)) => p,
             Err(e) => panic!("example site does not load: {e}"),
@@ -1211,43 +1034,6 @@ mod tests {
     }
 
     #[test]
-    fn inventory_errors_name_every_bad_line() {
-        let e = Inventory::parse(
-            "inv.csv",
-            "ip,mac,name\n192.0.2.1,,a\n192.0.2.999,,b\n\n192.0.2.3,02:00:00:00:0b,c\n",
-        )
-        .expect_err("bad inventory");
-        let m = e.to_string();
-        assert!(m.contains("2 bad line(s)"), "{m}");
-        assert!(
-            m.contains("inv.csv:3: bad IP address \"192.0.2.999\""),
-            "{m}"
-        );
-        assert!(m.contains("inv.csv:5: bad MAC address"), "{m}");
-        // In a rules file: an error at the inventory key.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let inv = dir.path().join("inv.csv");
-        std::fs::write(&inv, "192.0.2.1,zz:00:00:00:00:01,a\n").expect("write");
-        let rules = format!(
-            "[[zone]]\nid = \"a\"\ncidrs = [\"192.0.2.0/24\"]\n\n[detect.hosts]\ninventory = {:?}\n",
-            inv.display().to_string()
-        );
-        match crate::detect::config_of("r.toml", &rules) {
-            Ok(_) => panic!("bad inventory accepted"),
-            Err(e) => {
-                let m = format!("{e:?}");
-                assert!(m.contains("inv.csv:1: bad MAC address"), "{m}");
-                assert!(m.contains("line: 6"), "{m}");
-            }
-        }
-        std::fs::write(&inv, "192.0.2.1,02:00:00:00:00:01,a\n").expect("write");
-        match crate::detect::config_of("r.toml", &rules) {
-            Ok(c) => assert_eq!(c.hosts.inventory.map(|i| i.len()), Some(1)),
-            Err(e) => panic!("good inventory refused: {e:?}"),
-        }
-    }
-
-    #[test]
     fn verdicts_do_not_depend_on_when_time_advances() {
         let p = site();
         let mut obs = Vec::new();
@@ -1302,25 +1088,5 @@ mod tests {
         assert_eq!(d.stats().state_evictions, 6);
         assert_eq!(a.len(), 1, "{a:#?}");
         assert_eq!(a[0].0, T0 + 13 * S, "judged when evicted");
-    }
-
-    #[test]
-    fn mac_text_round_trips_and_rejects_junk() {
-        let m: Mac = "02-00-00-00-0B-01".parse().expect("mac");
-        assert_eq!((m.0, m.to_string().as_str()), (M1, "02:00:00:00:0b:01"));
-        for bad in [
-            "",
-            "02:00:00:00:0b",
-            "02:00:00:00:0b:01:02",
-            "2:0:0:0:b:1",
-            "zz:00:00:00:00:00",
-        ] {
-            assert!(bad.parse::<Mac>().is_err(), "{bad:?}");
-        }
-        let c: HostsConfig =
-            toml::from_str("routers = [\"02:00:00:00:0b:fe\"]\nmax_addresses_per_mac = 6\n")
-                .expect("config");
-        assert_eq!((c.routers, c.max_addresses_per_mac), (vec![Mac(MR)], 6));
-        assert!(toml::from_str::<HostsConfig>("routers = [\"nope\"]").is_err());
     }
 }

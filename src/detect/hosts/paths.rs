@@ -1,4 +1,4 @@
-//! Zone bridges by management paths (`zone_bridge`, rule
+//! Floor L3. Zone bridges by management paths (`zone_bridge`, rule
 //! `detect.hosts.zone_bridge.paths`), part of the hosts detector.
 //!
 //! Owns: which tiers each host of a management zone has had flows with. A host
@@ -13,11 +13,11 @@
 //! flows and flows between two management hosts do not count.
 //!
 //! Leaves alone: verdicts (the flows keep theirs) and MAC sightings
-//! (`hosts.rs`). State: `max_path_hosts` hosts; beyond it the smallest address
+//! (`mod.rs`). State: `max_path_hosts` hosts; beyond it the smallest address
 //! is forgotten (counted in `state_evictions`; it may alert again).
 
-use super::{Ctx, DetectorStats, Emit};
 use crate::alert::{rfc3339, Alert};
+use crate::detect::{Ctx, DetectorStats, Emit};
 use crate::flow::FlowStart;
 use crate::packet::to_ip;
 use crate::policy::{Policy, Verdict, ZoneIdx};
@@ -201,7 +201,7 @@ mod tests {
     use crate::policy::{Policy, Verdict};
 
     fn site() -> Policy {
-        let text = include_str!("../../rules/example-site.toml");
+        let text = include_str!("../../../rules/example-site.toml");
         match Policy::from_source("example-site.toml", text) {
             Ok((p, _)) => p,
             Err(e) => panic!("example site does not load: {e}"),
