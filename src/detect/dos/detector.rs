@@ -452,7 +452,7 @@ impl Detector for DosDetector {
     }
 
     /// Flow observations carry nothing the detector needs: it counts packets
-    /// through [`DosCounter`] windows.
+    /// through [`super::DosCounter`] windows.
     fn observe(&mut self, _o: &Obs, _cx: &Ctx, _out: &mut Emit) {}
 
     fn advance(&mut self, now_ns: u64, cx: &Ctx, out: &mut Emit) {

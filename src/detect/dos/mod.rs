@@ -46,8 +46,8 @@
 //! Floor L3. This file owns the `[detect.dos]` config ([`DosConfig`]) and
 //! what the two sides share: the fixed hashes, the per-destination window
 //! ([`DstAgg`], with its HyperLogLogs and source sample) and the message a
-//! worker ships ([`DosPartial`]). The worker side is [`counter`], the analysis
-//! side (windows judged, episodes) is [`detector`].
+//! worker ships ([`DosPartial`]). The worker side is `counter.rs`, the analysis
+//! side (windows judged, episodes) is `detector.rs`.
 
 mod counter;
 mod detector;

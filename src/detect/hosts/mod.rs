@@ -48,7 +48,7 @@
 //! hosts (the smallest is forgotten); both count in `state_evictions`.
 //!
 //! Floor L3. This file owns the detector and its config ([`HostsConfig`]);
-//! the inventory file format and the MAC type are [`inventory`]'s.
+//! the inventory file format and the MAC type are `inventory.rs`'s.
 
 mod inventory;
 mod paths;
