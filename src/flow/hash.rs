@@ -4,7 +4,7 @@
 //! The hash covers the *canonical* form of a [`FlowKey`]: ICMP/ICMPv6 type/code
 //! are first replaced by their Community ID port equivalents (echo request 8 ↔
 //! reply 0, ICMPv6 128 ↔ 129, router/neighbour solicitation ↔ advertisement, ...;
-//! see [`crate::flow::record::icmp_port_equivalents`]) so a request and its reply
+//! see [`crate::model::proto::icmp_port_equivalents`]) so a request and its reply
 //! meet, then the two `(address, port)` endpoints are ordered (larger first, as
 //! Retina's `ConnId(max, min)`; addresses compared as native-endian integers),
 //! and `proto`, `v6`, both VLAN ids and `link` are mixed in. Hashing is foldhash (fast, keyed by the secret).
@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use foldhash::fast::FoldHasher;
 use foldhash::SharedSeed;
 
-use super::record::{icmp_family, icmp_port_equivalents};
+use crate::model::proto::{icmp_family, icmp_port_equivalents};
 use crate::packet::{FlowKey, PacketMeta};
 
 /// Keyed, direction-free hash of flow keys. Cheap to clone (56 bytes).

@@ -15,9 +15,7 @@ pub mod tally;
 pub mod zones;
 
 pub use hash::FlowHasher;
-pub use record::{
-    community_id, policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart, Refusal, TcpState,
-};
+pub use record::{policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart, Refusal, TcpState};
 
 use crate::packet::FlowKey;
 pub use table::{FlowConfig, FlowStats, FlowTable, PolicyStats};

@@ -35,12 +35,10 @@
 //! | `severity` | for violations `"info"` .. `"critical"`, else `null` |
 use std::io::Write;
 
+use crate::model::community_id::{community_id, community_id_bytes};
+use crate::model::proto::proto_name;
 use crate::model::time::write_rfc3339;
 use crate::packet::FlowKey;
-// Moved to the model floor (L0); re-exported at their old paths.
-pub use crate::model::community_id::{community_id, community_id_bytes, COMMUNITY_ID_LEN};
-pub use crate::model::proto::{icmp_family, icmp_port_equivalents, proto_name};
-pub use crate::model::time::ns_to_system_time;
 use crate::policy::{Allowance, Policy, Verdict};
 
 /// The VLAN a flow's zones are looked up with: the innermost non-zero id

@@ -22,9 +22,6 @@
 
 pub mod openmetrics;
 pub mod server;
-/// The zone-pair cells live on the flow floor (the table fills them); re-exported
-/// under their old path.
-pub use crate::flow::zones;
 
 use crate::capture::LiveCounters;
 use crate::decode::{DecodeFail, DecodeStats};
@@ -555,7 +552,7 @@ impl WorkerPub {
     }
 
     /// Publish the dirty zone-pair cells and zero them.
-    pub fn zone_cells(&mut self, c: &mut zones::ZoneCells) {
+    pub fn zone_cells(&mut self, c: &mut crate::flow::zones::ZoneCells) {
         let (cells, m) = (&mut self.cells, &self.m);
         c.drain(|cell, labels, pkts, bytes| {
             let i = usize::from(cell);

@@ -10,8 +10,6 @@
 //! the rendering. Leaves alone: the summary's own JSON (`summary`), which this
 //! report repeats in part so that the two always agree.
 
-/// The accumulators moved to the flow floor (`flow::tally`); their old path stays.
-pub use crate::flow::tally as acc;
 pub mod human;
 #[cfg(test)]
 mod tests;

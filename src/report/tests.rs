@@ -2,8 +2,8 @@
 //! talker caps, merging workers, gap and backward-time detection, verdict
 //! names of matrix entries, and both human renderings.
 
-use super::acc::{merge_pairs, Gap};
 use super::*;
+use crate::flow::tally::{merge_pairs, Gap};
 use crate::flow::{EndReason, FlowRecord, TcpState};
 use crate::packet::FlowKey;
 use crate::policy::{Policy, POLICY_GENERATIONS};

@@ -417,18 +417,26 @@ mod test {
             .expect("shared/captures/public/PROVENANCE.md must exist next to the crate")
     }
 
-    /// (file, packets, "read before error") from the PROVENANCE index table.
-    fn index(md: &str) -> Vec<(String, u64, bool)> {
-        let table = md
-            .split("## Index")
+    /// Each line of the section of `md` that starts at `heading` (up to the
+    /// next `## `), with its `|`-separated cells trimmed.
+    fn table_rows<'a>(md: &'a str, heading: &str) -> Vec<(&'a str, Vec<&'a str>)> {
+        let section = md
+            .split(heading)
             .nth(1)
-            .expect("index section")
+            .unwrap_or_else(|| panic!("PROVENANCE.md has no {heading:?} section"))
             .split("\n## ")
             .next()
             .unwrap_or_default();
+        section
+            .lines()
+            .map(|l| (l, l.split('|').map(str::trim).collect()))
+            .collect()
+    }
+
+    /// (file, packets, "read before error") from the PROVENANCE index table.
+    fn index(md: &str) -> Vec<(String, u64, bool)> {
         let mut rows = Vec::new();
-        for line in table.lines() {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        for (line, cells) in table_rows(md, "## Index") {
             if cells.len() < 5 || !cells[1].contains('/') {
                 continue;
             }
@@ -450,16 +458,8 @@ mod test {
     /// Community ID specification's pcaps, listed by bare name; its columns:
     /// file, path in the repository, blob, bytes, packets).
     fn cidspec_index(md: &str) -> Vec<(String, u64)> {
-        let table = md
-            .split("\n## j_community_id")
-            .nth(1)
-            .expect("j_community_id section")
-            .split("\n## ")
-            .next()
-            .unwrap_or_default();
         let mut rows = Vec::new();
-        for line in table.lines() {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        for (line, cells) in table_rows(md, "\n## j_community_id") {
             if cells.len() < 7 || !cells[1].ends_with(".pcap") {
                 continue;
             }

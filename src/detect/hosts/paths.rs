@@ -21,6 +21,7 @@ use crate::detect::{Ctx, DetectorStats, Emit};
 use crate::flow::FlowStart;
 use crate::packet::to_ip;
 use crate::policy::{Policy, Verdict, ZoneIdx};
+use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -48,6 +49,10 @@ struct Resolved {
     policy: u64,
     management: Vec<ZoneIdx>,
     tiers: Vec<ZoneIdx>,
+    /// Every block of the management zones, when an address outside them can
+    /// be in no management zone (none of them lists VLANs or is the default
+    /// zone): most flows are then passed over without a zone look-up.
+    blocks: Option<Vec<IpNet>>,
 }
 
 /// The management-path bridge check.
@@ -76,10 +81,25 @@ impl PathBridges {
             let ids = |names: &[String]| -> Vec<ZoneIdx> {
                 names.iter().filter_map(|n| p.zone_by_id(n)).collect()
             };
+            let management = ids(&self.management_zones);
+            let in_management = |z: ZoneIdx| management.iter().any(|m| p.is_within(z, *m));
+            let zones: Vec<ZoneIdx> = (0..p.zones().len())
+                .map(|i| ZoneIdx(i as u16))
+                .filter(|z| in_management(*z))
+                .collect();
+            let by_blocks_only = zones.iter().all(|z| p.zone(*z).vlans.is_empty())
+                && !p.default_zone().is_some_and(in_management);
+            let blocks = by_blocks_only.then(|| {
+                zones
+                    .iter()
+                    .flat_map(|z| p.zone(*z).cidrs.iter().copied())
+                    .collect()
+            });
             self.resolved = Some(Resolved {
                 policy: key,
-                management: ids(&self.management_zones),
                 tiers: ids(&self.tiers),
+                management,
+                blocks,
             });
         }
         self.resolved.as_ref().expect("resolved above")
@@ -97,50 +117,54 @@ impl PathBridges {
         if r.management.is_empty() || r.tiers.is_empty() {
             return;
         }
-        let vlan = crate::packet::inner_vlan(f.key.vlan);
         let (a, b) = (to_ip(&f.key.src, f.key.v6), to_ip(&f.key.dst, f.key.v6));
+        if let Some(blocks) = &r.blocks {
+            if !blocks.iter().any(|n| n.contains(&a) || n.contains(&b)) {
+                return;
+            }
+        }
+        let vlan = crate::packet::inner_vlan(f.key.vlan);
         let (Some(za), Some(zb)) = (p.zone_of(a, vlan), p.zone_of(b, vlan)) else {
             return;
         };
         let within = |z: ZoneIdx, list: &[ZoneIdx]| list.iter().any(|l| p.is_within(z, *l));
         let tier_of = |z: ZoneIdx| r.tiers.iter().copied().find(|t| p.is_within(z, *t));
         let (ma, mb) = (within(za, &r.management), within(zb, &r.management));
-        let mut seen: Vec<(IpAddr, ZoneIdx, IpAddr, ZoneIdx, ZoneIdx, bool)> = Vec::new();
-        if ma && !mb {
-            if let Some(t) = tier_of(zb) {
-                seen.push((a, za, b, zb, t, true));
-            }
+        // One end at most is the management host (flows between two of them do not count).
+        let (host, hz, peer, pz, tier, initiated) = match (ma, mb) {
+            (true, false) => match tier_of(zb) {
+                Some(t) => (a, za, b, zb, t, true),
+                None => return,
+            },
+            (false, true) => match tier_of(za) {
+                Some(t) => (b, zb, a, za, t, false),
+                None => return,
+            },
+            _ => return,
+        };
+        let tier = p.zone(tier).id.as_str();
+        if !self.hosts.contains_key(&host) && self.hosts.len() >= self.max_hosts {
+            self.hosts.pop_first();
+            stats.state_evictions += 1;
         }
-        if mb && !ma {
-            if let Some(t) = tier_of(za) {
-                seen.push((b, zb, a, za, t, false));
-            }
+        let st = self.hosts.entry(host).or_insert_with(|| HostPaths {
+            zone: p.zone(hz).id.clone(),
+            ..HostPaths::default()
+        });
+        if st.alerted || st.tiers.iter().any(|t| t.tier == tier) {
+            return;
         }
-        for (host, hz, peer, pz, tier, initiated) in seen {
-            let tier = p.zone(tier).id.clone();
-            if !self.hosts.contains_key(&host) && self.hosts.len() >= self.max_hosts {
-                self.hosts.pop_first();
-                stats.state_evictions += 1;
-            }
-            let st = self.hosts.entry(host).or_insert_with(|| HostPaths {
-                zone: p.zone(hz).id.clone(),
-                ..HostPaths::default()
-            });
-            if st.alerted || st.tiers.iter().any(|t| t.tier == tier) {
-                continue;
-            }
-            st.tiers.push(TierSeen {
-                tier,
-                first_ns: f.ts_ns,
-                peer,
-                peer_zone: p.zone(pz).id.clone(),
-                initiated,
-            });
-            if st.tiers.len() >= 2 {
-                st.alerted = true;
-                stats.alerts += 1;
-                out.push(f.ts_ns, alert(host, st, f));
-            }
+        st.tiers.push(TierSeen {
+            tier: tier.to_string(),
+            first_ns: f.ts_ns,
+            peer,
+            peer_zone: p.zone(pz).id.clone(),
+            initiated,
+        });
+        if st.tiers.len() >= 2 {
+            st.alerted = true;
+            stats.alerts += 1;
+            out.push(f.ts_ns, alert(host, st, f));
         }
     }
 }

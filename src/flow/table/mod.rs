@@ -176,12 +176,10 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use super::hash::quoted_key;
-use super::record::{
-    icmp_family, icmp_port_equivalents, policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart,
-    Refusal, TcpState,
-};
+use super::record::{policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart, Refusal, TcpState};
 use super::zones::ZoneCells;
 use super::FlowSink;
+use crate::model::proto::{icmp_family, icmp_port_equivalents};
 use crate::packet::{proto, tcp_flags, FlowKey, Frag, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
 
