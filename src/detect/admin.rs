@@ -64,6 +64,18 @@ pub struct AdminConfig {
     pub max_keys: usize,
 }
 
+impl crate::detect::Spec for AdminConfig {
+    /// Flow starts to the admin ports and whether the service answered.
+    fn needs(&self) -> crate::detect::Needs {
+        crate::detect::Needs {
+            starts: true,
+            answered: true,
+            refused: true,
+            ..crate::detect::Needs::default()
+        }
+    }
+}
+
 /// One `[[detect.admin_access.zone]]` entry.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

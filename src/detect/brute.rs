@@ -98,6 +98,20 @@ pub struct BruteConfig {
     pub sample_size: usize,
 }
 
+impl crate::detect::Spec for BruteConfig {
+    /// Flow starts and their outcomes: answered, refused, and TCP closes on
+    /// the service ports (how a login attempt ended).
+    fn needs(&self) -> crate::detect::Needs {
+        crate::detect::Needs {
+            starts: true,
+            answered: true,
+            refused: true,
+            closes: Some(crate::detect::PortSet::of(&self.ports)),
+            ..crate::detect::Needs::default()
+        }
+    }
+}
+
 /// The authentication services watched by default.
 pub const DEFAULT_PORTS: [u16; 12] = [21, 22, 23, 88, 389, 445, 636, 3389, 5900, 5985, 5986, 139];
 

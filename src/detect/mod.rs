@@ -23,6 +23,7 @@ pub mod brute;
 pub mod dos;
 pub mod hosts;
 pub mod merge;
+pub mod needs;
 pub mod obs;
 pub mod scan;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub mod window;
 
 use crate::alert::Alert;
 use crate::policy::Policy;
+pub use needs::{Needs, PacketTap, PortSet, Spec, TapPart};
 use obs::Obs;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -38,9 +40,10 @@ use std::net::IpAddr;
 /// The detector registry: each detector once, in the order they run (a
 /// detector's place is its rank in the alert order), as `[detect.KEY]` table:
 /// config type => detector type. It makes [`DetectConfig`] (the `[detect]`
-/// table), [`DetectConfig::none`] and [`detectors`]. A config has a public
-/// `enabled` flag; a detector a `new(config)`. Adding a detector: its file,
-/// its `pub mod` line above, and one line here.
+/// table), [`DetectConfig::none`], [`detectors`], [`needs`] and [`taps`]. A
+/// config has a public `enabled` flag and implements [`Spec`] (what the
+/// detector needs from the workers); a detector has a `new(config)`. Adding a
+/// detector: its file, its `pub mod` line above, and one line here.
 macro_rules! registry {
     ($($key:ident: $cfg:ty => $det:ty,)*) => {
         /// Thresholds of every detector: the `[detect]` table of a rules file
@@ -58,6 +61,11 @@ macro_rules! registry {
                 $(c.$key.enabled = false;)*
                 c
             }
+
+            /// Whether any detector is on.
+            pub fn any_enabled(&self) -> bool {
+                false $(|| self.$key.enabled)*
+            }
         }
 
         /// The detectors `cfg` enables, in registry order.
@@ -69,6 +77,46 @@ macro_rules! registry {
                 }
             )*
             v
+        }
+
+        /// What the detectors `cfg` enables need from the workers, united.
+        pub fn needs(cfg: &DetectConfig) -> Needs {
+            let mut n = Needs::default();
+            $(
+                if cfg.$key.enabled {
+                    n.union(Spec::needs(&cfg.$key));
+                }
+            )*
+            n
+        }
+
+        /// One worker's taps for the detectors `cfg` enables: (the
+        /// detector's index in [`detectors`], its tap).
+        pub fn taps(cfg: &DetectConfig) -> Vec<(usize, Box<dyn PacketTap>)> {
+            let mut v: Vec<(usize, Box<dyn PacketTap>)> = Vec::new();
+            let mut i = 0;
+            $(
+                if cfg.$key.enabled {
+                    if let Some(t) = Spec::tap(&cfg.$key) {
+                        v.push((i, t));
+                    }
+                    i += 1;
+                }
+            )*
+            let _ = i;
+            v
+        }
+
+        /// What the detector named `name` needs with its default thresholds
+        /// (the detector tests feed a detector only what it declares).
+        #[cfg(test)]
+        pub(crate) fn default_needs(name: &str) -> Option<Needs> {
+            $(
+                if stringify!($key) == name {
+                    return Some(Spec::needs(&<$cfg>::default()));
+                }
+            )*
+            None
         }
     };
 }
@@ -209,10 +257,10 @@ pub trait Detector: Send {
     fn observe(&mut self, o: &Obs, cx: &Ctx, out: &mut Emit);
     /// Every observation up to `now_ns` has been seen: close what ended.
     fn advance(&mut self, now_ns: u64, cx: &Ctx, out: &mut Emit);
-    /// A worker's per-packet window ([`dos::DosPartial`]); only the `dos`
-    /// detector uses it.
-    fn dos_partial(&mut self, p: &dos::DosPartial) {
-        let _ = p;
+    /// A part its workers' [`PacketTap`]s shipped (only detectors whose
+    /// [`Spec::tap`] makes one get any).
+    fn tapped(&mut self, part: TapPart) {
+        let _ = part;
     }
     fn stats(&self) -> DetectorStats;
 }

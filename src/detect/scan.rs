@@ -63,6 +63,19 @@ pub struct ScanConfig {
     pub sample_size: usize,
 }
 
+impl crate::detect::Spec for ScanConfig {
+    /// Flow starts (targets), their answers and refusals, and ARP (sweeps).
+    fn needs(&self) -> crate::detect::Needs {
+        crate::detect::Needs {
+            starts: true,
+            answered: true,
+            refused: true,
+            arp: true,
+            ..crate::detect::Needs::default()
+        }
+    }
+}
+
 impl Default for ScanConfig {
     fn default() -> Self {
         ScanConfig {

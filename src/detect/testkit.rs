@@ -46,8 +46,13 @@ pub fn start_flags(ts: u64, k: FlowKey, flags: u8) -> Obs {
 }
 
 /// Run `d` over `obs` (sorted into release order first) and the end of input:
-/// its alerts with their due times.
+/// its alerts with their due times. Only the observations the detector
+/// declares it needs ([`crate::detect::Spec::needs`]) reach it, as in the
+/// sensor, so a detector that reads a kind it did not declare fails its tests.
 pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
+    let needs = crate::detect::default_needs(d.name())
+        .unwrap_or_else(|| panic!("detector {} is not in the registry", d.name()));
+    obs.retain(|o| fed(&needs, o));
     obs.sort_by_key(Obs::sort_key);
     let cx = Ctx {
         policy,
@@ -59,6 +64,21 @@ pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> 
     }
     d.advance(u64::MAX, &cx, &mut out);
     out.items.into_iter().map(|(t, _, a)| (t, a)).collect()
+}
+
+/// Whether the workers send `o` to a detector with `needs` (closes: on any
+/// port here, since tests may set their own service ports).
+pub fn fed(needs: &crate::detect::Needs, o: &Obs) -> bool {
+    match o {
+        Obs::Start(_) => needs.starts,
+        Obs::Answered { .. } => needs.answered,
+        Obs::Refused { .. } => needs.refused,
+        Obs::Closed(_) => needs.closes.is_some(),
+        Obs::Arp(_) => needs.arp,
+        Obs::Moved(_) => needs.moved,
+        // Separation folding only; violating starts go to detectors as starts.
+        Obs::Seen { .. } => false,
+    }
 }
 
 /// Each alert as it finally stands: a later line of a detector's group

@@ -291,3 +291,41 @@ fn a_ping_sweep_alerts_when_unanswered_probes_time_out() {
     assert!(*t1 >= T0 + cfg.window_secs * S);
     assert_eq!(first.group, last.group);
 }
+
+#[test]
+fn every_detector_declares_its_needs_and_taps_point_at_it() {
+    let all = DetectConfig::default();
+    let dets = crate::detect::detectors(&all);
+    assert!(!dets.is_empty());
+    for d in &dets {
+        assert!(
+            crate::detect::default_needs(d.name()).is_some(),
+            "{} is named as in the registry",
+            d.name()
+        );
+    }
+    // The union of every detector's needs is every kind of observation.
+    let n = crate::detect::needs(&all);
+    assert!(n.starts && n.answered && n.refused && n.arp && n.moved);
+    assert!(n.close_on(22) && !n.close_on(80));
+    // A tap ships to its own detector, whichever detectors are off.
+    let taps = crate::detect::taps(&all);
+    let names: Vec<&str> = taps.iter().map(|(i, _)| dets[*i].name()).collect();
+    assert_eq!(names, ["dos"]);
+    let mut some = DetectConfig::default();
+    some.port_scan.enabled = false;
+    some.hosts.enabled = false;
+    let dets = crate::detect::detectors(&some);
+    let names: Vec<&str> = crate::detect::taps(&some)
+        .iter()
+        .map(|(i, _)| dets[*i].name())
+        .collect();
+    assert_eq!(names, ["dos"]);
+    // Detectors off need nothing.
+    assert_eq!(
+        crate::detect::needs(&DetectConfig::none()),
+        crate::detect::Needs::default()
+    );
+    assert!(crate::detect::taps(&DetectConfig::none()).is_empty());
+    assert!(!DetectConfig::none().any_enabled() && all.any_enabled());
+}

@@ -9,7 +9,7 @@ use crate::alert::fold::{FoldConfig, Folder};
 use crate::alert::{Alert, AlertSink, AlertStats, Event};
 use crate::detect::obs::Obs;
 use crate::detect::{
-    detectors, dos, merge, Ctx, DetectConfig, Detector, DetectorStats, Emit, END_OF_INPUT, SHUTDOWN,
+    detectors, merge, Ctx, DetectConfig, Detector, DetectorStats, Emit, END_OF_INPUT, SHUTDOWN,
 };
 use crate::flow::FlowStart;
 use crate::model::maps::FastMap as HashMap;
@@ -34,11 +34,13 @@ pub enum AnalysisMsg {
         slot: u8,
         policy: Arc<Policy>,
     },
-    /// A worker's per-packet DoS counts of one window of packet time (sent
-    /// before any watermark past the window's end).
-    Dos {
+    /// A part a worker's [`crate::detect::PacketTap`] shipped for detector
+    /// `detector` (its index in [`detectors`]), sent before any watermark
+    /// past the time it covers.
+    Tap {
         worker: usize,
-        part: Box<dos::DosPartial>,
+        detector: usize,
+        part: crate::detect::TapPart,
     },
     /// The worker has finished (flushed its table); `shutdown`: a signal or a
     /// limit stopped the capture (else every input ended).
@@ -162,9 +164,13 @@ pub fn serve(
                 current = Some(policy);
                 continue;
             }
-            AnalysisMsg::Dos { worker: _, part } => {
-                for d in run.dets.iter_mut() {
-                    d.dos_partial(&part);
+            AnalysisMsg::Tap {
+                worker: _,
+                detector,
+                part,
+            } => {
+                if let Some(d) = run.dets.get_mut(detector) {
+                    d.tapped(part);
                 }
                 continue;
             }

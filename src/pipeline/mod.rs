@@ -18,24 +18,23 @@
 //!   partial batch (or an empty one) so idle workers expire flows too.
 
 pub mod analysis;
+mod capture;
+mod worker;
 
 use crate::alert::fold::FoldConfig;
 use crate::alert::AlertSink;
-use crate::capture::{CaptureError, LiveCounters, Next, PacketSource, SourceReport};
-use crate::decode::{self, DecodeStats, LinkIds};
-use crate::detect::dos::DosCounter;
-use crate::detect::obs::{ArpObs, Obs};
+use crate::capture::{CaptureError, PacketSource, SourceReport};
+use crate::decode::DecodeStats;
+use crate::detect::obs::Obs;
 use crate::detect::DetectConfig;
-use crate::flow::{
-    EndReason, FlowClose, FlowConfig, FlowHasher, FlowRecord, FlowSink, FlowStart, FlowStats,
-    FlowTable, Refusal,
-};
+use crate::flow::{EndReason, FlowConfig, FlowStats};
 use crate::metrics::openmetrics::Recorder;
-use crate::metrics::{CapturePub, Metrics, WorkerPub};
-use crate::packet::{FlowKey, PacketMeta, L3};
-use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
+use crate::metrics::{Metrics, WorkerPub};
+use crate::packet::PacketMeta;
+use crate::policy::Policy;
 use analysis::{AnalysisConfig, AnalysisMsg, AnalysisStats};
 use arc_swap::ArcSwap;
+use capture::{Capture, EvidenceOut};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -43,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use worker::{FlowLines, ObsOut, WorkerEnd, WorkerSink};
 
 /// Packet-time interval after which every worker hears the clock.
 pub const TICK_NS: u64 = 1_000_000_000;
@@ -352,7 +352,6 @@ fn spawn_workers(
     cfg: &PipelineConfig,
     n: usize,
     alerts: Option<(&Sender<AnalysisMsg>, &Receiver<Vec<Obs>>)>,
-    detecting: bool,
     chunk_tx: Option<&Sender<Vec<u8>>>,
     spare_rx: &Receiver<Vec<u8>>,
 ) -> Result<
@@ -366,6 +365,7 @@ fn spawn_workers(
     let mut to_worker = Vec::with_capacity(n);
     let mut recycled = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
+    let needs = worker_needs(cfg);
     for i in 0..n {
         let (tx, rx) = bounded::<Msg>(cfg.queue_depth.get());
         let (ret_tx, ret_rx) = bounded::<Vec<PacketMeta>>(cfg.queue_depth.get() + 2);
@@ -375,31 +375,30 @@ fn spawn_workers(
         }
         let flow_cfg = cfg.flow.clone();
         let policy = cfg.policy.clone();
-        let sink = ChunkSink {
+        let sink = WorkerSink {
             gens: std::array::from_fn(|i| if i == 0 { cfg.policy.clone() } else { None }),
-            alerts: match alerts {
-                Some((tx, spare)) => Some(AlertOut {
-                    tx: tx.clone(),
-                    spare: spare.clone(),
-                    worker: i,
-                    events: Vec::new(),
-                    sent_ns: 0,
-                    all: detecting,
-                    closed_ports: closed_ports(cfg.detect.as_ref()),
-                    dos: cfg
-                        .detect
-                        .as_ref()
-                        .filter(|d| d.dos.enabled)
-                        .map(|d| Box::new(DosCounter::new(&d.dos))),
-                }),
-                _ => None,
-            },
-            buf: Vec::new(),
-            out: chunk_tx.cloned(),
-            spare: spare_rx.clone(),
-            shipped_at: Instant::now(),
-            hurry: cfg.hurry.clone(),
-            lines_skipped: 0,
+            lines: chunk_tx.map(|out| FlowLines {
+                buf: Vec::new(),
+                out: out.clone(),
+                spare: spare_rx.clone(),
+                shipped_at: Instant::now(),
+                hurry: cfg.hurry.clone(),
+                skipped: 0,
+            }),
+            obs: alerts.map(|(tx, spare)| ObsOut {
+                tx: tx.clone(),
+                spare: spare.clone(),
+                worker: i,
+                events: Vec::new(),
+                needs: needs.clone(),
+                taps: cfg
+                    .detect
+                    .as_ref()
+                    .map(crate::detect::taps)
+                    .unwrap_or_default(),
+                parts: Vec::new(),
+                sent_ns: 0,
+            }),
             report: cfg
                 .report_gap_ns
                 .map(|_| Box::new(crate::flow::tally::ZoneAcc::new())),
@@ -409,7 +408,9 @@ fn spawn_workers(
         let hurry = cfg.hurry.clone();
         let h = thread::Builder::new()
             .name(format!("zw-worker-{i}"))
-            .spawn(move || worker(rx, ret_tx, flow_cfg, policy, updates, sink, publish, hurry))
+            .spawn(move || {
+                worker::worker(rx, ret_tx, flow_cfg, policy, updates, sink, publish, hurry)
+            })
             .map_err(PipelineError::Spawn)?;
         to_worker.push(tx);
         recycled.push(ret_rx);
@@ -418,7 +419,24 @@ fn spawn_workers(
     Ok((to_worker, recycled, handles))
 }
 
-/// Runs the pipeline until the source ends, `stop` is set, or a limit is hit.
+/// What the workers send the analysis thread besides violations: what the
+/// enabled detectors need, and every flow start when a detector runs on two
+/// or more inputs (the analysis thread names an alert's input from where its
+/// addresses were first seen: `analysis::SEEN_ON_CAP`).
+fn worker_needs(cfg: &PipelineConfig) -> crate::detect::Needs {
+    let Some(d) = &cfg.detect else {
+        return crate::detect::Needs::default();
+    };
+    let mut needs = crate::detect::needs(d);
+    if cfg.sources.len() > 1 && d.any_enabled() {
+        needs.starts = true;
+    }
+    needs
+}
+
+/// Runs the pipeline until the source ends, `stop` is set, or a limit is hit:
+/// starts the writer, analysis and worker threads, runs the capture loop
+/// ([`capture::Capture`]) on this thread, then ends and joins the others.
 ///
 /// Generic over the source so the reader's `next` inlines into the capture loop
 /// (a `dyn` call per packet was measurable at 64-byte frames).
@@ -432,16 +450,6 @@ pub fn run<S: PacketSource + ?Sized>(
     let started = Instant::now();
     let n = cfg.workers.get();
     let live = source.is_live();
-    let when_full = if live {
-        WhenFull::DropNewest
-    } else {
-        WhenFull::Block
-    };
-    let hasher = match cfg.hash_seed {
-        Some(s) => FlowHasher::with_seed(s),
-        None => FlowHasher::new(),
-    }
-    .with_vlan_in_key(cfg.flow.vlan_in_key);
 
     // Writer thread for flow lines: chunks of whole lines in, buffers back out.
     let (chunk_tx, spare_tx, spare_rx, writer) = spawn_writer(outputs.flows, n)?;
@@ -450,14 +458,12 @@ pub fn run<S: PacketSource + ?Sized>(
     // Analysis thread: folds violations and runs the detectors on the
     // workers' merged observations (pipeline::analysis).
     let (alert_tx, alert_spare, alerter) = spawn_analysis(cfg, outputs.alerts, n)?;
-    let detecting = cfg.detect.is_some();
 
     // Workers.
     let (to_worker, recycled, handles) = spawn_workers(
         cfg,
         n,
         alert_tx.as_ref().zip(alert_spare.as_ref()),
-        detecting,
         flows_wanted.then_some(&chunk_tx),
         &spare_rx,
     )?;
@@ -477,225 +483,73 @@ pub fn run<S: PacketSource + ?Sized>(
         _ => None,
     };
 
-    let mut pending: Vec<Vec<PacketMeta>> = recycled
-        .iter()
-        .map(|r| r.try_recv().unwrap_or_default())
-        .collect();
-    let mut queue_drops = vec![0u64; n];
-    let mut links = LinkIds::default();
-    let mut dstats = DecodeStats::default();
-    let mut meta = PacketMeta::default();
-    let mut frames = 0u64;
-    let mut bytes = 0u64;
-    let mut wire_bytes = 0u64;
-    let mut first_ts: Option<u64> = None;
-    let mut clock = 0u64; // newest packet time seen
-    let tick = if live { LIVE_TICK_NS } else { TICK_NS };
-    let mut next_tick = 0u64;
-    let batch_size = cfg.batch_size.get();
-
-    let mut dispatch = Dispatch {
-        to_worker: &to_worker,
-        recycled: &recycled,
-        queue_drops: &mut queue_drops,
-        when_full,
-        batch_size,
-        stamp: cfg.metrics.is_some(),
-        first_at: vec![None; n],
-        evidence,
-    };
-    let mut publish = cfg.metrics.as_deref().map(CapturePub::new);
-    // Openmetrics snapshots: the next boundary of packet time (0 = none yet).
-    let snapshots = cfg.openmetrics.as_deref().filter(|_| publish.is_some());
-    let mut next_snapshot = 0u64;
-    let (sync_tx, sync_rx) = bounded::<()>(n);
-    // libpcap's counters cost a system call: read them at most this often.
-    let mut live_stats_at = Instant::now();
-
-    // Live: after a stop signal, read what the capture buffer already holds
-    // (until the source is idle, at most DRAIN_LIMIT), so frames the kernel
-    // handed over are analysed rather than silently lost.
-    // A second interrupt (`hurry`) ends the drain at once.
-    let mut draining: Option<Instant> = None;
-    let mut idle_while_draining = 0u32;
-    let hurried = || {
-        cfg.hurry
-            .as_ref()
-            .is_some_and(|h| h.load(Ordering::Relaxed))
-    };
-    let mut gaps = cfg.report_gap_ns.map(crate::flow::tally::GapTracker::new);
-    let mut sensor_clock = crate::capture::clock::SensorClock::new(cfg.fold.slack_ns);
-    let stop_cause = loop {
-        match draining {
-            None if stop.load(Ordering::Relaxed) => {
-                if !live || hurried() {
-                    break StopCause::Signal;
-                }
-                draining = Some(Instant::now());
-            }
-            Some(t) if t.elapsed() >= DRAIN_LIMIT || hurried() => break StopCause::Signal,
-            _ => {}
-        }
-        // Matched in place: binding the result first (`source.next()?`) moved the
-        // frame through the stack with overlapping partial copies that stalled
-        // store-to-load forwarding once per packet.
-        match source.next() {
-            Ok(Next::Frame(mut frame)) => {
-                // Sensor time from here on (capture::clock): monotonic over the
-                // input up to the reorder slack; the gap watch sees the file's own.
-                let own_ts = frame.ts_ns;
-                frame.ts_ns = sensor_clock.time(own_ts);
-                if let (Some(rec), Some(m)) = (snapshots, &mut publish) {
-                    if frame.ts_ns >= next_snapshot {
-                        // Everything before this frame is accounted, then snapshot.
-                        dispatch.send_all(&mut pending, clock);
-                        for tx in dispatch.to_worker {
-                            let _ = tx.send(Msg::Sync(sync_tx.clone()));
-                        }
-                        for _ in 0..n {
-                            let _ = sync_rx.recv();
-                        }
-                        m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
-                        let iv = rec.interval_ns();
-                        let floor = frame.ts_ns / iv * iv;
-                        if next_snapshot == 0 {
-                            rec.snapshot(frame.ts_ns, false);
-                        } else {
-                            rec.snapshot(next_snapshot, false);
-                            if floor > next_snapshot {
-                                rec.snapshot(floor, false);
-                            }
-                        }
-                        next_snapshot = floor.saturating_add(iv);
-                    }
-                }
-                frames += 1;
-                if let Some(g) = &mut gaps {
-                    g.see(own_ts);
-                }
-                bytes += frame.data.len() as u64;
-                wire_bytes += u64::from(frame.orig_len);
-                if first_ts.is_none() {
-                    first_ts = Some(frame.ts_ns);
-                }
-                // `decode::decode`, with the fast path's outcome known here: an
-                // IPv4/IPv6 packet that is counted in few steps and always sent.
-                let forward = if decode::decode_fast(&frame, &mut meta) {
-                    dstats.record_fast(&frame, &meta);
-                    true
-                } else {
-                    let result = decode::decode_slow(&frame, &mut links, &mut meta);
-                    dstats.record(&frame, &meta, result);
-                    // Workers get every IP/ARP packet whose addresses are sound; a
-                    // frame that failed inside its IP or ARP header is only counted.
-                    let sound = match result {
-                        Ok(()) => true,
-                        Err(e) => e.reason.transport_known(),
-                    };
-                    sound && matches!(meta.l3, L3::Ipv4 | L3::Ipv6 | L3::Arp)
-                };
-                if forward {
-                    meta.source = frame.source;
-                    if let Some(ev) = &mut dispatch.evidence {
-                        ev.batch
-                            .push(&frame, &crate::flow::table::flow_key_of(&meta));
-                        if ev.batch.is_full() {
-                            ev.flush();
-                        }
-                    }
-                    meta.hash = hasher.hash_packet(&meta);
-                    let w = worker_of(meta.hash, n);
-                    let batch = &mut pending[w];
-                    if dispatch.stamp && batch.is_empty() {
-                        dispatch.first_at[w] = Some(Instant::now());
-                    }
-                    batch.push(meta);
-                    if batch.len() >= batch_size {
-                        dispatch.send(w, &mut pending[w], clock.max(frame.ts_ns));
-                    }
-                }
-                if frame.ts_ns > clock {
-                    clock = frame.ts_ns;
-                    if clock >= next_tick {
-                        if next_tick != 0 {
-                            dispatch.send_all(&mut pending, clock);
-                        }
-                        next_tick = clock.saturating_add(tick);
-                    }
-                }
-                if frames & 0x3ff == 0 {
-                    if let Some(m) = &mut publish {
-                        m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
-                        if live && live_stats_at.elapsed() >= LIVE_STATS_EVERY {
-                            live_stats_at = Instant::now();
-                            publish_live(source, m);
-                        }
-                    }
-                    if let Some(p) = progress {
-                        let (done, total) = source.progress();
-                        p.update(done, total, frames);
-                    }
-                    if limit_reached(cfg, frames, started) {
-                        break StopCause::Limit;
-                    }
-                } else if cfg.max_frames.is_some_and(|m| frames >= m) {
-                    break StopCause::Limit;
-                }
-            }
-            Ok(Next::Idle { now_ns }) => {
-                if draining.is_some() {
-                    // The first Idle may only mean "nothing retired yet" (a
-                    // non-blocking read of a ring whose current block the
-                    // kernel has not handed over); the second comes after a
-                    // full poll timeout, by which the block is retired.
-                    idle_while_draining += 1;
-                    if idle_while_draining >= 2 {
-                        break StopCause::Signal;
-                    }
-                    continue;
-                }
-                if let Some(now) = now_ns {
-                    clock = clock.max(now);
-                }
-                dispatch.send_all(&mut pending, clock);
-                if let Some(m) = &mut publish {
-                    m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
-                    if live_stats_at.elapsed() >= LIVE_STATS_EVERY {
-                        live_stats_at = Instant::now();
-                        publish_live(source, m);
-                    }
-                }
-                if limit_reached(cfg, frames, started) {
-                    break StopCause::Limit;
-                }
-            }
-            Ok(Next::End) => break StopCause::EndOfInput,
-            Err(e) => return Err(e.into()),
-        }
-    };
-
-    // Drain: the last partial batches always go through (blocking even when live:
-    // the capture has stopped, nothing more can be lost by waiting).
-    dispatch.when_full = WhenFull::Block;
-    dispatch.send_all(&mut pending, clock);
-    // (send_all handed over the last evidence frames first.)
-    let not_copied = dispatch.evidence.take().map_or(0, |e| e.dropped);
-    if let Some(m) = &mut publish {
-        m.publish(frames, wire_bytes, &dstats, dispatch.queue_drops, clock);
-    }
+    let mut cap = Capture::new(cfg, live, to_worker, recycled, evidence);
+    let stop_cause = cap.run(source, stop, progress, started)?;
     let end = match stop_cause {
         StopCause::EndOfInput => EndReason::EndOfCapture,
         StopCause::Signal | StopCause::Limit => EndReason::Shutdown,
     };
-    for tx in &to_worker {
-        let _ = tx.send(Msg::Finish(end));
-    }
-    drop(to_worker);
+    let not_copied = cap.finish(end);
     if let Some(p) = progress {
         let (done, total) = source.progress();
-        p.update(done, total, frames);
+        p.update(done, total, cap.frames);
     }
 
+    let joined = join(handles, alerter, writer, spare_tx, not_copied)?;
+    let frames = cap.frames;
+    if let Some(rec) = cap.snapshots.filter(|_| frames > 0) {
+        rec.snapshot(cap.clock, true);
+    }
+    let hurried = cfg
+        .hurry
+        .as_ref()
+        .is_some_and(|h| h.load(Ordering::Relaxed));
+    Ok(RunReport {
+        live,
+        stop: stop_cause,
+        frames,
+        bytes: cap.bytes,
+        wire_bytes: cap.wire_bytes,
+        first_ts_ns: cap.first_ts,
+        last_ts_ns: if frames > 0 { Some(cap.clock) } else { None },
+        source: cap.source_report(source),
+        decode: cap.dstats,
+        flows: joined.flows,
+        queue_drops: cap.dispatch.queue_drops,
+        links: cap.links.list().collect(),
+        workers: n,
+        elapsed: started.elapsed(),
+        alerts: joined.alerts,
+        clock_steps: ClockSteps {
+            count: cap.sensor_clock.steps,
+            listed: cap.sensor_clock.listed,
+        },
+        report: cap.gaps.map(|g| crate::flow::tally::ReportData {
+            pairs: crate::flow::tally::merge_pairs(joined.pair_parts),
+            gaps: Some(g),
+        }),
+        unwritten: hurried.then_some(joined.unwritten),
+    })
+}
+
+/// What the other threads handed back.
+struct Joined {
+    flows: FlowStats,
+    pair_parts: Vec<crate::flow::tally::Pairs>,
+    alerts: Option<AnalysisStats>,
+    unwritten: Unwritten,
+}
+
+/// Wait for the workers, then the analysis thread, then the writer (each
+/// ends when the ones feeding it have); their errors in that order of
+/// precedence: the analysis thread's, a panic, the writer's.
+fn join(
+    handles: Vec<thread::JoinHandle<WorkerEnd>>,
+    alerter: Option<thread::JoinHandle<(AnalysisStats, std::io::Result<()>)>>,
+    writer: Option<thread::JoinHandle<std::io::Result<()>>>,
+    spare_tx: Sender<Vec<u8>>,
+    not_copied: u64,
+) -> Result<Joined, PipelineError> {
     let mut flows = FlowStats::default();
     let mut panicked = false;
     let mut pair_parts = Vec::new();
@@ -735,68 +589,12 @@ pub fn run<S: PacketSource + ?Sized>(
         return Err(PipelineError::WorkerPanic);
     }
     write_result.map_err(PipelineError::Output)?;
-    if let Some(rec) = snapshots.filter(|_| frames > 0) {
-        rec.snapshot(clock, true);
-    }
-
-    Ok(RunReport {
-        live,
-        stop: stop_cause,
-        frames,
-        bytes,
-        wire_bytes,
-        first_ts_ns: first_ts,
-        last_ts_ns: if frames > 0 { Some(clock) } else { None },
-        decode: dstats,
+    Ok(Joined {
         flows,
-        source: {
-            source.refresh_counters();
-            let report = source.report();
-            if let Some(m) = &mut publish {
-                m.live(live_totals(&report));
-            }
-            report
-        },
-        queue_drops,
-        links: links.list().collect(),
-        workers: n,
-        elapsed: started.elapsed(),
+        pair_parts,
         alerts,
-        clock_steps: ClockSteps {
-            count: sensor_clock.steps,
-            listed: sensor_clock.listed,
-        },
-        report: gaps.map(|g| crate::flow::tally::ReportData {
-            pairs: crate::flow::tally::merge_pairs(pair_parts),
-            gaps: Some(g),
-        }),
-        unwritten: hurried().then_some(unwritten),
+        unwritten,
     })
-}
-
-/// How often a live capture publishes libpcap's counters (a system call).
-const LIVE_STATS_EVERY: Duration = Duration::from_secs(1);
-
-/// Re-read libpcap's counters and publish them (live only; once a second).
-fn publish_live<S: PacketSource + ?Sized>(source: &mut S, m: &mut CapturePub) {
-    source.refresh_counters();
-    m.live(live_totals(&source.report()));
-}
-
-/// libpcap's counters summed over the inputs.
-fn live_totals(r: &SourceReport) -> LiveCounters {
-    let mut t = LiveCounters::default();
-    for c in r.inputs.iter().filter_map(|i| i.live) {
-        t.received += c.received;
-        t.dropped += c.dropped;
-        t.if_dropped += c.if_dropped;
-    }
-    t
-}
-
-fn limit_reached(cfg: &PipelineConfig, frames: u64, started: Instant) -> bool {
-    cfg.max_frames.is_some_and(|m| frames >= m)
-        || cfg.max_duration.is_some_and(|d| started.elapsed() >= d)
 }
 
 /// Worker index from bits 24..56 of the flow hash (Lemire's multiply-shift), so
@@ -804,499 +602,4 @@ fn limit_reached(cfg: &PipelineConfig, frames: u64, started: Instant) -> bool {
 #[inline]
 pub fn worker_of(hash: u64, n: usize) -> usize {
     (((hash >> 24) as u32 as u64 * n as u64) >> 32) as usize
-}
-
-/// The capture thread's side of the worker queues.
-struct Dispatch<'a> {
-    to_worker: &'a [Sender<Msg>],
-    recycled: &'a [Receiver<Vec<PacketMeta>>],
-    queue_drops: &'a mut [u64],
-    when_full: WhenFull,
-    batch_size: usize,
-    /// Stamp each batch with the wall clock (metrics: latency).
-    stamp: bool,
-    /// Per worker: when the first packet of its pending batch was read.
-    first_at: Vec<Option<Instant>>,
-    /// `--evidence`: frames copied for the analysis thread.
-    evidence: Option<EvidenceOut>,
-}
-
-/// The capture thread's evidence copies, sent before any worker batch that
-/// holds the same frames: by the time a worker's watermark passes a frame,
-/// the analysis thread has it queued.
-struct EvidenceOut {
-    tx: Sender<AnalysisMsg>,
-    batch: crate::evidence::Batch,
-    live: bool,
-    /// Frames dropped because the analysis thread was behind (live only).
-    dropped: u64,
-    /// `zonewatch_evidence_cut_total{reason="frames_not_copied"}`.
-    metric: Option<prometheus::IntCounter>,
-}
-
-impl EvidenceOut {
-    fn flush(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let b = Box::new(std::mem::take(&mut self.batch));
-        // (`take` put a fresh, fully reserved batch in its place.)
-        let n = b.recs.len() as u64;
-        let sent = if self.live {
-            self.tx.try_send(AnalysisMsg::Frames(b)).is_ok()
-        } else {
-            self.tx.send(AnalysisMsg::Frames(b)).is_ok()
-        };
-        if !sent {
-            self.dropped += n;
-            if let Some(m) = &self.metric {
-                m.inc_by(n);
-            }
-        }
-    }
-}
-
-impl Dispatch<'_> {
-    /// Hand `batch` to worker `w` and put an empty recycled one in its place.
-    fn send(&mut self, w: usize, batch: &mut Vec<PacketMeta>, now_ns: u64) {
-        if let Some(ev) = &mut self.evidence {
-            ev.flush();
-        }
-        if self.when_full == WhenFull::DropNewest && self.to_worker[w].is_full() {
-            // The worker is behind: drop this batch's packets, keep the vector.
-            // (This thread is the only sender, so the queue cannot fill between
-            // this check and the `try_send` below.)
-            self.queue_drops[w] += batch.len() as u64;
-            batch.clear();
-            self.first_at[w] = None;
-            return;
-        }
-        let fresh = match self.recycled[w].try_recv() {
-            Ok(v) => v,
-            Err(_) => match self.when_full {
-                // Every recycled batch is in flight: wait for one (replay).
-                WhenFull::Block => self.recycled[w]
-                    .recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(self.batch_size)),
-                WhenFull::DropNewest => {
-                    self.queue_drops[w] += batch.len() as u64;
-                    batch.clear();
-                    self.first_at[w] = None;
-                    return;
-                }
-            },
-        };
-        let full = std::mem::replace(batch, fresh);
-        let sent = self.first_at.get_mut(w).and_then(Option::take);
-        let msg = Msg::Batch(Batch {
-            pkts: full,
-            now_ns,
-            sent,
-        });
-        let sent = match self.when_full {
-            WhenFull::Block => self.to_worker[w].send(msg).map_err(|e| e.into_inner()),
-            WhenFull::DropNewest => self.to_worker[w].try_send(msg).map_err(|e| e.into_inner()),
-        };
-        if let Err(Msg::Batch(b)) = sent {
-            // Only when the worker is gone (it panicked): count what it missed.
-            self.queue_drops[w] += b.pkts.len() as u64;
-        }
-    }
-
-    /// Send every worker its partial batch (possibly empty: a clock tick).
-    fn send_all(&mut self, pending: &mut [Vec<PacketMeta>], now_ns: u64) {
-        for (w, batch) in pending.iter_mut().enumerate() {
-            self.send(w, batch, now_ns);
-        }
-    }
-}
-
-/// What a worker hands back when it ends.
-struct WorkerEnd {
-    stats: FlowStats,
-    pairs: Option<crate::flow::tally::Pairs>,
-    /// Packets of batches skipped after a second interrupt.
-    skipped_packets: u64,
-    /// A second interrupt came before the table was flushed: its open flows
-    /// (`stats.active`) were not written.
-    hurried: bool,
-    /// Open flows the flush ended without a line (a second interrupt during it).
-    lines_skipped: u64,
-}
-
-// One argument per thing a worker owns; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
-fn worker(
-    rx: Receiver<Msg>,
-    ret: Sender<Vec<PacketMeta>>,
-    cfg: FlowConfig,
-    policy: Option<Arc<Policy>>,
-    updates: Option<Arc<ArcSwap<Policy>>>,
-    mut sink: ChunkSink,
-    mut publish: Option<WorkerPub>,
-    hurry: Option<Arc<AtomicBool>>,
-) -> WorkerEnd {
-    let hurried = || hurry.as_ref().is_some_and(|h| h.load(Ordering::Relaxed));
-    let mut table = FlowTable::with_policy(&cfg, policy);
-    if publish.is_some() {
-        table.count_zone_pairs();
-    }
-    let mut finished = None;
-    let mut skipped_packets = 0u64;
-    let mut skipped_flush = false;
-    for msg in rx {
-        match msg {
-            Msg::Batch(mut b) if hurried() => {
-                // A second interrupt: what is still queued is not analysed.
-                skipped_packets += b.pkts.len() as u64;
-                b.pkts.clear();
-                let _ = ret.try_send(b.pkts);
-            }
-            Msg::Batch(mut b) => {
-                let started = publish.as_ref().map(|_| Instant::now());
-                if let Some(u) = &updates {
-                    let current = u.load();
-                    if !table.policy().is_some_and(|p| Arc::ptr_eq(p, &current)) {
-                        let p = Arc::clone(&current);
-                        let slot = table.swap_policy(p.clone());
-                        sink.policy_installed(slot, &p);
-                        if let Some(g) = sink.gens.get_mut(usize::from(slot)) {
-                            *g = Some(p);
-                        }
-                    }
-                }
-                table.update_batch(&b.pkts, &mut sink);
-                table.expire(b.now_ns, &mut sink);
-                sink.dos_count(&b.pkts, b.now_ns);
-                sink.maybe_ship();
-                sink.alerts_up_to(b.now_ns);
-                // Latency of packets: clock ticks (empty batches) carry none.
-                let sent = b.sent.filter(|_| !b.pkts.is_empty());
-                b.pkts.clear();
-                let _ = ret.try_send(b.pkts);
-                if let (Some(p), Some(t)) = (&mut publish, started) {
-                    p.batch_done(sent, t);
-                    p.flows(table.stats());
-                    if let Some(c) = table.zone_cells() {
-                        p.zone_cells(c);
-                    }
-                }
-            }
-            Msg::Finish(reason) => {
-                if hurried() {
-                    skipped_flush = true;
-                } else {
-                    table.flush(reason, &mut sink);
-                }
-                finished = Some(reason);
-                break;
-            }
-            Msg::Sync(ack) => {
-                if let Some(p) = &mut publish {
-                    p.flush_hists(true);
-                }
-                let _ = ack.send(());
-            }
-        }
-    }
-    if let Some(p) = &mut publish {
-        p.flows(table.stats());
-        if let Some(c) = table.zone_cells() {
-            p.zone_cells(c);
-        }
-        p.flush_hists(true);
-    }
-    sink.ship();
-    sink.alerts_done(finished == Some(EndReason::Shutdown));
-    let pairs = sink.report.take().map(|r| r.finish(&sink.gens));
-    WorkerEnd {
-        stats: table.stats().clone(),
-        pairs,
-        skipped_packets,
-        hurried: skipped_flush,
-        lines_skipped: sink.lines_skipped,
-    }
-}
-
-/// Formats finished flows into a reused buffer and ships whole-line chunks.
-struct ChunkSink {
-    /// The policy of each generation slot of the worker's table (slot 0 =
-    /// `cfg.policy`; keep in step with `FlowTable::swap_policy`): a line gets
-    /// the verdict keys, described with the policy its tag was made with.
-    gens: [Option<Arc<Policy>>; POLICY_GENERATIONS],
-    alerts: Option<AlertOut>,
-    buf: Vec<u8>,
-    out: Option<Sender<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
-    /// When the last chunk was handed to the writer (wall time, [`SHIP_EVERY`]).
-    shipped_at: Instant,
-    /// `PipelineConfig::hurry`: once set, flows ended by the stop get no line.
-    hurry: Option<Arc<AtomicBool>>,
-    /// Flows ended by the stop whose line was skipped because of `hurry`.
-    lines_skipped: u64,
-    /// Zone pairs and initiators for the report (`PipelineConfig::report_gap_ns`).
-    report: Option<Box<crate::flow::tally::ZoneAcc>>,
-}
-
-/// The `brute_force` service ports as a bit set, if that detector runs.
-fn closed_ports(d: Option<&DetectConfig>) -> Option<Box<[u64; 1024]>> {
-    let b = &d?.brute_force;
-    if !b.enabled {
-        return None;
-    }
-    let mut set = Box::new([0u64; 1024]);
-    for &p in &b.ports {
-        if let Some(w) = set.get_mut(usize::from(p >> 6)) {
-            *w |= 1 << (p & 63);
-        }
-    }
-    Some(set)
-}
-
-/// A worker's side of the alert thread's queue.
-struct AlertOut {
-    tx: Sender<AnalysisMsg>,
-    /// Emptied observation vectors coming back from the analysis thread.
-    spare: Receiver<Vec<Obs>>,
-    worker: usize,
-    /// Observations since the last message.
-    events: Vec<Obs>,
-    /// Detectors run: forward every observation, not only violating starts.
-    all: bool,
-    /// Responder ports whose TCP closes a detector needs (`brute_force`
-    /// services), as a 65536-bit set; closes elsewhere are not forwarded.
-    closed_ports: Option<Box<[u64; 1024]>>,
-    /// Watermark last sent.
-    sent_ns: u64,
-    /// Per-packet DoS counts by window (detector `dos` enabled).
-    dos: Option<Box<DosCounter>>,
-}
-
-/// A worker tells the alert thread its clock at least this often (packet
-/// time) even without violations, so folded alerts close without delay.
-const ALERT_WATERMARK_NS: u64 = 100_000_000;
-
-impl AlertOut {
-    /// The pending events, replaced by a recycled vector.
-    fn take_events(&mut self) -> Vec<Obs> {
-        if self.events.is_empty() {
-            return Vec::new(); // a watermark only: no allocation
-        }
-        let fresh = self.spare.try_recv().unwrap_or_default();
-        std::mem::replace(&mut self.events, fresh)
-    }
-
-    /// Send the pending events with watermark `now_ns` (blocks when the alert
-    /// thread is behind: alerts are never dropped).
-    fn send(&mut self, now_ns: u64) {
-        let events = self.take_events();
-        let _ = self.tx.send(AnalysisMsg::Obs {
-            worker: self.worker,
-            watermark_ns: now_ns,
-            obs: events,
-        });
-    }
-}
-
-impl ChunkSink {
-    /// The table put `p` in generation `slot`: the alert thread must know it
-    /// before the first event tagged with that slot.
-    fn policy_installed(&mut self, slot: u8, p: &Arc<Policy>) {
-        // Name the report's pairs of this slot while its old policy is known.
-        if let Some(r) = &mut self.report {
-            let old = self.gens.get(usize::from(slot)).and_then(Option::as_deref);
-            r.resolve_slot(slot, old);
-        }
-        if let Some(a) = &mut self.alerts {
-            let _ = a.tx.send(AnalysisMsg::Policy {
-                worker: a.worker,
-                slot,
-                policy: p.clone(),
-            });
-        }
-    }
-
-    /// After a batch: hand violating flows and the worker's clock to the alert
-    /// thread (blocking when it is behind: alerts are never dropped).
-    fn alerts_up_to(&mut self, now_ns: u64) {
-        if let Some(a) = &mut self.alerts {
-            if !a.events.is_empty() || now_ns >= a.sent_ns.saturating_add(ALERT_WATERMARK_NS) {
-                a.send(now_ns);
-                a.sent_ns = now_ns;
-            }
-        }
-    }
-
-    /// Count a batch for the DoS detector and ship every window the clock
-    /// (`now_ns`) has left, before the watermark that says so.
-    fn dos_count(&mut self, pkts: &[PacketMeta], now_ns: u64) {
-        let Some(a) = &mut self.alerts else { return };
-        let Some(d) = &mut a.dos else { return };
-        for m in pkts {
-            if let Some(p) = d.count(m) {
-                let _ = a.tx.send(AnalysisMsg::Dos {
-                    worker: a.worker,
-                    part: Box::new(p),
-                });
-            }
-        }
-        if let Some(p) = d.flush_before(now_ns) {
-            let _ = a.tx.send(AnalysisMsg::Dos {
-                worker: a.worker,
-                part: Box::new(p),
-            });
-        }
-    }
-
-    /// The worker has flushed its table.
-    fn alerts_done(&mut self, shutdown: bool) {
-        if let Some(p) = self
-            .alerts
-            .as_mut()
-            .and_then(|a| a.dos.as_mut())
-            .and_then(|d| d.finish())
-        {
-            if let Some(a) = &self.alerts {
-                let _ = a.tx.send(AnalysisMsg::Dos {
-                    worker: a.worker,
-                    part: Box::new(p),
-                });
-            }
-        }
-        if let Some(a) = &mut self.alerts {
-            if !a.events.is_empty() {
-                a.send(a.sent_ns);
-            }
-            let _ = a.tx.send(AnalysisMsg::Done {
-                worker: a.worker,
-                shutdown,
-            });
-        }
-    }
-
-    /// Ship a full chunk, or any lines older than [`SHIP_EVERY`] (one clock
-    /// read per batch, and only while lines wait).
-    fn maybe_ship(&mut self) {
-        if self.buf.len() >= CHUNK_BYTES
-            || (!self.buf.is_empty() && self.shipped_at.elapsed() >= SHIP_EVERY)
-        {
-            self.ship();
-        }
-    }
-    fn ship(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        self.shipped_at = Instant::now();
-        if let Some(out) = &self.out {
-            let fresh = self
-                .spare
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES * 2));
-            let chunk = std::mem::replace(&mut self.buf, fresh);
-            // The writer only goes away after every worker has finished.
-            let _ = out.send(chunk);
-        } else {
-            self.buf.clear();
-        }
-    }
-}
-
-impl FlowSink for ChunkSink {
-    fn flow_ended(&mut self, rec: &FlowRecord) {
-        if self.out.is_none() && self.report.is_none() {
-            return;
-        }
-        // Tag 0: created without a policy, so no verdict keys.
-        let policy = match rec.tag {
-            0 => None,
-            t => self
-                .gens
-                .get(usize::from(generation_of(t)))
-                .and_then(Option::as_deref),
-        };
-        if self.out.is_some() {
-            // A second interrupt during the final flush: the open flows left
-            // get no line (counted), the rest of the stop goes on.
-            let hurried = rec.end == EndReason::Shutdown
-                && self
-                    .hurry
-                    .as_ref()
-                    .is_some_and(|h| h.load(Ordering::Relaxed));
-            if hurried {
-                self.lines_skipped += 1;
-            } else {
-                rec.write_json_with_policy(&mut self.buf, policy);
-            }
-        }
-        if let Some(r) = &mut self.report {
-            r.flow_ended(rec, policy);
-        }
-    }
-
-    fn flow_started(&mut self, start: &FlowStart) {
-        if let Some(a) = &mut self.alerts {
-            let violation = matches!(
-                crate::policy::Verdict::unpack(start.tag),
-                Some(crate::policy::Verdict::Violation { .. })
-            );
-            if a.all || violation {
-                a.events.push(Obs::Start(*start));
-            }
-        }
-    }
-
-    fn flow_vlan_moved(&mut self, s: &FlowStart) {
-        if let Some(a) = &mut self.alerts {
-            if a.all {
-                a.events.push(Obs::Moved(*s));
-            }
-        }
-    }
-
-    fn flow_seen(&mut self, key: &FlowKey, tag: u32, ts_ns: u64) {
-        // Separation alerts only (their `last_seen`): needs the rules, not the detectors.
-        if let Some(a) = &mut self.alerts {
-            a.events.push(Obs::Seen {
-                ts_ns,
-                key: *key,
-                tag,
-            });
-        }
-    }
-
-    fn flow_answered(&mut self, key: &FlowKey, ts_ns: u64) {
-        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
-            a.events.push(Obs::Answered { ts_ns, key: *key });
-        }
-    }
-
-    fn flow_refused(&mut self, key: &FlowKey, ts_ns: u64, how: Refusal) {
-        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
-            a.events.push(Obs::Refused {
-                ts_ns,
-                key: *key,
-                how,
-            });
-        }
-    }
-
-    fn flow_closed(&mut self, close: &FlowClose) {
-        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
-            let p = close.key.dport;
-            let wanted = a.closed_ports.as_ref().is_some_and(|set| {
-                set.get(usize::from(p >> 6))
-                    .is_some_and(|w| w & (1 << (p & 63)) != 0)
-            });
-            if wanted {
-                a.events.push(Obs::Closed(*close));
-            }
-        }
-    }
-
-    fn arp(&mut self, meta: &PacketMeta) {
-        if let Some(a) = self.alerts.as_mut().filter(|a| a.all) {
-            a.events.push(Obs::Arp(ArpObs::from_meta(meta)));
-        }
-    }
 }

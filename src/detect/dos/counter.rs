@@ -280,6 +280,25 @@ impl DosCounter {
     }
 }
 
+impl crate::detect::PacketTap for DosCounter {
+    fn batch(&mut self, pkts: &[PacketMeta], now_ns: u64, out: &mut Vec<crate::detect::TapPart>) {
+        for m in pkts {
+            if let Some(p) = self.count(m) {
+                out.push(Box::new(p));
+            }
+        }
+        if let Some(p) = self.flush_before(now_ns) {
+            out.push(Box::new(p));
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<crate::detect::TapPart>) {
+        if let Some(p) = DosCounter::finish(self) {
+            out.push(Box::new(p));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{pkt, T0, VICTIM};

@@ -475,8 +475,10 @@ impl Detector for DosDetector {
         }
     }
 
-    fn dos_partial(&mut self, p: &DosPartial) {
-        self.partial(p);
+    fn tapped(&mut self, part: crate::detect::TapPart) {
+        if let Ok(p) = part.downcast::<DosPartial>() {
+            self.partial(&p);
+        }
     }
 
     fn stats(&self) -> DetectorStats {

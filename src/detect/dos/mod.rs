@@ -91,6 +91,16 @@ pub struct DosConfig {
     pub max_tracked: usize,
 }
 
+impl crate::detect::Spec for DosConfig {
+    /// No observations: every packet, counted in the workers ([`DosCounter`]).
+    fn needs(&self) -> crate::detect::Needs {
+        crate::detect::Needs::default()
+    }
+    fn tap(&self) -> Option<Box<dyn crate::detect::PacketTap>> {
+        Some(Box::new(DosCounter::new(self)))
+    }
+}
+
 impl Default for DosConfig {
     fn default() -> Self {
         DosConfig {

@@ -89,6 +89,20 @@ pub struct HostsConfig {
     pub max_path_hosts: usize,
 }
 
+impl crate::detect::Spec for HostsConfig {
+    /// Sightings of hosts: flow starts, answers, ARP, and flows seen on a
+    /// second VLAN.
+    fn needs(&self) -> crate::detect::Needs {
+        crate::detect::Needs {
+            starts: true,
+            answered: true,
+            arp: true,
+            moved: true,
+            ..crate::detect::Needs::default()
+        }
+    }
+}
+
 impl Default for HostsConfig {
     fn default() -> Self {
         HostsConfig {
@@ -732,7 +746,11 @@ mod tests {
             end: crate::detect::END_OF_INPUT,
         };
         let mut out = Emit::default();
-        for o in obs {
+        let needs = crate::detect::default_needs("hosts").expect("hosts is registered");
+        for o in obs
+            .iter()
+            .filter(|o| crate::detect::testkit::fed(&needs, o))
+        {
             d.observe(o, &cx, &mut out);
             if step {
                 d.advance(o.ts_ns(), &cx, &mut out);
