@@ -105,7 +105,7 @@ pub struct InputReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
     /// Records skipped but not fatal, by reason: "unknown_block_type",
-    /// "undefined_interface", "caplen_over_262144", "invalid_if_tsresol:<n>",
+    /// "undefined_interface", "caplen_over_262144", `"invalid_if_tsresol:<n>"`,
     /// "unsupported_linktype:LINKTYPE_IEEE802_11 (105)" (pcapng packets on an
     /// interface whose link type zonewatch does not read).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -18,14 +18,9 @@
 //! replay and a live run of the same traffic, with any worker count, give the
 //! same alerts in the same order.
 
-pub mod admin;
-pub mod brute;
-pub mod dos;
-pub mod hosts;
 pub mod merge;
 pub mod needs;
 pub mod obs;
-pub mod scan;
 #[cfg(test)]
 mod testkit;
 pub mod window;
@@ -39,19 +34,22 @@ use std::net::IpAddr;
 
 /// The detector registry: each detector once, in the order they run (a
 /// detector's place is its rank in the alert order), as `[detect.KEY]` table:
-/// config type => detector type. It makes [`DetectConfig`] (the `[detect]`
-/// table), [`DetectConfig::none`], [`detectors`], [`needs`] and [`taps`]. A
-/// config has a public `enabled` flag and implements [`Spec`] (what the
-/// detector needs from the workers); a detector has a `new(config)`. Adding a
-/// detector: its file, its `pub mod` line above, and one line here.
+/// `KEY in MODULE: Config => Detector` (the line declares the module too).
+/// It makes [`DetectConfig`] (the `[detect]` table), [`DetectConfig::none`],
+/// [`detectors`], [`needs`] and [`taps`]. A config has a public `enabled`
+/// flag and implements [`Spec`] (what the detector needs from the workers);
+/// a detector has a `new(config)`. Adding a detector: its file (or folder)
+/// and one line here; its rank in the alert order is its place in the list.
 macro_rules! registry {
-    ($($key:ident: $cfg:ty => $det:ty,)*) => {
+    ($($key:ident in $m:ident: $cfg:ident => $det:ident,)*) => {
+        $(pub mod $m;)*
+
         /// Thresholds of every detector: the `[detect]` table of a rules file
         /// (rules/README.md). Unknown keys are errors; every key has a default.
         #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
         #[serde(deny_unknown_fields, default)]
         pub struct DetectConfig {
-            $(pub $key: $cfg,)*
+            $(pub $key: $m::$cfg,)*
         }
 
         impl DetectConfig {
@@ -73,7 +71,7 @@ macro_rules! registry {
             let mut v: Vec<Box<dyn Detector>> = Vec::new();
             $(
                 if cfg.$key.enabled {
-                    v.push(Box::new(<$det>::new(cfg.$key.clone())));
+                    v.push(Box::new($m::$det::new(cfg.$key.clone())));
                 }
             )*
             v
@@ -113,7 +111,7 @@ macro_rules! registry {
         pub(crate) fn default_needs(name: &str) -> Option<Needs> {
             $(
                 if stringify!($key) == name {
-                    return Some(Spec::needs(&<$cfg>::default()));
+                    return Some(Spec::needs(&$m::$cfg::default()));
                 }
             )*
             None
@@ -122,11 +120,11 @@ macro_rules! registry {
 }
 
 registry! {
-    port_scan: scan::ScanConfig => scan::ScanDetector,
-    brute_force: brute::BruteConfig => brute::BruteDetector,
-    admin_access: admin::AdminConfig => admin::AdminDetector,
-    hosts: hosts::HostsConfig => hosts::HostsDetector,
-    dos: dos::DosConfig => dos::DosDetector,
+    port_scan in scan: ScanConfig => ScanDetector,
+    brute_force in brute: BruteConfig => BruteDetector,
+    admin_access in admin: AdminConfig => AdminDetector,
+    hosts in hosts: HostsConfig => HostsDetector,
+    dos in dos: DosConfig => DosDetector,
 }
 
 /// The `[detect]` table of a rules file's text (`file` names it in errors):

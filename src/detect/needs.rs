@@ -1,7 +1,7 @@
 //! Floor L3. What each detector asks of the workers: which observations to
 //! send ([`Needs`]) and which per-packet work to do for it ([`PacketTap`]).
 //! The runtime unites the needs of the detectors the rules enable
-//! ([`super::needs`]) and sends nothing else, so a detector that is off
+//! ([`super::needs()`]) and sends nothing else, so a detector that is off
 //! costs the workers nothing, and no runtime code names a detector.
 
 use crate::packet::PacketMeta;

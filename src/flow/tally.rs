@@ -45,7 +45,7 @@ pub struct PairAcc {
     /// Flows by verdict, violations by severity.
     pub verdicts: crate::flow::PolicyStats,
     /// Traffic per initiator address (at most [`MAX_TALKERS_PER_PAIR`]), keyed
-    /// by [`addr_key`] (one integer to hash per flow).
+    /// by `addr_key` (one integer to hash per flow).
     pub talkers: HashMap<u128, Traffic, foldhash::fast::RandomState>,
     /// Traffic of initiators that found the maps full.
     pub untracked: Traffic,

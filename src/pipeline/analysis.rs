@@ -385,7 +385,7 @@ struct Evidence<'a> {
     upto: u64,
 }
 
-/// Addresses [`Written::seen_on`] remembers; past it the map starts over (a
+/// Addresses `Written::seen_on` remembers; past it the map starts over (a
 /// spoofed flood must not grow it), so a detector's alert may then name no input.
 pub const SEEN_ON_CAP: usize = 1 << 16;
 

@@ -436,7 +436,7 @@ fn worker_needs(cfg: &PipelineConfig) -> crate::detect::Needs {
 
 /// Runs the pipeline until the source ends, `stop` is set, or a limit is hit:
 /// starts the writer, analysis and worker threads, runs the capture loop
-/// ([`capture::Capture`]) on this thread, then ends and joins the others.
+/// (`capture::Capture`) on this thread, then ends and joins the others.
 ///
 /// Generic over the source so the reader's `next` inlines into the capture loop
 /// (a `dyn` call per packet was measurable at 64-byte frames).

@@ -5,7 +5,7 @@
 //! time going backwards). Keys are stable English snake_case (docs/report.md);
 //! only the human text is translated.
 //!
-//! Owns the accumulators the pipeline feeds ([`acc`]: per worker one map
+//! Owns the accumulators the pipeline feeds (`acc`: per worker one map
 //! update per finished flow, on the capture thread one compare per packet) and
 //! the rendering. Leaves alone: the summary's own JSON (`summary`), which this
 //! report repeats in part so that the two always agree.

@@ -21,7 +21,7 @@
 //! seeded per process), so the merged window is the same whatever the worker
 //! count and arrival order. A worker ships window `w` before it reports a
 //! watermark past `w`'s end, so when the analysis thread's release time passes
-//! the end of `w`, `w` is complete; [`DosDetector::advance`] then judges
+//! the end of `w`, `w` is complete; `DosDetector::advance` then judges
 //! complete windows in order.
 //!
 //! A destination's window is *hot* when its rate is high (`min_pps` or
