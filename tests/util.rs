@@ -305,6 +305,63 @@ pub fn run_cmd(cmd: Command) -> Run {
     ChildGuard::spawn(cmd).wait(CHILD_TIMEOUT)
 }
 
+/// How long building the generator may take (a cold build on a loaded machine).
+const GEN_BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The capture generator `zonewatch-gen` (tools/zonewatch-gen, benches/README.md):
+/// a member of the workspace but its own package, so cargo sets no
+/// `CARGO_BIN_EXE_zonewatch-gen` for these tests. The first call in the test
+/// process builds it with the cargo running the tests (`$CARGO build -p
+/// zonewatch-gen`, the profile of [`BIN`]) and takes the executable's path from
+/// cargo's build messages; every call returns that path, or fails with the
+/// reason the build failed (never a skip).
+pub fn generator() -> &'static Path {
+    static GEN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    match GEN.get_or_init(build_generator) {
+        Ok(p) => p,
+        Err(e) => panic!("zonewatch-gen is needed and could not be built: {e}"),
+    }
+}
+
+fn build_generator() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    // target/<profile dir>/zonewatch: "debug" is the dev profile's directory.
+    let profile = Path::new(BIN)
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(OsStr::to_str)
+        .map(|d| if d == "debug" { "dev" } else { d })
+        .ok_or_else(|| format!("no profile directory in {BIN}"))?;
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "-p", "zonewatch-gen", "--bin", "zonewatch-gen"])
+        .args([
+            "--profile",
+            profile,
+            "--message-format=json-render-diagnostics",
+        ]);
+    let run = ChildGuard::spawn(cmd).wait(GEN_BUILD_TIMEOUT);
+    if run.code() != 0 {
+        return Err(format!(
+            "{} exited with {:?}:\n{}",
+            run.cmdline, run.status, run.stderr
+        ));
+    }
+    // The executable of the compiler-artifact message of the bin target.
+    let exe = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "zonewatch-gen")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| format!("{}: no executable in cargo's messages", run.cmdline))?;
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(format!("{}: {} is not a file", run.cmdline, exe.display()))
+    }
+}
+
 /// Run zonewatch with these arguments.
 pub fn zonewatch<I, S>(args: I) -> Run
 where
