@@ -56,10 +56,11 @@ install-pkgs:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# The product is one binary; zonewatch-gen (the benchmark capture generator) is a dev
-# tool, built by `make bench` and the tests, not shipped.
+# The product is one binary; zonewatch-gen (the benchmark capture generator,
+# tools/zonewatch-gen) is a dev tool in the workspace but not a default member: built by
+# `make bench`, `make bench-flood` and the integration tests, not shipped.
 build: deps
-	$(CARGO) build --release --bin zonewatch
+	$(CARGO) build --release -p zonewatch
 
 run: build
 	./target/release/zonewatch replay --rules rules/example-site.toml --alerts - $(SAMPLE)
@@ -69,7 +70,7 @@ run: build
 	@echo "Grafana: copy grafana/provisioning/datasources/prometheus.yaml and grafana/provisioning/dashboards/zonewatch.yaml into /etc/grafana/provisioning/, and grafana/dashboards/zonewatch-overview.json into /var/lib/grafana/dashboards/zonewatch/ (grafana/README.md)."
 
 test: deps grafana-check
-	$(CARGO) test --lib --bins --tests -- --test-threads=2
+	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=2
 
 # Prometheus rules (promtool check + unit tests), scrape configs, dashboard, queries on a real
 # Prometheus, and the alert-shipping example (grafana/README.md).
@@ -78,7 +79,7 @@ grafana-check: deps
 
 lint: deps msrv
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	python3 tools/layers.py src
 	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
 	$(CARGO) deny check licenses bans sources
@@ -90,11 +91,12 @@ advisories:
 	$(CARGO) deny check advisories
 
 # The declared minimum Rust version (Cargo.toml rust-version) really builds the
-# library and binaries (the toolchain is installed if missing).
+# library and binaries of the workspace, the generator too (the toolchain is installed
+# if missing).
 MSRV := $(shell sed -n 's/^rust-version = "\([0-9.]*\)".*/\1/p' Cargo.toml)
 msrv:
 	@rustup toolchain list | grep -q "^$(MSRV)" || rustup toolchain install $(MSRV) --profile minimal
-	$(CARGO) +$(MSRV) check --lib --bins --target-dir target/msrv
+	$(CARGO) +$(MSRV) check --workspace --lib --bins --target-dir target/msrv
 
 # Whole-process throughput against tcpdump on generated 10M-packet captures.
 bench: deps
@@ -108,7 +110,7 @@ FLOOD_PACKETS ?= 10000000
 FLOOD_RATE ?= 1000000
 FLOOD_MAX_FLOWS ?= 1048576
 bench-flood: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p zonewatch -p zonewatch-gen
 	mkdir -p bench-data
 	set -euo pipefail; f=bench-data/synflood-p$(FLOOD_PACKETS)-r$(FLOOD_RATE).pcap; \
 	if [ ! -s $$f ]; then ./target/release/zonewatch-gen --out $$f.tmp --profile synflood \

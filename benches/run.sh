@@ -44,8 +44,8 @@ need python3 "install it (apt-get install python3); it reads hyperfine's JSON an
 [[ -x /usr/bin/time ]] && /usr/bin/time -v true >/dev/null 2>&1 ||
     die "GNU time (/usr/bin/time -v) not found: install it (apt-get install time); it measures peak RSS"
 
-echo "bench: cargo build --release --bins" >&2
-cargo build --release --bins
+echo "bench: cargo build --release -p zonewatch -p zonewatch-gen" >&2
+cargo build --release -p zonewatch -p zonewatch-gen
 # pyjson FILE EXPR: print a Python expression over the JSON document `d` read from FILE
 # ('-' = stdin); a list prints one tab-separated line per element.
 pyjson() {

@@ -199,7 +199,7 @@ impl AlertSummary {
     }
 }
 
-pub use crate::model::time::rfc3339;
+use crate::model::time::rfc3339;
 
 impl Summary {
     pub fn from_report(r: &RunReport) -> Summary {

@@ -312,7 +312,7 @@ fn all_detectors_on_generated_traffic_are_byte_identical_for_one_and_four_worker
     let dir = tempfile::tempdir().expect("tempdir");
     let pcap = dir.path().join("gen.pcap");
     let gen = util::run_cmd({
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_zonewatch-gen"));
+        let mut c = std::process::Command::new(util::generator());
         c.args([
             "--packets",
             "500000",

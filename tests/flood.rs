@@ -28,7 +28,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const GEN: &str = env!("CARGO_BIN_EXE_zonewatch-gen");
 /// The generator's flood victim.
 const VICTIM: &str = "2001:db8:ff::50";
 /// Flow-table cap per worker: a few percent of the sources.
@@ -51,7 +50,7 @@ struct FloodRun {
 /// it under `/usr/bin/time -v` with every detector on.
 fn flood(dir: &Path, sources: u64) -> FloodRun {
     let pcap = dir.join(format!("flood-{sources}.pcap"));
-    let mut g = Command::new(GEN);
+    let mut g = Command::new(util::generator());
     g.arg("--out")
         .arg(&pcap)
         .args([

@@ -45,59 +45,13 @@ pub fn public(rel: &str) -> PathBuf {
     p
 }
 
-/// One capture listed in PROVENANCE.md.
-#[derive(Clone, Debug)]
-pub struct Provenance {
-    /// Path relative to PUBLIC_DIR, e.g. "a_scans/chrissanders_synscan.pcapng".
-    pub rel: String,
-    /// Packet count from the "packets" column (for damaged files: frames read
-    /// before the error).
-    pub packets: u64,
-}
-
-/// The directory of the Community ID specification's test set (PROVENANCE.md
-/// section `j_community_id`): its table lists the pcaps by bare file name.
-pub const CIDSPEC_DIR: &str = "j_community_id";
+/// The PROVENANCE.md tables' reader, shared with the file reader's unit tests.
+mod provenance;
+pub use provenance::{Provenance, CIDSPEC_DIR};
 
 /// The one file of the public set that is not a capture: the Community ID
 /// specification's baseline of expected values (PROVENANCE.md, `j_community_id`).
 pub const CIDSPEC_BASELINE: &str = "j_community_id/cidspec_baseline_deflt.json";
-
-/// Rows of the first table after the section heading `heading` (a line that
-/// starts with it): (file cell, packets cell), the columns found by the header
-/// row's `file` and `packets...` names.
-fn provenance_table<'a>(text: &'a str, heading: &str) -> Vec<(&'a str, &'a str)> {
-    let mut rows = Vec::new();
-    let mut in_section = false;
-    let mut cols: Option<(usize, usize)> = None;
-    for line in text.lines() {
-        if line.starts_with("## ") {
-            in_section = line.starts_with(heading);
-            continue;
-        }
-        if !in_section || !line.starts_with('|') {
-            continue;
-        }
-        // | file | bytes | packets | source |  -> ["", file, bytes, packets, source, ""]
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let Some((file_col, packets_col)) = cols else {
-            let file_col = cells.iter().position(|c| *c == "file");
-            let packets_col = cells.iter().position(|c| c.starts_with("packets"));
-            if let (Some(f), Some(p)) = (file_col, packets_col) {
-                cols = Some((f, p));
-            }
-            continue;
-        };
-        let (Some(file), Some(packets)) = (cells.get(file_col), cells.get(packets_col)) else {
-            continue;
-        };
-        if file.starts_with('-') || file.is_empty() {
-            continue; // separator row
-        }
-        rows.push((*file, *packets));
-    }
-    rows
-}
 
 /// Every capture listed in PROVENANCE.md: the index table (paths relative to
 /// PUBLIC_DIR) and the table of the `j_community_id` section (bare names in
@@ -108,8 +62,8 @@ pub fn public_index() -> Vec<Provenance> {
     let prov = Path::new(PUBLIC_DIR).join("PROVENANCE.md");
     let text = std::fs::read_to_string(&prov)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", prov.display()));
-    let index = provenance_table(&text, "## Index");
-    let cidspec = provenance_table(&text, "## j_community_id");
+    let index = provenance::index(&text);
+    let cidspec = provenance::cidspec(&text);
     assert!(
         index.len() >= 40,
         "PROVENANCE.md index lists only {} files",
@@ -120,23 +74,7 @@ pub fn public_index() -> Vec<Provenance> {
         8,
         "PROVENANCE.md j_community_id table: {cidspec:?}"
     );
-    let mut rows = Vec::new();
-    for (file, packets) in index.into_iter().chain(cidspec) {
-        let rel = if file.contains('/') {
-            file.to_string()
-        } else {
-            format!("{CIDSPEC_DIR}/{file}")
-        };
-        let digits: String = packets
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == ',')
-            .collect();
-        let n: u64 = digits
-            .replace(',', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("PROVENANCE.md: bad packet count {packets:?} for {file}"));
-        rows.push(Provenance { rel, packets: n });
-    }
+    let rows: Vec<Provenance> = index.into_iter().chain(cidspec).collect();
 
     let mut listed: BTreeSet<String> = rows.iter().map(|r| r.rel.clone()).collect();
     assert_eq!(listed.len(), rows.len(), "PROVENANCE.md lists a file twice");
@@ -303,6 +241,63 @@ impl Drop for ChildGuard {
 /// Run a command to completion (bounded by CHILD_TIMEOUT).
 pub fn run_cmd(cmd: Command) -> Run {
     ChildGuard::spawn(cmd).wait(CHILD_TIMEOUT)
+}
+
+/// How long building the generator may take (a cold build on a loaded machine).
+const GEN_BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The capture generator `zonewatch-gen` (tools/zonewatch-gen, benches/README.md):
+/// a member of the workspace but its own package, so cargo sets no
+/// `CARGO_BIN_EXE_zonewatch-gen` for these tests. The first call in the test
+/// process builds it with the cargo running the tests (`$CARGO build -p
+/// zonewatch-gen`, the profile of [`BIN`]) and takes the executable's path from
+/// cargo's build messages; every call returns that path, or fails with the
+/// reason the build failed (never a skip).
+pub fn generator() -> &'static Path {
+    static GEN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    match GEN.get_or_init(build_generator) {
+        Ok(p) => p,
+        Err(e) => panic!("zonewatch-gen is needed and could not be built: {e}"),
+    }
+}
+
+fn build_generator() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    // target/<profile dir>/zonewatch: "debug" is the dev profile's directory.
+    let profile = Path::new(BIN)
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(OsStr::to_str)
+        .map(|d| if d == "debug" { "dev" } else { d })
+        .ok_or_else(|| format!("no profile directory in {BIN}"))?;
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "-p", "zonewatch-gen", "--bin", "zonewatch-gen"])
+        .args([
+            "--profile",
+            profile,
+            "--message-format=json-render-diagnostics",
+        ]);
+    let run = ChildGuard::spawn(cmd).wait(GEN_BUILD_TIMEOUT);
+    if run.code() != 0 {
+        return Err(format!(
+            "{} exited with {:?}:\n{}",
+            run.cmdline, run.status, run.stderr
+        ));
+    }
+    // The executable of the compiler-artifact message of the bin target.
+    let exe = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "zonewatch-gen")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| format!("{}: no executable in cargo's messages", run.cmdline))?;
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(format!("{}: {} is not a file", run.cmdline, exe.display()))
+    }
 }
 
 /// Run zonewatch with these arguments.

@@ -64,7 +64,7 @@ fn vertical_scan_counts_refused_and_unanswered_not_answered() {
         ),
         (30, 2, 10, 18)
     );
-    assert_eq!(a.timestamp, crate::alert::rfc3339(T0 + 10_000_000));
+    assert_eq!(a.timestamp, crate::model::time::rfc3339(T0 + 10_000_000));
     // Below the threshold (19 failed ports): nothing.
     let fewer: Vec<_> = obs
         .iter()

@@ -21,8 +21,9 @@ pub use crate::flow::tally::{
 pub use human::{render, Lang};
 
 use crate::capture::InputReport;
+use crate::model::time::rfc3339;
 use crate::policy::{Policy, Severity};
-use crate::summary::{rfc3339, SeverityCounts, Summary};
+use crate::summary::{SeverityCounts, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

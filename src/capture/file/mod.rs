@@ -359,6 +359,12 @@ impl PacketSource for FileSource {
     }
 }
 
+/// The PROVENANCE.md tables' one reader, shared with the integration tests
+/// (tests/util.rs): std only, so both test crates compile it.
+#[cfg(test)]
+#[path = "../../../tests/util/provenance.rs"]
+mod provenance;
+
 #[cfg(test)]
 mod test {
     use super::testkit::*;
@@ -417,59 +423,7 @@ mod test {
             .expect("shared/captures/public/PROVENANCE.md must exist next to the crate")
     }
 
-    /// Each line of the section of `md` that starts at `heading` (up to the
-    /// next `## `), with its `|`-separated cells trimmed.
-    fn table_rows<'a>(md: &'a str, heading: &str) -> Vec<(&'a str, Vec<&'a str>)> {
-        let section = md
-            .split(heading)
-            .nth(1)
-            .unwrap_or_else(|| panic!("PROVENANCE.md has no {heading:?} section"))
-            .split("\n## ")
-            .next()
-            .unwrap_or_default();
-        section
-            .lines()
-            .map(|l| (l, l.split('|').map(str::trim).collect()))
-            .collect()
-    }
-
-    /// (file, packets, "read before error") from the PROVENANCE index table.
-    fn index(md: &str) -> Vec<(String, u64, bool)> {
-        let mut rows = Vec::new();
-        for (line, cells) in table_rows(md, "## Index") {
-            if cells.len() < 5 || !cells[1].contains('/') {
-                continue;
-            }
-            let n: u64 = cells[3]
-                .split_whitespace()
-                .next()
-                .and_then(|s| s.replace(',', "").parse().ok())
-                .unwrap_or_else(|| panic!("packets column of {line}"));
-            rows.push((
-                cells[1].to_string(),
-                n,
-                cells[3].contains("read before error"),
-            ));
-        }
-        rows
-    }
-
-    /// (file, packets) from the table of the `j_community_id` section (the
-    /// Community ID specification's pcaps, listed by bare name; its columns:
-    /// file, path in the repository, blob, bytes, packets).
-    fn cidspec_index(md: &str) -> Vec<(String, u64)> {
-        let mut rows = Vec::new();
-        for (line, cells) in table_rows(md, "\n## j_community_id") {
-            if cells.len() < 7 || !cells[1].ends_with(".pcap") {
-                continue;
-            }
-            let n: u64 = cells[5]
-                .parse()
-                .unwrap_or_else(|_| panic!("packets column of {line}"));
-            rows.push((format!("j_community_id/{}", cells[1]), n));
-        }
-        rows
-    }
+    use super::provenance::{self, Provenance};
 
     /// Per-file section lines ("### path" → its "- ..." lines).
     fn sections(md: &str) -> HashMap<String, Vec<String>> {
@@ -495,12 +449,17 @@ mod test {
     #[test]
     fn public_captures_frame_counts_match_provenance() {
         let md = provenance();
-        let mut rows = index(&md);
+        let mut rows = provenance::index(&md);
         assert_eq!(rows.len(), 50, "PROVENANCE index lists 50 files");
-        let cidspec = cidspec_index(&md);
+        let cidspec = provenance::cidspec(&md);
         assert_eq!(cidspec.len(), 8, "j_community_id lists 8 pcaps");
-        rows.extend(cidspec.into_iter().map(|(f, n)| (f, n, false)));
-        for (file, packets, before_error) in rows {
+        rows.extend(cidspec);
+        for Provenance {
+            rel: file,
+            packets,
+            before_error,
+        } in rows
+        {
             let path = PathBuf::from(format!("{PUBLIC}/{file}"));
             match FileSource::open(&[path]) {
                 Ok(mut src) => {
@@ -533,7 +492,7 @@ mod test {
         let md = provenance();
         let secs = sections(&md);
         let mut checked = 0;
-        for (file, _, _) in index(&md) {
+        for Provenance { rel: file, .. } in provenance::index(&md) {
             let lines = secs
                 .get(&file)
                 .unwrap_or_else(|| panic!("section for {file}"));

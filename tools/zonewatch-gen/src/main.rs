@@ -1,5 +1,7 @@
 //! `zonewatch-gen`: a fast, deterministic generator of large classic pcap files
-//! for `make bench` (see `benches/README.md`).
+//! for `make bench`, `make bench-flood` and the integration tests (see
+//! `benches/README.md`). Its own package in the workspace (`tools/zonewatch-gen`), not
+//! part of the product.
 //!
 //! It owns nothing of the library: it only writes Ethernet frames that the
 //! decoder (and tshark/tcpdump) must accept. Same `--seed` and options give the
