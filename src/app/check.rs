@@ -3,11 +3,11 @@
 
 use super::config::{load_rules, LoadedRules};
 use super::{fail_on_status, AppError, EXIT_OK, EXIT_RULES_INVALID};
-use crate::alert::Collect;
 use crate::capture::FileSource;
 use crate::cli::CheckArgs;
 use crate::pipeline::{self, Outputs, PipelineConfig};
 use crate::policy::{Diagnostic, LoadError, Severity};
+use crate::sink::Collect;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -52,10 +52,9 @@ pub(super) fn base_config(
     policy: Option<Arc<Policy>>,
     rules_detect: Option<DetectConfig>,
 ) -> PipelineConfig {
-    // With --alerts (or --fail-on, which counts the alerts) the detectors
-    // run, with the rules' [detect] thresholds.
-    let detect =
-        (c.alerts.is_some() || c.fail_on.is_some()).then(|| rules_detect.unwrap_or_default());
+    // With an alert sink (--alerts) or --fail-on, which counts the alerts,
+    // the detectors run, with the rules' [detect] thresholds.
+    let detect = (c.sinks.any() || c.fail_on.is_some()).then(|| rules_detect.unwrap_or_default());
     let mut cfg = PipelineConfig {
         detect,
         workers: c.workers,

@@ -5,11 +5,11 @@
 use super::outputs::{is_stdout, write_doc, OpenedOutputs};
 use super::reload::ReloadCounts;
 use super::{fail_on_status, AppError, EXIT_INTERRUPTED};
-use crate::alert::{AlertSink, Discard, JsonLines};
 use crate::capture::PacketSource;
 use crate::cli::CommonArgs;
 use crate::metrics::openmetrics::Tee;
 use crate::pipeline::{self, Outputs, PipelineConfig, Progress};
+use crate::sink::{AlertSink, Discard};
 use crate::summary::{AlertSummary, PolicySummary, Summary};
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +29,8 @@ pub(super) fn execute<S: PacketSource>(
         report: report_out,
     } = outputs;
     let flows = flows.map(|o| Box::new(o) as Box<dyn Write + Send>);
-    let alerts = alerts.map(|o| Box::new(JsonLines(o)) as Box<dyn AlertSink>);
+    // Several sinks given: each gets every alert.
+    let alerts = crate::sink::combine(alerts);
     // `--openmetrics` counts alert lines by their own time (openmetrics docs).
     let alerts = match (alerts, &cfg.openmetrics) {
         (Some(inner), Some(r)) => Some(Box::new(Tee {
@@ -38,14 +39,14 @@ pub(super) fn execute<S: PacketSource>(
         }) as Box<dyn AlertSink>),
         (a, _) => a,
     };
-    // `--fail-on` without `--alerts`: the alerts are computed and counted, not written.
+    // `--fail-on` without an alert sink: the alerts are computed and counted, not written.
     let alerts = match (alerts, common.fail_on) {
         (None, Some(_)) => Some(Box::new(Discard) as Box<dyn AlertSink>),
         (a, _) => a,
     };
     let stdout_is_data = is_stdout(&common.flows)
         || is_stdout(&common.summary)
-        || is_stdout(&common.alerts)
+        || common.sinks.stdout_flag().is_some()
         || is_stdout(&common.report);
     let bar = if !common.quiet && !source.is_live() && io::stderr().is_terminal() {
         let (_, total) = source.progress();
@@ -73,8 +74,9 @@ pub(super) fn execute<S: PacketSource>(
         }
         summary.policy = Some(p);
     }
-    // The summary's alert section counts lines written: only with --alerts.
-    if let (Some(a), Some(_)) = (&report.alerts, &common.alerts) {
+    // The summary's alert section counts lines written: only with an alert
+    // sink (--alerts).
+    if let (Some(a), true) = (&report.alerts, common.sinks.any()) {
         summary.alerts = Some(AlertSummary::new(a, cfg.fold.window_ns));
     }
     if let Some(out) = &summary_out {

@@ -78,10 +78,7 @@ pub enum AppError {
     #[error(transparent)]
     User(#[from] privs::UserError),
     #[error("{first} - and {second} - would both write to stdout; give one of them a file")]
-    StdoutTwice {
-        first: &'static str,
-        second: &'static str,
-    },
+    StdoutTwice { first: String, second: &'static str },
 }
 
 /// Exit status of a successful run.

@@ -5,18 +5,21 @@
 use super::AppError;
 use crate::cli::CommonArgs;
 use crate::output::{OpenMode, Output, OutputSet};
+use crate::sink::{AlertSink, OpenCx};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The `--flows`, `--alerts`, `--summary` and `--report` outputs, opened
-/// (created 0640) before the pipeline starts, and before `run --user` drops
-/// root. `run` opens them for appending (the summary and the report are
-/// replaced when the run ends), `replay` empties them first.
+/// The `--flows`, `--summary` and `--report` outputs and the alert sinks
+/// (`--alerts`, `crate::sink::SINKS`), opened (created 0640) before the
+/// pipeline starts, and before `run --user` drops root. `run` opens them for
+/// appending (the summary and the report are replaced when the run ends),
+/// `replay` empties them first.
 pub(super) struct OpenedOutputs {
     pub(super) flows: Option<Output>,
-    pub(super) alerts: Option<Output>,
+    /// The alert sinks given, in the registry's order.
+    pub(super) alerts: Vec<Box<dyn AlertSink>>,
     pub(super) summary: Option<Output>,
     pub(super) report: Option<Output>,
 }
@@ -29,14 +32,15 @@ impl OpenedOutputs {
     ) -> Result<OpenedOutputs, AppError> {
         // `--report -` shares stdout with no other machine output.
         if is_stdout(&common.report) {
-            let others = [
-                ("--flows", &common.flows),
-                ("--summary", &common.summary),
-                ("--alerts", &common.alerts),
-            ];
-            if let Some((name, _)) = others.iter().find(|(_, p)| is_stdout(p)) {
+            let others = [("--flows", &common.flows), ("--summary", &common.summary)];
+            let first = others
+                .iter()
+                .find(|(_, p)| is_stdout(p))
+                .map(|(name, _)| name.to_string())
+                .or_else(|| common.sinks.stdout_flag());
+            if let Some(first) = first {
                 return Err(AppError::StdoutTwice {
-                    first: name,
+                    first,
                     second: "--report",
                 });
             }
@@ -52,7 +56,13 @@ impl OpenedOutputs {
                 .transpose()
         };
         let flows = open(&common.flows)?;
-        let alerts = open(&common.alerts)?;
+        let alerts = common
+            .sinks
+            .open(&OpenCx { set, mode })
+            .map_err(|e| AppError::Output {
+                path: PathBuf::from(e.target),
+                source: e.source,
+            })?;
         let summary = open(&common.summary)?;
         if let Some(dir) = &common.evidence.evidence {
             std::fs::create_dir_all(dir).map_err(|source| AppError::Output {

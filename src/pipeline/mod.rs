@@ -20,7 +20,6 @@
 pub mod analysis;
 
 use crate::alert::fold::FoldConfig;
-use crate::alert::AlertSink;
 use crate::capture::{CaptureError, LiveCounters, Next, PacketSource, SourceReport};
 use crate::decode::{self, DecodeStats, LinkIds};
 use crate::detect::dos::DosCounter;
@@ -34,6 +33,7 @@ use crate::metrics::openmetrics::Recorder;
 use crate::metrics::{CapturePub, Metrics, WorkerPub};
 use crate::packet::{FlowKey, PacketMeta, L3};
 use crate::policy::{generation_of, Policy, POLICY_GENERATIONS};
+use crate::sink::AlertSink;
 use analysis::{AnalysisConfig, AnalysisMsg, AnalysisStats};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
