@@ -2,7 +2,9 @@
 //! Raw flags are checked once here; the rest of the crate sees validated values.
 
 use crate::policy::Severity;
-use clap::{Args, Parser, Subcommand};
+use crate::sink::{AlertSink, OpenCx, OpenError, SinkSpec, SINKS};
+use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use std::ffi::{OsStr, OsString};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
@@ -166,14 +168,9 @@ pub struct CommonArgs {
     /// policy section). Invalid rules: errors as `zonewatch check` prints them, exit 2.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// Write alerts as JSON lines to FILE ('-' = stdout): port scans, host
-    /// sweeps and the other detectors (thresholds from the rules' [detect]
-    /// table, or defaults), and with --rules `separation_violation`. `run`
-    /// appends to an existing FILE, `replay` replaces it. SIGHUP reopens every
-    /// output file at its path (logrotate) and, in live mode, reloads --rules
-    /// (a broken file keeps the running rules and says why on stderr).
-    #[arg(long, value_name = "FILE")]
-    pub alerts: Option<PathBuf>,
+    /// The alert sinks (`--alerts FILE` and every other entry of `crate::sink::SINKS`).
+    #[command(flatten)]
+    pub sinks: SinkArgs,
     #[command(flatten)]
     pub alert: AlertArgs,
     /// Exit 1 (instead of 0) when the run raised an alert of this severity or
@@ -221,7 +218,7 @@ pub struct EvidenceArgs {
     /// up to --evidence-packets per flow from before the detection, then what
     /// follows for --evidence-follow-secs, within the byte caps. The alert
     /// line names its file (`evidence_pcap`). DIR is created if missing.
-    #[arg(long, value_name = "DIR", requires = "alerts")]
+    #[arg(long, value_name = "DIR", requires = sink_required())]
     pub evidence: Option<PathBuf>,
     /// Packets kept per flow for evidence before a detection (the ring).
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000), requires = "evidence")]
@@ -238,6 +235,103 @@ pub struct EvidenceArgs {
     /// Memory for the per-flow rings; beyond it the least recently active flows' rings go first (counted).
     #[arg(long, default_value_t = 128 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1 << 16..), requires = "evidence")]
     pub evidence_buffer_bytes: u64,
+}
+
+/// Clap group of every alert-sink flag (`--evidence` needs one of them).
+const SINK_GROUP: &str = "alert_sinks";
+
+/// What `--evidence` requires: any alert sink. With one sink in the table,
+/// its flag itself, so clap's error names it plainly (`--alerts <FILE>`).
+fn sink_required() -> &'static str {
+    match SINKS {
+        [one] => one.flag,
+        _ => SINK_GROUP,
+    }
+}
+
+/// The alert-sink flags given, built from the registry ([`crate::sink::SINKS`]):
+/// one flag per entry, in the table's order, so a new sink needs no edit here.
+#[derive(Clone, Debug, Default)]
+pub struct SinkArgs {
+    given: Vec<(&'static SinkSpec, OsString)>,
+}
+
+impl SinkArgs {
+    /// Add a flag per entry of `table` to `cmd`.
+    fn augment_with(cmd: clap::Command, table: &'static [SinkSpec]) -> clap::Command {
+        let mut cmd = cmd;
+        for spec in table {
+            cmd = cmd.arg(
+                Arg::new(spec.flag)
+                    .long(spec.flag)
+                    .value_name(spec.value_name)
+                    .help(spec.help)
+                    .action(ArgAction::Set)
+                    .value_parser(clap::value_parser!(OsString)),
+            );
+        }
+        cmd.group(
+            ArgGroup::new(SINK_GROUP)
+                .args(table.iter().map(|s| s.flag))
+                .multiple(true),
+        )
+    }
+
+    /// The flags of `table` found in `m`.
+    fn from_matches_with(m: &ArgMatches, table: &'static [SinkSpec]) -> SinkArgs {
+        let given = table
+            .iter()
+            .filter_map(|spec| {
+                m.try_get_one::<OsString>(spec.flag)
+                    .ok()
+                    .flatten()
+                    .map(|v| (spec, v.clone()))
+            })
+            .collect();
+        SinkArgs { given }
+    }
+
+    /// At least one alert sink is given (the detectors run, the summary has
+    /// an alert section).
+    pub fn any(&self) -> bool {
+        !self.given.is_empty()
+    }
+
+    /// `--FLAG` of the first sink given that writes to stdout.
+    pub fn stdout_flag(&self) -> Option<String> {
+        self.given
+            .iter()
+            .find(|(spec, target)| spec.writes_stdout(target))
+            .map(|(spec, _)| format!("--{}", spec.flag))
+    }
+
+    /// Open every sink given, in the table's order (before `run --user`
+    /// drops root).
+    pub fn open(&self, cx: &OpenCx) -> Result<Vec<Box<dyn AlertSink>>, OpenError> {
+        self.given
+            .iter()
+            .map(|(spec, target)| (spec.open)(OsStr::new(target), cx))
+            .collect()
+    }
+}
+
+impl FromArgMatches for SinkArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(SinkArgs::from_matches_with(m, SINKS))
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = SinkArgs::from_matches_with(m, SINKS);
+        Ok(())
+    }
+}
+
+impl Args for SinkArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        SinkArgs::augment_with(cmd, SINKS)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        SinkArgs::augment_with(cmd, SINKS)
+    }
 }
 
 /// Where `--metrics-listen` serves.
@@ -270,5 +364,77 @@ fn parse_speed(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("speed must be a positive number, got {s}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{OpenMode, OutputSet};
+    use crate::sink::{Collect, JsonLines};
+
+    /// A sink defined only here, to show that a table entry alone gives a
+    /// flag, and that several sinks open together.
+    fn open_memory(_: &OsStr, _: &OpenCx) -> Result<Box<dyn AlertSink>, OpenError> {
+        Ok(Box::new(Collect::default()))
+    }
+
+    static TABLE: &[SinkSpec] = &[
+        SinkSpec {
+            flag: "alerts-a",
+            value_name: "FILE",
+            help: "first",
+            dash_is_stdout: true,
+            open: |_, _| Ok(Box::new(JsonLines(Vec::new()))),
+        },
+        SinkSpec {
+            flag: "memory",
+            value_name: "NAME",
+            help: "second",
+            dash_is_stdout: false,
+            open: open_memory,
+        },
+    ];
+
+    fn parse(args: &[&str]) -> Result<SinkArgs, clap::Error> {
+        let cmd = SinkArgs::augment_with(clap::Command::new("t"), TABLE);
+        cmd.try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))
+            .map(|m| SinkArgs::from_matches_with(&m, TABLE))
+    }
+
+    #[test]
+    fn every_table_entry_is_a_flag_and_several_open_together() {
+        let none = parse(&[]).expect("no sink");
+        assert!(!none.any());
+        let both = parse(&["--memory", "-", "--alerts-a", "-"]).expect("two sinks");
+        assert!(both.any());
+        // `-` is stdout for the first entry only; the flag keeps its dashes.
+        assert_eq!(both.stdout_flag().as_deref(), Some("--alerts-a"));
+        let set = OutputSet::default();
+        let cx = OpenCx {
+            set: &set,
+            mode: OpenMode::Truncate,
+        };
+        assert_eq!(both.open(&cx).expect("open").len(), 2);
+        let memory = parse(&["--memory", "-"]).expect("one sink");
+        assert_eq!(memory.stdout_flag(), None);
+        assert!(parse(&["--nope", "x"]).is_err());
+    }
+
+    #[test]
+    fn the_product_table_gives_replay_its_alerts_flag() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let replay = cmd.find_subcommand("replay").expect("replay");
+        for spec in SINKS {
+            assert!(
+                replay
+                    .get_arguments()
+                    .any(|a| a.get_long() == Some(spec.flag)),
+                "--{} missing",
+                spec.flag
+            );
+        }
+        Cli::command().debug_assert();
     }
 }

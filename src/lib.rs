@@ -21,6 +21,7 @@ pub mod output;
 pub mod pipeline;
 pub mod policy;
 pub mod report;
+pub mod sink;
 pub mod summary;
 
 /// The packet and flow keys (floor L0), at their historical path.

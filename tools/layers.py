@@ -21,7 +21,7 @@ FLOORS = {
     "capture": 1, "decode": 1, "policy": 1,
     "flow": 2,
     "detect": 3, "alert": 3,
-    "evidence": 4, "metrics": 4, "output": 4,
+    "evidence": 4, "metrics": 4, "output": 4, "sink": 4,
     "pipeline": 5,
     "app": 6, "cli": 6, "report": 6, "summary": 6, "main": 6, "bin": 6,
 }

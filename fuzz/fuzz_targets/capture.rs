@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use zonewatch::alert::fold::FoldConfig;
-use zonewatch::alert::JsonLines;
+use zonewatch::sink::JsonLines;
 use zonewatch::capture::{FileSource, PacketSource};
 use zonewatch::detect::DetectConfig;
 use zonewatch::evidence::EvidenceConfig;

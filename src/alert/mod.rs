@@ -1,9 +1,9 @@
 //! Floor L3. Alerts: what the sensor tells the security team, as JSON lines (`--alerts`).
 //!
 //! Owns the alert record ([`Alert`]) and its line format, the deterministic
-//! folding of repeated violations ([`fold::Folder`]), and where alerts go
-//! ([`AlertSink`]). It leaves alone: how flows are tracked and judged, and the
-//! analysis thread that feeds the folding in packet-time order
+//! folding of repeated violations ([`fold::Folder`]). It leaves alone: where
+//! alerts go (`crate::sink`, floor L4), how flows are tracked and judged, and
+//! the analysis thread that feeds the folding in packet-time order
 //! (`crate::pipeline::analysis::serve`).
 //!
 //! # `separation_violation`
@@ -49,7 +49,6 @@ use crate::model::proto::proto_name;
 use crate::packet::FlowKey;
 use crate::policy::{Policy, Severity, Verdict};
 use serde::Serialize;
-use std::io::{self, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -163,54 +162,6 @@ pub fn stamp_id(a: &mut Alert, due_ns: u64, nth: u64) {
     let d = h.finalize();
     a.id = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
     (a.host, a.in_iface, a.evidence_pcap) = (host, iface, pcap);
-}
-
-/// Where alerts go: a JSON-lines writer, or a collector (`check --against`, tests).
-pub trait AlertSink: Send {
-    fn alert(&mut self, a: &Alert) -> io::Result<()>;
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Writes each alert as one JSON line, handed to the writer whole in one
-/// `write_all` (an output may be flushed or reopened between two calls, never
-/// inside a line: `crate::output`).
-pub struct JsonLines<W: Write + Send>(pub W);
-
-impl<W: Write + Send> AlertSink for JsonLines<W> {
-    fn alert(&mut self, a: &Alert) -> io::Result<()> {
-        // One allocation per alert line (alerts are rare next to packets).
-        let mut line = serde_json::to_vec(a)?;
-        line.push(b'\n');
-        self.0.write_all(&line)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-/// Keeps alerts in memory behind a shared handle.
-#[derive(Clone, Default)]
-pub struct Collect(pub Arc<std::sync::Mutex<Vec<Alert>>>);
-
-impl AlertSink for Collect {
-    fn alert(&mut self, a: &Alert) -> io::Result<()> {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(a.clone());
-        }
-        Ok(())
-    }
-}
-
-/// Drops every alert: the analysis thread still runs and counts what it
-/// would write (`--fail-on` without `--alerts`).
-pub struct Discard;
-
-impl AlertSink for Discard {
-    fn alert(&mut self, _: &Alert) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Counts of the alert path, for the summary.

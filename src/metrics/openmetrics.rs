@@ -391,11 +391,11 @@ fn write_family(buf: &mut String, name: &str, f: &Family) -> u64 {
 
 /// The `--alerts` sink with every line also given to a [`Recorder`].
 pub struct Tee {
-    pub inner: Box<dyn crate::alert::AlertSink>,
+    pub inner: Box<dyn crate::sink::AlertSink>,
     pub recorder: Arc<Recorder>,
 }
 
-impl crate::alert::AlertSink for Tee {
+impl crate::sink::AlertSink for Tee {
     fn alert(&mut self, a: &crate::alert::Alert) -> io::Result<()> {
         self.recorder.alert(a);
         self.inner.alert(a)

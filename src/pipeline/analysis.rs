@@ -6,7 +6,7 @@
 //! ([`crate::evidence`]) and its metrics ([`crate::metrics`]) in step.
 
 use crate::alert::fold::{FoldConfig, Folder};
-use crate::alert::{Alert, AlertSink, AlertStats, Event};
+use crate::alert::{Alert, AlertStats, Event};
 use crate::detect::obs::Obs;
 use crate::detect::{
     detectors, merge, Ctx, DetectConfig, Detector, DetectorStats, Emit, END_OF_INPUT, SHUTDOWN,
@@ -14,6 +14,7 @@ use crate::detect::{
 use crate::flow::FlowStart;
 use crate::model::maps::FastMap as HashMap;
 use crate::policy::{generation_of, Policy, Verdict, POLICY_GENERATIONS};
+use crate::sink::AlertSink;
 use std::io;
 use std::sync::Arc;
 

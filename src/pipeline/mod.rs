@@ -22,7 +22,6 @@ mod capture;
 mod worker;
 
 use crate::alert::fold::FoldConfig;
-use crate::alert::AlertSink;
 use crate::capture::{CaptureError, PacketSource, SourceReport};
 use crate::decode::DecodeStats;
 use crate::detect::obs::Obs;
@@ -32,6 +31,7 @@ use crate::metrics::openmetrics::Recorder;
 use crate::metrics::{Metrics, WorkerPub};
 use crate::packet::PacketMeta;
 use crate::policy::Policy;
+use crate::sink::AlertSink;
 use analysis::{AnalysisConfig, AnalysisMsg, AnalysisStats};
 use arc_swap::ArcSwap;
 use capture::{Capture, EvidenceOut};
