@@ -784,7 +784,7 @@ fn check_against(args: &CheckArgs, stop: &AtomicBool) -> Result<i32, AppError> {
     write_stdout(&crate::alert::render_dry_run(&header, &alerts))?;
     let mut by_severity = [0u64; 5];
     for a in &alerts {
-        if let Some(n) = Severity::parse(a.severity).and_then(|s| by_severity.get_mut(s as usize)) {
+        if let Some(n) = by_severity.get_mut(a.severity as usize) {
             *n += 1;
         }
     }
