@@ -1226,7 +1226,7 @@ impl FlowSink for ChunkSink {
             if hurried {
                 self.lines_skipped += 1;
             } else {
-                rec.write_json_with_policy(&mut self.buf, policy);
+                crate::format::flow_line::write_with_policy(rec, &mut self.buf, policy);
             }
         }
         if let Some(r) = &mut self.report {
