@@ -1,6 +1,7 @@
 //! Floor L3. Alerts: what the sensor tells the security team, as JSON lines (`--alerts`).
 //!
-//! Owns the alert record ([`Alert`]) and its line format, the deterministic
+//! Owns the alert record ([`Alert`], typed: the line is its `Serialize`, made
+//! by the writer; per-kind facts in [`evidence`]), the deterministic
 //! folding of repeated violations ([`fold::Folder`]), and where alerts go
 //! ([`AlertSink`]). It leaves alone: how flows are tracked and judged, and the
 //! analysis thread that feeds the folding in packet-time order
@@ -47,7 +48,7 @@ pub use evidence::Evidence;
 pub use report::render_dry_run;
 
 use crate::model::community_id::community_id;
-use crate::model::proto::{proto_name, ser_protocol, Protocol};
+use crate::model::proto::{ser_protocol, Protocol};
 use crate::model::severity::ser_severity;
 use crate::model::time::ser_rfc3339;
 use crate::packet::FlowKey;
@@ -303,11 +304,6 @@ pub(crate) fn make_alert(
         source: Some(first.source),
         ..Alert::default()
     }
-}
-
-/// The `proto` of an alert: as in flow lines.
-pub fn proto_label(p: u8) -> String {
-    proto_name(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 #[cfg(test)]

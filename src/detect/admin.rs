@@ -27,7 +27,7 @@
 use super::obs::Obs;
 use super::{Ctx, Detector, DetectorStats, Emit};
 use crate::alert::evidence::{AdminEvidence, Evidence};
-use crate::alert::{proto_label, Alert};
+use crate::alert::Alert;
 use crate::model::proto::Protocol;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use crate::policy::Severity;
@@ -409,7 +409,7 @@ impl AdminDetector {
         let unanswered = f.attempts.saturating_sub(f.answered);
         let service = crate::model::services::service_name(k.port)
             .map(str::to_string)
-            .unwrap_or_else(|| format!("{}/{}", proto_label(k.proto), k.port));
+            .unwrap_or_else(|| format!("{}/{}", Protocol::Ip(k.proto), k.port));
         let state = if answered > 0 {
             "the service answered"
         } else if f.refused > 0 {
