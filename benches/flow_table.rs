@@ -192,7 +192,7 @@ fn bench_write_json(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("write_json", name), |b| {
             b.iter(|| {
                 out.clear();
-                black_box(&rec).write_json(&mut out);
+                zonewatch::format::flow_line::write(black_box(&rec), &mut out);
                 black_box(out.len())
             })
         });

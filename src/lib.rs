@@ -15,6 +15,7 @@ pub mod decode;
 pub mod detect;
 pub mod evidence;
 pub mod flow;
+pub mod format;
 pub mod metrics;
 pub mod model;
 pub mod output;

@@ -1,7 +1,9 @@
 //! Issue #17: the floors of src/ (ARCHITECTURE.md "Floors") are kept by
 //! `tools/layers.py`, run by `make lint`. The check passes on the tree, and it
 //! fails, naming file and line, when a copy of the tree gains one import that
-//! goes up (decode, L1, importing pipeline, L5) or a new cycle.
+//! goes up (decode, L1, importing pipeline, L5) or a new cycle, and when a
+//! file of floors L0-L3 names `serde_json` outside its test code (detectors
+//! return typed alerts; JSON is written above them).
 
 use std::path::Path;
 use std::process::Command;
@@ -66,6 +68,44 @@ fn imports_only_go_down() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("import cycle between capture, decode"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_json_below_the_outputs_outside_tests() {
+    let src = Path::new(ROOT).join("src");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("src");
+    copy_tree(&src, &copy);
+    let f = copy.join("detect/scan.rs");
+    let text = std::fs::read_to_string(&f).expect("detect/scan.rs");
+
+    // Test code may use it (a `#[cfg(test)]` item, braces in strings too).
+    std::fs::write(
+        &f,
+        format!(
+            "{text}\n#[cfg(test)]\nmod json_in_tests {{\n    fn f() -> String {{\n        \
+             serde_json::json!({{\"a\": \"}}\"}}).to_string()\n    }}\n}}\n"
+        ),
+    )
+    .expect("write");
+    let (code, out) = check(&copy);
+    assert_eq!(code, 0, "{out}");
+
+    // A detector building JSON fails, named by file and line.
+    std::fs::write(
+        &f,
+        format!("{text}\nfn evidence() -> serde_json::Value {{\n    serde_json::json!({{}})\n}}\n"),
+    )
+    .expect("write");
+    let (code, out) = check(&copy);
+    assert_eq!(code, 1, "{out}");
+    let line = text.lines().count() + 2;
+    assert!(
+        out.contains(&format!(
+            "detect/scan.rs:{line}: serde_json in detect (floor L3)"
+        )),
         "{out}"
     );
 }

@@ -368,7 +368,7 @@ impl Folder {
     fn first_line(&mut self, g: &Group, by_source: bool) {
         let mut a = make_alert(&g.first, g.last_ns, 1, by_source.then_some((1, 1)));
         a.evidence_slot = Some(g.seq);
-        if let Some(n) = self.stats.by_severity.get_mut(severity_index(a.severity)) {
+        if let Some(n) = self.stats.by_severity.get_mut(a.severity as usize) {
             *n += 1;
         }
         self.stats.alerts += 1;
@@ -480,8 +480,4 @@ impl Folder {
         self.first_line(&g, false);
         self.flows.insert(fk, g);
     }
-}
-
-fn severity_index(s: &str) -> usize {
-    crate::policy::Severity::parse(s).map_or(0, |s| s as usize)
 }

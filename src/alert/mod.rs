@@ -1,9 +1,11 @@
 //! Floor L3. Alerts: what the sensor tells the security team, as JSON lines (`--alerts`).
 //!
-//! Owns the alert record ([`Alert`]) and its line format, the deterministic
-//! folding of repeated violations ([`fold::Folder`]). It leaves alone: where
-//! alerts go (`crate::sink`, floor L4), how flows are tracked and judged, and
-//! the analysis thread that feeds the folding in packet-time order
+//! Owns the alert record ([`Alert`], typed: the line is its `Serialize`, made
+//! where alerts are written, `crate::sink`, floor L4; per-kind facts in
+//! [`evidence`]) and the deterministic folding of repeated violations
+//! ([`fold::Folder`]). It leaves alone: where alerts go (`crate::sink`), how
+//! flows are tracked and judged, and the analysis thread that feeds the
+//! folding in packet-time order
 //! (`crate::pipeline::analysis::serve`).
 //!
 //! # `separation_violation`
@@ -39,13 +41,17 @@
 //! | `folded_by` | `"flow"` (same 5-tuple minus source port) or `"source"` (the per-source cap) |
 //! | `distinct_dst`, `distinct_dst_port` | `folded_by: "source"` only: targets and ports folded |
 
+pub mod evidence;
 pub mod fold;
 mod report;
 
+pub use evidence::Evidence;
 pub use report::render_dry_run;
 
 use crate::model::community_id::community_id;
-use crate::model::proto::proto_name;
+use crate::model::proto::{ser_protocol, Protocol};
+use crate::model::severity::ser_severity;
+use crate::model::time::ser_rfc3339;
 use crate::packet::FlowKey;
 use crate::policy::{Policy, Severity, Verdict};
 use serde::Serialize;
@@ -70,12 +76,19 @@ pub struct Event {
 /// Alert kinds.
 pub const SEPARATION_VIOLATION: &str = "separation_violation";
 
-/// One alert line. Keys that do not apply to a kind are left out (a host
-/// sweep has no single destination, a DoS episode no single source).
+/// One alert, typed: times are packet time (ns since the Unix epoch), the
+/// protocol a number, the evidence a struct per kind ([`Evidence`]). It
+/// derives `Serialize` for the writer (`crate::pipeline::analysis`, the
+/// sinks), which makes it one alert line; the text forms (RFC 3339 with µs,
+/// protocol and severity names) come from `crate::model`'s `serialize_with`
+/// helpers. Keys that do not apply to a kind are left out (a host sweep has
+/// no single destination, a DoS episode no single source).
 #[derive(Clone, Debug, Serialize, PartialEq, Default)]
 pub struct Alert {
-    pub timestamp: String,
-    /// Unique per alert, the same for the same traffic in any run (see [`stamp_id`]).
+    /// Packet time the alert starts at, ns (written RFC 3339, µs).
+    #[serde(serialize_with = "ser_rfc3339")]
+    pub timestamp: u64,
+    /// Unique per alert, the same for the same traffic in any run (given by the writer: `crate::pipeline::analysis::stamp_id`).
     pub id: String,
     /// Always `"alert"` once written (Suricata EVE's `event_type`).
     pub event_type: &'static str,
@@ -87,7 +100,8 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_iface: Option<String>,
     pub kind: &'static str,
-    pub severity: &'static str,
+    #[serde(serialize_with = "ser_severity")]
+    pub severity: Severity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,14 +110,18 @@ pub struct Alert {
     pub dst_ip: Option<IpAddr>,
     #[serde(rename = "dest_port", skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proto: Option<String>,
+    #[serde(
+        serialize_with = "ser_protocol",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proto: Option<Protocol>,
     pub vlan: Vec<u16>,
     pub src_zone: Option<String>,
     #[serde(rename = "dest_zone")]
     pub dst_zone: Option<String>,
     pub rule: String,
     pub reason: String,
+    /// Community ID v1 of the (first) flow, computed when the alert is made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub community_id: Option<String>,
     pub count: u64,
@@ -111,8 +129,12 @@ pub struct Alert {
     /// final `count` and `last_seen` (same `id`), written when its fold window
     /// closes and only if more flows folded in or its flows stayed active.
     pub update: u32,
-    pub first_seen: String,
-    pub last_seen: String,
+    /// Packet time, ns (written RFC 3339, µs).
+    #[serde(serialize_with = "ser_rfc3339")]
+    pub first_seen: u64,
+    /// Packet time, ns (written RFC 3339, µs).
+    #[serde(serialize_with = "ser_rfc3339")]
+    pub last_seen: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub folded_by: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,7 +143,7 @@ pub struct Alert {
     pub distinct_dst_port: Option<u64>,
     /// Kind-specific facts (targets and ports counted, samples, rates...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<serde_json::Value>,
+    pub evidence: Option<Evidence>,
     /// `--evidence DIR`: the pcap file holding this alert's packets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence_pcap: Option<String>,
@@ -141,27 +163,6 @@ pub struct Alert {
     /// same group (`update` > 0) repeats the first line's `id` (not written).
     #[serde(skip)]
     pub group: Option<u64>,
-}
-
-/// Give `a` its `id`: the first 16 hex digits of SHA-1 over the line as
-/// written so far (no `id`, `host`, `in_iface` or evidence file) and the packet
-/// time and rank it was written at. The same traffic gives the same ids in any
-/// run, live or replay, whatever the sensor or worker count; two alerts of one
-/// run differ in content or in `(due_ns, nth)`.
-pub fn stamp_id(a: &mut Alert, due_ns: u64, nth: u64) {
-    use sha1::{Digest, Sha1};
-    a.id.clear();
-    a.event_type = "alert";
-    let (host, iface, pcap) = (a.host.take(), a.in_iface.take(), a.evidence_pcap.take());
-    let mut h = Sha1::new();
-    if let Ok(line) = serde_json::to_vec(&*a) {
-        h.update(&line);
-    }
-    h.update(due_ns.to_be_bytes());
-    h.update(nth.to_be_bytes());
-    let d = h.finalize();
-    a.id = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    (a.host, a.in_iface, a.evidence_pcap) = (host, iface, pcap);
 }
 
 /// Counts of the alert path, for the summary.
@@ -186,8 +187,6 @@ pub struct AlertStats {
     /// timestamps out of order by more than the reorder slack).
     pub late: u64,
 }
-
-pub use crate::model::time::rfc3339;
 
 /// The `rule` and `reason` of a violation.
 fn rule_and_reason(p: &Policy, v: &Verdict) -> (String, String, Option<String>, Option<String>) {
@@ -229,17 +228,16 @@ pub(crate) fn make_alert(
         _ => Severity::Info,
     };
     let (rule, reason, src_zone, dst_zone) = rule_and_reason(&first.policy, &first.verdict);
-    let timestamp = rfc3339(first.ts_ns);
     Alert {
-        first_seen: timestamp.clone(),
-        timestamp,
+        timestamp: first.ts_ns,
+        first_seen: first.ts_ns,
         kind: SEPARATION_VIOLATION,
-        severity: severity.as_str(),
+        severity,
         src_ip: Some(k.src_ip()),
         src_port: Some(k.sport),
         dst_ip: Some(k.dst_ip()),
         dst_port: Some(k.dport),
-        proto: Some(proto_label(k.proto)),
+        proto: Some(Protocol::Ip(k.proto)),
         vlan: k.vlan.iter().copied().filter(|&v| v != 0).collect(),
         src_zone,
         dst_zone,
@@ -247,7 +245,7 @@ pub(crate) fn make_alert(
         reason,
         community_id: Some(community_id(k)),
         count,
-        last_seen: rfc3339(last_ns),
+        last_seen: last_ns,
         folded_by: Some(if by_source.is_some() {
             "source"
         } else {
@@ -258,11 +256,6 @@ pub(crate) fn make_alert(
         source: Some(first.source),
         ..Alert::default()
     }
-}
-
-/// The `proto` of an alert: as in flow lines.
-pub fn proto_label(p: u8) -> String {
-    proto_name(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 #[cfg(test)]

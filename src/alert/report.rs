@@ -2,6 +2,7 @@
 //! zone pair, most severe pair first.
 
 use super::Alert;
+use crate::model::time::rfc3339;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -27,10 +28,7 @@ pub fn render_dry_run(header: &str, alerts: &[Alert]) -> String {
     }
     let mut order: Vec<_> = pairs.into_iter().collect();
     let rank = |v: &[&Alert]| {
-        let sev = v
-            .iter()
-            .filter_map(|a| crate::policy::Severity::parse(a.severity))
-            .max();
+        let sev = v.iter().map(|a| a.severity).max();
         let flows: u64 = v.iter().map(|a| a.count).sum();
         (std::cmp::Reverse(sev), std::cmp::Reverse(flows))
     };
@@ -41,7 +39,7 @@ pub fn render_dry_run(header: &str, alerts: &[Alert]) -> String {
         let _ = writeln!(
             out,
             "\n{s} -> {d}  {}  (rule {})  {} alert{}, {} flow{}",
-            first.severity,
+            first.severity.as_str(),
             first.rule,
             list.len(),
             if list.len() == 1 { "" } else { "s" },
@@ -52,8 +50,8 @@ pub fn render_dry_run(header: &str, alerts: &[Alert]) -> String {
             let _ = write!(
                 out,
                 "  {}  {:<9} {} -> {}  x{}",
-                a.timestamp,
-                a.proto.as_deref().unwrap_or("-"),
+                rfc3339(a.timestamp),
+                a.proto.map_or_else(|| "-".to_string(), |p| p.to_string()),
                 endpoint(a.src_ip, a.src_port),
                 endpoint(a.dst_ip, a.dst_port),
                 a.count

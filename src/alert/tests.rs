@@ -128,7 +128,7 @@ fn first_line_at_the_first_flow_update_at_the_windows_end() {
             (T0 + 75 * S, 1, 1, true, Some(22)),
         ]
     );
-    assert_eq!(lines[2].1.last_seen, rfc3339(T0 + 20 * S));
+    assert_eq!(lines[2].1.last_seen, T0 + 20 * S);
     assert_eq!(lines[0].1.evidence_slot, lines[2].1.evidence_slot);
     assert_eq!((stats.alerts, stats.updates), (2, 1));
 }
@@ -161,7 +161,7 @@ fn repeats_fold_within_the_window_and_reopen_after_it() {
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
     let a = &alerts[0];
     assert_eq!(
-        (a.kind, a.severity, a.count),
+        (a.kind, a.severity.as_str(), a.count),
         (SEPARATION_VIOLATION, "critical", 5)
     );
     assert_eq!(
@@ -169,7 +169,11 @@ fn repeats_fold_within_the_window_and_reopen_after_it() {
         Some("192.0.2.10")
     );
     assert_eq!(
-        (a.src_port, a.dst_port, a.proto.as_deref()),
+        (
+            a.src_port,
+            a.dst_port,
+            a.proto.map(|p| p.to_string()).as_deref()
+        ),
         (Some(40000), Some(443), Some("tcp"))
     );
     assert_eq!(a.src_zone.as_deref(), Some("mynumber.term"));
@@ -180,11 +184,8 @@ fn repeats_fold_within_the_window_and_reopen_after_it() {
         "{}",
         a.reason
     );
-    assert_eq!(a.timestamp, rfc3339(T0));
-    assert_eq!(
-        (a.first_seen.clone(), a.last_seen.clone()),
-        (rfc3339(T0), rfc3339(T0 + 40 * S))
-    );
+    assert_eq!(a.timestamp, T0);
+    assert_eq!((a.first_seen, a.last_seen), (T0, T0 + 40 * S));
     assert_eq!(a.community_id, Some(community_id(&evs[0].1.key)));
     assert_eq!(a.folded_by, Some("flow"));
     assert_eq!((alerts[1].count, alerts[1].src_port), (1, Some(41000)));

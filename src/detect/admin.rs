@@ -26,7 +26,9 @@
 
 use super::obs::Obs;
 use super::{Ctx, Detector, DetectorStats, Emit};
-use crate::alert::{proto_label, rfc3339, Alert};
+use crate::alert::evidence::{AdminEvidence, Evidence};
+use crate::alert::Alert;
+use crate::model::proto::Protocol;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use crate::policy::Severity;
 use ipnet::IpNet;
@@ -419,7 +421,7 @@ impl AdminDetector {
         let unanswered = f.attempts.saturating_sub(f.answered);
         let service = crate::model::services::service_name(k.port)
             .map(str::to_string)
-            .unwrap_or_else(|| format!("{}/{}", proto_label(k.proto), k.port));
+            .unwrap_or_else(|| format!("{}/{}", Protocol::Ip(k.proto), k.port));
         let state = if answered > 0 {
             "the service answered"
         } else if f.refused > 0 {
@@ -436,34 +438,34 @@ impl AdminDetector {
             rule.scope
         );
         let admins: Vec<String> = rule.admins.iter().map(ToString::to_string).collect();
-        let evidence = serde_json::json!({
-            "service": service,
-            "attempts": f.attempts,
-            "answered": answered > 0,
-            "answered_attempts": answered,
-            "refused": f.refused,
-            "unanswered": unanswered,
-            "rule_scope": rule.scope,
-            "admin_sources": admins,
-            "window_secs": self.cfg.window_secs,
-        });
+        let evidence = AdminEvidence {
+            admin_sources: admins,
+            answered: answered > 0,
+            answered_attempts: answered,
+            attempts: f.attempts,
+            refused: f.refused,
+            rule_scope: rule.scope.clone(),
+            service,
+            unanswered,
+            window_secs: self.cfg.window_secs,
+        };
         Some(Alert {
-            timestamp: rfc3339(f.first_ns),
+            timestamp: f.first_ns,
             kind: "admin_access",
-            severity: severity.as_str(),
+            severity,
             src_ip: Some(src_ip),
             dst_ip: Some(dst_ip),
             dst_port: Some(k.port),
-            proto: Some(proto_label(k.proto)),
+            proto: Some(Protocol::Ip(k.proto)),
             vlan: f.vlan.into_iter().collect(),
             src_zone,
             dst_zone: f.dst_zone.clone(),
             rule: "detect.admin_access".into(),
             reason,
             count: f.attempts,
-            first_seen: rfc3339(f.first_ns),
-            last_seen: rfc3339(f.last_ns),
-            evidence: Some(evidence),
+            first_seen: f.first_ns,
+            last_seen: f.last_ns,
+            evidence: Some(Evidence::Admin(evidence)),
             ..Alert::default()
         })
     }
@@ -563,19 +565,20 @@ mod tests {
         // answer wait are over); its update line carries the final counts.
         assert_eq!(*at, T0);
         assert_eq!(
-            (a.kind, a.severity, a.rule.as_str()),
+            (a.kind, a.severity.as_str(), a.rule.as_str()),
             ("admin_access", "high", "detect.admin_access")
         );
         assert_eq!(a.src_ip.map(|i| i.to_string()).as_deref(), Some(TERM));
         assert_eq!(a.dst_ip.map(|i| i.to_string()).as_deref(), Some(SRV));
         assert_eq!(
-            (a.dst_port, a.count, a.proto.as_deref()),
+            (
+                a.dst_port,
+                a.count,
+                a.proto.map(|p| p.to_string()).as_deref()
+            ),
             (Some(22), 3, Some("tcp"))
         );
-        assert_eq!(
-            (a.first_seen.clone(), a.last_seen.clone()),
-            (rfc3339(T0), rfc3339(T0 + 2 * S))
-        );
+        assert_eq!((a.first_seen, a.last_seen), (T0, T0 + 2 * S));
         assert_eq!(ev(a, "answered"), true);
         assert_eq!(ev(a, "rule_scope"), "global");
         assert_eq!(ev(a, "service"), "ssh");
@@ -646,7 +649,10 @@ mod tests {
         );
         let snmp = by_port(161);
         assert_eq!(
-            (snmp.proto.as_deref(), ev(snmp, "service")),
+            (
+                snmp.proto.map(|p| p.to_string()).as_deref(),
+                ev(snmp, "service")
+            ),
             (Some("udp"), "snmp".into())
         );
         // Written in due order: the order of the first attempts.
@@ -728,7 +734,7 @@ mod tests {
                     a.src_ip.map(|i| i.to_string()).unwrap_or_default(),
                     a.dst_ip.map(|i| i.to_string()).unwrap_or_default(),
                     ev(a, "rule_scope").as_str().unwrap_or("").to_string(),
-                    a.severity,
+                    a.severity.as_str(),
                 )
             })
             .collect();
@@ -760,7 +766,7 @@ mod tests {
         let a = run(cfg.admin_access, Some(&p), obs);
         assert_eq!(a.len(), 1, "{a:#?}");
         assert_eq!(
-            (a[0].1.severity, a[0].1.dst_zone.as_deref()),
+            (a[0].1.severity.as_str(), a[0].1.dst_zone.as_deref()),
             ("high", Some("lgwan.term"))
         );
         assert!(within("mynumber.srv", "mynumber"));

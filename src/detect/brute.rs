@@ -50,14 +50,17 @@
 use super::obs::Obs;
 use super::window::{WindowState, Windows};
 use super::{Ctx, Detector, DetectorStats, Emit};
-use crate::alert::{rfc3339, Alert};
+use crate::alert::evidence::{BruteEvidence, Evidence};
+use crate::alert::Alert;
 use crate::flow::FlowClose;
+use crate::model::proto::Protocol;
 use crate::model::severity::de_severity;
 use crate::model::Cidr;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use crate::policy::Severity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// `[detect.brute_force]` in a rules file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -548,42 +551,42 @@ impl BruteDetector {
                 k.port, sum.short
             )
         };
-        let sample: Vec<String> = counted
+        let sample: Vec<IpAddr> = counted
             .keys()
             .take(c.sample_size)
-            .map(|h| to_ip(h, k.v6).to_string())
+            .map(|h| to_ip(h, k.v6))
             .collect();
-        let evidence = serde_json::json!({
-            "service": service,
-            "port": k.port,
-            "attempts": attempts,
-            "failed": failed,
-            "refused": sum.refused,
-            "unanswered": sum.unanswered,
-            "not_established": sum.not_established,
-            "short": sum.short,
-            "long": sum.long,
-            "open": open,
-            "talked": sum.talked,
-            "connections": sum.connections,
-            "connections_to_silent_targets": silent,
-            "not_tracked": w.not_tracked,
-            "targets": targets,
-            "max_per_target": max_per_target,
-            "sample_targets": sample,
-            "spraying": spraying,
-            "src_zone": src_zone,
-            "dst_zones": dst_zones,
-            "window_secs": c.window_secs,
-        });
+        let evidence = BruteEvidence {
+            attempts,
+            connections: sum.connections,
+            connections_to_silent_targets: silent,
+            dst_zones,
+            failed,
+            long: sum.long,
+            max_per_target,
+            not_established: sum.not_established,
+            not_tracked: w.not_tracked,
+            open,
+            port: k.port,
+            refused: sum.refused,
+            sample_targets: sample,
+            service,
+            short: sum.short,
+            spraying,
+            src_zone: src_zone.clone(),
+            talked: sum.talked,
+            targets,
+            unanswered: sum.unanswered,
+            window_secs: c.window_secs,
+        };
         Some(Alert {
-            timestamp: rfc3339(w.first_ns),
+            timestamp: w.first_ns,
             kind: "brute_force",
-            severity: severity.as_str(),
+            severity,
             src_ip: Some(src_ip),
             dst_ip,
             dst_port: Some(k.port),
-            proto: Some(label.into()),
+            proto: Some(Protocol::Ip(if udp { proto::UDP } else { proto::TCP })),
             vlan: w.vlan.into_iter().collect(),
             src_zone,
             dst_zone,
@@ -594,9 +597,9 @@ impl BruteDetector {
             },
             reason,
             count: attempts,
-            first_seen: rfc3339(w.first_ns),
-            last_seen: rfc3339(w.last_ns),
-            evidence: Some(evidence),
+            first_seen: w.first_ns,
+            last_seen: w.last_ns,
+            evidence: Some(Evidence::Brute(evidence)),
             ..Alert::default()
         })
     }
@@ -713,7 +716,7 @@ mod tests {
         let a = run(hydra(9, ATT, VIC, T0));
         assert_eq!(a.len(), 1, "{a:#?}");
         let a = &a[0];
-        assert_eq!((a.kind, a.severity), ("brute_force", "high"));
+        assert_eq!((a.kind, a.severity.as_str()), ("brute_force", "high"));
         assert_eq!(a.rule, "detect.brute_force");
         assert_eq!(a.src_ip.map(|i| i.to_string()).as_deref(), Some(ATT));
         assert_eq!(a.dst_ip.map(|i| i.to_string()).as_deref(), Some(VIC));
@@ -723,7 +726,7 @@ mod tests {
         assert_eq!(ev(a, "targets"), 1);
         assert_eq!(ev(a, "service"), "ssh");
         assert_eq!(ev(a, "spraying"), false);
-        assert_eq!(a.first_seen, rfc3339(T0));
+        assert_eq!(a.first_seen, T0);
         // One below the threshold: nothing.
         assert!(run(hydra(7, ATT, VIC, T0)).is_empty());
     }
@@ -831,7 +834,7 @@ mod tests {
         let a = run(obs);
         assert_eq!(a.len(), 2, "{a:#?}");
         assert_eq!((a[0].count, a[1].count), (9, 9));
-        assert_eq!(a[1].first_seen, rfc3339(T0 + 400 * S));
+        assert_eq!(a[1].first_seen, T0 + 400 * S);
     }
 
     #[test]
@@ -1065,9 +1068,9 @@ mod tests {
         let a = run(asreqs(40, ATT, VIC, T0, 250, |_| Udp::Answered));
         assert_eq!(a.len(), 1, "{a:#?}");
         let a = &a[0];
-        assert_eq!((a.kind, a.severity), ("brute_force", "high"));
+        assert_eq!((a.kind, a.severity.as_str()), ("brute_force", "high"));
         assert_eq!(a.rule, "detect.brute_force");
-        assert_eq!(a.proto.as_deref(), Some("udp"));
+        assert_eq!(a.proto.map(|p| p.to_string()).as_deref(), Some("udp"));
         assert_eq!(a.src_ip.map(|i| i.to_string()).as_deref(), Some(ATT));
         assert_eq!(a.dst_ip.map(|i| i.to_string()).as_deref(), Some(VIC));
         assert_eq!((a.dst_port, a.count), (Some(88), 40));
@@ -1075,8 +1078,8 @@ mod tests {
         assert_eq!(ev(a, "short"), 40);
         assert_eq!((ev(a, "failed"), ev(a, "talked")), (0.into(), 40.into()));
         assert_eq!((ev(a, "connections"), ev(a, "long")), (40.into(), 0.into()));
-        assert_eq!(a.first_seen, rfc3339(T0));
-        assert_eq!(a.last_seen, rfc3339(T0 + 39 * 250_000_000));
+        assert_eq!(a.first_seen, T0);
+        assert_eq!(a.last_seen, T0 + 39 * 250_000_000);
         assert!(
             a.reason.contains("40 kerberos requests (udp port 88)"),
             "{}",
@@ -1121,7 +1124,10 @@ mod tests {
         }
         let a = run(obs);
         assert_eq!(a.len(), 1, "{a:#?}");
-        assert_eq!((a[0].proto.as_deref(), a[0].count), (Some("tcp"), 8));
+        assert_eq!(
+            (a[0].proto.map(|p| p.to_string()).as_deref(), a[0].count),
+            (Some("tcp"), 8)
+        );
     }
 
     #[test]
@@ -1271,7 +1277,7 @@ udp_ports = [70000]
         let a = run_with(BruteConfig::default(), Some(&p), hydra(9, ATT, VIC, T0));
         assert_eq!(a.len(), 1);
         let a = &a[0].1;
-        assert_eq!(a.severity, "critical");
+        assert_eq!(a.severity.as_str(), "critical");
         assert_eq!(a.src_zone.as_deref(), Some("inet.term"));
         assert_eq!(a.dst_zone.as_deref(), Some("mynumber.srv"));
     }

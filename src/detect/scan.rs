@@ -30,8 +30,10 @@
 use super::obs::{ArpObs, Obs};
 use super::window::{WindowState, Windows};
 use super::{Ctx, Detector, DetectorStats, Emit};
-use crate::alert::{proto_label, rfc3339, Alert};
+use crate::alert::evidence::{Evidence, ScanEvidence};
+use crate::alert::Alert;
 use crate::flow::Refusal;
+use crate::model::proto::Protocol;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -563,11 +565,7 @@ impl ScanDetector {
             "host_sweep"
         };
         let n = c.sample_size;
-        let sample_hosts: Vec<String> = hosts
-            .iter()
-            .take(n)
-            .map(|h| to_ip(h, k.v6).to_string())
-            .collect();
+        let sample_hosts: Vec<IpAddr> = hosts.iter().take(n).map(|h| to_ip(h, k.v6)).collect();
         let sample_ports: Vec<u16> = ports.iter().take(n).copied().collect();
         // A single destination (or port) only when exactly one host (port)
         // crossed the threshold; several are in the samples.
@@ -616,45 +614,46 @@ impl ScanDetector {
                 (w.last_ns - w.first_ns) as f64 / 1e9
             ),
         };
-        let evidence = serde_json::json!({
-            "scan_types": types,
-            "attempts": w.total,
-            "targets": hosts.len(),
-            "ports": ports.len(),
-            "answered": answered,
-            "refused": refused,
-            "unanswered": unanswered,
-            "not_tracked": w.overflow,
-            "sweep_hosts": sweep_hosts.len(),
-            "sweep_unanswered": sweep_failed.len(),
-            "sample_targets": sample_hosts,
-            "sample_ports": sample_ports,
-            "dst_zones": dst_zones,
-            "window_secs": c.window_secs,
-        });
+        let rule = format!("detect.port_scan.{}", types.join("+"));
+        let evidence = ScanEvidence {
+            answered,
+            attempts: w.total,
+            dst_zones,
+            not_tracked: w.overflow,
+            ports: ports.len() as u64,
+            refused,
+            sample_ports,
+            sample_targets: sample_hosts,
+            scan_types: types,
+            sweep_hosts: sweep_hosts.len() as u64,
+            sweep_unanswered: sweep_failed.len() as u64,
+            targets: hosts.len() as u64,
+            unanswered,
+            window_secs: c.window_secs,
+        };
         Some(Alert {
-            timestamp: rfc3339(w.first_ns),
+            timestamp: w.first_ns,
             kind,
-            severity: severity.as_str(),
+            severity,
             src_ip: Some(src_ip),
             dst_ip,
             dst_port,
             proto: proto.map(|p| {
                 if p == 0 {
-                    "arp".to_string()
+                    Protocol::Arp
                 } else {
-                    proto_label(p)
+                    Protocol::Ip(p)
                 }
             }),
             vlan: w.vlan.into_iter().collect(),
             src_zone,
             dst_zone,
-            rule: format!("detect.port_scan.{}", types.join("+")),
+            rule,
             reason,
             count: w.total,
-            first_seen: rfc3339(w.first_ns),
-            last_seen: rfc3339(w.last_ns),
-            evidence: Some(evidence),
+            first_seen: w.first_ns,
+            last_seen: w.last_ns,
+            evidence: Some(Evidence::Scan(evidence)),
             ..Alert::default()
         })
     }

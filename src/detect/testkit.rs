@@ -110,6 +110,7 @@ pub fn finals(lines: Vec<(u64, Alert)>) -> Vec<(u64, Alert)> {
 pub fn ev(a: &Alert, k: &str) -> serde_json::Value {
     a.evidence
         .as_ref()
+        .map(crate::alert::Evidence::json)
         .map(|e| e[k].clone())
         .unwrap_or_default()
 }

@@ -210,12 +210,10 @@ impl Selector {
                 dst,
                 sport: None,
                 dport: a.dst_port,
-                // The line's label back to its number (the flow lines' one table).
-                proto: a.proto.as_deref().and_then(|p| {
-                    p.parse().ok().or_else(|| {
-                        (0..=u8::MAX).find(|&n| crate::model::proto::proto_name(n) == Some(p))
-                    })
-                }),
+                proto: match a.proto {
+                    Some(crate::model::proto::Protocol::Ip(p)) => Some(p),
+                    _ => None,
+                },
             },
         };
         (s.src.is_some() || s.dst.is_some()).then_some(s)

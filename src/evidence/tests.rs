@@ -56,7 +56,7 @@ fn alert(kind: &'static str, id: &str, src: &str, dst: Option<&str>, dport: Opti
         src_ip: Some(ip(src)),
         dst_ip: dst.map(ip),
         dst_port: dport,
-        proto: Some("tcp".into()),
+        proto: Some(crate::model::proto::Protocol::Ip(crate::packet::proto::TCP)),
         ..Alert::default()
     }
 }

@@ -4,7 +4,8 @@
 //!   (`meta.hash = hasher.hash_packet(&meta)`); tables never hash keys themselves.
 //! - `table`: the flow table (slab of 104-byte entries + open-addressing index),
 //!   timeouts on packet time, eviction under a hard cap; `update_batch` prefetches.
-//! - `record`: finished-flow records, JSON lines, Community ID v1.
+//! - `record`: finished-flow records and the policy's facts about them (their
+//!   JSON line is `crate::format::flow_line`'s, on the output floor).
 //! - `zones`: packets and bytes by (zone, zone, verdict) cell beside a table's
 //!   slab, filled by the table, drained by `metrics`.
 
@@ -15,7 +16,9 @@ pub mod tally;
 pub mod zones;
 
 pub use hash::FlowHasher;
-pub use record::{policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart, Refusal, TcpState};
+pub use record::{
+    policy_vlan, EndReason, FlowClose, FlowRecord, FlowStart, PolicyFacts, Refusal, TcpState,
+};
 
 use crate::packet::FlowKey;
 pub use table::{FlowConfig, FlowStats, FlowTable, PolicyStats};

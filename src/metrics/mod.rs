@@ -723,7 +723,7 @@ impl AlertPub {
     pub fn alert(&mut self, a: &crate::alert::Alert) {
         let l = [
             a.kind,
-            a.severity,
+            a.severity.as_str(),
             a.src_zone.as_deref().unwrap_or(NO_ZONE),
             a.dst_zone.as_deref().unwrap_or(NO_ZONE),
         ];

@@ -149,13 +149,10 @@ impl Recorder {
 
     /// An alert line was written (the tee in front of `--alerts`).
     pub fn alert(&self, a: &crate::alert::Alert) {
-        let ns = humantime::parse_rfc3339(&a.timestamp)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
+        let ns = a.timestamp;
         let labels = [
             a.kind.to_string(),
-            a.severity.to_string(),
+            a.severity.as_str().to_string(),
             a.src_zone.clone().unwrap_or_else(|| super::NO_ZONE.into()),
             a.dst_zone.clone().unwrap_or_else(|| super::NO_ZONE.into()),
         ];
@@ -472,13 +469,13 @@ mod tests {
         let r = rec();
         let mut a = crate::alert::Alert {
             kind: "separation_violation",
-            severity: "high",
+            severity: crate::model::Severity::High,
             src_zone: Some("x\"y".into()),
-            timestamp: "1970-01-01T00:00:02.500000Z".into(),
+            timestamp: 2_500_000_000,
             ..Default::default()
         };
         r.alert(&a);
-        a.timestamp = "1970-01-01T00:00:09.000000Z".into();
+        a.timestamp = 9_000_000_000;
         r.alert(&a);
         for s in [1, 2, 3] {
             r.snapshot(s * 1_000_000_000, s == 3);

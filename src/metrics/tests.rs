@@ -347,7 +347,7 @@ fn alert_publisher_counts_lines_and_open_dos_episodes() {
     let mut a = AlertPub::new(m.clone());
     let alert = |kind: &'static str| crate::alert::Alert {
         kind,
-        severity: "high",
+        severity: crate::model::Severity::High,
         dst_zone: Some("b".into()),
         ..Default::default()
     };

@@ -2,6 +2,38 @@
 //! equivalents" that key an ICMP exchange as one flow (Community ID spec).
 
 use super::packet::proto;
+use serde::Serializer;
+use std::fmt;
+
+/// The protocol an alert is about: an IP protocol number, or ARP (a sweep
+/// by ARP requests, which has no IP protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Ip(u8),
+    Arp,
+}
+
+/// As every output writes it: [`proto_name`], else the number; `arp`.
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Protocol::Ip(p) => match proto_name(p) {
+                Some(n) => f.write_str(n),
+                None => write!(f, "{p}"),
+            },
+            Protocol::Arp => f.write_str("arp"),
+        }
+    }
+}
+
+/// `serialize_with` helper: an optional [`Protocol`] written as its label
+/// (`"tcp"`, `"ipv6-icmp"`, `"arp"`, or the number as text).
+pub fn ser_protocol<S: Serializer>(p: &Option<Protocol>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.collect_str(p),
+        None => s.serialize_none(),
+    }
+}
 
 /// Protocol names used in records.
 pub fn proto_name(p: u8) -> Option<&'static str> {

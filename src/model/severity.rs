@@ -1,9 +1,10 @@
 //! How bad a violation or a detection is, lowest first.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serializer};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    #[default]
     Info,
     Low,
     Medium,
@@ -51,4 +52,9 @@ pub fn de_severity<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
             "severity {s:?} is not one of info, low, medium, high, critical"
         ))),
     }
+}
+
+/// `serialize_with` helper: a severity written as its name (`"high"`).
+pub fn ser_severity<S: Serializer>(sev: &Severity, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(sev.as_str())
 }

@@ -1,6 +1,7 @@
 //! Packet time (ns since the Unix epoch) as text: one RFC 3339 form, UTC with
 //! microseconds, for every output (`2024-01-02T03:04:05.123456Z`).
 
+use serde::Serializer;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,4 +22,9 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ns: u64) {
         "{}",
         humantime::format_rfc3339_micros(ns_to_system_time(ns))
     );
+}
+
+/// `serialize_with` helper: packet time (ns) written as [`rfc3339`] text.
+pub fn ser_rfc3339<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(ns_to_system_time(*ns)))
 }

@@ -421,6 +421,29 @@ impl Written {
     }
 }
 
+/// Give `a` its `id`: the first 16 hex digits of SHA-1 over the line as
+/// written so far (no `id`, `host`, `in_iface` or evidence file) and the packet
+/// time and rank it was written at. The same traffic gives the same ids in any
+/// run, live or replay, whatever the sensor or worker count; two alerts of one
+/// run differ in content or in `(due_ns, nth)`. The line is the alert's JSON
+/// (its `Serialize`), so the id lives here, where alerts are written, not
+/// with the detectors that make them.
+pub(crate) fn stamp_id(a: &mut Alert, due_ns: u64, nth: u64) {
+    use sha1::{Digest, Sha1};
+    a.id.clear();
+    a.event_type = "alert";
+    let (host, iface, pcap) = (a.host.take(), a.in_iface.take(), a.evidence_pcap.take());
+    let mut h = Sha1::new();
+    if let Ok(line) = serde_json::to_vec(&*a) {
+        h.update(&line);
+    }
+    h.update(due_ns.to_be_bytes());
+    h.update(nth.to_be_bytes());
+    let d = h.finalize();
+    a.id = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    (a.host, a.in_iface, a.evidence_pcap) = (host, iface, pcap);
+}
+
 fn write(
     items: &mut Vec<(u64, usize, Alert)>,
     ev: Evidence<'_>,
@@ -473,7 +496,7 @@ fn write(
         } else {
             (written.last_due, written.nth) = (at, 0);
         }
-        crate::alert::stamp_id(&mut a, at, written.nth);
+        stamp_id(&mut a, at, written.nth);
         if a.host.is_none() {
             a.host.clone_from(&written.sensor);
         }
@@ -496,10 +519,8 @@ fn write(
         if let Some(m) = &mut written.metrics {
             m.alert(&a);
         }
-        if let Some(s) = crate::policy::Severity::parse(a.severity) {
-            if let Some(n) = written.by_severity.get_mut(s as usize) {
-                *n += 1;
-            }
+        if let Some(n) = written.by_severity.get_mut(a.severity as usize) {
+            *n += 1;
         }
         if result.is_ok() {
             *result = sink.alert(&a);

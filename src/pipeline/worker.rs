@@ -220,7 +220,7 @@ impl FlowLines {
         if hurried {
             self.skipped += 1;
         } else {
-            rec.write_json_with_policy(&mut self.buf, policy);
+            crate::format::flow_line::write_with_policy(rec, &mut self.buf, policy);
         }
     }
 

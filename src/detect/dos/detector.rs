@@ -8,9 +8,11 @@ use super::{
     addr_hash, hll_estimate, DosConfig, DosPartial, DstAgg, DstKey, SrcSample, CMS_COLS, CMS_N,
     CMS_ROWS, ECHO_OUT, NS, QUERY_OUT, SAMPLE, SYNACK_OUT, SYN_OUT, UDP_OUT,
 };
-use crate::alert::{proto_label, rfc3339, Alert};
+use crate::alert::evidence::{DosEvidence, Evidence, ProtocolMix, TopSource};
+use crate::alert::Alert;
 use crate::detect::obs::Obs;
 use crate::detect::{Ctx, Detector, DetectorStats, Emit};
+use crate::model::proto::Protocol;
 use crate::packet::{proto, to_ip};
 use std::collections::BTreeMap;
 
@@ -300,7 +302,7 @@ impl DosDetector {
         k: &DstKey,
         t: &Track,
         at: u64,
-        ended_by: Option<&str>,
+        ended_by: Option<&'static str>,
         cx: &Ctx,
         out: &mut Emit,
     ) {
@@ -319,14 +321,12 @@ impl DosDetector {
                 *src_zones.entry(z).or_default() += s.pkts;
             }
         }
-        let top: Vec<serde_json::Value> = sample
+        let top: Vec<TopSource> = sample
             .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "ip": to_ip(&s.addr, k.v6).to_string(),
-                    "packets": s.pkts,
-                    "bytes": s.bytes,
-                })
+            .map(|s| TopSource {
+                bytes: s.bytes,
+                ip: to_ip(&s.addr, k.v6),
+                packets: s.pkts,
             })
             .collect();
         let amp_ports: Vec<u16> = self
@@ -352,7 +352,7 @@ impl DosDetector {
         .map(|(_, p)| *p)
         .collect();
         let proto = (protos.len() == 1)
-            .then(|| protos.first().map(|p| proto_label(*p)))
+            .then(|| protos.first().map(|p| Protocol::Ip(*p)))
             .flatten();
         let types = sig_names(t.sigs);
         let start_w = t.started.unwrap_or(t.streak_start);
@@ -382,64 +382,63 @@ impl DosDetector {
                 a.pkts
             ),
         };
-        let mut ev = serde_json::json!({
-            "attack_types": types,
-            "peak_pps": t.peak_pps,
-            "peak_bps": t.peak_bps,
-            "pps": t.last_pps,
-            "bps": t.last_bps,
-            "packets": a.pkts,
-            "bytes": a.bytes,
-            "duration_secs": (duration * 1000.0).round() / 1000.0,
-            "hot_windows": t.hot_windows,
-            "start_window": start_w,
-            "protocol_mix": {
-                "tcp_syn": a.syn,
-                "tcp_synack": a.synack,
-                "tcp_other": tcp_other,
-                "udp": a.udp,
-                "udp_fragments": a.frag,
-                "icmp": a.icmp,
-                "amplification": a.amp,
-                "other": other,
+        let rule = format!("detect.dos.{}", types.join("+"));
+        let ev = DosEvidence {
+            amp_bytes: a.amp_bytes,
+            amp_ports,
+            attack_types: types,
+            bps: t.last_bps,
+            bytes: a.bytes,
+            dst_zone: dst_zone.clone(),
+            duration_secs: (duration * 1000.0).round() / 1000.0,
+            ended_by,
+            flows_estimate: hll_estimate(&a.flow_hll),
+            hot_windows: t.hot_windows,
+            packets: a.pkts,
+            peak_bps: t.peak_bps,
+            peak_pps: t.peak_pps,
+            pps: t.last_pps,
+            protocol_mix: ProtocolMix {
+                amplification: a.amp,
+                icmp: a.icmp,
+                other,
+                tcp_other,
+                tcp_syn: a.syn,
+                tcp_synack: a.synack,
+                udp: a.udp,
+                udp_fragments: a.frag,
             },
-            "synack_sent": t.sent[SYNACK_OUT],
-            "syn_sent": t.sent[SYN_OUT],
-            "udp_sent": t.sent[UDP_OUT],
-            "sources_estimate": sources,
-            "flows_estimate": hll_estimate(&a.flow_hll),
-            "top_sources": top,
+            sources_estimate: sources,
+            src_zones,
+            start_window: start_w,
+            syn_sent: t.sent[SYN_OUT],
+            synack_sent: t.sent[SYNACK_OUT],
+            top_sources: top,
             // All sources, ranked, when there are at most SAMPLE of them; else
             // a uniform sample (smallest address hash) with exact counts.
-            "top_sources_complete": sources <= SAMPLE as u64,
-            "amp_ports": amp_ports,
-            "amp_bytes": a.amp_bytes,
-            "dst_zone": dst_zone,
-            "src_zones": src_zones,
-        });
-        if let (Some(by), Some(m)) = (ended_by, ev.as_object_mut()) {
-            m.insert("ended_by".into(), by.into());
-        }
+            top_sources_complete: sources <= SAMPLE as u64,
+            udp_sent: t.sent[UDP_OUT],
+        };
         let severity = crate::policy::Severity::parse(&self.cfg.severity)
             .unwrap_or(crate::policy::Severity::High);
         out.push(
             at,
             Alert {
-                timestamp: rfc3339(t.first_ns),
+                timestamp: t.first_ns,
                 kind,
-                severity: severity.as_str(),
+                severity,
                 src_ip: single,
                 dst_ip: Some(dst),
                 proto,
                 vlan: vlan.into_iter().collect(),
                 src_zone: single.and_then(|s| cx.zone(s, vlan)),
                 dst_zone,
-                rule: format!("detect.dos.{}", types.join("+")),
+                rule,
                 reason,
                 count: a.pkts,
-                first_seen: rfc3339(t.first_ns),
-                last_seen: rfc3339(t.last_ns),
-                evidence: Some(ev),
+                first_seen: t.first_ns,
+                last_seen: t.last_ns,
+                evidence: Some(Evidence::Dos(ev)),
                 ..Alert::default()
             },
         );
@@ -529,6 +528,7 @@ mod tests {
     fn ev(a: &Alert, k: &str) -> u64 {
         a.evidence
             .as_ref()
+            .map(crate::alert::Evidence::json)
             .and_then(|e| e[k].as_u64())
             .unwrap_or(u64::MAX)
     }
@@ -576,7 +576,7 @@ mod tests {
         let end = &a[3];
         assert_eq!(end.dst_ip.map(|i| i.to_string()).as_deref(), Some(VICTIM));
         assert_eq!(end.rule, "detect.dos.syn_flood");
-        assert_eq!(end.proto.as_deref(), Some("tcp"));
+        assert_eq!(end.proto.map(|p| p.to_string()).as_deref(), Some("tcp"));
         assert_eq!(end.count, 12_000);
         assert_eq!(ev(end, "peak_pps"), 1000);
         assert_eq!(ev(end, "peak_bps"), 1000 * 60 * 8);
@@ -587,12 +587,16 @@ mod tests {
         let top = end
             .evidence
             .as_ref()
+            .map(crate::alert::Evidence::json)
             .map(|e| e["top_sources"].as_array().map_or(0, Vec::len));
         assert_eq!(top, Some(SAMPLE));
         // Start after min_duration (2 windows), end 15 s after the last hot one.
-        assert_eq!(a[0].first_seen, rfc3339(T0));
+        assert_eq!(a[0].first_seen, T0);
         assert_eq!(
-            end.evidence.as_ref().map(|e| e["ended_by"].clone()),
+            end.evidence
+                .as_ref()
+                .map(crate::alert::Evidence::json)
+                .map(|e| e["ended_by"].clone()),
             Some("end_of_input".into())
         );
     }
@@ -769,7 +773,11 @@ mod tests {
         let a = run(DosConfig::default(), &attack, 2, false);
         assert_eq!(kinds(&a), ["dos_start", "dos_end"]);
         assert_eq!(a[1].rule, "detect.dos.amplification");
-        let ports = a[1].evidence.as_ref().map(|e| e["amp_ports"].clone());
+        let ports = a[1]
+            .evidence
+            .as_ref()
+            .map(crate::alert::Evidence::json)
+            .map(|e| e["amp_ports"].clone());
         assert_eq!(ports, Some(serde_json::json!([53])));
         // A resolver getting answers to its own queries: not an attack.
         let mut resolver = Vec::new();

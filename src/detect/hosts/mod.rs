@@ -57,7 +57,11 @@ pub use inventory::{Inventory, InventoryError, Mac};
 
 use super::obs::Obs;
 use super::{Ctx, Detector, DetectorStats, Emit};
-use crate::alert::{rfc3339, Alert};
+use crate::alert::evidence::{
+    BridgeAddress, BridgeEvidence, BridgeVlan, BridgeZone, Evidence, RogueEvidence,
+};
+use crate::alert::Alert;
+use crate::model::Severity;
 use crate::packet::to_ip;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -340,30 +344,38 @@ impl HostsDetector {
                 inv.path
             ),
         };
-        let evidence = serde_json::json!({
-            "check": if expected.is_some() { "mac_mismatch" } else { "unknown_address" },
-            "mac": mac_s,
-            "inventory_macs": expected.map(|e| e.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
-            "inventory": inv.path,
-            "zone": zone,
-            "seen_as": s.how,
-        });
+        let evidence = RogueEvidence {
+            check: if expected.is_some() {
+                "mac_mismatch"
+            } else {
+                "unknown_address"
+            },
+            inventory: inv.path.clone(),
+            inventory_macs: expected.map(|e| e.iter().map(|m| m.to_string()).collect()),
+            mac: mac_s,
+            seen_as: s.how,
+            zone: zone.to_string(),
+        };
         self.stats.alerts += 1;
         out.push(
             s.ts,
             Alert {
-                timestamp: rfc3339(s.ts),
+                timestamp: s.ts,
                 kind: "rogue_host",
-                severity: if mynumber { "critical" } else { "high" },
+                severity: if mynumber {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                },
                 src_ip: Some(s.ip),
                 vlan: s.vlan.into_iter().collect(),
                 src_zone: Some(zone.to_string()),
                 rule: "detect.hosts.rogue_host".into(),
                 reason,
                 count: 1,
-                first_seen: rfc3339(s.ts),
-                last_seen: rfc3339(s.ts),
-                evidence: Some(evidence),
+                first_seen: s.ts,
+                last_seen: s.ts,
+                evidence: Some(Evidence::Rogue(evidence)),
                 ..Alert::default()
             },
         );
@@ -525,28 +537,31 @@ impl HostsDetector {
             .chain(st.vlans.values().map(|(_, _, z)| z))
             .any(|z| z.as_deref().map(top) == Some("mynumber"));
         let mac_s = Mac(mac).to_string();
-        let addresses: Vec<serde_json::Value> = nets
+        let addresses: Vec<BridgeAddress> = nets
             .iter()
-            .map(|n| {
-                serde_json::json!({
-                    "ip": n.ip.to_string(),
-                    "zone": n.zone,
-                    "vlan": n.vlan,
-                    "first_seen": rfc3339(n.first_ns),
-                })
+            .map(|n| BridgeAddress {
+                first_seen: n.first_ns,
+                ip: n.ip,
+                vlan: n.vlan,
+                zone: n.zone.clone(),
             })
             .collect();
-        let zone_list: Vec<serde_json::Value> = zones
+        let zone_list: Vec<BridgeZone> = zones
             .iter()
-            .map(|(z, (t, ip))| {
-                serde_json::json!({"zone": z, "first_seen": rfc3339(*t), "ip": ip.to_string()})
+            .map(|(z, (t, ip))| BridgeZone {
+                first_seen: *t,
+                ip: *ip,
+                zone: (*z).to_string(),
             })
             .collect();
-        let vlan_list: Vec<serde_json::Value> = st
+        let vlan_list: Vec<BridgeVlan> = st
             .vlans
             .iter()
-            .map(|(v, (t, ip, z))| {
-                serde_json::json!({"vlan": v, "first_seen": rfc3339(*t), "ip": ip.to_string(), "zone": z})
+            .map(|(v, (t, ip, z))| BridgeVlan {
+                first_seen: *t,
+                ip: *ip,
+                vlan: *v,
+                zone: z.clone(),
             })
             .collect();
         let what = if by_zones {
@@ -571,18 +586,23 @@ impl HostsDetector {
             st.nets.len(),
             st.bridged_ns.saturating_sub(st.first_ns) as f64 / 1e9
         );
-        let evidence = serde_json::json!({
-            "mac": mac_s,
-            "by": by,
-            "addresses": addresses,
-            "zones": zone_list,
-            "vlans": vlan_list,
-            "sightings": st.sightings,
-        });
+        let rule = format!("detect.hosts.zone_bridge.{}", by.join("+"));
+        let evidence = BridgeEvidence {
+            addresses,
+            by,
+            mac: mac_s,
+            sightings: st.sightings,
+            vlans: vlan_list,
+            zones: zone_list,
+        };
         let alert = Alert {
-            timestamp: rfc3339(st.first_ns),
+            timestamp: st.first_ns,
             kind: "zone_bridge",
-            severity: if mynumber { "critical" } else { "high" },
+            severity: if mynumber {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
             src_ip: first.map(|n| n.ip),
             // A VLAN seen only with link-local traffic names no address of
             // its own: then the other side is that VLAN's first sighting.
@@ -593,12 +613,12 @@ impl HostsDetector {
                 Some(n) => n.zone.clone(),
                 None => other_vlan.and_then(|(_, _, z)| z.clone()),
             },
-            rule: format!("detect.hosts.zone_bridge.{}", by.join("+")),
+            rule,
             reason,
             count: st.sightings,
-            first_seen: rfc3339(st.first_ns),
-            last_seen: rfc3339(st.last_ns),
-            evidence: Some(evidence),
+            first_seen: st.first_ns,
+            last_seen: st.last_ns,
+            evidence: Some(Evidence::Bridge(evidence)),
             ..Alert::default()
         };
         self.stats.alerts += 1;
@@ -685,6 +705,7 @@ mod tests {
     use super::*;
     use crate::detect::obs::ArpObs;
     use crate::flow::FlowStart;
+    use crate::model::time::rfc3339;
     use crate::packet::{addr_v4, proto, FlowKey};
     use crate::policy::Policy;
 
@@ -794,15 +815,19 @@ mod tests {
             T0 + 3 * S + 30 * S,
             "judged confirm_secs after the 2nd zone"
         );
-        assert_eq!((a.kind, a.severity), ("zone_bridge", "critical"));
+        assert_eq!((a.kind, a.severity.as_str()), ("zone_bridge", "critical"));
         assert_eq!(a.rule, "detect.hosts.zone_bridge.zones");
         assert_eq!(a.src_ip, Some(ip("192.0.2.10")));
         assert_eq!(a.dst_ip, Some(ip("192.0.2.70")));
         assert_eq!(a.src_zone.as_deref(), Some("mynumber.term"));
         assert_eq!(a.dst_zone.as_deref(), Some("lgwan.term"));
-        assert_eq!(a.timestamp, rfc3339(T0));
+        assert_eq!(a.timestamp, T0);
         assert_eq!(a.count, 4);
-        let e = a.evidence.as_ref().expect("evidence");
+        let e = a
+            .evidence
+            .as_ref()
+            .map(crate::alert::Evidence::json)
+            .expect("evidence");
         assert_eq!(e["mac"], "02:00:00:00:0b:01");
         assert_eq!(e["by"], serde_json::json!(["zones"]));
         assert_eq!(e["addresses"].as_array().map(Vec::len), Some(2));
@@ -822,7 +847,7 @@ mod tests {
         ];
         let a = run(HostsConfig::default(), Some(&p), &obs);
         assert_eq!(a.len(), 1, "{a:#?}");
-        assert_eq!((a[0].kind, a[0].severity), ("zone_bridge", "high"));
+        assert_eq!((a[0].kind, a[0].severity.as_str()), ("zone_bridge", "high"));
         // mynumber.term + mynumber.srv: one top-level zone, no bridge.
         let obs = [
             start(T0, M1, "192.0.2.10", "192.0.2.70", 0),
@@ -842,17 +867,21 @@ mod tests {
         let a = run(HostsConfig::default(), None, &obs);
         assert_eq!(a.len(), 1, "{a:#?}");
         let a = &a[0];
-        assert_eq!((a.kind, a.severity), ("zone_bridge", "high"));
+        assert_eq!((a.kind, a.severity.as_str()), ("zone_bridge", "high"));
         assert_eq!(a.rule, "detect.hosts.zone_bridge.vlans");
         assert_eq!(a.vlan, vec![110, 210]);
         assert_eq!((a.src_zone.as_ref(), a.dst_zone.as_ref()), (None, None));
-        let e = a.evidence.as_ref().expect("evidence");
+        let e = a
+            .evidence
+            .as_ref()
+            .map(crate::alert::Evidence::json)
+            .expect("evidence");
         assert_eq!(e["vlans"][1]["vlan"], 210);
         assert_eq!(e["vlans"][1]["first_seen"], rfc3339(T0 + 2 * S).as_str());
         // With the site's rules the two VLANs are also two zones, one of them My Number.
         let a = run(HostsConfig::default(), Some(&site()), &obs);
         assert_eq!(a.len(), 1);
-        assert_eq!(a[0].severity, "critical");
+        assert_eq!(a[0].severity.as_str(), "critical");
         assert_eq!(a[0].rule, "detect.hosts.zone_bridge.zones+vlans");
     }
 
@@ -871,9 +900,16 @@ mod tests {
         ];
         let a = run(HostsConfig::default(), Some(&p), &obs);
         assert_eq!(a.len(), 1, "{a:#?}");
-        assert_eq!((a[0].kind, a[0].severity), ("zone_bridge", "critical"));
+        assert_eq!(
+            (a[0].kind, a[0].severity.as_str()),
+            ("zone_bridge", "critical")
+        );
         assert_eq!(a[0].rule, "detect.hosts.zone_bridge.vlans");
-        let e = a[0].evidence.as_ref().expect("evidence");
+        let e = a[0]
+            .evidence
+            .as_ref()
+            .map(crate::alert::Evidence::json)
+            .expect("evidence");
         assert_eq!(e["vlans"][0]["zone"], "mynumber.term");
         assert_eq!(e["vlans"][1]["zone"], "lgwan.term");
         assert_eq!(e["addresses"].as_array().map(Vec::len), Some(1), "{e}");
@@ -1018,11 +1054,11 @@ mod tests {
             .map(|a| {
                 (
                     a.src_ip.map(|i| i.to_string()).unwrap_or_default(),
-                    a.severity,
-                    a.evidence
-                        .as_ref()
-                        .and_then(|e| e["check"].as_str())
-                        .unwrap_or(""),
+                    a.severity.as_str(),
+                    match &a.evidence {
+                        Some(crate::alert::Evidence::Rogue(r)) => r.check,
+                        _ => "",
+                    },
                 )
             })
             .collect();
@@ -1036,7 +1072,7 @@ mod tests {
             ]
         );
         assert_eq!(a[0].src_zone.as_deref(), Some("mynumber.term"));
-        assert_eq!(a[0].timestamp, rfc3339(T0 + S));
+        assert_eq!(a[0].timestamp, T0 + S);
         assert!(a[2].reason.contains("02:00:00:00:0b:03"), "{}", a[2].reason);
         // Only lgwan protected: the My Number hosts pass.
         cfg.protected_zones = vec!["lgwan".into()];

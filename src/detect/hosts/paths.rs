@@ -16,9 +16,11 @@
 //! (`mod.rs`). State: `max_path_hosts` hosts; beyond it the smallest address
 //! is forgotten (counted in `state_evictions`; it may alert again).
 
-use crate::alert::{rfc3339, Alert};
+use crate::alert::evidence::{Evidence, PathTier, PathsEvidence};
+use crate::alert::Alert;
 use crate::detect::{Ctx, DetectorStats, Emit};
 use crate::flow::FlowStart;
+use crate::model::Severity;
 use crate::packet::to_ip;
 use crate::policy::{Policy, Verdict, ZoneIdx};
 use ipnet::IpNet;
@@ -174,23 +176,29 @@ fn alert(host: IpAddr, st: &HostPaths, f: &FlowStart) -> Alert {
     let mynumber = names.contains(&"mynumber");
     let first = &st.tiers[0];
     let second = &st.tiers[st.tiers.len() - 1];
-    let tiers: Vec<serde_json::Value> = st
+    let tiers: Vec<PathTier> = st
         .tiers
         .iter()
-        .map(|t| {
-            serde_json::json!({
-                "tier": t.tier,
-                "first_seen": rfc3339(t.first_ns),
-                "peer": t.peer.to_string(),
-                "peer_zone": t.peer_zone,
-                "direction": if t.initiated { "host_initiated" } else { "peer_initiated" },
-            })
+        .map(|t| PathTier {
+            direction: if t.initiated {
+                "host_initiated"
+            } else {
+                "peer_initiated"
+            },
+            first_seen: t.first_ns,
+            peer: t.peer,
+            peer_zone: t.peer_zone.clone(),
+            tier: t.tier.clone(),
         })
         .collect();
     Alert {
-        timestamp: rfc3339(first.first_ns),
+        timestamp: first.first_ns,
         kind: "zone_bridge",
-        severity: if mynumber { "critical" } else { "high" },
+        severity: if mynumber {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
         src_ip: Some(host),
         dst_ip: Some(second.peer),
         vlan: f.key.vlan.iter().copied().filter(|&v| v != 0).collect(),
@@ -204,13 +212,13 @@ fn alert(host: IpAddr, st: &HostPaths, f: &FlowStart) -> Alert {
             names.join(", ")
         ),
         count: st.tiers.len() as u64,
-        first_seen: rfc3339(first.first_ns),
-        last_seen: rfc3339(second.first_ns),
-        evidence: Some(serde_json::json!({
-            "host": host.to_string(),
-            "zone": st.zone,
-            "by": ["paths"],
-            "tiers": tiers,
+        first_seen: first.first_ns,
+        last_seen: second.first_ns,
+        evidence: Some(Evidence::Paths(PathsEvidence {
+            by: ["paths"],
+            host,
+            tiers,
+            zone: st.zone.clone(),
         })),
         ..Alert::default()
     }
@@ -274,7 +282,7 @@ mod tests {
         let (t, a) = &got[0];
         assert_eq!(*t, T0 + 2 * S, "written when the second tier appears");
         assert_eq!(a.kind, "zone_bridge");
-        assert_eq!(a.severity, "critical", "My Number is one of them");
+        assert_eq!(a.severity.as_str(), "critical", "My Number is one of them");
         assert_eq!(a.src_ip, Some("192.0.2.226".parse().expect("ip")));
         assert_eq!(a.dst_ip, Some("192.0.2.130".parse().expect("ip")));
         assert_eq!(a.src_zone.as_deref(), Some("mgmt"));
@@ -285,7 +293,11 @@ mod tests {
         assert_eq!(tiers[1]["tier"], "inet");
         let (t, b) = &got[1];
         assert_eq!(*t, T0 + 5 * S);
-        assert_eq!(b.severity, "high", "LGWAN and internet, no My Number");
+        assert_eq!(
+            b.severity.as_str(),
+            "high",
+            "LGWAN and internet, no My Number"
+        );
         assert_eq!(ev(b, "tiers")[0]["direction"], "host_initiated");
     }
 

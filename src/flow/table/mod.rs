@@ -1761,22 +1761,12 @@ default = "critical"
         assert_eq!(Verdict::unpack(r.tag), Some(Verdict::Unknown));
         assert_eq!(stats.policy.unknown, 1);
 
-        // The JSON line says the same.
-        let mut line = Vec::new();
-        syn_first.write_json_with_policy(&mut line, Some(&p));
-        let line = String::from_utf8(line).unwrap();
-        assert!(
-            line.ends_with(
-                r#","src_zone":"a","dst_zone":"b","verdict":"allowed","rule":"web","severity":null}
-"#
-            ),
-            "{line}"
+        // The record's policy facts (its line's policy keys) say the same.
+        let f = syn_first.policy_facts(&p);
+        assert_eq!(
+            (f.src_zone, f.dst_zone, f.verdict.kind_str(), f.rule),
+            (Some("a"), Some("b"), "allowed", Some("web"))
         );
-        let mut plain = Vec::new();
-        syn_first.write_json(&mut plain);
-        let mut without = Vec::new();
-        syn_first.write_json_with_policy(&mut without, None);
-        assert_eq!(plain, without);
     }
 
     #[test]
@@ -1829,13 +1819,21 @@ default = "high"
         policy_of("r.toml", RELOADED_RULES)
     }
 
-    /// The `rule` / `verdict` keys of a record described with `p`.
-    fn described(r: &FlowRecord, p: Option<&Arc<Policy>>) -> String {
-        let mut line = Vec::new();
-        r.write_json_with_policy(&mut line, p.map(|p| &**p));
-        let line = String::from_utf8(line).unwrap();
-        let at = line.find(",\"verdict\"").unwrap_or(line.len());
-        line[at..].trim_end().to_string()
+    /// The verdict, rule and severity of a record described with `p` (its
+    /// line's `verdict`, `rule` and `severity` keys).
+    fn described<'p>(
+        r: &FlowRecord,
+        p: Option<&'p Arc<Policy>>,
+    ) -> (&'static str, Option<&'p str>, Option<&'static str>) {
+        let Some(p) = p else {
+            return ("", None, None);
+        };
+        let f = r.policy_facts(p);
+        let severity = match f.verdict {
+            Verdict::Violation { severity, .. } => Some(severity.as_str()),
+            _ => None,
+        };
+        (f.verdict.kind_str(), f.rule, severity)
     }
 
     #[test]
@@ -1954,12 +1952,12 @@ default = "high"
         assert!(Arc::ptr_eq(t.policy_for(before.tag).unwrap(), &old));
         assert_eq!(
             described(&before, t.policy_for(before.tag)),
-            r#","verdict":"allowed","rule":"web","severity":null}"#
+            ("allowed", Some("web"), None)
         );
         // Described with the new policy, its rule index would name "dns".
         assert_eq!(
             described(&before, Some(&new)),
-            r#","verdict":"allowed","rule":"dns","severity":null}"#
+            ("allowed", Some("dns"), None)
         );
         for r in [violating, back] {
             assert_eq!(generation_of(r.tag), 1);
@@ -1968,11 +1966,11 @@ default = "high"
         assert_eq!(sink.starts[0].tag, violating.tag);
         assert_eq!(
             described(&violating, t.policy_for(violating.tag)),
-            r#","verdict":"violation","rule":null,"severity":"high"}"#
+            ("violation", None, Some("high"))
         );
         assert_eq!(
             described(&back, t.policy_for(back.tag)),
-            r#","verdict":"allowed","rule":"back","severity":null}"#
+            ("allowed", Some("back"), None)
         );
 
         // Slot 0 is free again but round-robin goes on to slot 2.
@@ -2044,7 +2042,7 @@ default = "high"
             assert!(Arc::ptr_eq(t.policy_for(r.tag).unwrap(), &p3));
             assert_eq!(
                 described(r, t.policy_for(r.tag)),
-                r#","verdict":"allowed","rule":"web","severity":null}"#
+                ("allowed", Some("web"), None)
             );
         }
         // A re-judged violation calls no hook: 8 p2 slots × 2, minus slot 1's
