@@ -98,7 +98,9 @@ msrv:
 	@rustup toolchain list | grep -q "^$(MSRV)" || rustup toolchain install $(MSRV) --profile minimal
 	$(CARGO) +$(MSRV) check --workspace --lib --bins --target-dir target/msrv
 
-# Whole-process throughput against tcpdump on generated 10M-packet captures.
+# Whole-process throughput against tcpdump on generated 10M-packet captures, plain and with
+# rules, every detector, alerts and metrics (#18); BENCH_PACKETS, BENCH_PROFILES, ... in
+# benches/README.md.
 bench: deps
 	bash benches/run.sh
 
@@ -127,9 +129,9 @@ bench-flood: deps
 	print("dos_start", [(x["dst_ip"], x["reason"]) for x in d]); \
 	sys.exit(0 if d and f["evicted"] > 0 else "bench-flood: flood not detected or nothing evicted")'
 
-# Per-stage criterion benches (decode, flow table, pipeline).
+# Per-stage criterion benches (decode, flow table, pipeline, the analysis stage per flow).
 criterion: deps
-	$(CARGO) bench --bench decode --bench flow_table --bench pipeline
+	$(CARGO) bench --bench decode --bench flow_table --bench pipeline --bench analysis
 
 # Re-record the bundled captures from real tools in network namespaces (root).
 # record-zones.sh records zones.pcap (IPv4; zones-vlan.pcap = it tagged VLAN 900
