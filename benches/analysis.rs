@@ -603,7 +603,7 @@ fn run_once(
         evidence: None,
         hurry: None,
     };
-    serve(rx, spare, cfg, Box::new(zonewatch::alert::Discard))
+    serve(rx, spare, cfg, Box::new(zonewatch::sink::Discard))
 }
 
 criterion_group!(benches, bench_analysis);
