@@ -106,11 +106,21 @@ enum Probe {
     Ping,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Target {
     dst: Addr,
     proto: u8,
     port: u16,
+}
+
+/// Two words per key instead of a length-prefixed byte slice and two small
+/// writes (the derived `Hash`): these keys are hashed for every attempt and
+/// every answer.
+impl std::hash::Hash for Target {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.dst));
+        h.write_u32(u32::from(self.proto) << 16 | u32::from(self.port));
+    }
 }
 
 /// One attempt as observed.
@@ -132,10 +142,17 @@ struct Attempt {
     counted: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct SrcKey {
     src: Addr,
     v6: bool,
+}
+
+impl std::hash::Hash for SrcKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.src));
+        h.write_u8(u8::from(self.v6));
+    }
 }
 
 #[derive(Default)]
@@ -320,15 +337,6 @@ impl ScanDetector {
         }
     }
 
-    /// Count attempt `t` of `src`'s current window as failed (once); whether
-    /// that makes the window cross a threshold it had not crossed.
-    fn count_failed(&mut self, src: SrcKey, t: Target) -> bool {
-        match self.win.get_mut(&src) {
-            Some(s) => failed_in(&mut s.cur, t, &self.cfg),
-            None => false,
-        }
-    }
-
     /// Write `src`'s alert now, at `at`: its window crossed a threshold.
     fn early(&mut self, src: SrcKey, at: u64, cx: &Ctx, out: &mut Emit) {
         self.groups += 1;
@@ -363,7 +371,7 @@ impl ScanDetector {
                     break;
                 }
                 w.deadlines.pop_front();
-                crossed |= failed_in(w, t, &self.cfg);
+                crossed |= failed_in(w, t, &self.cfg, false).unwrap_or(false);
             }
         }
         if let Some(d) = next {
@@ -386,22 +394,33 @@ impl ScanDetector {
         cx: &Ctx,
         out: &mut Emit,
     ) {
-        let mut in_cur = false;
-        if let Some(s) = self.win.get_mut(&src) {
-            in_cur = s.cur.attempts.contains_key(&t);
-            let a = match s.cur.attempts.get_mut(&t) {
-                Some(a) => Some(a),
-                None => s.next.attempts.get_mut(&t),
-            };
-            if let Some(a) = a {
-                if refused {
-                    a.refused = true;
-                } else {
-                    a.answered = true;
+        // One look-up of the source and one of the target (the current
+        // window's, else the next one's).
+        let Some(s) = self.win.get_mut(&src) else {
+            return;
+        };
+        let crossed = if refused {
+            match failed_in(&mut s.cur, t, &self.cfg, true) {
+                Some(crossed) => crossed,
+                None => {
+                    if let Some(a) = s.next.attempts.get_mut(&t) {
+                        a.refused = true;
+                    }
+                    false
                 }
             }
-        }
-        if refused && in_cur && self.count_failed(src, t) {
+        } else {
+            match s.cur.attempts.get_mut(&t) {
+                Some(a) => a.answered = true,
+                None => {
+                    if let Some(a) = s.next.attempts.get_mut(&t) {
+                        a.answered = true;
+                    }
+                }
+            }
+            false
+        };
+        if crossed {
             self.early(src, at, cx, out);
         }
     }
@@ -659,17 +678,19 @@ impl ScanDetector {
     }
 }
 
-/// Count attempt `t` of window `w` as failed (once); whether that makes the
-/// window, with no alert yet, cross a threshold.
-fn failed_in(w: &mut Window, t: Target, c: &ScanConfig) -> bool {
-    let Some(a) = w.attempts.get_mut(&t) else {
-        return false;
-    };
+/// Count attempt `t` of window `w` as failed (once; `refused`: it was
+/// refused, marked here so the attempt is looked up once); whether that makes
+/// the window, with no alert yet, cross a threshold. `None`: `t` is not in `w`.
+fn failed_in(w: &mut Window, t: Target, c: &ScanConfig, refused: bool) -> Option<bool> {
+    let a = w.attempts.get_mut(&t)?;
+    if refused {
+        a.refused = true;
+    }
     if a.counted || (a.answered && !a.refused) {
-        return false;
+        return Some(false);
     }
     a.counted = true;
-    match a.probe {
+    Some(match a.probe {
         Probe::Tcp | Probe::Udp => {
             let p = w.failed_ports.entry(t.dst).or_default();
             *p += 1;
@@ -682,7 +703,7 @@ fn failed_in(w: &mut Window, t: Target, c: &ScanConfig) -> bool {
             w.sweep_failed.insert(t.dst);
             sweep_crossed(w, c)
         }
-    }
+    })
 }
 
 /// Whether window `w`, with no alert yet, is a sweep now.
