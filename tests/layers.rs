@@ -109,3 +109,36 @@ fn no_json_below_the_outputs_outside_tests() {
         "{out}"
     );
 }
+
+#[test]
+fn every_module_names_its_floor() {
+    let src = Path::new(ROOT).join("src");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("src");
+    copy_tree(&src, &copy);
+    let f = copy.join("flow/hash.rs");
+    let text = std::fs::read_to_string(&f).expect("flow/hash.rs");
+    assert!(
+        text.starts_with("//! Floor L2 (`flow`)."),
+        "{}",
+        &text[..60]
+    );
+
+    // Docs that name another floor fail.
+    std::fs::write(&f, text.replacen("Floor L2", "Floor L3", 1)).expect("write");
+    let (code, out) = check(&copy);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("flow/hash.rs:1: the module docs say floor L3, but flow is on floor L2"),
+        "{out}"
+    );
+
+    // Docs that name none fail too.
+    std::fs::write(&f, text.replacen("//! Floor L2 (`flow`). ", "//! ", 1)).expect("write");
+    let (code, out) = check(&copy);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("flow/hash.rs:1: the module docs do not start with \"Floor L2\""),
+        "{out}"
+    );
+}

@@ -16,6 +16,9 @@ typed alerts; lines are formatted where they are written (issue #17). Files
 still allowed are listed in JSON_KNOWN with their reason, a list that also
 only shrinks.
 
+It also fails on a module whose docs do not begin by naming its floor
+(`//! Floor L<n>`), or name the wrong one, so the docs stay true to FLOORS.
+
 Usage: python3 tools/layers.py [SRC_DIR]   (exit 0 clean, 1 with findings)
 """
 
@@ -162,6 +165,27 @@ def json_findings(src: Path):
                 yield rel.as_posix(), f"{src / rel}:{no}"
 
 
+FLOOR_DOC = re.compile(r"//! Floor L(\d)\b")
+
+
+def floor_doc_findings(src: Path):
+    """"file:1" and why, for each source file (tests, main.rs and lib.rs
+    aside) whose first `//!` line does not say `Floor L<n>` with its module's floor."""
+    for f in sorted(src.rglob("*.rs")):
+        rel = f.relative_to(src)
+        if rel.as_posix() in ("main.rs", "lib.rs") or test_only_file(src, rel):
+            continue
+        mod = module_of(rel)
+        if mod not in FLOORS:
+            continue
+        first = next((l for l in f.read_text(encoding="utf-8").splitlines() if l.startswith("//!")), None)
+        m = FLOOR_DOC.match(first or "")
+        if not m:
+            yield f"{src / rel}:1: the module docs do not start with \"Floor L{FLOORS[mod]}\" (every module says its floor)"
+        elif int(m.group(1)) != FLOORS[mod]:
+            yield f"{src / rel}:1: the module docs say floor L{m.group(1)}, but {mod} is on floor L{FLOORS[mod]}"
+
+
 def main() -> int:
     src = Path(sys.argv[1] if len(sys.argv) > 1 else "src")
     edges = {}  # (from, to) -> first "file:line"
@@ -234,6 +258,7 @@ def main() -> int:
     for key, why in sorted(JSON_KNOWN.items()):
         if key not in json_seen:
             problems.append(f"JSON_KNOWN lists {key} ({why}), which no longer names serde_json: remove it")
+    problems.extend(floor_doc_findings(src))
     for p in problems:
         print(f"layers: {p}")
     left = sorted(e for e in KNOWN if e in edges)

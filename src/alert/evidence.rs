@@ -1,4 +1,4 @@
-//! The `evidence` object of an alert line: one struct per detector's facts,
+//! Floor L3 (`alert`). The `evidence` object of an alert line: one struct per detector's facts,
 //! with named, typed fields (docs/alerts.md lists them per kind).
 //!
 //! The detectors fill these; nothing here is JSON yet. They derive

@@ -1,4 +1,4 @@
-//! Deterministic folding of violation events into alerts.
+//! Floor L3 (`alert`). Deterministic folding of violation events into alerts.
 //!
 //! Workers see flows in packet order but each sees only its own share, and
 //! flows that differ only in the source port land on different workers. So

@@ -1,4 +1,4 @@
-//! `zonewatch check RULES --against FILE.pcap`: what would alert, grouped by
+//! Floor L3 (`alert`). `zonewatch check RULES --against FILE.pcap`: what would alert, grouped by
 //! zone pair, most severe pair first.
 
 use super::Alert;

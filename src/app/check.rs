@@ -1,4 +1,4 @@
-//! `zonewatch check RULES` and its dry run `--against FILE...`, and how rule
+//! Floor L6 (`app`). `zonewatch check RULES` and its dry run `--against FILE...`, and how rule
 //! errors are printed (also by `--rules` and the SIGHUP reload).
 
 use super::config::{load_rules, LoadedRules};

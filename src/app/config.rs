@@ -1,4 +1,4 @@
-//! From flags to the pipeline's configuration: `--rules` loaded, the
+//! Floor L6 (`app`). From flags to the pipeline's configuration: `--rules` loaded, the
 //! `PipelineConfig` the common flags ask for, replay inputs named, the
 //! sensor's default name.
 

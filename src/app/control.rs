@@ -1,4 +1,4 @@
-//! The signal thread (`zw-signals`): interrupts, SIGHUP, the outputs' timer.
+//! Floor L6 (`app`). The signal thread (`zw-signals`): interrupts, SIGHUP, the outputs' timer.
 
 use super::outputs::reopen;
 use super::reload::{Reload, ReloadCounts};

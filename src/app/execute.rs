@@ -1,4 +1,4 @@
-//! One run of the pipeline over an opened source: the alert sink, the
+//! Floor L6 (`app`). One run of the pipeline over an opened source: the alert sink, the
 //! progress bar, then the summary, the report, the human table and the exit
 //! status.
 

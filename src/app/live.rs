@@ -1,4 +1,4 @@
-//! `run --interface IFACE`: metrics served by default, the rules reloaded on
+//! Floor L6 (`app`). `run --interface IFACE`: metrics served by default, the rules reloaded on
 //! SIGHUP, the privileged set-up (capture, outputs, then `--user`), outputs
 //! appended.
 

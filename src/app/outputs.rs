@@ -1,4 +1,4 @@
-//! The output files: opened before the pipeline starts (and before `--user`
+//! Floor L6 (`app`). The output files: opened before the pipeline starts (and before `--user`
 //! drops root), the stdout rules, the end-of-run documents, `--openmetrics`'
 //! file, the SIGHUP reopen.
 

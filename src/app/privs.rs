@@ -1,4 +1,4 @@
-//! `run --user NAME`: give up root for good once the capture, the outputs and
+//! Floor L6 (`app`). `run --user NAME`: give up root for good once the capture, the outputs and
 //! the metrics socket are open (the descriptors keep working: the kernel checks
 //! privileges when a packet socket is opened, not when it is read).
 //!

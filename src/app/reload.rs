@@ -1,4 +1,4 @@
-//! SIGHUP, live with `--rules`: reload the rules file and hand it to the
+//! Floor L6 (`app`). SIGHUP, live with `--rules`: reload the rules file and hand it to the
 //! workers, or keep the running rules and say why.
 
 use super::check::print_invalid;

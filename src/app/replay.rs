@@ -1,4 +1,4 @@
-//! `replay FILES`: the capture files opened (paced with `--speed`), metrics
+//! Floor L6 (`app`). `replay FILES`: the capture files opened (paced with `--speed`), metrics
 //! served only when asked, `--openmetrics` written at the end, outputs
 //! truncated.
 

@@ -1,4 +1,4 @@
-//! The `/metrics` endpoint (`--metrics-listen`) and the `zonewatch_policy_info`
+//! Floor L6 (`app`). The `/metrics` endpoint (`--metrics-listen`) and the `zonewatch_policy_info`
 //! labels.
 
 use super::AppError;

@@ -1,4 +1,4 @@
-//! The sensor's clock: packet time made monotonic over the input.
+//! Floor L1 (`capture`). The sensor's clock: packet time made monotonic over the input.
 //!
 //! Every time-driven part of the pipeline (flow expiry, the workers'
 //! watermarks, the analysis thread's deterministic merge, fold windows,

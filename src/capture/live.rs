@@ -1,4 +1,5 @@
-//! Live capture through libpcap. The only module that imports the `pcap` crate.
+//! Floor L1 (`capture`). Live capture through libpcap. The only module that imports the `pcap`
+//! crate.
 //!
 //! Owns: opening an interface (promiscuous mode, snaplen, kernel buffer, read
 //! timeout, BPF filter, nanosecond timestamps), turning quiet periods into

@@ -1,4 +1,5 @@
-//! An in-memory source: frames loaded once, replayed `repeat` times (shared, never copied) with
+//! Floor L1 (`capture`). An in-memory source: frames loaded once, replayed `repeat` times
+//! (shared, never copied) with
 //! timestamps shifted so packet time keeps moving forward. For benches and
 //! tests that must not measure file I/O.
 

@@ -1,4 +1,4 @@
-//! `--speed X`: replay paced by packet timestamps.
+//! Floor L1 (`capture`). `--speed X`: replay paced by packet timestamps.
 //!
 //! Owns only the waiting; frames, counters and progress are the inner source's.
 use super::{CaptureError, Next, PacketSource, SourceReport};

@@ -1,4 +1,4 @@
-//! The fast path: IPv4 without options or fragmentation / IPv6 without
+//! Floor L1 (`decode`). The fast path: IPv4 without options or fragmentation / IPv6 without
 //! extension headers, carrying TCP, UDP (not to a tunnel port) or non-error
 //! ICMP/ICMPv6, with length fields that agree with each other and with the
 //! frame. Anything else returns false and the caller takes the slow path; so

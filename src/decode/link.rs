@@ -1,4 +1,4 @@
-//! Link-layer framing shared by the fast and slow paths: a few fixed offsets
+//! Floor L1 (`decode`). Link-layer framing shared by the fast and slow paths: a few fixed offsets
 //! that both must read identically (Ethernet II / 802.3 with VLAN tag stacks,
 //! Linux SLL v1/v2, raw IP, BSD NULL/LOOP), plus bounds-checked byte readers.
 

@@ -1,4 +1,4 @@
-//! [`LinkIds`]: small ids for the links tunnelled packets arrive on.
+//! Floor L1 (`decode`). [`LinkIds`]: small ids for the links tunnelled packets arrive on.
 //!
 //! A link is the chain of tunnels a packet was found in, each hop given by its
 //! kind, outer endpoint addresses and session id (GRE key, ERSPAN session,

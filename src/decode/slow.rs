@@ -1,4 +1,4 @@
-//! The slow path: etherparse slices the network and transport layers (IPv4
+//! Floor L1 (`decode`). The slow path: etherparse slices the network and transport layers (IPv4
 //! options and AH, IPv6 extension header chains, fragments, ARP, truncations),
 //! the rules of `mod.rs` turn them into a meta, and tunnels are peeled with
 //! `tunnel.rs` and decoded recursively.

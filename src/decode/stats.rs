@@ -1,4 +1,5 @@
-//! [`DecodeStats`]: per-protocol and per-reason counters of the capture thread.
+//! Floor L1 (`decode`). [`DecodeStats`]: per-protocol and per-reason counters of the capture
+//! thread.
 //!
 //! Counting rules (mirroring what `tshark -T fields -e frame.protocols` shows
 //! with reassembly off, for the analysed — innermost — packet):

@@ -1,4 +1,4 @@
-//! Tunnel headers etherparse does not know: GRE (RFC 2784/2890), ERSPAN
+//! Floor L1 (`decode`). Tunnel headers etherparse does not know: GRE (RFC 2784/2890), ERSPAN
 //! types I–III (draft-foschiano-erspan), VXLAN (RFC 7348), Geneve (RFC 8926).
 //! Each parser is handed the captured bytes of the enclosing packet and says
 //! where the inner packet starts and what it is, or `None` when this is not a

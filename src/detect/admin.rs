@@ -1,4 +1,4 @@
-//! Management ports that only admin hosts may reach (`admin_access`).
+//! Floor L3 (`detect`). Management ports that only admin hosts may reach (`admin_access`).
 //!
 //! A rule is a set of management ports (SSH, RDP, WinRM, Telnet, SNMP, IPMI,
 //! ...) and the admin hosts (CIDRs) allowed to reach them. The global rule

@@ -1,4 +1,4 @@
-//! Password guessing against authentication services (`brute_force`).
+//! Floor L3 (`detect`). Password guessing against authentication services (`brute_force`).
 //!
 //! Counts, per (initiator, service port), the TCP *connections* it opens to
 //! an authentication service (SSH 22, RDP 3389, SMB 445, ...: `ports`) in a

@@ -1,4 +1,4 @@
-//! Deterministic merge of the workers' observation streams by packet time.
+//! Floor L3 (`detect`). Deterministic merge of the workers' observation streams by packet time.
 //!
 //! Each worker reports in packet order and says how far its clock has got
 //! (its watermark). Observations wait in one queue per worker, kept in time

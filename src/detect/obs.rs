@@ -1,4 +1,4 @@
-//! What workers observe for the detectors, at packet time.
+//! Floor L3 (`detect`). What workers observe for the detectors, at packet time.
 
 use crate::flow::{FlowClose, FlowStart, Refusal};
 use crate::packet::{Addr, FlowKey, PacketMeta};

@@ -1,4 +1,4 @@
-//! Port scans and host sweeps (`port_scan`, `host_sweep`).
+//! Floor L3 (`detect`). Port scans and host sweeps (`port_scan`, `host_sweep`).
 //!
 //! Counts each initiator's *attempts* in a window of packet time anchored at
 //! its first attempt: a TCP SYN or bare ACK, a UDP datagram, an ICMP/ICMPv6

@@ -1,4 +1,4 @@
-//! Per-key windows anchored at the key's first event and judged once, at the
+//! Floor L3 (`detect`). Per-key windows anchored at the key's first event and judged once, at the
 //! window's end plus a wait for late answers: the scheduling that `scan`
 //! (per initiator) and `brute` (per initiator and service) share.
 //!

@@ -1,4 +1,4 @@
-//! Evidence files are classic pcap, nanosecond variant; the headers are the
+//! Floor L4 (`evidence`). Evidence files are classic pcap, nanosecond variant; the headers are the
 //! crate's one pcap writer's (`crate::model::pcap`), which `tshark` and
 //! Wireshark read (tested).
 

@@ -1,4 +1,4 @@
-//! Keyed symmetric flow hash: both directions of a flow hash alike, and the key
+//! Floor L2 (`flow`). Keyed symmetric flow hash: both directions of a flow hash alike, and the key
 //! is a per-process secret so crafted tuples cannot pile into one bucket or worker.
 //!
 //! The hash covers the *canonical* form of a [`FlowKey`]: ICMP/ICMPv6 type/code

@@ -1,4 +1,4 @@
-//! A finished flow ([`FlowRecord`]) and what the flow hooks hand out
+//! Floor L2 (`flow`). A finished flow ([`FlowRecord`]) and what the flow hooks hand out
 //! ([`FlowStart`], [`FlowClose`], [`Refusal`]), as typed values.
 //!
 //! Owns the record of one flow and the policy's facts about it

@@ -1,4 +1,4 @@
-//! Packets and bytes by (source zone, destination zone, verdict) without
+//! Floor L2 (`flow`). Packets and bytes by (source zone, destination zone, verdict) without
 //! per-packet label work: a flow table with zone counting on
 //! ([`crate::flow::FlowTable::count_zone_pairs`]) gives each new flow a *cell*
 //! (one per distinct label set) in a side array parallel to its slab; each

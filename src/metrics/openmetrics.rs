@@ -1,4 +1,4 @@
-//! `replay --openmetrics FILE`: the whole registry, snapshotted every
+//! Floor L4 (`metrics`). `replay --openmetrics FILE`: the whole registry, snapshotted every
 //! `--openmetrics-interval-secs` of *packet time* and written in the
 //! OpenMetrics text format with each sample stamped with that packet time, so
 //! that `promtool tsdb create-blocks-from openmetrics FILE DIR` backfills an

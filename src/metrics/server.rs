@@ -1,4 +1,4 @@
-//! The `/metrics` endpoint: one thread running a `tiny_http` server.
+//! Floor L4 (`metrics`). The `/metrics` endpoint: one thread running a `tiny_http` server.
 //! `GET /metrics` (or `HEAD`) answers the text exposition format 0.0.4; any
 //! other path is 404, any other method 405. A scrape renders the registry on
 //! this thread: capture and workers never wait for it (they publish into

@@ -1,4 +1,4 @@
-//! Addresses in a rules file, with one strictness everywhere: a bare address
+//! Floor L0 (`model`). Addresses in a rules file, with one strictness everywhere: a bare address
 //! is a /32 or /128, a CIDR must have its host bits zero (`192.0.2.1/24` is an
 //! error that suggests `192.0.2.0/24`), for zones, host groups, allow rules
 //! and detector tables alike.

@@ -1,4 +1,5 @@
-//! Community ID v1 of a flow key (<https://github.com/corelight/community-id-spec>).
+//! Floor L0 (`model`). Community ID v1 of a flow key
+//! (<https://github.com/corelight/community-id-spec>).
 
 use super::packet::{proto, FlowKey};
 use super::proto::{icmp_family, icmp_port_equivalents};

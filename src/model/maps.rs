@@ -1,4 +1,4 @@
-//! Hash maps keyed by values a sender chooses (addresses, ports): foldhash,
+//! Floor L0 (`model`). Hash maps keyed by values a sender chooses (addresses, ports): foldhash,
 //! seeded per process, so a crafted key set cannot pick the collisions.
 
 /// A `HashMap` with a per-process random foldhash seed.

@@ -1,4 +1,4 @@
-//! Types shared by every stage: the raw frame a source yields and the small
+//! Floor L0 (`model`). Types shared by every stage: the raw frame a source yields and the small
 //! `Copy` summary ([`PacketMeta`]) that the capture thread decodes it into.
 //!
 //! Nothing after `decode` sees frame bytes: workers, the flow table and (later)

@@ -1,4 +1,4 @@
-//! The classic pcap format as bytes: the 24-byte file header and the 16-byte
+//! Floor L0 (`model`). The classic pcap format as bytes: the 24-byte file header and the 16-byte
 //! record header, little-endian (<https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html>).
 //! The one writer of the crate: evidence files (nanoseconds) and the benchmark
 //! generator `zonewatch-gen` (microseconds) both build their headers here.

@@ -1,4 +1,4 @@
-//! IP protocol names as every output writes them, and the ICMP/ICMPv6 "port
+//! Floor L0 (`model`). IP protocol names as every output writes them, and the ICMP/ICMPv6 "port
 //! equivalents" that key an ICMP exchange as one flow (Community ID spec).
 
 use super::packet::proto;

@@ -1,4 +1,4 @@
-//! Names of well-known authentication and management service ports, as the
+//! Floor L0 (`model`). Names of well-known authentication and management service ports, as the
 //! brute-force and admin-access detectors write them in alerts.
 
 /// Name of a well-known authentication service port.

@@ -1,4 +1,4 @@
-//! How bad a violation or a detection is, lowest first.
+//! Floor L0 (`model`). How bad a violation or a detection is, lowest first.
 
 use serde::{Deserialize, Deserializer, Serializer};
 

@@ -1,4 +1,4 @@
-//! Packet time (ns since the Unix epoch) as text: one RFC 3339 form, UTC with
+//! Floor L0 (`model`). Packet time (ns since the Unix epoch) as text: one RFC 3339 form, UTC with
 //! microseconds, for every output (`2024-01-02T03:04:05.123456Z`).
 
 use serde::Serializer;

@@ -1,4 +1,5 @@
-//! The `zonewatch check` report: warnings, then the effective zone × zone matrix
+//! Floor L1 (`policy`). The `zonewatch check` report: warnings, then the effective zone × zone
+//! matrix
 //! over top-level zones, then which allow rules open each zone pair.
 
 use super::{Basis, Diagnostic, Endpoint, Inactive, Policy, Proto, Rule, Severity, ZoneIdx};

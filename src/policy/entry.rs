@@ -1,4 +1,4 @@
-//! Which `[severity]` entry decided a violation's severity (the `rule` of a
+//! Floor L1 (`policy`). Which `[severity]` entry decided a violation's severity (the `rule` of a
 //! `separation_violation` alert).
 
 use super::{Policy, Sel, ZoneIdx};

@@ -1,4 +1,5 @@
-//! Loader: parse (toml + serde) → merge preset and site → validate → [`Policy`].
+//! Floor L1 (`policy`). Loader: parse (toml + serde) → merge preset and site → validate →
+//! [`Policy`].
 //! Every problem is collected and reported at once as `FILE:LINE:COL: level:
 //! message (rule ID)`; a TOML syntax or schema error stops at that error (toml
 //! reports one) and keeps toml's own message.

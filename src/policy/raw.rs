@@ -1,4 +1,4 @@
-//! The rules file as written (serde, unknown keys rejected). Values that the
+//! Floor L1 (`policy`). The rules file as written (serde, unknown keys rejected). Values that the
 //! loader re-validates keep their byte span (`toml::Spanned`) so that every error
 //! can name `FILE:LINE:COL`. Nothing here is trusted: `load` turns it into the
 //! validated types of `policy`.

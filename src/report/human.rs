@@ -1,4 +1,4 @@
-//! The human summary printed at the end of a run, in English (the summary's
+//! Floor L6 (`report`). The human summary printed at the end of a run, in English (the summary's
 //! own lines, then the report's sections) or Japanese (`--lang ja`: every line
 //! translated for municipal staff; zone ids, addresses, alert kinds and the
 //! reasons quoted from inputs stay as they are).

@@ -1,4 +1,4 @@
-//! `--alerts FILE`: each alert as one JSON line (docs/alerts.md).
+//! Floor L4 (`sink`). `--alerts FILE`: each alert as one JSON line (docs/alerts.md).
 
 use super::{AlertSink, OpenCx, OpenError, SinkSpec};
 use crate::alert::Alert;

@@ -1,4 +1,4 @@
-//! Sinks no flag names: alerts kept in memory (`check --against`, tests) or
+//! Floor L4 (`sink`). Sinks no flag names: alerts kept in memory (`check --against`, tests) or
 //! dropped (`--fail-on` without an alert sink).
 
 use super::AlertSink;

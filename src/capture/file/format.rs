@@ -1,4 +1,4 @@
-//! Format detection and file headers, for [`super::FileSource`]. Floor L1
+//! Floor L1 (`capture`). Format detection and file headers, for [`super::FileSource`]. Floor L1
 //! (capture).
 //!
 //! Owns: opening one input (the read-only map; the format by magic, not

@@ -1,4 +1,4 @@
-//! The k-way merge of several inputs by time. Floor L1 (capture).
+//! Floor L1 (`capture`). The k-way merge of several inputs by time. Floor L1 (capture).
 //!
 //! Owns: [`FileSource::next`](crate::capture::PacketSource::next) when there
 //! is more than one input, with the merge state declared on

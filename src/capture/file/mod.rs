@@ -1,4 +1,5 @@
-//! Replay of pcap / pcapng files: mmap'd, parsed in place, several files merged
+//! Floor L1 (`capture`). Replay of pcap / pcapng files: mmap'd, parsed in place, several files
+//! merged
 //! by timestamp. Floor L1 (capture); from below it uses only the shared types
 //! of `crate::packet`.
 //!

@@ -1,4 +1,4 @@
-//! The classic pcap record loop. Floor L1 (capture).
+//! Floor L1 (`capture`). The classic pcap record loop. Floor L1 (capture).
 //!
 //! Owns: reading one record after another (microsecond or nanosecond
 //! timestamps, either byte order, Kuznetzov's 24-byte "modified" headers) and

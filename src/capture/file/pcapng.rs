@@ -1,4 +1,4 @@
-//! pcapng block handling. Floor L1 (capture).
+//! Floor L1 (`capture`). pcapng block handling. Floor L1 (capture).
 //!
 //! Owns: one block at a time (section headers and their byte order, interface
 //! descriptions with `if_tsresol` and `if_tsoffset`, enhanced, simple and

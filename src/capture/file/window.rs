@@ -1,4 +1,4 @@
-//! The mmap windows of one input, and prefetch. Floor L1 (capture).
+//! Floor L1 (`capture`). The mmap windows of one input, and prefetch. Floor L1 (capture).
 //!
 //! Owns: prefaulting the map a window ahead of the reader in one
 //! `MADV_POPULATE_READ` call, handing pages a window behind it back to the

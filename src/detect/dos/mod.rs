@@ -1,4 +1,5 @@
-//! Denial of service (`dos_start`, `dos_update`, `dos_end`): SYN floods, SYN-ACK
+//! Floor L3 (`detect`). Denial of service (`dos_start`, `dos_update`, `dos_end`): SYN floods,
+//! SYN-ACK
 //! reflection, UDP and ICMP floods, and UDP amplification, per destination.
 //!
 //! Counting is per packet, so it happens in the workers ([`DosCounter`]): for

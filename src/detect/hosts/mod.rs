@@ -1,4 +1,4 @@
-//! Rogue hosts and zone bridges (`rogue_host`, `zone_bridge`).
+//! Floor L3 (`detect`). Rogue hosts and zone bridges (`rogue_host`, `zone_bridge`).
 //!
 //! Owns: which MAC address was seen with which addresses and VLANs, and which
 //! hosts of the protected zones are missing from the site's inventory. Leaves

@@ -1,4 +1,4 @@
-//! The slab entry of one flow, [`Entry`] (104 bytes, const-asserted), and its
+//! Floor L2 (`flow`). The slab entry of one flow, [`Entry`] (104 bytes, const-asserted), and its
 //! bit-packing: two words holding each side's 48-bit byte count and TCP flags,
 //! plus the state byte (TCP state, mid-stream, timeout class, quote-keyed) and
 //! a saturating ICMP error count; the timeout class values that byte holds

@@ -1,4 +1,4 @@
-//! The policy side of the table: [`judge`], a new flow's verdict (once, when
+//! Floor L2 (`flow`). The policy side of the table: [`judge`], a new flow's verdict (once, when
 //! it is created), and the policy generations: up to `POLICY_GENERATIONS`
 //! policies, one per slot a flow tag names, so a reload
 //! ([`FlowTable::swap_policy`]) never redescribes live flows ("Policy

@@ -1,4 +1,4 @@
-//! Where the table finds and orders its flows: the index (open addressing
+//! Floor L2 (`flow`). Where the table finds and orders its flows: the index (open addressing
 //! with linear probing over `u64` slots: `slab index + 1` in the low half, the
 //! low 32 bits of `meta.hash` in the high half; backward-shift deletion; the
 //! slot position of each entry, so ending a flow needs no hash) and one

@@ -1,4 +1,4 @@
-//! Memory tricks of the hot path: transparent huge pages for the slab and the
+//! Floor L2 (`flow`). Memory tricks of the hot path: transparent huge pages for the slab and the
 //! index ([`huge_pages`]), pre-faulting the index page by page
 //! ([`touch_pages`]), and the software prefetches issued ahead of cache misses
 //! (index slot, entry, zone cell and LRU neighbours for `update_batch`; the

@@ -1,4 +1,4 @@
-//! The per-worker flow table: bidirectional flows keyed by [`FlowKey`], timed
+//! Floor L2 (`flow`). The per-worker flow table: bidirectional flows keyed by [`FlowKey`], timed
 //! out on packet time, capped at `max_flows`, finished into a [`FlowSink`].
 //!
 //! Owns flow state only; it never sees frame bytes, never reads the clock and

@@ -1,4 +1,4 @@
-//! The table's counters: [`FlowStats`], with the verdict counts of new flows
+//! Floor L2 (`flow`). The table's counters: [`FlowStats`], with the verdict counts of new flows
 //! in it ([`PolicyStats`]). Plain integers owned by one worker's table,
 //! merged at the end of a run for the summary; metrics copy their deltas.
 //!

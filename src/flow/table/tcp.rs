@@ -1,4 +1,4 @@
-//! The TCP state machine of a flow ([`tcp_next`]), the timeout class of a
+//! Floor L2 (`flow`). The TCP state machine of a flow ([`tcp_next`]), the timeout class of a
 //! state ([`class_of`]) and the end reason of a flow that timed out in it
 //! ([`timeout_reason`]): "TCP state" and "Timeouts" in the table's module docs.
 //!
