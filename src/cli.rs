@@ -104,7 +104,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Interface to capture on.
+    /// Interface to capture on. KIND::IFACE picks the live source (known:
+    /// pcap, through libpcap, the default).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub iface: String,
     /// Do not put the interface in promiscuous mode.

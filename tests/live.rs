@@ -260,3 +260,26 @@ fn live_capture_on_a_veth_counts_what_was_sent() {
         "flows from 192.0.2.2 hold {echo} packets: {flows:?}"
     );
 }
+
+/// `run --interface KIND::IFACE` picks a live source from the registry
+/// (`capture::LIVE_SOURCES`, as Zeek's `af_packet::eth0`); an unknown kind
+/// is an error naming the known ones, before anything is opened.
+#[test]
+fn live_sources_are_chosen_by_a_kind_prefix() {
+    require_root();
+    let run = util::zonewatch(["run", "-i", "pcap::lo", "-q", "--duration-secs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("listening on pcap::lo, link-type "),
+        "{}",
+        run.stderr
+    );
+    let run = util::zonewatch(["run", "-i", "nosuch::lo", "-q", "--duration-secs", "1"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("interface lo: no live source \"nosuch\" (known: pcap)"),
+        "{}",
+        run.stderr
+    );
+}

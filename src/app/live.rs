@@ -9,7 +9,7 @@ use super::outputs::{check_writable, OpenedOutputs};
 use super::reload::Reload;
 use super::serve::start_metrics;
 use super::{privs, AppError, EXIT_RULES_INVALID};
-use crate::capture::{LiveConfig, LiveSource};
+use crate::capture::{LiveConfig, LiveOpen, SourceUser};
 use crate::cli::RunArgs;
 use crate::output::{OpenMode, OutputSet};
 use crate::pipeline::PipelineConfig;
@@ -17,7 +17,6 @@ use std::time::Duration;
 
 /// `zonewatch run --interface IFACE`.
 pub(super) fn run_live(args: &RunArgs, control: &Control) -> Result<i32, AppError> {
-    let stop = control.stop.clone();
     let Some(loaded) = load_rules(args.common.rules.as_deref())? else {
         return Ok(EXIT_RULES_INVALID);
     };
@@ -54,57 +53,82 @@ pub(super) fn run_live(args: &RunArgs, control: &Control) -> Result<i32, AppErro
     // Order of set-up with privileges: metrics bound (above), capture
     // opened, output files opened, then `--user` drops root for good.
     // Everything that needs root is held as a descriptor by then.
-    let opened = open_live(args, account.as_ref(), &control.outputs);
-    let (live, outputs) = match opened {
-        Ok(o) => o,
-        Err(e) => {
-            if let Some(s) = serving {
-                s.server.stop();
-            }
-            return Err(e);
-        }
+    let live = LiveRun {
+        args,
+        account: account.as_ref(),
+        control,
+        cfg: PipelineConfig {
+            max_frames: args.count,
+            max_duration: args.duration_secs.map(Duration::from_secs),
+            policy_updates: reloader.as_ref().map(|r| r.cell.clone()),
+            metrics,
+            sources: vec![args.iface.clone()],
+            hurry: Some(control.hurry.clone()),
+            ..base_config(&args.common, policy, detect)
+        },
+        reloader,
     };
-    let cfg = PipelineConfig {
-        max_frames: args.count,
-        max_duration: args.duration_secs.map(Duration::from_secs),
-        policy_updates: reloader.as_ref().map(|r| r.cell.clone()),
-        metrics,
-        sources: vec![args.iface.clone()],
-        hurry: Some(control.hurry.clone()),
-        ..base_config(&args.common, policy, detect)
-    };
-    let result = execute(live, outputs, &args.common, cfg, &stop, reloader);
+    let result = crate::capture::open_live(&live_config(args), live)
+        .map_err(AppError::from)
+        .and_then(|r| r);
     if let Some(s) = serving {
         s.server.stop();
     }
     result
 }
 
-/// `run`'s privileged steps, in order: open the capture, open the output
-/// files, drop to `account` (`--user`) if given.
-pub(super) fn open_live(
-    args: &crate::cli::RunArgs,
-    account: Option<&privs::Account>,
-    set: &OutputSet,
-) -> Result<(LiveSource, OpenedOutputs), AppError> {
-    let live = LiveSource::open(&LiveConfig {
+/// The capture settings of `run`'s flags.
+fn live_config(args: &RunArgs) -> LiveConfig {
+    LiveConfig {
         iface: args.iface.clone(),
         promisc: !args.no_promisc,
         snaplen: args.snaplen,
         buffer_bytes: args.buffer_bytes,
         filter: args.filter.clone(),
         timeout_ms: 100,
-    })?;
-    // As tcpdump does: the capture is open from here on (scripts and tests
-    // wait for this line).
+    }
+}
+
+/// The rest of `run` once its capture is open, whatever the source's type
+/// (`capture::open_live` calls it with the concrete type).
+struct LiveRun<'a> {
+    args: &'a RunArgs,
+    account: Option<&'a privs::Account>,
+    control: &'a Control,
+    cfg: PipelineConfig,
+    reloader: Option<super::reload::ReloadCounts>,
+}
+
+impl SourceUser for LiveRun<'_> {
+    type Out = Result<i32, AppError>;
+    fn run<S: LiveOpen>(self, live: S) -> Result<i32, AppError> {
+        let outputs = after_open(self.args, &live, self.account, &self.control.outputs)?;
+        let stop = self.control.stop.clone();
+        execute(
+            live,
+            outputs,
+            &self.args.common,
+            self.cfg,
+            &stop,
+            self.reloader,
+        )
+    }
+}
+
+/// `run`'s privileged steps once the capture is open, in order: say so, open
+/// the output files, drop to `account` (`--user`) if given.
+fn after_open<S: LiveOpen>(
+    args: &RunArgs,
+    live: &S,
+    account: Option<&privs::Account>,
+    set: &OutputSet,
+) -> Result<OpenedOutputs, AppError> {
     eprintln!(
         "zonewatch: listening on {}, link-type {}, snaplen {} bytes",
         args.iface,
-        live.link_type().as_str(),
+        live.link_name(),
         args.snaplen
     );
-    // A live sensor appends: a restart (systemd Restart=on-failure) must not
-    // wipe what the last run wrote.
     let outputs = OpenedOutputs::open(&args.common, set, OpenMode::Append)?;
     if let Some(a) = account {
         // Evidence files are created later, as the account: it owns the directory.
@@ -126,5 +150,5 @@ pub(super) fn open_live(
             check_writable(dir)?;
         }
     }
-    Ok((live, outputs))
+    Ok(outputs)
 }

@@ -63,6 +63,15 @@ pub struct LiveSource {
     last_stats: LiveCounters,
 }
 
+impl super::LiveOpen for LiveSource {
+    fn open(cfg: &LiveConfig) -> Result<LiveSource, CaptureError> {
+        LiveSource::open(cfg)
+    }
+    fn link_name(&self) -> &'static str {
+        self.link.as_str()
+    }
+}
+
 impl LiveSource {
     /// Open `cfg.iface` (`immediate_mode` off: packets come in buffer-sized batches
     /// or at the read timeout). Errors carry libpcap's own message.

@@ -9,9 +9,6 @@ pub mod clock;
 // mapping: the reader checks every length against the window it holds).
 #[allow(unsafe_code)]
 pub mod file;
-// Unsafe: poll() on libpcap's selectable fd, so a stop request is seen at once.
-#[allow(unsafe_code)]
-pub mod live;
 pub mod mem;
 pub mod pace;
 
@@ -21,6 +18,70 @@ use std::path::PathBuf;
 
 pub use file::{FileSource, MAX_CAPLEN};
 pub use live::{LiveConfig, LiveSource};
+
+/// The live sources `run --interface [KIND::]IFACE` can open, one line each:
+/// `"KIND" => module::Type,` (the line declares the module; the first entry is
+/// the one an interface without a `KIND::` prefix gets, as Zeek names its
+/// packet sources `af_packet::eth0`). A new live source is its file here,
+/// implementing [`LiveOpen`], and one line in this list.
+macro_rules! live_sources {
+    ($($(#[$attr:meta])* $kind:literal => $m:ident :: $ty:ident,)*) => {
+        $($(#[$attr])* pub mod $m;)*
+
+        /// The kinds of live source, in the registry's order (the first is the default).
+        pub const LIVE_SOURCES: &[&str] = &[$($kind),*];
+
+        /// Open the live source `cfg.iface` names (`KIND::IFACE`, or `IFACE` for
+        /// the first kind) and hand it to `user` with its concrete type, so the
+        /// capture loop stays monomorphic.
+        pub fn open_live<U: SourceUser>(cfg: &LiveConfig, user: U) -> Result<U::Out, CaptureError> {
+            let (kind, iface) = split_kind(&cfg.iface);
+            let cfg = LiveConfig {
+                iface: iface.to_string(),
+                ..cfg.clone()
+            };
+            $(
+                if kind.is_none_or(|k| k == $kind) {
+                    return Ok(user.run(<$m::$ty as LiveOpen>::open(&cfg)?));
+                }
+            )*
+            Err(CaptureError::UnknownLiveSource {
+                iface: cfg.iface,
+                kind: kind.unwrap_or_default().to_string(),
+                known: LIVE_SOURCES.join(", "),
+            })
+        }
+    };
+}
+
+live_sources! {
+    // Unsafe: poll() on libpcap's selectable fd, so a stop request is seen at once.
+    #[allow(unsafe_code)]
+    "pcap" => live::LiveSource,
+}
+
+/// `KIND::IFACE` split; `IFACE` alone has no kind.
+fn split_kind(iface: &str) -> (Option<&str>, &str) {
+    match iface.split_once("::") {
+        Some((k, i)) => (Some(k), i),
+        None => (None, iface),
+    }
+}
+
+/// A live source the registry opens ([`open_live`]).
+pub trait LiveOpen: PacketSource + Sized {
+    fn open(cfg: &LiveConfig) -> Result<Self, CaptureError>;
+    /// The link type of its frames (said when the capture starts).
+    fn link_name(&self) -> &'static str;
+}
+
+/// What runs a source once it is open (the application: outputs, privileges,
+/// the pipeline), called with the source's concrete type: a call up through a
+/// trait, generic so nothing dispatches per packet.
+pub trait SourceUser {
+    type Out;
+    fn run<S: LiveOpen>(self, source: S) -> Self::Out;
+}
 pub use mem::{MemFrame, MemSource};
 pub use pace::{InvalidSpeed, Paced};
 
@@ -146,4 +207,10 @@ pub enum CaptureError {
     Live { iface: String, detail: String },
     #[error("no input files given")]
     NoInput,
+    #[error("interface {iface}: no live source {kind:?} (known: {known})")]
+    UnknownLiveSource {
+        iface: String,
+        kind: String,
+        known: String,
+    },
 }
