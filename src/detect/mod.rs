@@ -77,6 +77,17 @@ macro_rules! registry {
             v
         }
 
+        /// What each detector [`detectors`] makes for `cfg` reads, in the same order.
+        pub fn needs_each(cfg: &DetectConfig) -> Vec<Needs> {
+            let mut v = Vec::new();
+            $(
+                if cfg.$key.enabled {
+                    v.push(Spec::needs(&cfg.$key));
+                }
+            )*
+            v
+        }
+
         /// What the detectors `cfg` enables need from the workers, united.
         pub fn needs(cfg: &DetectConfig) -> Needs {
             let mut n = Needs::default();

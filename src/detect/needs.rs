@@ -90,6 +90,23 @@ impl Needs {
         }
     }
 
+    /// Whether a detector with these needs reads `o` (closes: on any port;
+    /// the workers send only those on the declared ports).
+    #[inline]
+    pub fn feeds(&self, o: &super::obs::Obs) -> bool {
+        use super::obs::Obs;
+        match o {
+            Obs::Start(_) => self.starts,
+            Obs::Answered { .. } => self.answered,
+            Obs::Refused { .. } => self.refused,
+            Obs::Closed(_) => self.closes.is_some(),
+            Obs::Arp(_) => self.arp,
+            Obs::Moved(_) => self.moved,
+            // The separation folding's alone.
+            Obs::Seen { .. } => false,
+        }
+    }
+
     /// Whether a TCP close on responder port `port` is needed.
     #[inline]
     pub fn close_on(&self, port: u16) -> bool {

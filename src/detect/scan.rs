@@ -261,7 +261,8 @@ impl ScanDetector {
         {
             return;
         }
-        if !self.win.contains(&src) && self.win.len() >= self.cfg.max_sources {
+        // (The cheap test first: the look-up only when the table is full.)
+        if self.win.len() >= self.cfg.max_sources && !self.win.contains(&src) {
             // Judge the source due soonest now to make room (nothing is lost).
             if let Some((k, d)) = self.win.soonest() {
                 self.stats.state_evictions += 1;

@@ -69,16 +69,7 @@ pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> 
 /// Whether the workers send `o` to a detector with `needs` (closes: on any
 /// port here, since tests may set their own service ports).
 pub fn fed(needs: &crate::detect::Needs, o: &Obs) -> bool {
-    match o {
-        Obs::Start(_) => needs.starts,
-        Obs::Answered { .. } => needs.answered,
-        Obs::Refused { .. } => needs.refused,
-        Obs::Closed(_) => needs.closes.is_some(),
-        Obs::Arp(_) => needs.arp,
-        Obs::Moved(_) => needs.moved,
-        // Separation folding only; violating starts go to detectors as starts.
-        Obs::Seen { .. } => false,
-    }
+    needs.feeds(o)
 }
 
 /// Each alert as it finally stands: a later line of a detector's group

@@ -129,6 +129,8 @@ pub fn serve(
         gens: &mut gens,
         folder: &mut folder,
         dets: &mut dets,
+        fed: crate::detect::needs_each(&cfg.detect),
+        round: Vec::new(),
         emit: &mut emit,
         end: END_OF_INPUT,
     };
@@ -144,7 +146,7 @@ pub fn serve(
                         if let Obs::Start(s) = &late {
                             written.seen(s);
                         }
-                        run.process(worker, &late, current.as_deref());
+                        run.process(worker, &late);
                     }
                 }
                 let _ = spare.try_send(obs);
@@ -194,8 +196,9 @@ pub fn serve(
             if let Obs::Start(s) = &o {
                 written.seen(s);
             }
-            run.process(w, &o, current.as_deref());
+            run.process(w, &o);
         }
+        run.detect(current.as_deref());
         run.advance(upto, current.as_deref());
         run.write(
             upto,
@@ -264,12 +267,17 @@ struct Run<'a> {
     gens: &'a mut Vec<[Option<Arc<Policy>>; POLICY_GENERATIONS]>,
     folder: &'a mut Folder,
     dets: &'a mut Vec<Box<dyn Detector>>,
+    /// What each detector reads ([`crate::detect::needs_each`]).
+    fed: Vec<crate::detect::Needs>,
+    /// This round's released observations, in release order: each detector
+    /// then takes all of them in turn ([`Run::detect`]).
+    round: Vec<Obs>,
     emit: &'a mut Emit,
     end: &'static str,
 }
 
 impl Run<'_> {
-    fn process(&mut self, worker: usize, o: &Obs, current: Option<&Policy>) {
+    fn process(&mut self, worker: usize, o: &Obs) {
         match o {
             Obs::Start(s) => self.violation(worker, s),
             Obs::Seen { ts_ns, key, tag } => {
@@ -288,14 +296,31 @@ impl Run<'_> {
             }
             _ => {}
         }
+        if !self.dets.is_empty() {
+            self.round.push(*o);
+        }
+    }
+
+    /// Every detector takes the round's observations in release order, one
+    /// detector after the other: each sees exactly the sequence it would see
+    /// interleaved with the others (detectors share no state, and the writer
+    /// orders alerts by due time and rank), with its state hot and one call
+    /// per observation it reads ([`crate::detect::Needs::feeds`]).
+    fn detect(&mut self, current: Option<&Policy>) {
+        if self.round.is_empty() {
+            return;
+        }
         let cx = Ctx {
             policy: current,
             end: self.end,
         };
-        for (i, d) in self.dets.iter_mut().enumerate() {
+        for (i, (d, needs)) in self.dets.iter_mut().zip(&self.fed).enumerate() {
             self.emit.rank = i + 1;
-            d.observe(o, &cx, self.emit);
+            for o in self.round.iter().filter(|o| needs.feeds(o)) {
+                d.observe(o, &cx, self.emit);
+            }
         }
+        self.round.clear();
     }
 
     fn violation(&mut self, worker: usize, s: &FlowStart) {
