@@ -69,54 +69,11 @@ impl Rng {
     }
 }
 
-// ---- the generator's addresses (tools/zonewatch-gen: client_v4, server_v4, ...)
-
-fn client_v4(host: u16) -> [u8; 4] {
-    if host < 254 {
-        [192, 0, 2, host as u8 + 1]
-    } else {
-        [198, 51, 100, (host - 254) as u8 + 1]
-    }
-}
-
-fn client_v6(host: u16, port: u16) -> Addr {
-    let h = host.to_be_bytes();
-    let p = (port >> 9).to_be_bytes();
-    [
-        0x20,
-        0x01,
-        0x0d,
-        0xb8,
-        0x01,
-        0x00,
-        h[0],
-        h[1],
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        p[0],
-        p[1] + 1,
-    ]
-}
-
-fn server_v6(host: u16) -> Addr {
-    let mut a = [0u8; 16];
-    a[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x00, 0xff]);
-    a[15] = host as u8 + 1;
-    a
-}
-
-fn client_mac(host: u16) -> [u8; 6] {
-    let h = host.to_be_bytes();
-    [0x02, 0x00, 0x0c, 0x00, h[0], h[1]]
-}
-
-fn gateway_mac(host: u16) -> [u8; 6] {
-    [0x02, 0x00, 0x5e, 0x00, 0x00, (host & 3) as u8 + 1]
-}
+// The generator's addresses: the bench's flows look like its captures.
+#[allow(dead_code)]
+#[path = "../tools/zonewatch-gen/src/addrs.rs"]
+mod addrs;
+use addrs::{client_mac, client_v4, client_v6, gateway_mac, server_v6, TCP_PORTS};
 
 /// One flow's remaining packets, client's view: (from the server, protocol
 /// ports or ICMP type, TCP flags, payload bytes), in order.
@@ -169,14 +126,7 @@ fn new_flow(rng: &mut Rng, n: u64) -> Flow {
     let (proto, sport) = if roll < 500 {
         let mut p = rng.below(1000);
         let mut port = 443;
-        for (sp, weight) in [
-            (443, 600),
-            (80, 250),
-            (853, 50),
-            (25, 40),
-            (993, 30),
-            (8080, 30),
-        ] {
+        for (sp, weight) in TCP_PORTS {
             if p < weight {
                 port = sp;
                 break;

@@ -5,7 +5,7 @@
 //! file of floors L0-L3 names `serde_json` outside its test code (detectors
 //! return typed alerts; JSON is written above them).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -35,17 +35,24 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A scratch copy of src/ (dropped with the `TempDir`) and the text of one
+/// of its files.
+fn scratch(file: &str) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("src");
+    copy_tree(&Path::new(ROOT).join("src"), &copy);
+    let f = copy.join(file);
+    let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{file}: {e}"));
+    (dir, copy, f, text)
+}
+
 #[test]
 fn imports_only_go_down() {
     let src = Path::new(ROOT).join("src");
     let (code, out) = check(&src);
     assert_eq!(code, 0, "{out}");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("src");
-    copy_tree(&src, &copy);
-    let f = copy.join("decode/mod.rs");
-    let text = std::fs::read_to_string(&f).expect("decode/mod.rs");
+    let (_dir, copy, f, text) = scratch("decode/mod.rs");
     std::fs::write(
         &f,
         format!("{text}\n#[allow(unused_imports)]\nuse crate::pipeline::Pipeline;\n"),
@@ -74,12 +81,7 @@ fn imports_only_go_down() {
 
 #[test]
 fn no_json_below_the_outputs_outside_tests() {
-    let src = Path::new(ROOT).join("src");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("src");
-    copy_tree(&src, &copy);
-    let f = copy.join("detect/scan.rs");
-    let text = std::fs::read_to_string(&f).expect("detect/scan.rs");
+    let (_dir, copy, f, text) = scratch("detect/scan.rs");
 
     // Test code may use it (a `#[cfg(test)]` item, braces in strings too).
     std::fs::write(
@@ -112,12 +114,7 @@ fn no_json_below_the_outputs_outside_tests() {
 
 #[test]
 fn every_module_names_its_floor() {
-    let src = Path::new(ROOT).join("src");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("src");
-    copy_tree(&src, &copy);
-    let f = copy.join("flow/hash.rs");
-    let text = std::fs::read_to_string(&f).expect("flow/hash.rs");
+    let (_dir, copy, f, text) = scratch("flow/hash.rs");
     assert!(
         text.starts_with("//! Floor L2 (`flow`)."),
         "{}",

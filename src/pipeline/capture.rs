@@ -264,19 +264,9 @@ impl<'a> Capture<'a> {
         source: &mut S,
         progress: Option<&dyn Progress>,
     ) {
-        if let Some(m) = &mut self.publish {
-            let d = &self.dispatch;
-            m.publish(
-                self.frames,
-                self.wire_bytes,
-                &self.dstats,
-                &d.queue_drops,
-                self.clock,
-            );
-            if self.live && self.live_stats_at.elapsed() >= LIVE_STATS_EVERY {
-                self.live_stats_at = Instant::now();
-                publish_live(source, m);
-            }
+        self.publish_counters();
+        if self.live {
+            self.publish_live(source);
         }
         if let Some(p) = progress {
             let (done, total) = source.progress();
@@ -291,6 +281,12 @@ impl<'a> Capture<'a> {
             self.clock = self.clock.max(now);
         }
         self.dispatch.send_all(&mut self.pending, self.clock);
+        self.publish_counters();
+        self.publish_live(source);
+    }
+
+    /// Publish the capture counters (metrics on).
+    fn publish_counters(&mut self) {
         if let Some(m) = &mut self.publish {
             let d = &self.dispatch;
             m.publish(
@@ -300,9 +296,17 @@ impl<'a> Capture<'a> {
                 &d.queue_drops,
                 self.clock,
             );
+        }
+    }
+
+    /// Re-read and publish libpcap's counters, at most once a second (a
+    /// system call).
+    fn publish_live<S: PacketSource + ?Sized>(&mut self, source: &mut S) {
+        if let Some(m) = &mut self.publish {
             if self.live_stats_at.elapsed() >= LIVE_STATS_EVERY {
                 self.live_stats_at = Instant::now();
-                publish_live(source, m);
+                source.refresh_counters();
+                m.live(live_totals(&source.report()));
             }
         }
     }
@@ -311,7 +315,7 @@ impl<'a> Capture<'a> {
     /// `ts_ns` is accounted (a barrier with the workers), then snapshot.
     #[cold]
     fn snapshot(&mut self, ts_ns: u64) {
-        let (Some(rec), Some(m)) = (self.snapshots, &mut self.publish) else {
+        let Some(rec) = self.snapshots.filter(|_| self.publish.is_some()) else {
             return;
         };
         self.dispatch.send_all(&mut self.pending, self.clock);
@@ -321,14 +325,7 @@ impl<'a> Capture<'a> {
         for _ in 0..self.n {
             let _ = self.sync.1.recv();
         }
-        let d = &self.dispatch;
-        m.publish(
-            self.frames,
-            self.wire_bytes,
-            &self.dstats,
-            &d.queue_drops,
-            self.clock,
-        );
+        self.publish_counters();
         let iv = rec.interval_ns();
         let floor = ts_ns / iv * iv;
         if self.next_snapshot == 0 {
@@ -351,16 +348,7 @@ impl<'a> Capture<'a> {
         self.dispatch.send_all(&mut self.pending, self.clock);
         // (send_all handed over the last evidence frames first.)
         let not_copied = self.dispatch.evidence.take().map_or(0, |e| e.dropped);
-        if let Some(m) = &mut self.publish {
-            let d = &self.dispatch;
-            m.publish(
-                self.frames,
-                self.wire_bytes,
-                &self.dstats,
-                &d.queue_drops,
-                self.clock,
-            );
-        }
+        self.publish_counters();
         for tx in self.dispatch.to_worker.drain(..) {
             let _ = tx.send(Msg::Finish(end));
         }
@@ -383,12 +371,6 @@ impl<'a> Capture<'a> {
 
 /// How often a live capture publishes libpcap's counters (a system call).
 const LIVE_STATS_EVERY: Duration = Duration::from_secs(1);
-
-/// Re-read libpcap's counters and publish them (live only; once a second).
-fn publish_live<S: PacketSource + ?Sized>(source: &mut S, m: &mut CapturePub) {
-    source.refresh_counters();
-    m.live(live_totals(&source.report()));
-}
 
 /// libpcap's counters summed over the inputs.
 fn live_totals(r: &SourceReport) -> LiveCounters {

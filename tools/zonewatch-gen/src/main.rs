@@ -50,6 +50,8 @@
 //! of the packet number, so every source is distinct (10 M packets = 10 M sources = 10 M
 //! half-open flows). `--concurrent-flows` does not apply.
 
+mod addrs;
+use addrs::{client_mac, client_v4, client_v6, gateway_mac, server_v4, server_v6, TCP_PORTS};
 use clap::{Parser, ValueEnum};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -233,14 +235,6 @@ const CLIENT_PAIRS: u64 = CLIENT_HOSTS * CLIENT_PORTS;
 /// CLIENT_PAIRS)` is a bijection: flows get distinct (host, port) pairs in a scattered order.
 const PAIR_STRIDE: u64 = 9_576_881;
 
-const TCP_PORTS: [(u16, u64); 6] = [
-    (443, 600),
-    (80, 250),
-    (853, 50),
-    (25, 40),
-    (993, 30),
-    (8080, 30),
-];
 /// Syslog to a collector (mostly one way): its dissectors (tshark's included) accept any
 /// payload, while a port without one lets tshark try the ephemeral port's protocol
 /// (TZSP, HCrt, …) on the zero payload and report it malformed.
@@ -498,74 +492,6 @@ impl Writer {
         }
         self.dirty = 0;
     }
-}
-
-fn client_v4(host: u16) -> [u8; 4] {
-    if host < 254 {
-        [192, 0, 2, host as u8 + 1]
-    } else {
-        [198, 51, 100, (host - 254) as u8 + 1]
-    }
-}
-
-fn server_v4(host: u16) -> [u8; 4] {
-    [203, 0, 113, host as u8 + 1]
-}
-
-/// 2001:db8:1hh:hh00::/56-ish: injective in (client host, port) so every flow's
-/// client is distinct in its (address, port) pair, with ≈ 55 k distinct hosts.
-fn client_v6(host: u16, port: u16) -> [u8; 16] {
-    let h = host.to_be_bytes();
-    let p = (port >> 9).to_be_bytes();
-    [
-        0x20,
-        0x01,
-        0x0d,
-        0xb8,
-        0x01,
-        0x00,
-        h[0],
-        h[1],
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        p[0],
-        p[1] + 1,
-    ]
-}
-
-fn server_v6(host: u16) -> [u8; 16] {
-    [
-        0x20,
-        0x01,
-        0x0d,
-        0xb8,
-        0x00,
-        0xff,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        host as u8 + 1,
-    ]
-}
-
-fn client_mac(host: u16) -> [u8; 6] {
-    let h = host.to_be_bytes();
-    [0x02, 0x00, 0x0c, 0x00, h[0], h[1]]
-}
-
-/// Traffic to servers leaves through one of four gateways.
-fn gateway_mac(host: u16) -> [u8; 6] {
-    [0x02, 0x00, 0x5e, 0x00, 0x00, (host & 3) as u8 + 1]
 }
 
 struct Stats {
