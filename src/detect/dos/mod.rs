@@ -266,26 +266,27 @@ pub fn hll_estimate(r: &[u8; HLL]) -> u64 {
 
 impl DstAgg {
     fn sample_add(&mut self, s: SrcSample) {
-        let n = usize::from(self.n);
-        if let Some(x) = self.sample.iter_mut().take(n).find(|x| x.addr == s.addr) {
-            x.pkts += s.pkts;
-            x.bytes += s.bytes;
-            return;
-        }
-        if n < SAMPLE {
-            if let Some(x) = self.sample.get_mut(n) {
-                *x = s;
-                self.n += 1;
-            }
-            return;
-        }
-        // Full: replace the largest hash if the new one is smaller.
+        // One pass: the source if it is sampled (its hash compared first, a
+        // word, before its address), and the sample with the largest hash.
+        let n = usize::from(self.n).min(SAMPLE);
         let mut worst = 0;
-        for i in 1..SAMPLE {
-            if self.sample[i].hash > self.sample[worst].hash {
+        for i in 0..n {
+            let x = &mut self.sample[i];
+            if x.hash == s.hash && x.addr == s.addr {
+                x.pkts += s.pkts;
+                x.bytes += s.bytes;
+                return;
+            }
+            if x.hash > self.sample[worst].hash {
                 worst = i;
             }
         }
+        if n < SAMPLE {
+            self.sample[n] = s;
+            self.n += 1;
+            return;
+        }
+        // Full: replace the largest hash if the new one is smaller.
         if (s.hash, s.addr) < (self.sample[worst].hash, self.sample[worst].addr) {
             self.sample[worst] = s;
         }
