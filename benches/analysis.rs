@@ -24,6 +24,9 @@
 //! violations rare) and `example_site` (rules/example-site.toml: most flows
 //! violate, the worst case).
 //!
+//! A second group, `taps`, times the workers' per-packet detector work (the
+//! taps of `detect::taps`: the DoS counter) over the same packets, per packet.
+//!
 //! Run: `cargo bench --bench analysis`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
@@ -556,5 +559,36 @@ fn run_once(
     serve(rx, spare, cfg, Box::new(zonewatch::sink::Discard))
 }
 
-criterion_group!(benches, bench_analysis);
+/// The workers' per-packet detector work (`detect::taps`: the DoS counter),
+/// per packet, one tap over every packet of the mix in 256-packet batches.
+fn bench_taps(c: &mut Criterion) {
+    let pkts = packets();
+    let cfg = DetectConfig::default();
+    let mut g = c.benchmark_group("taps");
+    g.throughput(Throughput::Elements(pkts.len() as u64));
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function("every_detector", |b| {
+        b.iter_batched(
+            || (detect::taps(&cfg), Vec::<TapPart>::new()),
+            |(mut taps, mut parts)| {
+                for chunk in pkts.chunks(BATCH) {
+                    let now = chunk.last().map_or(0, |m| m.ts_ns);
+                    for (_, t) in &mut taps {
+                        t.batch(chunk, now, &mut parts);
+                    }
+                }
+                for (_, t) in &mut taps {
+                    t.finish(&mut parts);
+                }
+                parts.len()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_analysis, bench_taps);
 criterion_main!(benches);
