@@ -18,6 +18,8 @@ use std::path::PathBuf;
 
 pub use file::{FileSource, MAX_CAPLEN};
 pub use live::{LiveConfig, LiveSource};
+pub use mem::{MemFrame, MemSource};
+pub use pace::{InvalidSpeed, Paced};
 
 /// The live sources `run --interface [KIND::]IFACE` can open, one line each:
 /// `"KIND" => module::Type,` (the line declares the module; the first entry is
@@ -82,8 +84,6 @@ pub trait SourceUser {
     type Out;
     fn run<S: LiveOpen>(self, source: S) -> Self::Out;
 }
-pub use mem::{MemFrame, MemSource};
-pub use pace::{InvalidSpeed, Paced};
 
 /// What a source has for the pipeline.
 #[derive(Debug)]
