@@ -473,7 +473,7 @@ impl ScanDetector {
     fn alert_of(&self, k: SrcKey, cx: &Ctx) -> Option<Alert> {
         let s = self.win.get(&k)?;
         let w = &s.cur;
-        if w.total == 0 {
+        if w.total == 0 || !may_alert(w, &self.cfg) {
             return None;
         }
         let failed = |a: &Attempt| a.refused || !a.answered;
@@ -707,6 +707,48 @@ fn failed_in(w: &mut Window, t: Target, c: &ScanConfig, refused: bool) -> Option
     })
 }
 
+/// Whether window `w` may make an alert when judged: a bound from counts
+/// alone, so the detailed pass of `alert_of` (sorted maps of every attempt)
+/// runs only for windows that can cross a threshold. Attempts are distinct
+/// targets, so a host's failed ports and a port's failed hosts are counts of
+/// failed attempts; a sweep needs at least `min_sweep_hosts` ping attempts of
+/// which `min_sweep_failed` unanswered.
+fn may_alert(w: &Window, c: &ScanConfig) -> bool {
+    let (mut failed_tu, mut pings, mut pings_unanswered) = (0u64, 0u64, 0u64);
+    for a in w.attempts.values() {
+        match a.probe {
+            Probe::Tcp | Probe::Udp => failed_tu += u64::from(a.refused || !a.answered),
+            Probe::Ping => {
+                pings += 1;
+                pings_unanswered += u64::from(!a.answered);
+            }
+        }
+    }
+    let sweep = pings >= u64::from(c.min_sweep_hosts) && pings_unanswered >= u64::from(c.min_sweep_failed);
+    let ports_or_hosts = u64::from(c.min_ports_per_host.min(c.min_hosts_per_port));
+    if sweep {
+        return true;
+    }
+    if failed_tu < ports_or_hosts {
+        return false;
+    }
+    // Enough failures in all: does one host or one port hold enough of them?
+    let mut per_host: HashMap<Addr, u32> = HashMap::default();
+    let mut per_port: HashMap<(u8, u16), u32> = HashMap::default();
+    for (t, a) in &w.attempts {
+        if matches!(a.probe, Probe::Tcp | Probe::Udp) && (a.refused || !a.answered) {
+            let h = per_host.entry(t.dst).or_default();
+            *h += 1;
+            let p = per_port.entry((t.proto, t.port)).or_default();
+            *p += 1;
+            if *h >= c.min_ports_per_host || *p >= c.min_hosts_per_port {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Whether window `w`, with no alert yet, is a sweep now.
 fn sweep_crossed(w: &Window, c: &ScanConfig) -> bool {
     w.early.is_none()
@@ -878,6 +920,74 @@ impl ScanDetector {
                 out,
             ),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The rules `alert_of` applies, written plainly: what `may_alert` bounds.
+    fn rules_hold(w: &Window, c: &ScanConfig) -> bool {
+        let mut per_host: BTreeMap<Addr, BTreeSet<(u8, u16)>> = BTreeMap::new();
+        let mut per_port: BTreeMap<(u8, u16), BTreeSet<Addr>> = BTreeMap::new();
+        let (mut sweep_hosts, mut sweep_failed) = (BTreeSet::new(), BTreeSet::new());
+        for (t, a) in &w.attempts {
+            match a.probe {
+                Probe::Ping => {
+                    sweep_hosts.insert(t.dst);
+                    if !a.answered {
+                        sweep_failed.insert(t.dst);
+                    }
+                }
+                Probe::Tcp | Probe::Udp if a.refused || !a.answered => {
+                    per_host.entry(t.dst).or_default().insert((t.proto, t.port));
+                    per_port.entry((t.proto, t.port)).or_default().insert(t.dst);
+                }
+                _ => {}
+            }
+        }
+        per_host.values().any(|p| p.len() as u64 >= u64::from(c.min_ports_per_host))
+            || per_port.values().any(|h| h.len() as u64 >= u64::from(c.min_hosts_per_port))
+            || (sweep_hosts.len() as u64 >= u64::from(c.min_sweep_hosts)
+                && sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed))
+    }
+
+    proptest! {
+        /// `may_alert` is false only when no rule can hold: judging skips
+        /// the detailed pass only for windows that make no alert.
+        #[test]
+        fn may_alert_bounds_the_rules(
+            attempts in proptest::collection::vec(
+                (0u8..6, 0u8..3, 0u16..6, 0u8..3, any::<bool>(), any::<bool>()),
+                0..80,
+            ),
+            thresholds in (1u32..8, 1u32..8, 1u32..8, 1u32..8),
+        ) {
+            let c = ScanConfig {
+                min_ports_per_host: thresholds.0,
+                min_hosts_per_port: thresholds.1,
+                min_sweep_hosts: thresholds.2,
+                min_sweep_failed: thresholds.3,
+                ..ScanConfig::default()
+            };
+            let mut w = Window::default();
+            for (host, proto, port, probe, answered, refused) in attempts {
+                let mut dst = [0u8; 16];
+                dst[15] = host;
+                let probe = match probe {
+                    0 => Probe::Tcp,
+                    1 => Probe::Udp,
+                    _ => Probe::Ping,
+                };
+                w.attempts.insert(
+                    Target { dst, proto, port },
+                    Attempt { probe, answered, refused, counted: false },
+                );
+            }
+            prop_assert!(may_alert(&w, &c) || !rules_hold(&w, &c));
         }
     }
 }
