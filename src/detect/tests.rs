@@ -18,11 +18,10 @@ fn scan(cfg: ScanConfig, obs: &[Obs]) -> Vec<Alert> {
         .collect()
 }
 
+/// A numeric evidence value of an alert (`u64::MAX` when missing).
 fn ev(a: &Alert, k: &str) -> u64 {
-    a.evidence
-        .as_ref()
-        .map(crate::alert::Evidence::json)
-        .and_then(|e| e[k].as_u64())
+    crate::detect::testkit::ev(a, k)
+        .as_u64()
         .unwrap_or(u64::MAX)
 }
 

@@ -364,8 +364,11 @@ impl FlowSink for WorkerSink {
 
     fn flow_started(&mut self, start: &FlowStart) {
         if let Some(o) = &mut self.obs {
-            let violation = matches!(Verdict::unpack(start.tag), Some(Verdict::Violation { .. }));
-            if o.needs.starts || violation {
+            // The verdict is unpacked only when the detectors do not take
+            // every start anyway.
+            if o.needs.starts
+                || matches!(Verdict::unpack(start.tag), Some(Verdict::Violation { .. }))
+            {
                 o.events.push(Obs::Start(*start));
             }
         }

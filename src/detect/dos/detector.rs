@@ -525,12 +525,9 @@ mod tests {
         a.iter().map(|a| a.kind).collect()
     }
 
+    /// A numeric evidence value of an alert (`u64::MAX` when missing).
     fn ev(a: &Alert, k: &str) -> u64 {
-        a.evidence
-            .as_ref()
-            .map(crate::alert::Evidence::json)
-            .and_then(|e| e[k].as_u64())
-            .unwrap_or(u64::MAX)
+        crate::detect::testkit::ev(a, k).as_u64().unwrap_or(u64::MAX)
     }
 
     /// `pps` spoofed SYNs per second to the victim for `secs` seconds, from
