@@ -140,6 +140,23 @@ struct Attempt {
     /// Counted as failed for the early check (refused, or unanswered when
     /// its answer wait ran out).
     counted: bool,
+    /// Sequence number of its answer deadline in the window's `deadlines`
+    /// ([`NO_DEADLINE`]: none): an answer retires the deadline there, so the
+    /// deadline's expiry needs no look-up of the attempt.
+    deadline: u32,
+}
+
+/// [`Attempt::deadline`] when the attempt has none.
+const NO_DEADLINE: u32 = u32::MAX;
+
+/// An attempt's answer deadline.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    due: u64,
+    target: Target,
+    /// False once the attempt was answered: its expiry changes nothing
+    /// (see [`retire`]).
+    live: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,8 +189,10 @@ struct Window {
     failed_hosts: HashMap<(u8, u16), u32>,
     sweep_probed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
     sweep_failed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
-    /// (answer deadline, target) of this window's attempts, in time order.
-    deadlines: std::collections::VecDeque<(u64, Target)>,
+    /// Answer deadlines of this window's attempts, in time order.
+    deadlines: std::collections::VecDeque<Deadline>,
+    /// Sequence number of `deadlines`' front (deadlines popped so far).
+    deadlines_head: u32,
     /// The group of the alert written when a threshold was crossed; the
     /// window's judgement then writes its update line.
     early: Option<u64>,
@@ -293,15 +312,17 @@ impl ScanDetector {
             .min(c.min_sweep_hosts)
             .max(1) as usize;
         let was_empty = w.deadlines.is_empty();
+        let tracked = w.attempts.len() + 1;
         if let std::collections::hash_map::Entry::Vacant(e) = w.attempts.entry(t) {
-            e.insert(Attempt {
+            let a = e.insert(Attempt {
                 probe,
                 answered: false,
                 refused: false,
                 counted: false,
+                deadline: NO_DEADLINE,
             });
             let due = ts.saturating_add(wait);
-            match w.attempts.len().cmp(&track) {
+            match tracked.cmp(&track) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => {
                     let mut pending: Vec<Target> = w
@@ -311,9 +332,16 @@ impl ScanDetector {
                         .map(|(k, _)| *k)
                         .collect();
                     pending.sort_unstable();
-                    w.deadlines.extend(pending.into_iter().map(|p| (due, p)));
+                    for p in pending {
+                        let seq = push_deadline(&mut w.deadlines, w.deadlines_head, due, p);
+                        if let Some(a) = w.attempts.get_mut(&p) {
+                            a.deadline = seq;
+                        }
+                    }
                 }
-                std::cmp::Ordering::Greater => w.deadlines.push_back((due, t)),
+                std::cmp::Ordering::Greater => {
+                    a.deadline = push_deadline(&mut w.deadlines, w.deadlines_head, due, t);
+                }
             }
         } else if let Some(a) = w.attempts.get_mut(&t) {
             // A port probed after a ping to it (nmap's ACK ping to 80, then
@@ -323,7 +351,7 @@ impl ScanDetector {
             }
         }
         // The source waits for answers from now on: schedule its first deadline.
-        let head = w.deadlines.front().map(|(d, _)| *d);
+        let head = w.deadlines.front().map(|d| d.due);
         let first_deadline = in_cur && was_empty;
         let mut sweep = false;
         if probe == Probe::Ping && in_cur {
@@ -366,13 +394,20 @@ impl ScanDetector {
         let mut next = None;
         if let Some(s) = self.win.get_mut(&src) {
             let w = &mut s.cur;
-            while let Some(&(d, t)) = w.deadlines.front() {
-                if d > at {
-                    next = Some(d);
+            while let Some(&d) = w.deadlines.front() {
+                if !d.live {
+                    // Answered: its expiry changes nothing (no look-up).
+                    w.deadlines.pop_front();
+                    w.deadlines_head = w.deadlines_head.wrapping_add(1);
+                    continue;
+                }
+                if d.due > at {
+                    next = Some(d.due);
                     break;
                 }
                 w.deadlines.pop_front();
-                crossed |= failed_in(w, t, &self.cfg, false).unwrap_or(false);
+                w.deadlines_head = w.deadlines_head.wrapping_add(1);
+                crossed |= failed_in(w, d.target, &self.cfg, false).unwrap_or(false);
             }
         }
         if let Some(d) = next {
@@ -404,18 +439,23 @@ impl ScanDetector {
             match failed_in(&mut s.cur, t, &self.cfg, true) {
                 Some(crossed) => crossed,
                 None => {
-                    if let Some(a) = s.next.attempts.get_mut(&t) {
+                    let w = &mut s.next;
+                    if let Some(a) = w.attempts.get_mut(&t) {
                         a.refused = true;
+                        // Counted when its deadline expires, answered or not.
+                        revive(&mut w.deadlines, w.deadlines_head, a.deadline);
                     }
                     false
                 }
             }
         } else {
-            match s.cur.attempts.get_mut(&t) {
-                Some(a) => a.answered = true,
+            let w = &mut s.cur;
+            match w.attempts.get_mut(&t) {
+                Some(a) => answered(a, &mut w.deadlines, w.deadlines_head),
                 None => {
-                    if let Some(a) = s.next.attempts.get_mut(&t) {
-                        a.answered = true;
+                    let w = &mut s.next;
+                    if let Some(a) = w.attempts.get_mut(&t) {
+                        answered(a, &mut w.deadlines, w.deadlines_head);
                     }
                 }
             }
@@ -451,8 +491,8 @@ impl ScanDetector {
                     let head = self
                         .win
                         .get(&k)
-                        .and_then(|s| s.cur.deadlines.front().copied());
-                    if let Some((dl, _)) = head {
+                        .and_then(|s| s.cur.deadlines.front().map(|d| d.due));
+                    if let Some(dl) = head {
                         self.due_answer(dl, k);
                     }
                 }
@@ -705,6 +745,59 @@ fn failed_in(w: &mut Window, t: Target, c: &ScanConfig, refused: bool) -> Option
             sweep_crossed(w, c)
         }
     })
+}
+
+/// Append an answer deadline; its sequence number (`head`: that of the front).
+fn push_deadline(
+    q: &mut std::collections::VecDeque<Deadline>,
+    head: u32,
+    due: u64,
+    target: Target,
+) -> u32 {
+    let seq = head.wrapping_add(q.len() as u32);
+    q.push_back(Deadline {
+        due,
+        target,
+        live: true,
+    });
+    seq
+}
+
+/// The deadline with sequence number `seq`, if still queued.
+fn deadline_at(
+    q: &mut std::collections::VecDeque<Deadline>,
+    head: u32,
+    seq: u32,
+) -> Option<&mut Deadline> {
+    if seq == NO_DEADLINE {
+        return None;
+    }
+    q.get_mut(seq.wrapping_sub(head) as usize)
+}
+
+/// An answered attempt's deadline changes nothing when it expires:
+/// [`failed_in`] counts an answered attempt only when it is also refused,
+/// and a refusal in the current window counts it at once. Mark it so the
+/// expiry skips the look-up.
+fn retire(q: &mut std::collections::VecDeque<Deadline>, head: u32, seq: u32) {
+    if let Some(d) = deadline_at(q, head, seq) {
+        d.live = false;
+    }
+}
+
+/// Mark `a` answered and retire its deadline (in `q`, front `head`).
+fn answered(a: &mut Attempt, q: &mut std::collections::VecDeque<Deadline>, head: u32) {
+    a.answered = true;
+    if !a.refused {
+        retire(q, head, a.deadline);
+    }
+}
+
+/// A refusal in the next window is counted at its deadline: undo [`retire`].
+fn revive(q: &mut std::collections::VecDeque<Deadline>, head: u32, seq: u32) {
+    if let Some(d) = deadline_at(q, head, seq) {
+        d.live = true;
+    }
 }
 
 /// Whether window `w` may make an alert when judged: a bound from counts
@@ -984,7 +1077,7 @@ mod bound_tests {
                 };
                 w.attempts.insert(
                     Target { dst, proto, port },
-                    Attempt { probe, answered, refused, counted: false },
+                    Attempt { probe, answered, refused, counted: false, deadline: NO_DEADLINE },
                 );
             }
             prop_assert!(may_alert(&w, &c) || !rules_hold(&w, &c));

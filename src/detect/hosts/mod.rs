@@ -94,12 +94,13 @@ pub struct HostsConfig {
 }
 
 impl crate::detect::Spec for HostsConfig {
-    /// Sightings of hosts: flow starts, answers, ARP, and flows seen on a
-    /// second VLAN.
+    /// Sightings of hosts: flow starts, ARP, flows seen on a second VLAN, and
+    /// answers when there is an inventory (an answer names no MAC, so only
+    /// the rogue-host check reads it).
     fn needs(&self) -> crate::detect::Needs {
         crate::detect::Needs {
             starts: true,
-            answered: true,
+            answered: self.inventory.is_some(),
             arp: true,
             moved: true,
             ..crate::detect::Needs::default()
@@ -767,7 +768,8 @@ mod tests {
             end: crate::detect::END_OF_INPUT,
         };
         let mut out = Emit::default();
-        let needs = crate::detect::default_needs("hosts").expect("hosts is registered");
+        // What this config declares (answers only with an inventory).
+        let needs = crate::detect::Spec::needs(&d.cfg);
         for o in obs
             .iter()
             .filter(|o| crate::detect::testkit::fed(&needs, o))
