@@ -34,7 +34,7 @@ DEB_PKGS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping curl net
 CAPTURE_PKGS := dnsmasq-base isc-dhcp-client avahi-daemon samba-common-bin ntpsec-ntpdig \
                 bind9-dnsutils smbclient
 
-.PHONY: all deps capture-deps install-pkgs build run test lint msrv advisories bench bench-flood criterion captures fuzz clean grafana-check
+.PHONY: all deps capture-deps install-pkgs build run test lint msrv advisories bench bench-flood bench-live criterion captures fuzz clean grafana-check
 
 all: build
 
@@ -58,7 +58,7 @@ install-pkgs:
 
 # The product is one binary; zonewatch-gen (the benchmark capture generator,
 # tools/zonewatch-gen) is a dev tool in the workspace but not a default member: built by
-# `make bench`, `make bench-flood` and the integration tests, not shipped.
+# `make bench`, `make bench-flood`, `make bench-live` and the integration tests, not shipped.
 build: deps
 	$(CARGO) build --release -p zonewatch
 
@@ -128,6 +128,13 @@ bench-flood: deps
 	print("detector state_evictions", {k: v["state_evictions"] for k, v in s["alerts"]["detectors"].items()}); \
 	print("dos_start", [(x["dst_ip"], x["reason"]) for x in d]); \
 	sys.exit(0 if d and f["evicted"] > 0 else "bench-flood: flood not detected or nothing evicted")'
+
+# Live at line rate (#18, benches/README.md "Live at line rate"; root): zonewatch run with every
+# detector on, capturing on a veth between two namespaces the script creates and deletes, fed by
+# tcpreplay --topspeed senders: kernel drops under two IMIX senders, and the delay to the
+# dos_start line under a spoofed SYN flood; LIVE_PACKETS, LIVE_RUNS, ... in benches/README.md.
+bench-live: deps
+	bash benches/live.sh
 
 # Per-stage criterion benches (decode, flow table, pipeline, the analysis stage per flow).
 criterion: deps
