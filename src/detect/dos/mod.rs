@@ -203,6 +203,9 @@ pub struct DstAgg {
     /// Bottom-k sample, `n` used.
     pub sample: [SrcSample; SAMPLE],
     pub n: u8,
+    /// The largest hash in `sample` when it is full, else `u64::MAX`: a
+    /// source with a larger hash is neither in the sample nor enters it.
+    pub sample_max: u64,
 }
 
 impl Default for DstAgg {
@@ -229,6 +232,7 @@ impl Default for DstAgg {
             flow_hll: [0; HLL],
             sample: [SrcSample::default(); SAMPLE],
             n: 0,
+            sample_max: u64::MAX,
         }
     }
 }
@@ -265,7 +269,17 @@ pub fn hll_estimate(r: &[u8; HLL]) -> u64 {
 }
 
 impl DstAgg {
+    #[inline]
     fn sample_add(&mut self, s: SrcSample) {
+        // Full, and the hash larger than any sampled: not in the sample, and
+        // not small enough to enter it (no sample entry read).
+        if s.hash > self.sample_max {
+            return;
+        }
+        self.sample_add_slow(s);
+    }
+
+    fn sample_add_slow(&mut self, s: SrcSample) {
         // One pass: the source if it is sampled (its hash compared first, a
         // word, before its address), and the sample with the largest hash.
         let n = usize::from(self.n).min(SAMPLE);
@@ -284,11 +298,14 @@ impl DstAgg {
         if n < SAMPLE {
             self.sample[n] = s;
             self.n += 1;
+        } else if (s.hash, s.addr) < (self.sample[worst].hash, self.sample[worst].addr) {
+            // Full: replace the largest hash if the new one is smaller.
+            self.sample[worst] = s;
+        } else {
             return;
         }
-        // Full: replace the largest hash if the new one is smaller.
-        if (s.hash, s.addr) < (self.sample[worst].hash, self.sample[worst].addr) {
-            self.sample[worst] = s;
+        if usize::from(self.n) == SAMPLE {
+            self.sample_max = self.sample.iter().map(|x| x.hash).max().unwrap_or(u64::MAX);
         }
     }
 
