@@ -319,8 +319,8 @@ impl BruteDetector {
         })?;
         let c = (key.dst, key.sport);
         // The newer window first: a reused source port belongs to it.
-        if s.next.pending.contains_key(&c) {
-            Some((&mut s.next, c))
+        if let Some(next) = s.next.as_deref_mut().filter(|n| n.pending.contains_key(&c)) {
+            Some((next, c))
         } else if s.cur.pending.contains_key(&c) {
             Some((&mut s.cur, c))
         } else {

@@ -182,13 +182,11 @@ struct Window {
     overflow: u64,
     total: u64,
     vlan: Option<u16>,
-    /// Failed (refused, or unanswered past the answer wait) TCP/UDP ports
-    /// per host and hosts per (protocol, port), and ping-probed / failed
-    /// hosts, so far: a threshold crossed alerts at once.
-    failed_ports: HashMap<Addr, u32>,
-    failed_hosts: HashMap<(u8, u16), u32>,
-    sweep_probed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
-    sweep_failed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
+    /// Failure counts, once the window has a failure or a ping probe:
+    /// most windows (every source that is only answered, each source of a
+    /// spoofed flood) never need them, and without them a source's slot is
+    /// a third of the size (the table of sources then fits in cache).
+    fails: Option<Box<Failures>>,
     /// Answer deadlines of this window's attempts, in time order.
     deadlines: std::collections::VecDeque<Deadline>,
     /// Sequence number of `deadlines`' front (deadlines popped so far).
@@ -196,6 +194,30 @@ struct Window {
     /// The group of the alert written when a threshold was crossed; the
     /// window's judgement then writes its update line.
     early: Option<u64>,
+}
+
+/// Failed (refused, or unanswered past the answer wait) TCP/UDP ports per
+/// host and hosts per (protocol, port), and ping-probed / failed hosts, so
+/// far: a threshold crossed alerts at once.
+#[derive(Default)]
+struct Failures {
+    failed_ports: HashMap<Addr, u32>,
+    failed_hosts: HashMap<(u8, u16), u32>,
+    sweep_probed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
+    sweep_failed: std::collections::HashSet<Addr, foldhash::fast::RandomState>,
+}
+
+/// A source's slot (its current window inline, the next one boxed) stays
+/// small: a full table of `max_sources` sources (65,536 by default, filled
+/// by a spoofed flood in its first 65,536 packets) is then about 10 MB,
+/// not 44 MB, and every packet of such a flood touches two random slots.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<super::window::Slot<Window>>() <= 160);
+
+impl Window {
+    fn fails(&mut self) -> &mut Failures {
+        self.fails.get_or_insert_with(Box::default)
+    }
 }
 
 impl WindowState for Window {
@@ -355,7 +377,7 @@ impl ScanDetector {
         let first_deadline = in_cur && was_empty;
         let mut sweep = false;
         if probe == Probe::Ping && in_cur {
-            w.sweep_probed.insert(t.dst);
+            w.fails().sweep_probed.insert(t.dst);
             sweep = sweep_crossed(w, &self.cfg);
         }
         if let (true, Some(d)) = (first_deadline, head) {
@@ -439,11 +461,12 @@ impl ScanDetector {
             match failed_in(&mut s.cur, t, &self.cfg, true) {
                 Some(crossed) => crossed,
                 None => {
-                    let w = &mut s.next;
-                    if let Some(a) = w.attempts.get_mut(&t) {
-                        a.refused = true;
-                        // Counted when its deadline expires, answered or not.
-                        revive(&mut w.deadlines, w.deadlines_head, a.deadline);
+                    if let Some(w) = s.next.as_deref_mut() {
+                        if let Some(a) = w.attempts.get_mut(&t) {
+                            a.refused = true;
+                            // Counted when its deadline expires, answered or not.
+                            revive(&mut w.deadlines, w.deadlines_head, a.deadline);
+                        }
                     }
                     false
                 }
@@ -453,9 +476,10 @@ impl ScanDetector {
             match w.attempts.get_mut(&t) {
                 Some(a) => answered(a, &mut w.deadlines, w.deadlines_head),
                 None => {
-                    let w = &mut s.next;
-                    if let Some(a) = w.attempts.get_mut(&t) {
-                        answered(a, &mut w.deadlines, w.deadlines_head);
+                    if let Some(w) = s.next.as_deref_mut() {
+                        if let Some(a) = w.attempts.get_mut(&t) {
+                            answered(a, &mut w.deadlines, w.deadlines_head);
+                        }
                     }
                 }
             }
@@ -733,15 +757,16 @@ fn failed_in(w: &mut Window, t: Target, c: &ScanConfig, refused: bool) -> Option
     a.counted = true;
     Some(match a.probe {
         Probe::Tcp | Probe::Udp => {
-            let p = w.failed_ports.entry(t.dst).or_default();
+            let f = w.fails.get_or_insert_with(Box::default);
+            let p = f.failed_ports.entry(t.dst).or_default();
             *p += 1;
             let p = *p;
-            let h = w.failed_hosts.entry((t.proto, t.port)).or_default();
+            let h = f.failed_hosts.entry((t.proto, t.port)).or_default();
             *h += 1;
             w.early.is_none() && (p >= c.min_ports_per_host || *h >= c.min_hosts_per_port)
         }
         Probe::Ping => {
-            w.sweep_failed.insert(t.dst);
+            w.fails().sweep_failed.insert(t.dst);
             sweep_crossed(w, c)
         }
     })
@@ -845,8 +870,12 @@ fn may_alert(w: &Window, c: &ScanConfig) -> bool {
 /// Whether window `w`, with no alert yet, is a sweep now.
 fn sweep_crossed(w: &Window, c: &ScanConfig) -> bool {
     w.early.is_none()
-        && w.sweep_probed.len() as u64 >= u64::from(c.min_sweep_hosts)
-        && w.sweep_failed.len() as u64 >= u64::from(c.min_sweep_failed)
+        && {
+            let (probed, failed) = w.fails.as_ref().map_or((0, 0), |f| {
+                (f.sweep_probed.len() as u64, f.sweep_failed.len() as u64)
+            });
+            probed >= u64::from(c.min_sweep_hosts) && failed >= u64::from(c.min_sweep_failed)
+        }
 }
 
 /// What a new flow's first packet probes, if it is an attempt.

@@ -24,8 +24,10 @@ pub struct Slot<W> {
     /// End of the current window; judged at `end + wait`.
     pub end: u64,
     pub cur: W,
-    /// Events after `end` while the current window waits to be judged.
-    pub next: W,
+    /// Events after `end` while the current window waits to be judged
+    /// (boxed, and only when there are any: most keys never have one, and
+    /// the slots of a large table then take half the memory and cache).
+    pub next: Option<Box<W>>,
     due: u64,
 }
 
@@ -79,10 +81,10 @@ impl<K: Copy + Eq + Hash + Ord, W: WindowState> Windows<K, W> {
         let s = self.slots.entry(k).or_insert_with(|| Slot {
             end: ts.saturating_add(window),
             cur: W::default(),
-            next: W::default(),
+            next: None,
             due: 0,
         });
-        if s.cur.events() == 0 && s.next.events() == 0 {
+        if s.cur.events() == 0 && s.next.as_ref().is_none_or(|n| n.events() == 0) {
             s.end = ts.saturating_add(window);
             s.due = s.end.saturating_add(wait);
             self.due.insert((s.due, k));
@@ -90,7 +92,7 @@ impl<K: Copy + Eq + Hash + Ord, W: WindowState> Windows<K, W> {
         if ts < s.end {
             (&mut s.cur, true)
         } else {
-            (&mut s.next, false)
+            (&mut **s.next.get_or_insert_with(Box::default), false)
         }
     }
 
@@ -125,7 +127,7 @@ impl<K: Copy + Eq + Hash + Ord, W: WindowState> Windows<K, W> {
         let Some(s) = self.slots.get_mut(&k) else {
             return;
         };
-        s.cur = std::mem::take(&mut s.next);
+        s.cur = s.next.take().map(|n| *n).unwrap_or_default();
         if s.cur.events() == 0 {
             self.slots.remove(&k);
         } else {
