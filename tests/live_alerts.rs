@@ -668,7 +668,7 @@ fn first_line_latency(capture: &str, needle: &str) -> (Seen, Vec<Value>) {
 }
 
 /// Issue #12 point 3: on a quiet network a separation violation's first line
-/// is written about the reorder slack (1 s) after its flow starts, not when
+/// is written about the reorder slack (0.5 s) after its flow starts, not when
 /// its fold window (60 s) closes. office-noise.pcap holds exactly one
 /// violation (a datagram to 239.1.2.3).
 #[test]
@@ -720,7 +720,7 @@ fn first_of<'a>(lines: &'a [Value], kind: &str) -> &'a Value {
 /// admin_access on a recording: hydra's SSH connections from 192.0.2.130
 /// (inet.term) to 192.0.2.34 (mynumber.srv), with tests/golden/admin-site.toml
 /// (only 192.0.2.224/28 may reach management ports in the My Number zone).
-/// The line is written at the group's first attempt (+ the 1 s slack), not
+/// The line is written at the group's first attempt (+ the 0.5 s slack), not
 /// when its 60 s window closes.
 #[test]
 fn an_admin_access_is_written_seconds_after_its_first_attempt_live() {
@@ -813,7 +813,7 @@ fn an_admin_access_attempt_by_a_real_client_is_written_seconds_after_it_live() {
 /// host_sweep, ICMP: the recorded `nmap -sn -PE` of 192.0.2.64/27 from
 /// 203.0.113.66 (32 addresses, 26 silent). The sweep is known when its
 /// unanswered echo requests fail, `answer_wait_secs` (3 s) after them, and is
-/// written then (+ the 1 s slack), not when its 60 s window is judged.
+/// written then (+ the 0.5 s slack), not when its 60 s window is judged.
 #[test]
 fn a_ping_sweep_is_written_seconds_after_its_probes_go_unanswered_live() {
     let (_, lines) = first_line_latency("sweep-ping.pcap", "\"kind\":\"host_sweep\"");
@@ -840,7 +840,7 @@ fn an_arp_sweep_is_written_seconds_after_its_requests_go_unanswered_live() {
 /// almost always in one window: under `burst_pps` and one hot second, not
 /// `min_duration_secs`, so rightly no DoS.)
 /// The episode starts when the window that decides it is complete, at its
-/// end (packet time), and is written 1 s (the reorder slack) later: at most
+/// end (packet time), and is written 0.5 s (the reorder slack) later: at most
 /// 2 s after the last packet.
 #[test]
 fn a_dos_burst_is_written_seconds_after_it_live() {
@@ -980,7 +980,7 @@ fn site_with_inventory(dir: &Path) -> PathBuf {
 /// rogue_host from a real client: a host at 192.0.2.25 (the example site's
 /// `mynumber.term`, absent from the inventory) pings 192.0.2.12 (listed
 /// without a MAC: any MAC is fine) on their segment; its ARP request is its
-/// first sighting. One alert at that sighting, written 1 s (the reorder
+/// first sighting. One alert at that sighting, written 0.5 s (the reorder
 /// slack) later. Measured from the end of the ping and from the sighting's
 /// packet (`timestamp`).
 #[test]
@@ -1048,7 +1048,7 @@ fn a_rogue_host_is_written_seconds_after_its_first_packet_live() {
 /// 192.0.2.20 (not in the inventory) talks last. The MAC bridge is judged by
 /// design `confirm_secs` (30, the default) after its second zone appeared,
 /// so a router can show its many addresses first: its line comes 31 s after
-/// that packet (with the 1 s slack), never sooner. The management-path
+/// that packet (with the 0.5 s slack), never sooner. The management-path
 /// bridge is written at the flow that brings the second tier, and the rogue
 /// host at its first sighting: each 1 s later.
 #[test]
