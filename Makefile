@@ -126,7 +126,7 @@ bench-flood: deps
 	d=[x for x in a if x["kind"]=="dos_start"]; f=s["flows"]; \
 	print("packets", s["packets"], "flows created", f["created"], "evicted", f["evicted"], "peak active", f["peak_active"]); \
 	print("detector state_evictions", {k: v["state_evictions"] for k, v in s["alerts"]["detectors"].items()}); \
-	print("dos_start", [(x["dst_ip"], x["reason"]) for x in d]); \
+	print("dos_start", [(x["dest_ip"], x["reason"]) for x in d]); \
 	sys.exit(0 if d and f["evicted"] > 0 else "bench-flood: flood not detected or nothing evicted")'
 
 # Live at line rate (#18, benches/README.md "Live at line rate"; root): zonewatch run with every
