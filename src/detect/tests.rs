@@ -329,3 +329,62 @@ fn every_detector_declares_its_needs_and_taps_point_at_it() {
     assert!(crate::detect::taps(&DetectConfig::none()).is_empty());
     assert!(!DetectConfig::none().any_enabled() && all.any_enabled());
 }
+
+/// An answer retires its attempt's deadline (the expiry then needs no
+/// look-up); a refusal of the same target in the *next* window, which is
+/// only counted when its deadline expires, must revive it: the early line
+/// then comes at that deadline, not at the window's judgement 10 s later.
+#[test]
+fn a_refusal_after_an_answer_in_the_next_window_counts_at_its_deadline() {
+    let cfg = ScanConfig {
+        window_secs: 10,
+        answer_wait_secs: 3,
+        min_ports_per_host: 3,
+        min_hosts_per_port: 100,
+        min_sweep_hosts: 100,
+        min_sweep_failed: 100,
+        ..ScanConfig::default()
+    };
+    let ms = S / 1000;
+    let k = |sport, port| key(proto::TCP, "192.0.2.70", sport, "192.0.2.34", port);
+    let obs = vec![
+        // The first window: one attempt, answered.
+        start(T0, k(40000, 1), tcp_flags::SYN),
+        Obs::Answered {
+            ts_ns: T0 + ms,
+            key: k(40000, 1),
+        },
+        // While it waits to be judged (10..13 s), three more targets: the next
+        // window; the third gives all three answer deadlines (at 13.3 s).
+        start(T0 + 10_100 * ms, k(40002, 2), tcp_flags::SYN),
+        start(T0 + 10_200 * ms, k(40003, 3), tcp_flags::SYN),
+        start(T0 + 10_300 * ms, k(40004, 4), tcp_flags::SYN),
+        // Port 4 answers (its deadline retired), then a second connection to
+        // it is refused (so it has failed after all).
+        Obs::Answered {
+            ts_ns: T0 + 10_400 * ms,
+            key: k(40004, 4),
+        },
+        start(T0 + 10_450 * ms, k(40005, 4), tcp_flags::SYN),
+        Obs::Refused {
+            ts_ns: T0 + 10_500 * ms,
+            key: k(40005, 4),
+            how: Refusal::Rst,
+        },
+    ];
+    let out = run(&mut ScanDetector::new(cfg), None, obs);
+    let first = out.first().expect("a port scan line");
+    assert_eq!(first.1.kind, "port_scan", "{out:#?}");
+    // Ports 2 and 3 unanswered, 4 refused: three failed ports on one host
+    // when the deadlines expire.
+    assert_eq!(first.0, T0 + 13_300 * ms, "{out:#?}");
+    let last = &out.last().expect("its update").1;
+    assert_eq!(
+        (
+            ev(last, "attempts"),
+            ev(last, "refused"),
+            ev(last, "unanswered")
+        ),
+        (4, 1, 2)
+    );
+}

@@ -1012,6 +1012,15 @@ mod tests {
         assert_eq!(d.macs.get(&M1).map(|m| m.nets.len()), Some(2));
     }
 
+    /// Answers name no MAC: only the rogue-host check reads them, so the
+    /// workers send them to this detector only with an inventory.
+    #[test]
+    fn answers_are_needed_only_with_an_inventory() {
+        use crate::detect::Spec;
+        assert!(!HostsConfig::default().needs().answered);
+        assert!(inventory("ip,mac,name\n192.0.2.10,,t\n").needs().answered);
+    }
+
     #[test]
     fn rogue_hosts_against_the_inventory() {
         let p = site();
