@@ -36,6 +36,7 @@ use crate::flow::Refusal;
 use crate::model::proto::Protocol;
 use crate::packet::{proto, tcp_flags, to_ip, Addr, FlowKey};
 use serde::{Deserialize, Serialize};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -335,41 +336,45 @@ impl ScanDetector {
             .max(1) as usize;
         let was_empty = w.deadlines.is_empty();
         let tracked = w.attempts.len() + 1;
-        if let std::collections::hash_map::Entry::Vacant(e) = w.attempts.entry(t) {
-            let a = e.insert(Attempt {
-                probe,
-                answered: false,
-                refused: false,
-                counted: false,
-                deadline: NO_DEADLINE,
-            });
-            let due = ts.saturating_add(wait);
-            match tracked.cmp(&track) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    let mut pending: Vec<Target> = w
-                        .attempts
-                        .iter()
-                        .filter(|(_, a)| !a.answered && !a.refused)
-                        .map(|(k, _)| *k)
-                        .collect();
-                    pending.sort_unstable();
-                    for p in pending {
-                        let seq = push_deadline(&mut w.deadlines, w.deadlines_head, due, p);
-                        if let Some(a) = w.attempts.get_mut(&p) {
-                            a.deadline = seq;
+        match w.attempts.entry(t) {
+            Entry::Vacant(e) => {
+                let a = e.insert(Attempt {
+                    probe,
+                    answered: false,
+                    refused: false,
+                    counted: false,
+                    deadline: NO_DEADLINE,
+                });
+                let due = ts.saturating_add(wait);
+                match tracked.cmp(&track) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => {
+                        let mut pending: Vec<Target> = w
+                            .attempts
+                            .iter()
+                            .filter(|(_, a)| !a.answered && !a.refused)
+                            .map(|(k, _)| *k)
+                            .collect();
+                        pending.sort_unstable();
+                        for p in pending {
+                            let seq = push_deadline(&mut w.deadlines, w.deadlines_head, due, p);
+                            if let Some(a) = w.attempts.get_mut(&p) {
+                                a.deadline = seq;
+                            }
                         }
                     }
-                }
-                std::cmp::Ordering::Greater => {
-                    a.deadline = push_deadline(&mut w.deadlines, w.deadlines_head, due, t);
+                    std::cmp::Ordering::Greater => {
+                        a.deadline = push_deadline(&mut w.deadlines, w.deadlines_head, due, t);
+                    }
                 }
             }
-        } else if let Some(a) = w.attempts.get_mut(&t) {
-            // A port probed after a ping to it (nmap's ACK ping to 80, then
-            // the SYN scan of 80) counts as a probed port.
-            if a.probe == Probe::Ping {
-                a.probe = probe;
+            Entry::Occupied(mut e) => {
+                // A port probed after a ping to it (nmap's ACK ping to 80, then
+                // the SYN scan of 80) counts as a probed port.
+                let a = e.get_mut();
+                if a.probe == Probe::Ping {
+                    a.probe = probe;
+                }
             }
         }
         // The source waits for answers from now on: schedule its first deadline.
