@@ -42,7 +42,7 @@ impl DosCounter {
             used: Vec::with_capacity(SLOTS),
             cms: vec![[0; CMS_N]; CMS_ROWS * CMS_COLS],
             cms_used: false,
-            extra: Vec::with_capacity(SLOTS),
+            extra: Vec::new(),
             dropped: 0,
             amp_bits,
             amp_ports: cfg.amp_ports.iter().copied().take(32).collect(),
@@ -251,9 +251,11 @@ impl DosCounter {
         if self.used.is_empty() && self.extra.is_empty() && !self.cms_used {
             return None;
         }
-        let mut dsts = std::mem::take(&mut self.extra);
-        self.extra = Vec::with_capacity(SLOTS);
-        dsts.reserve(self.used.len());
+        // One allocation of the exact size; the evicted records' vector keeps
+        // its capacity for the next window (it was a fresh 2.4 MB reservation
+        // per window, and a reallocation to append the table).
+        let mut dsts = Vec::with_capacity(self.used.len() + self.extra.len());
+        dsts.append(&mut self.extra);
         for &i in &self.used {
             let i = i as usize;
             if let (Some(k), Some(a)) = (self.keys.get_mut(i), self.aggs.get(i)) {
