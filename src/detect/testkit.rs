@@ -49,6 +49,9 @@ pub fn start_flags(ts: u64, k: FlowKey, flags: u8) -> Obs {
 /// its alerts with their due times. Only the observations the detector
 /// declares it needs ([`crate::detect::Spec::needs`]) reach it, as in the
 /// sensor, so a detector that reads a kind it did not declare fails its tests.
+/// The needs are those of the detector's *default* config: a test of a config
+/// that declares more (hosts with an inventory also reads answers) feeds it
+/// with that config's `needs()` instead, as `hosts`' own tests do.
 pub fn run(d: &mut dyn Detector, policy: Option<&Policy>, mut obs: Vec<Obs>) -> Vec<(u64, Alert)> {
     let needs = crate::detect::default_needs(d.name())
         .unwrap_or_else(|| panic!("detector {} is not in the registry", d.name()));
