@@ -459,9 +459,8 @@ pub(crate) fn stamp_id(a: &mut Alert, due_ns: u64, nth: u64) {
     a.event_type = "alert";
     let (host, iface, pcap) = (a.host.take(), a.in_iface.take(), a.evidence_pcap.take());
     let mut h = Sha1::new();
-    if let Ok(line) = serde_json::to_vec(&*a) {
-        h.update(&line);
-    }
+    // Straight into the hash (the hasher is an `io::Write`): no line buffer.
+    let _ = serde_json::to_writer(&mut h, &*a);
     h.update(due_ns.to_be_bytes());
     h.update(nth.to_be_bytes());
     let d = h.finalize();
