@@ -28,21 +28,12 @@
 #   LIVE_DOS_TIMEOUT    seconds to wait for the dos_start line in run 2 (default 30)
 set -euo pipefail
 
-die() {
-    echo "bench-live: $*" >&2
-    exit 1
-}
+BENCH_NAME=bench-live
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 say() {
     echo "bench-live: $*" >&2
-}
-
-need() {
-    command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
-}
-
-is_count() {
-    [[ "$1" =~ ^[1-9][0-9]*$ ]]
 }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -13,18 +13,9 @@
 #                   "imix small" (default "imix small")
 set -euo pipefail
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
-
-need() {
-    command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
-}
-
-is_count() {
-    [[ "$1" =~ ^[1-9][0-9]*$ ]]
-}
+BENCH_NAME=bench
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
